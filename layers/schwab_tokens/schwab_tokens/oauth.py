@@ -1,0 +1,318 @@
+"""Schwab's OAuth 2 endpoints: authorize URL, returned-link parsing, code exchange and refresh.
+
+Every answer is classified into one of the package's error kinds, so callers never look at HTTP.
+Transient faults are retried by urllib3's ``Retry`` (backoff with jitter, ``Retry-After``
+honoured and capped), inside connect and read timeouts, so a run always ends in bounded time.
+No AWS here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import (
+    BadAppCredentials,
+    CallbackError,
+    ConfigurationError,
+    LoginRequired,
+    TemporaryFailure,
+    UsageError,
+)
+
+DEFAULT_API_BASE = "https://api.schwabapi.com"
+AUTHORIZE_PATH = "/v1/oauth/authorize"
+TOKEN_PATH = "/v1/oauth/token"
+MAX_LINK_LENGTH = 4096
+
+#: 403 is here because Schwab's edge answers a transient "Access Denied" HTML page with it.
+RETRY_STATUSES = frozenset({403, 429, 500, 502, 503, 504})
+
+
+class _BoundedRetry(Retry):
+    """urllib3's Retry, with ``Retry-After`` capped so one answer cannot stall a run for long."""
+
+    MAX_RETRY_AFTER = 20.0
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), self.MAX_RETRY_AFTER)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds, not {raw!r}") from None
+
+
+class SchwabOAuth:
+    """One Schwab app (key and secret) talking to the token endpoint.
+
+    ``timeout`` is the read timeout per try (``SCHWAB_HTTP_TIMEOUT``, default 15 s) and ``retries``
+    the extra tries for a transient fault (``SCHWAB_HTTP_RETRIES``, default 3). The worst case is
+    about ``(retries + 1) * (connect + read timeout)`` plus at most ~15 s of backoff.
+    """
+
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        *,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if not app_key or not app_secret:
+            raise UsageError(
+                "the Schwab app key and secret are needed: pass --app-key/--app-secret or set "
+                "SCHWAB_APP_KEY/SCHWAB_APP_SECRET (or SCHWAB_CREDENTIALS_SECRET)"
+            )
+        self.app_key = app_key
+        self._app_secret = app_secret
+        self.base_url = (base_url or os.environ.get("SCHWAB_API_BASE") or DEFAULT_API_BASE).rstrip(
+            "/"
+        )
+        read_timeout = timeout if timeout is not None else _env_float("SCHWAB_HTTP_TIMEOUT", 15.0)
+        self.timeout = (min(connect_timeout, read_timeout), read_timeout)
+        tries = retries if retries is not None else int(_env_float("SCHWAB_HTTP_RETRIES", 3))
+        self.retries = max(0, tries)
+        self._session: requests.Session | None = None
+
+    def __repr__(self) -> str:
+        return f"SchwabOAuth(app_key=…{self.app_key[-4:]}, base_url={self.base_url!r})"
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + TOKEN_PATH
+
+    def _http(self) -> requests.Session:
+        if self._session is None:
+            retry = _BoundedRetry(
+                total=self.retries,
+                connect=self.retries,
+                read=self.retries,
+                status=self.retries,
+                other=self.retries,
+                backoff_factor=0.5,
+                backoff_jitter=0.5,
+                backoff_max=8.0,
+                status_forcelist=RETRY_STATUSES,
+                # The token endpoint is a POST; retrying it is safe because Schwab keeps the
+                # same refresh token across refreshes and a code that was used answers 400.
+                allowed_methods=frozenset({"GET", "POST"}),
+                respect_retry_after_header=True,
+                raise_on_status=False,
+            )
+            session = requests.Session()
+            session.mount("https://", HTTPAdapter(max_retries=retry))
+            session.mount("http://", HTTPAdapter(max_retries=retry))
+            self._session = session
+        return self._session
+
+    # -- authorize ---------------------------------------------------------------------------
+    def authorize_url(self, callback_url: str, state: str | None = None) -> tuple[str, str]:
+        """The page the user opens in a browser, and the ``state`` the returned link must carry."""
+        state = state or secrets.token_urlsafe(24)
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.app_key,
+                "redirect_uri": callback_url,
+                "state": state,
+            }
+        )
+        return f"{self.base_url}{AUTHORIZE_PATH}?{query}", state
+
+    # -- token endpoint ----------------------------------------------------------------------
+    def exchange_code(self, code: str, callback_url: str) -> dict[str, Any]:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url}
+        answer = self._post(form)
+        if not _nonempty_str(answer.get("refresh_token")):
+            raise TemporaryFailure(
+                "Schwab's login answer has no refresh_token; nothing was stored, log in again"
+            )
+        return answer
+
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        return self._post({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def _post(self, form: Mapping[str, str]) -> dict[str, Any]:
+        grant = form["grant_type"]
+        try:
+            response = self._http().post(
+                self.token_url,
+                data=form,
+                auth=(self.app_key, self._app_secret),
+                headers={"Accept": "application/json"},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            # The exception text can quote the request; name only its kind.
+            raise TemporaryFailure(
+                f"could not reach Schwab's token endpoint at {self.token_url} after "
+                f"{self.retries + 1} tries ({_network_fault(exc)}); the stored token is untouched, "
+                "try again later"
+            ) from None
+        return _classify(response, grant, self.retries + 1)
+
+
+def _nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _network_fault(exc: requests.RequestException) -> str:
+    text = repr(exc)
+    for needle, label in (
+        ("ReadTimeout", "read timeout"),
+        ("ConnectTimeout", "connect timeout"),
+        ("Read timed out", "read timeout"),
+        ("Connection refused", "connection refused"),
+        ("RemoteDisconnected", "connection closed without an answer"),
+        ("NameResolution", "name resolution failed"),
+    ):
+        if needle in text:
+            return label
+    return type(exc).__name__
+
+
+def _classify(response: requests.Response, grant: str, tries: int) -> dict[str, Any]:
+    status = response.status_code
+    if status == 200:
+        try:
+            body = response.json()
+        except ValueError:
+            raise TemporaryFailure(
+                "Schwab answered 200 with a body that is not JSON (a maintenance page?); "
+                "the stored token is untouched, try again later"
+            ) from None
+        if not isinstance(body, dict) or not _nonempty_str(body.get("access_token")):
+            raise TemporaryFailure(
+                "Schwab answered 200 without an access_token; the stored token is untouched, "
+                "try again later"
+            )
+        return body
+    reason = _error_reason(response)
+    if status == 401:
+        raise BadAppCredentials(
+            f"Schwab rejected the app key or secret (401 {reason}): check the app key and "
+            "secret (SCHWAB_APP_KEY/SCHWAB_APP_SECRET or the credentials secret)"
+        )
+    if status == 400 and grant == "refresh_token":
+        raise LoginRequired(
+            f"Schwab refused the refresh token (400 {reason}): it is dead, expired or "
+            "superseded; run `schwab-tokens login` to log in again"
+        )
+    if status == 400:
+        raise CallbackError(
+            f"Schwab refused the authorization code (400 {reason}): a code works once and "
+            "lives about 30 seconds; run `schwab-tokens login` again and finish promptly"
+        )
+    if status in RETRY_STATUSES or status >= 500:
+        kind = " (an HTML error page)" if _is_html(response) else ""
+        raise TemporaryFailure(
+            f"Schwab's token endpoint answered {status}{kind} after {tries} tries; "
+            "the stored token is untouched, try again later"
+        )
+    raise ConfigurationError(
+        f"Schwab's token endpoint answered {status} ({reason}); check SCHWAB_API_BASE "
+        f"({response.url.split('?')[0]})"
+    )
+
+
+_ERROR_CODE = re.compile(r'\\*"error\\*"\s*:\s*\\*"([A-Za-z0-9_.\-]{1,64})')
+
+
+def _error_reason(response: requests.Response) -> str:
+    """The OAuth ``error`` code(s), including the one Schwab nests inside its description."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "HTML error page" if _is_html(response) else "no JSON body"
+    if not isinstance(body, dict):
+        return "unexpected body"
+    codes = []
+    if isinstance(body.get("error"), str):
+        codes.append(body["error"])
+    description = body.get("error_description")
+    if isinstance(description, str):
+        codes.extend(code for code in _ERROR_CODE.findall(description) if code not in codes)
+    # Only OAuth's short error codes are echoed: a description could quote anything.
+    return " / ".join(c for c in codes if re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", c)) or "no code"
+
+
+def _is_html(response: requests.Response) -> bool:
+    return (
+        "html" in response.headers.get("Content-Type", "").lower()
+        or response.text.lstrip()[:1] == "<"
+    )
+
+
+# -- the returned link --------------------------------------------------------------------------
+def parse_callback(link: str, expected_state: str | None) -> str:
+    """The authorization code from the link the browser was sent to, or a clear ``CallbackError``.
+
+    A link without ``code`` is refused: a naive client would fall back to another grant and get
+    a token that cannot be refreshed.
+    """
+    if not isinstance(link, str):
+        raise CallbackError("the returned link must be text")
+    link = link.strip()
+    if not link:
+        raise CallbackError("no link was given: paste the whole address the browser was sent to")
+    if len(link) > MAX_LINK_LENGTH:
+        raise CallbackError(f"the returned link is longer than {MAX_LINK_LENGTH} characters")
+    try:
+        query = urlsplit(link).query
+        params = parse_qs(query, keep_blank_values=True, max_num_fields=50)
+    except ValueError:
+        raise CallbackError(
+            "the returned link cannot be parsed: paste the whole address the browser was sent to"
+        ) from None
+    state = _single(params, "state")
+    if expected_state is not None and state is not None and state != expected_state:
+        raise CallbackError(
+            "the returned link's state does not match this login (an old or foreign link); "
+            "run `schwab-tokens login` again and use the link it opens"
+        )
+    error = _single(params, "error")
+    if error is not None:
+        shown = error if re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", error) else "unknown error"
+        hint = (
+            "the login was cancelled or access was not granted"
+            if shown == "access_denied"
+            else "Schwab did not complete the login"
+        )
+        raise CallbackError(f"{hint} ({shown}); run `schwab-tokens login` again")
+    code = _single(params, "code")
+    if not code:
+        raise CallbackError(
+            "the returned link has no code= parameter: paste the full address of the page the "
+            "browser landed on after the Schwab login (it starts with your callback URL)"
+        )
+    if expected_state is not None and state is None:
+        raise CallbackError(
+            "the returned link has no state= parameter, so it cannot be matched to this login; "
+            "run `schwab-tokens login` again"
+        )
+    return code
+
+
+def _single(params: Mapping[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise CallbackError(f"the returned link carries {name}= more than once")
+    return values[0]

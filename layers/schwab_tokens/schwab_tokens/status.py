@@ -1,0 +1,32 @@
+"""What ``schwab-tokens status`` reports, as data (the CLI prints it; tests and scripts read it)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .stores import TokenStore
+
+#: Below this the refresh token is "about to die": the alarm threshold, and ``healthy`` turns false.
+REFRESH_WARNING_SECONDS = 24 * 3600
+
+
+def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    stored = store.read()
+    token = stored.token
+    access_left = token.access_seconds_left(now)
+    refresh_left = token.refresh_seconds_left(now)
+    return {
+        "store": store.url,
+        "creation_timestamp": token.creation_timestamp,
+        "age_seconds": round(now - token.creation_timestamp),
+        "last_refresh": stored.written_at,
+        "access_expires_at": round(token.access_expires_at),
+        "refresh_expires_at": round(token.refresh_expires_at),
+        "access_seconds_left": round(access_left),
+        "refresh_seconds_left": round(refresh_left),
+        "fingerprint": token.fingerprint,
+        # Healthy: a refresh would work and there is a day's notice left before a login is due.
+        "healthy": refresh_left > REFRESH_WARNING_SECONDS,
+    }
