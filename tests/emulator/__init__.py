@@ -1,0 +1,30 @@
+"""Schwab OAuth emulator for tests: a real HTTP server on 127.0.0.1.
+
+``Emulator`` and ``FAULT_KINDS`` need only the standard library. ``EmulatorTransport`` and
+``point_client_at_emulator`` (the schwab-py/httpx helpers) are imported lazily, so
+``python -m tests.emulator`` does not need httpx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.emulator.server import FAULT_KINDS, Emulator
+
+__all__ = [
+    "FAULT_KINDS",
+    "Emulator",
+    "EmulatorTransport",
+    "HostNotEmulatedError",
+    "point_client_at_emulator",
+]
+
+_SCHWABPY_NAMES = {"EmulatorTransport", "HostNotEmulatedError", "point_client_at_emulator"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCHWABPY_NAMES:
+        from tests.emulator import schwabpy
+
+        return getattr(schwabpy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

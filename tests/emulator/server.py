@@ -1,0 +1,598 @@
+"""A local stand-in for Schwab's OAuth endpoints and one Trader API route.
+
+The emulator is a real HTTP server on 127.0.0.1 so the code under test talks to it through
+its ordinary HTTP stack. It answers the way Schwab does (see DESIGN.md, "Schwab OAuth facts"),
+keeps its own clock so tests can jump days ahead without sleeping, and can be told to
+misbehave (faults) either in-process or through admin routes from another process.
+
+Nothing here ever prints or logs a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+TOKEN_FAULT_KINDS: tuple[str, ...] = (
+    "invalid_grant",
+    "unsupported_token_type",
+    "invalid_client",
+    "rate_limited",
+    "server_error",
+    "bad_gateway",
+    "unavailable",
+    "access_denied_html",
+    "not_json",
+    "missing_access_token",
+    "slow",
+    "drop",
+)
+AUTHORIZE_FAULT_KINDS: tuple[str, ...] = ("deny",)
+FAULT_KINDS: tuple[str, ...] = TOKEN_FAULT_KINDS + AUTHORIZE_FAULT_KINDS
+
+AUTHORIZE_PATH = "/v1/oauth/authorize"
+TOKEN_PATH = "/v1/oauth/token"
+ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
+ACCOUNT_NUMBERS = [{"accountNumber": "12345678", "hashValue": "ABCDEF0123"}]
+
+# Schwab's answer for a dead refresh token: the real reason is nested, as a string, inside
+# the description.
+REFRESH_DEAD_BODY: dict[str, str] = {
+    "error": "unsupported_token_type",
+    "error_description": (
+        '400 Bad Request: "{"error_description":"Exception while authenticating refresh '
+        'token [...]","error":"refresh_token_authentication_error"}"'
+    ),
+}
+ACCESS_DENIED_HTML = (
+    "<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD><BODY><H1>Access Denied</H1>\n"
+    "You don't have permission to access \"http&#58;&#47;&#47;api&#46;schwabapi&#46;com&#47;"
+    'v1&#47;oauth&#47;token" on this server.<P>\n'
+    "Reference&#32;&#35;18&#46;emulator\n</BODY></HTML>\n"
+)
+
+_JSON = "application/json;charset=UTF-8"
+_HTML = "text/html; charset=UTF-8"
+
+
+@dataclass
+class _Grant:
+    """One login: everything a single authorization_code exchange produced."""
+
+    login_time: float
+    refresh_token: str
+    revoked: bool = False
+
+
+@dataclass
+class _Code:
+    client_id: str
+    redirect_uri: str
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int | None  # None: sticky until cleared
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = _JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+def _json_reply(status: int, obj: Any, **headers: str) -> _Reply:
+    return _Reply(status, json.dumps(obj).encode(), _JSON, dict(headers))
+
+
+def _html_reply(status: int, text: str) -> _Reply:
+    return _Reply(status, text.encode(), _HTML)
+
+
+def _error_page(title: str, detail: str) -> _Reply:
+    return _html_reply(
+        400,
+        f"<html><head><title>{title}</title></head><body><h1>{title}</h1>"
+        f"<p>{detail}</p></body></html>",
+    )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up is normal in fault tests: stay quiet.
+        # Anything else is an emulator bug: let socketserver print the traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class Emulator:
+    """Schwab's OAuth server (authorize + token) and ``accountNumbers``, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        app_key: str = "emu-app-key-0001",
+        app_secret: str = "emu-app-secret-0001",
+        callback_url: str = "https://127.0.0.1:8182",
+        port: int = 0,
+        access_lifetime: float = 1800,
+        refresh_lifetime: float = 7 * 24 * 3600,
+        code_lifetime: float = 30,
+        slow_seconds: float = 5.0,
+    ) -> None:
+        self.app_key = app_key
+        self.app_secret = app_secret
+        self.callback_url = callback_url
+        self.access_lifetime = access_lifetime
+        self.refresh_lifetime = refresh_lifetime
+        self.code_lifetime = code_lifetime
+        self.slow_seconds = slow_seconds
+        self._requested_port = port
+
+        self._lock = threading.RLock()
+        self._offset = 0.0
+        self._codes: dict[str, _Code] = {}
+        self._grants_by_refresh: dict[str, _Grant] = {}
+        self._access_expiry: dict[str, float] = {}
+        self._issued: set[str] = set()
+        self._token_fault: _Fault | None = None
+        self._authorize_fault: _Fault | None = None
+        self._token_calls = 0
+        self._calls_by_grant: dict[str, int] = {}
+
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        server = _Server(("127.0.0.1", self._requested_port), self)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"schwab-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # ------------------------------------------------------------------ clock
+
+    def now(self) -> float:
+        with self._lock:
+            return time.time() + self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator clock forward; returns the new ``now()``."""
+        with self._lock:
+            self._offset += float(seconds)
+            return time.time() + self._offset
+
+    # ------------------------------------------------------------------ control
+
+    def set_fault(self, kind: str, count: int | None = None) -> None:
+        """Make the next ``count`` calls misbehave (``None``: until ``clear_faults()``).
+
+        ``deny`` applies to the authorize route; every other kind to the token endpoint.
+        Setting a fault replaces the previous fault of the same route.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        if count is not None and int(count) < 1:
+            raise ValueError("count must be None or >= 1")
+        fault = _Fault(kind, None if count is None else int(count))
+        with self._lock:
+            if kind in AUTHORIZE_FAULT_KINDS:
+                self._authorize_fault = fault
+            else:
+                self._token_fault = fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._token_fault = None
+            self._authorize_fault = None
+
+    def revoke_all(self) -> None:
+        """Kill every refresh token issued so far (access tokens live until they expire)."""
+        with self._lock:
+            for grant in self._grants_by_refresh.values():
+                grant.revoked = True
+
+    def configure(self, **settings: float) -> None:
+        """Change lifetimes or ``slow_seconds``; affects tokens issued from now on."""
+        allowed = {"access_lifetime", "refresh_lifetime", "code_lifetime", "slow_seconds"}
+        unknown = set(settings) - allowed
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+        with self._lock:
+            for name, value in settings.items():
+                setattr(self, name, float(value))
+
+    @property
+    def token_calls(self) -> int:
+        with self._lock:
+            return self._token_calls
+
+    @property
+    def calls_by_grant(self) -> dict[str, int]:
+        """Token-endpoint calls per ``grant_type`` as sent (``""`` when missing)."""
+        with self._lock:
+            return dict(self._calls_by_grant)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._token_calls = 0
+            self._calls_by_grant = {}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"token_calls": self._token_calls, "calls_by_grant": dict(self._calls_by_grant)}
+
+    def issued_secrets(self) -> set[str]:
+        """Every code, access, refresh and id token ever handed out."""
+        with self._lock:
+            return set(self._issued)
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_secret(self, nbytes: int = 48, suffix: str = "") -> str:
+        # Called with the lock held.
+        while True:
+            value = secrets.token_urlsafe(nbytes) + suffix
+            if value not in self._issued:
+                self._issued.add(value)
+                return value
+
+    def _new_id_token(self) -> str:
+        def b64(obj: Any) -> str:
+            raw = json.dumps(obj, separators=(",", ":")).encode()
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        now = int(time.time() + self._offset)
+        while True:
+            payload = {
+                "sub": "emulator-user",
+                "aud": self.app_key,
+                "iss": "https://api.schwabapi.com",
+                "iat": now,
+                "exp": now + int(self.access_lifetime),
+                "jti": secrets.token_urlsafe(16),
+            }
+            value = ".".join(
+                [b64({"alg": "RS256", "typ": "JWT"}), b64(payload), secrets.token_urlsafe(64)]
+            )
+            if value not in self._issued:
+                self._issued.add(value)
+                return value
+
+    def _take_fault(self, route: str) -> str | None:
+        # Called with the lock held.
+        attr = "_authorize_fault" if route == "authorize" else "_token_fault"
+        fault: _Fault | None = getattr(self, attr)
+        if fault is None:
+            return None
+        if fault.remaining is not None:
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                setattr(self, attr, None)
+        return fault.kind
+
+    def _client_ok(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.lower().startswith("basic "):
+            return False
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("latin1")
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        candidates = {(user, password), (unquote(user), unquote(password))}
+        return (self.app_key, self.app_secret) in candidates
+
+    def _token_response(self, grant: _Grant) -> dict[str, Any]:
+        # Called with the lock held.
+        access = self._new_secret()
+        self._access_expiry[access] = self.now() + self.access_lifetime
+        return {
+            "expires_in": int(self.access_lifetime),
+            "token_type": "Bearer",
+            "scope": "api",
+            "refresh_token": grant.refresh_token,
+            "access_token": access,
+            "id_token": self._new_id_token(),
+        }
+
+    # ------------------------------------------------------------------ routes
+
+    def _authorize(self, query: str) -> _Reply:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        client_id = params.get("client_id", "")
+        redirect_uri = params.get("redirect_uri", "")
+        state = params.get("state")
+        if client_id != self.app_key:
+            return _error_page("Invalid client", "The client_id is not registered.")
+        if redirect_uri != self.callback_url:
+            return _error_page(
+                "Invalid redirect_uri",
+                "The redirect_uri does not match the application's callback URL.",
+            )
+        if params.get("response_type") != "code":
+            return _error_page("Unsupported response_type", "Only response_type=code is allowed.")
+        with self._lock:
+            fault = self._take_fault("authorize")
+            if fault == "deny":
+                answer = {
+                    "error": "access_denied",
+                    "error_description": "The user denied the authorization request.",
+                }
+            else:
+                code = self._new_secret(suffix="@")
+                self._codes[code] = _Code(client_id, redirect_uri, self.now() + self.code_lifetime)
+                answer = {"code": code, "session": str(uuid.uuid4())}
+        if state is not None:
+            answer["state"] = state
+        sep = "&" if urlsplit(redirect_uri).query else "?"
+        return _Reply(302, b"", _HTML, {"Location": redirect_uri + sep + urlencode(answer)})
+
+    def _faulted_token_reply(self, kind: str, form: dict[str, str]) -> _Reply:
+        # Called with the lock held. A faulted call changes no code, grant or token.
+        if kind == "invalid_grant":
+            return _json_reply(
+                400, {"error": "invalid_grant", "error_description": "refresh token invalid"}
+            )
+        if kind == "unsupported_token_type":
+            return _json_reply(400, REFRESH_DEAD_BODY)
+        if kind == "invalid_client":
+            return _json_reply(401, {"error": "invalid_client"})
+        if kind == "rate_limited":
+            return _json_reply(
+                429,
+                {"error": "rate_limited", "error_description": "Too many requests"},
+                **{"Retry-After": "1"},
+            )
+        if kind == "server_error":
+            return _json_reply(
+                500, {"error": "server_error", "error_description": "Internal Server Error"}
+            )
+        if kind == "bad_gateway":
+            return _html_reply(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+        if kind == "unavailable":
+            return _html_reply(
+                503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
+            )
+        if kind == "access_denied_html":
+            return _html_reply(403, ACCESS_DENIED_HTML)
+        if kind == "not_json":
+            return _html_reply(200, "<html>maintenance</html>")
+        if kind == "missing_access_token":
+            return _json_reply(
+                200,
+                {
+                    "expires_in": int(self.access_lifetime),
+                    "token_type": "Bearer",
+                    "scope": "api",
+                    "refresh_token": form.get("refresh_token") or self._new_secret(),
+                    "id_token": self._new_id_token(),
+                },
+            )
+        if kind == "drop":
+            return _Reply(0, drop=True)
+        raise AssertionError(f"unhandled fault {kind}")  # pragma: no cover
+
+    def _token(self, authorization: str | None, body: bytes) -> _Reply:
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        grant_type = form.get("grant_type", "")
+        with self._lock:
+            self._token_calls += 1
+            self._calls_by_grant[grant_type] = self._calls_by_grant.get(grant_type, 0) + 1
+            fault = self._take_fault("token")
+            if fault is not None and fault != "slow":
+                return self._faulted_token_reply(fault, form)
+            delay = self.slow_seconds if fault == "slow" else 0.0
+        if delay:
+            # Sleep first (without the lock), then answer as if the call had just arrived.
+            time.sleep(delay)
+        with self._lock:
+            return self._token_unfaulted(authorization, form, grant_type)
+
+    def _token_unfaulted(
+        self, authorization: str | None, form: dict[str, str], grant_type: str
+    ) -> _Reply:
+        # Called with the lock held.
+        if not self._client_ok(authorization):
+            return _json_reply(401, {"error": "invalid_client"})
+        if grant_type == "authorization_code":
+            code = self._codes.get(form.get("code", ""))
+            problem = None
+            if code is None:
+                problem = "Authorization code is invalid"
+            elif code.used:
+                problem = "Authorization code has already been used"
+            elif self.now() >= code.expires_at:
+                problem = "Authorization code has expired"
+            elif form.get("redirect_uri", "") != code.redirect_uri:
+                problem = "redirect_uri does not match the authorization request"
+            if problem is not None or code is None:
+                return _json_reply(400, {"error": "invalid_grant", "error_description": problem})
+            code.used = True
+            login = _Grant(login_time=self.now(), refresh_token=self._new_secret())
+            self._grants_by_refresh[login.refresh_token] = login
+            return _json_reply(200, self._token_response(login), **{"Cache-Control": "no-store"})
+        if grant_type == "refresh_token":
+            grant = self._grants_by_refresh.get(form.get("refresh_token", ""))
+            if (
+                grant is None
+                or grant.revoked
+                or self.now() >= grant.login_time + self.refresh_lifetime
+            ):
+                return _json_reply(400, REFRESH_DEAD_BODY)
+            return _json_reply(200, self._token_response(grant), **{"Cache-Control": "no-store"})
+        return _json_reply(400, {"error": "unsupported_grant_type"})
+
+    def _account_numbers(self, authorization: str | None) -> _Reply:
+        token = ""
+        if authorization and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        with self._lock:
+            expiry = self._access_expiry.get(token)
+            live = expiry is not None and self.now() < expiry
+        if not live:
+            return _json_reply(
+                401,
+                {
+                    "errors": [
+                        {
+                            "status": "401",
+                            "title": "Unauthorized",
+                            "detail": "Client not authorized",
+                        }
+                    ]
+                },
+            )
+        return _json_reply(200, ACCOUNT_NUMBERS)
+
+    def _admin(self, method: str, path: str, body: bytes) -> _Reply:
+        try:
+            payload = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return _json_reply(400, {"error": "body is not JSON"})
+        if not isinstance(payload, dict):
+            return _json_reply(400, {"error": "body must be a JSON object"})
+        try:
+            if method == "GET" and path == "/_emulator/stats":
+                return _json_reply(200, self.stats())
+            if method != "POST":
+                return _json_reply(405, {"error": "method not allowed"})
+            if path == "/_emulator/fault":
+                self.set_fault(str(payload.get("kind")), payload.get("count"))
+            elif path == "/_emulator/clear":
+                self.clear_faults()
+            elif path == "/_emulator/clock":
+                return _json_reply(200, {"now": self.advance(float(payload.get("advance", 0)))})
+            elif path == "/_emulator/config":
+                self.configure(**payload)
+            elif path == "/_emulator/revoke":
+                self.revoke_all()
+            elif path == "/_emulator/reset_counters":
+                self.reset_counters()
+            else:
+                return _json_reply(404, {"error": "not found"})
+        except (TypeError, ValueError) as exc:
+            return _json_reply(400, {"error": str(exc)})
+        return _json_reply(200, {"ok": True})
+
+    def _dispatch(self, method: str, target: str, headers: Any, body: bytes) -> _Reply:
+        parts = urlsplit(target)
+        path = parts.path
+        if path.startswith("/_emulator/"):
+            return self._admin(method, path, body)
+        if path == AUTHORIZE_PATH and method == "GET":
+            return self._authorize(parts.query)
+        if path == TOKEN_PATH and method == "POST":
+            return self._token(headers.get("Authorization"), body)
+        if path == ACCOUNT_NUMBERS_PATH and method == "GET":
+            return self._account_numbers(headers.get("Authorization"))
+        if path in (AUTHORIZE_PATH, TOKEN_PATH, ACCOUNT_NUMBERS_PATH):
+            return _json_reply(405, {"error": "method not allowed"})
+        return _json_reply(404, {"error": "not found"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SchwabEmulator/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging (and keep tokens in URLs out of any output)."""
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length:
+            try:
+                return self.rfile.read(int(length))
+            except ValueError:
+                return b""
+        return b""
+
+    def _handle(self, method: str) -> None:
+        assert isinstance(self.server, _Server)
+        emulator = self.server.emulator
+        body = self._read_body()
+        reply = emulator._dispatch(method, self.path, self.headers, body)
+        if reply.drop:
+            self.close_connection = True
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if method != "HEAD" and reply.body:
+            self.wfile.write(reply.body)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")

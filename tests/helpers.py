@@ -1,0 +1,101 @@
+"""Shared test steps: logging in through the emulator and running the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from schwab_tokens.login import complete_login
+from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.stores import TokenStore
+from schwab_tokens.token import Token
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "schwab_tokens.cli"]
+
+
+def follow_authorize(authorize_url: str) -> str:
+    """What the browser does after the user approves: the emulator's redirect target."""
+    answer = requests.get(authorize_url, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302, answer.status_code
+    return answer.headers["Location"]
+
+
+def login(store: TokenStore, emulator: object) -> Token:
+    """A completed login, done through the library (for tests about what comes after)."""
+    oauth = SchwabOAuth(
+        emulator.app_key,  # type: ignore[attr-defined]
+        emulator.app_secret,  # type: ignore[attr-defined]
+        base_url=emulator.base_url,  # type: ignore[attr-defined]
+    )
+    callback = emulator.callback_url  # type: ignore[attr-defined]
+    url, state = oauth.authorize_url(callback)
+    return complete_login(oauth, store, follow_authorize(url), state, callback)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def cli_env(emulator: object, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "TOKEN_STORE"))}
+    env.update(
+        SCHWAB_API_BASE=emulator.base_url,  # type: ignore[attr-defined]
+        SCHWAB_APP_KEY=emulator.app_key,  # type: ignore[attr-defined]
+        SCHWAB_APP_SECRET=emulator.app_secret,  # type: ignore[attr-defined]
+        SCHWAB_HTTP_TIMEOUT="1",
+        SCHWAB_HTTP_RETRIES="2",
+        PYTHONPATH=str(REPO),
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: Iterable[str], env: Mapping[str, str], stdin: str = "", timeout: float = 60) -> Run:
+    done = subprocess.run(
+        [*CLI, *args], input=stdin, capture_output=True, text=True, env=dict(env), timeout=timeout
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def paste_login(args: Iterable[str], env: Mapping[str, str], link_for=follow_authorize) -> Run:
+    """``schwab-tokens login --paste`` driven like a person: open the printed URL, paste the link.
+
+    ``link_for`` turns the authorize URL into the pasted line (tests use it to tamper).
+    """
+    proc = subprocess.Popen(
+        [*CLI, "login", "--paste", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    out: list[str] = []
+    for line in proc.stdout:
+        out.append(line)
+        if "/v1/oauth/authorize?" in line:
+            proc.stdin.write(link_for(line.strip()) + "\n")
+            proc.stdin.flush()
+            break
+    rest, err = proc.communicate(timeout=60)
+    return Run(proc.returncode, "".join(out) + rest, err)
+
+
+def assert_no_secrets(text: str, secrets: Iterable[str]) -> None:
+    leaked = [s for s in secrets if s and s in text]
+    assert not leaked, f"{len(leaked)} secret(s) appeared in output"

@@ -1,0 +1,343 @@
+"""The CLI end to end on the embedded default: a local token file and the Schwab emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import schwab
+
+from schwab_tokens.stores.file import FileStore
+from tests.emulator.schwabpy import point_client_at_emulator
+from tests.helpers import (
+    CLI,
+    assert_no_secrets,
+    cli_env,
+    follow_authorize,
+    login,
+    paste_login,
+    run_cli,
+)
+
+
+def secrets_of(emulator) -> set[str]:
+    return set(emulator.issued_secrets()) | {emulator.app_secret}
+
+
+def account_numbers(path: Path, emulator) -> int:
+    client = schwab.auth.client_from_token_file(str(path), emulator.app_key, emulator.app_secret)
+    point_client_at_emulator(client, emulator.base_url)
+    return client.get_account_numbers().status_code
+
+
+def test_login_by_paste_writes_a_token_schwab_py_uses(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    run = paste_login(
+        ["--store", str(path), "--callback-url", emulator.callback_url], cli_env(emulator)
+    )
+    assert run.code == 0, run.err
+    assert "Logged in" in run.out and "fingerprint" in run.out
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert set(doc) == {"creation_timestamp", "token"}
+    assert {"access_token", "refresh_token", "id_token", "expires_at"} <= set(doc["token"])
+    assert account_numbers(path, emulator) == 200
+    assert_no_secrets(run.text, secrets_of(emulator))
+
+
+def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    proc = subprocess.Popen(
+        [*CLI, "login", "--no-browser", "--store", str(path), "--callback-url",
+         emulator.callback_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(emulator),
+    )
+    assert proc.stdout is not None
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if "/v1/oauth/authorize?" in line:
+            break
+    # The browser follows the redirect to our HTTPS listener (self-signed: not verified).
+    page = requests.get(follow_authorize(out[-1].strip()), verify=False, timeout=10)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert page.status_code == 200 and "Login succeeded" in page.text
+    assert "close this tab" in page.text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert account_numbers(path, emulator) == 200
+    assert_no_secrets("".join(out) + rest + err + page.text, secrets_of(emulator))
+
+
+def test_listener_shows_denial_page_and_writes_nothing(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    emulator.set_fault("deny")
+    proc = subprocess.Popen(
+        [*CLI, "login", "--no-browser", "--store", str(path), "--callback-url",
+         emulator.callback_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(emulator),
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "/v1/oauth/authorize?" in line:
+            break
+    page = requests.get(follow_authorize(line.strip()), verify=False, timeout=10)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    assert page.status_code == 400 and "Login failed" in page.text and "cancelled" in page.text
+    assert "cancelled" in err and not path.exists()
+
+
+def _with_state(link: str, state: str) -> str:
+    return link.replace("state=", f"state={state}&ignored=")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong_state", "state does not match"),
+        ("denied", "cancelled"),
+        ("no_code", "no code="),
+        ("expired_code", "lives about 30 seconds"),
+    ],
+)
+@pytest.mark.parametrize("existing", [False, True])
+def test_bad_returned_links_change_nothing(
+    emulator, tmp_path: Path, case: str, message: str, existing: bool
+) -> None:
+    path = tmp_path / "tokens.json"
+    if existing:
+        login(FileStore(path), emulator)
+    before = path.read_bytes() if existing else None
+
+    def link_for(authorize_url: str) -> str:
+        if case == "denied":
+            emulator.set_fault("deny")
+        link = follow_authorize(authorize_url)
+        if case == "wrong_state":
+            return link.split("state=")[0] + "state=not-the-state"
+        if case == "no_code":
+            return link.split("?")[0] + "?session=abc&" + link.split("&state=")[-1].join(
+                ["state=", ""])
+        if case == "expired_code":
+            emulator.advance(31)
+        return link
+
+    run = paste_login(
+        ["--store", str(path), "--callback-url", emulator.callback_url],
+        cli_env(emulator),
+        link_for=link_for,
+    )
+    assert run.code == 3, run.err
+    assert message in run.err
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert_no_secrets(run.text, secrets_of(emulator))
+
+
+def test_refresh_policy_from_the_cli(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    env = cli_env(emulator)
+    first = login(FileStore(path), emulator)
+    emulator.reset_counters()
+
+    fresh = run_cli(["refresh", "--store", str(path)], env)
+    assert fresh.code == 0 and "still fresh" in fresh.out
+    assert emulator.token_calls == 0
+
+    forced = run_cli(["refresh", "--force", "--store", str(path)], env)
+    assert forced.code == 0 and "refreshed" in forced.out
+    assert emulator.token_calls == 1
+    after_force = json.loads(path.read_text())
+
+    # Within the margin: a 30-minute token is due under a 32-minute margin.
+    due = run_cli(["refresh", "--margin", "1920", "--store", str(path)], env)
+    assert due.code == 0 and "refreshed" in due.out
+    assert emulator.token_calls == 2
+    doc = json.loads(path.read_text())
+    assert doc["creation_timestamp"] == first.creation_timestamp
+    assert doc["token"]["refresh_token"] == first.refresh_token
+    assert doc["token"]["access_token"] not in (first.access_token,
+                                                after_force["token"]["access_token"])
+    assert doc["token"]["expires_at"] >= after_force["token"]["expires_at"]
+    for run in (fresh, forced, due):
+        assert_no_secrets(run.text, secrets_of(emulator))
+
+
+FAULTS = [
+    ("unsupported_token_type", 3, "refresh token"),
+    ("invalid_grant", 3, "refresh token"),
+    ("invalid_client", 5, "app key or secret"),
+    ("rate_limited", 4, "429"),
+    ("server_error", 4, "500"),
+    ("bad_gateway", 4, "502"),
+    ("unavailable", 4, "503"),
+    ("access_denied_html", 4, "HTML"),
+    ("not_json", 4, "not JSON"),
+    ("missing_access_token", 4, "access_token"),
+    ("slow", 4, "timeout"),
+    ("drop", 4, "could not reach"),
+]
+
+
+@pytest.mark.parametrize(("fault", "code", "message"), FAULTS)
+def test_refresh_failures_leave_the_file_untouched(
+    emulator, tmp_path: Path, fault: str, code: int, message: str
+) -> None:
+    path = tmp_path / "tokens.json"
+    login(FileStore(path), emulator)
+    before = path.read_bytes()
+    emulator.configure(slow_seconds=2)
+    emulator.set_fault(fault)
+    started = time.monotonic()
+    run = run_cli(["refresh", "--force", "--store", str(path)], cli_env(emulator))
+    assert time.monotonic() - started < 20
+    assert run.code == code, run.err
+    assert message in run.err
+    assert path.read_bytes() == before
+    assert_no_secrets(run.text, secrets_of(emulator))
+
+
+def test_unreachable_schwab_is_temporary(emulator, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    path = tmp_path / "tokens.json"
+    login(FileStore(path), emulator)
+    before = path.read_bytes()
+    env = cli_env(emulator, SCHWAB_API_BASE=f"http://127.0.0.1:{free_port()}")
+    run = run_cli(["refresh", "--force", "--store", str(path)], env)
+    assert run.code == 4 and "connection refused" in run.err
+    assert path.read_bytes() == before
+
+
+def test_dead_refresh_token_after_seven_days(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    login(FileStore(path), emulator)
+    before = path.read_bytes()
+    emulator.advance(7 * 86400 + 60)
+    run = run_cli(["refresh", "--force", "--store", str(path)], cli_env(emulator))
+    assert run.code == 3 and "schwab-tokens login" in run.err
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"token": {"access_token": "a", "refresh_token": "b", "expires_at": 1}}',
+         "creation_timestamp"),
+        ('{"creation_timestamp": 1, "token": {"access_token": "a", "expires_at": 1}}',
+         "token.refresh_token"),
+    ],
+)
+@pytest.mark.parametrize("command", ["refresh", "status"])
+def test_corrupt_file_exit_5_untouched(
+    emulator, tmp_path: Path, content: str, named: str, command: str
+) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(content)
+    run = run_cli([command, "--store", str(path)], cli_env(emulator))
+    assert run.code == 5, run.err
+    assert named in run.err
+    assert path.read_text() == content
+    assert emulator.token_calls == 0
+
+
+def test_no_token_asks_for_login(emulator, tmp_path: Path) -> None:
+    for command in ("refresh", "status"):
+        run = run_cli([command, "--store", str(tmp_path / "none.json")], cli_env(emulator))
+        assert run.code == 3 and "schwab-tokens login" in run.err
+
+
+def test_store_defaults_to_env_then_tokens_json(emulator, tmp_path: Path) -> None:
+    login(FileStore(tmp_path / "tokens.json"), emulator)
+    env = cli_env(emulator)
+    env.pop("TOKEN_STORE_URL", None)
+    plain = subprocess.run([*CLI, "status"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
+    assert plain.returncode == 0 and "tokens.json" in plain.stdout
+    login(FileStore(tmp_path / "other.json"), emulator)
+    env["TOKEN_STORE_URL"] = f"file:{tmp_path / 'other.json'}"
+    other = subprocess.run([*CLI, "status"], capture_output=True, text=True, env=env)
+    assert other.returncode == 0 and "other.json" in other.stdout
+
+
+def test_status_human_and_json(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    token = login(FileStore(path), emulator)
+    human = run_cli(["status", "--store", str(path)], cli_env(emulator))
+    assert human.code == 0
+    assert "logged in:" in human.out and "expires in" in human.out
+    assert re.search(r"refresh token: +dies in (6 days 23|7 days 0) hours", human.out)
+    assert token.fingerprint in human.out
+    data = json.loads(run_cli(["status", "--json", "--store", str(path)], cli_env(emulator)).out)
+    assert data["access_expires_at"] == int(token.access_expires_at)
+    assert data["refresh_expires_at"] == token.creation_timestamp + 7 * 86400
+    assert data["healthy"] is True
+    assert_no_secrets(human.text, secrets_of(emulator))
+
+
+def test_two_refreshers_on_one_file_call_schwab_once(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    emulator.configure(access_lifetime=300)  # the first token is already inside the margin
+    login(FileStore(path), emulator)
+    emulator.configure(access_lifetime=1800)
+    emulator.reset_counters()
+    env = cli_env(emulator)
+    procs = [
+        subprocess.Popen([*CLI, "refresh", "--store", str(path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert emulator.token_calls == 1
+    assert FileStore(path).read().token.access_seconds_left() > 250
+
+
+def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    emulator.configure(access_lifetime=3)  # every check finds it due
+    login(FileStore(path), emulator)
+    emulator.reset_counters()
+    proc = subprocess.Popen(
+        [*CLI, "watch", "--interval", "0.3", "--store", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(emulator),
+    )
+    deadline = time.monotonic() + 20
+    while emulator.token_calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert emulator.token_calls >= 2
+    assert "refreshed" in out and "stopped" in out
+    assert_no_secrets(out + err, secrets_of(emulator))
+
+
+def test_watch_exits_on_dead_login(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    login(FileStore(path), emulator)
+    emulator.revoke_all()
+    env = cli_env(emulator)
+    run = run_cli(["watch", "--interval", "0.2", "--margin", "99999", "--store", str(path)], env)
+    assert run.code == 3 and "schwab-tokens login" in run.err
+
+
+def test_file_is_created_private_even_with_open_umask(emulator, tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        path = tmp_path / "tokens.json"
+        login(FileStore(path), emulator)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -1,0 +1,675 @@
+"""The Schwab OAuth emulator answers the way DESIGN.md's "Schwab OAuth facts" describe."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.emulator import FAULT_KINDS, Emulator, EmulatorTransport
+from tests.emulator.server import REFRESH_DEAD_BODY
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEEK = 7 * 24 * 3600
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(slow_seconds=0.3) as emulator:
+        yield emulator
+
+
+def authorize(emu: Emulator, **overrides: str) -> requests.Response:
+    params = {
+        "response_type": "code",
+        "client_id": emu.app_key,
+        "redirect_uri": emu.callback_url,
+        "state": "st-123",
+    }
+    params.update(overrides)
+    return requests.get(
+        emu.base_url + "/v1/oauth/authorize", params=params, allow_redirects=False, timeout=5
+    )
+
+
+def get_code(emu: Emulator) -> str:
+    resp = authorize(emu)
+    assert resp.status_code == 302
+    return parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
+
+
+def token_call(
+    emu: Emulator, data: dict[str, str], auth: tuple[str, str] | None = None
+) -> requests.Response:
+    return requests.post(
+        emu.base_url + "/v1/oauth/token",
+        data=data,
+        auth=auth if auth is not None else (emu.app_key, emu.app_secret),
+        timeout=5,
+    )
+
+
+def exchange(emu: Emulator, code: str, redirect_uri: str | None = None) -> requests.Response:
+    return token_call(
+        emu,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri or emu.callback_url,
+        },
+    )
+
+
+def login(emu: Emulator) -> dict[str, Any]:
+    resp = exchange(emu, get_code(emu))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def refresh(emu: Emulator, refresh_token: str) -> requests.Response:
+    return token_call(emu, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def accounts(emu: Emulator, access_token: str | None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
+    return requests.get(
+        emu.base_url + "/trader/v1/accounts/accountNumbers", headers=headers, timeout=5
+    )
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_start_stop_and_base_url() -> None:
+    emulator = Emulator().start()
+    try:
+        port = emulator.port
+        assert port > 0
+        assert emulator.base_url == f"http://127.0.0.1:{port}"
+        assert emulator.start() is emulator  # idempotent
+    finally:
+        emulator.stop()
+    with pytest.raises(RuntimeError):
+        _ = emulator.port
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=2)
+
+
+def test_quiet_server_prints_nothing(emu: Emulator, capfd: pytest.CaptureFixture[str]) -> None:
+    tok = login(emu)
+    refresh(emu, tok["refresh_token"])
+    accounts(emu, tok["access_token"])
+    requests.get(emu.base_url + "/nowhere", timeout=5)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+# ---------------------------------------------------------------- authorize
+
+
+def test_authorize_redirects_with_encoded_code_session_and_state(emu: Emulator) -> None:
+    resp = authorize(emu)
+    assert resp.status_code == 302
+    location = resp.headers["Location"]
+    assert location.startswith(emu.callback_url + "?code=")
+    raw = dict(part.split("=", 1) for part in urlsplit(location).query.split("&"))
+    assert raw["code"].endswith("%40")
+    assert raw["state"] == "st-123"
+    uuid.UUID(raw["session"])
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    assert code.endswith("@") and len(code) >= 32
+    assert code in emu.issued_secrets()
+
+
+def test_authorize_unknown_client_is_400_page(emu: Emulator) -> None:
+    resp = authorize(emu, client_id="someone-else")
+    assert resp.status_code == 400
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert "Location" not in resp.headers
+
+
+def test_authorize_wrong_redirect_uri_is_400_page(emu: Emulator) -> None:
+    for other in ("https://localhost:8182", "https://127.0.0.1:8182/", "https://127.0.0.1:9999"):
+        resp = authorize(emu, redirect_uri=other)
+        assert resp.status_code == 400, other
+        assert "Location" not in resp.headers
+
+
+def test_authorize_deny_fault_redirects_with_error(emu: Emulator) -> None:
+    emu.set_fault("deny", count=1)
+    resp = authorize(emu)
+    assert resp.status_code == 302
+    query = parse_qs(urlsplit(resp.headers["Location"]).query)
+    assert query["error"] == ["access_denied"]
+    assert query["error_description"]
+    assert query["state"] == ["st-123"]
+    assert "code" not in query
+    assert emu.token_calls == 0
+    # count=1: the next authorize is normal again
+    assert "code" in parse_qs(urlsplit(authorize(emu).headers["Location"]).query)
+
+
+# ---------------------------------------------------------------- authorization_code grant
+
+
+def test_code_exchange_returns_schwab_fields(emu: Emulator) -> None:
+    tok = login(emu)
+    assert set(tok) == {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "token_type",
+        "expires_in",
+        "scope",
+    }
+    assert tok["token_type"] == "Bearer"
+    assert tok["expires_in"] == 1800
+    assert tok["scope"] == "api"
+    values = [tok["access_token"], tok["refresh_token"], tok["id_token"]]
+    assert len(set(values)) == 3
+    assert all(len(v) >= 32 for v in values)
+    assert set(values) <= emu.issued_secrets()
+
+
+def test_code_is_single_use(emu: Emulator) -> None:
+    code = get_code(emu)
+    assert exchange(emu, code).status_code == 200
+    again = exchange(emu, code)
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    assert again.json()["error_description"]
+
+
+def test_code_expires_after_code_lifetime(emu: Emulator) -> None:
+    code = get_code(emu)
+    emu.advance(31)
+    resp = exchange(emu, code)
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "invalid_grant"
+
+
+def test_code_valid_just_before_expiry(emu: Emulator) -> None:
+    code = get_code(emu)
+    emu.advance(25)
+    assert exchange(emu, code).status_code == 200
+
+
+def test_code_bound_to_redirect_uri(emu: Emulator) -> None:
+    code = get_code(emu)
+    resp = exchange(emu, code, redirect_uri="https://127.0.0.1:9999")
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "invalid_grant"
+
+
+def test_code_still_percent_encoded_is_unknown(emu: Emulator) -> None:
+    code = get_code(emu)
+    resp = exchange(emu, code[:-1] + "%40")
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "invalid_grant"
+    assert exchange(emu, code).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "auth", [("emu-app-key-0001", "wrong"), ("wrong", "emu-app-secret-0001"), None]
+)
+def test_bad_client_credentials_are_401(emu: Emulator, auth: tuple[str, str] | None) -> None:
+    code = get_code(emu)
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": emu.callback_url}
+    if auth is None:
+        resp = requests.post(emu.base_url + "/v1/oauth/token", data=data, timeout=5)
+    else:
+        resp = token_call(emu, data, auth=auth)
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "invalid_client"}
+    # The failed call did not consume the code.
+    assert exchange(emu, code).status_code == 200
+
+
+@pytest.mark.parametrize("data", [{}, {"grant_type": "password"}, {"grant_type": ""}])
+def test_unsupported_grant_type(emu: Emulator, data: dict[str, str]) -> None:
+    resp = token_call(emu, data)
+    assert resp.status_code == 400
+    assert resp.json() == {"error": "unsupported_grant_type"}
+
+
+# ---------------------------------------------------------------- refresh_token grant
+
+
+def test_refresh_returns_new_access_and_same_refresh(emu: Emulator) -> None:
+    tok = login(emu)
+    resp = refresh(emu, tok["refresh_token"])
+    assert resp.status_code == 200
+    new = resp.json()
+    assert set(new) == set(tok)
+    assert new["refresh_token"] == tok["refresh_token"]
+    assert new["access_token"] != tok["access_token"]
+    assert new["id_token"] != tok["id_token"]
+    # The old access token stays valid until its own expiry.
+    assert accounts(emu, tok["access_token"]).status_code == 200
+    assert accounts(emu, new["access_token"]).status_code == 200
+
+
+def test_refresh_token_dies_seven_days_after_login(emu: Emulator) -> None:
+    tok = login(emu)
+    emu.advance(WEEK - 60)
+    assert refresh(emu, tok["refresh_token"]).status_code == 200  # refreshing does not extend
+    emu.advance(61)
+    resp = refresh(emu, tok["refresh_token"])
+    assert resp.status_code == 400
+    assert resp.json() == REFRESH_DEAD_BODY
+
+
+def test_dead_refresh_answer_is_schwabs_nested_one(emu: Emulator) -> None:
+    resp = refresh(emu, "not-a-token-we-issued")
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["error"] == "unsupported_token_type"
+    assert body["error_description"] == (
+        '400 Bad Request: "{"error_description":"Exception while authenticating refresh '
+        'token [...]","error":"refresh_token_authentication_error"}"'
+    )
+
+
+def test_revoke_all_kills_refresh_tokens(emu: Emulator) -> None:
+    first, second = login(emu), login(emu)
+    emu.revoke_all()
+    for tok in (first, second):
+        resp = refresh(emu, tok["refresh_token"])
+        assert resp.status_code == 400
+        assert resp.json() == REFRESH_DEAD_BODY
+    assert refresh(emu, login(emu)["refresh_token"]).status_code == 200
+
+
+def test_refresh_requires_client_auth(emu: Emulator) -> None:
+    tok = login(emu)
+    resp = token_call(
+        emu,
+        {"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]},
+        auth=(emu.app_key, "nope"),
+    )
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "invalid_client"}
+
+
+# ---------------------------------------------------------------- accounts route
+
+
+def test_account_numbers_needs_live_access_token(emu: Emulator) -> None:
+    tok = login(emu)
+    ok = accounts(emu, tok["access_token"])
+    assert ok.status_code == 200
+    assert ok.json() == [{"accountNumber": "12345678", "hashValue": "ABCDEF0123"}]
+    assert accounts(emu, None).status_code == 401
+    assert accounts(emu, tok["refresh_token"]).status_code == 401
+    assert accounts(emu, "garbage").status_code == 401
+    emu.advance(1801)
+    expired = accounts(emu, tok["access_token"])
+    assert expired.status_code == 401
+    expired.json()
+
+
+# ---------------------------------------------------------------- faults
+
+
+def test_fault_kinds_exported() -> None:
+    assert set(FAULT_KINDS) == {
+        "invalid_grant",
+        "unsupported_token_type",
+        "invalid_client",
+        "rate_limited",
+        "server_error",
+        "bad_gateway",
+        "unavailable",
+        "access_denied_html",
+        "not_json",
+        "missing_access_token",
+        "slow",
+        "drop",
+        "deny",
+    }
+    with pytest.raises(ValueError):
+        Emulator().set_fault("nonsense")
+
+
+JSON_FAULTS = {
+    "invalid_grant": (
+        400,
+        {"error": "invalid_grant", "error_description": "refresh token invalid"},
+    ),
+    "unsupported_token_type": (400, REFRESH_DEAD_BODY),
+    "invalid_client": (401, {"error": "invalid_client"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(JSON_FAULTS))
+def test_json_error_faults(emu: Emulator, kind: str) -> None:
+    tok = login(emu)
+    emu.set_fault(kind, count=1)
+    resp = refresh(emu, tok["refresh_token"])
+    status, body = JSON_FAULTS[kind]
+    assert resp.status_code == status
+    assert resp.json() == body
+    # Faulted calls change nothing: the refresh token still works.
+    assert refresh(emu, tok["refresh_token"]).status_code == 200
+
+
+def test_rate_limited_fault(emu: Emulator) -> None:
+    emu.set_fault("rate_limited", count=1)
+    resp = refresh(emu, "x")
+    assert resp.status_code == 429
+    assert resp.headers["Retry-After"] == "1"
+    assert isinstance(resp.json(), dict)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("server_error", 500), ("bad_gateway", 502), ("unavailable", 503)]
+)
+def test_server_side_faults(emu: Emulator, kind: str, status: int) -> None:
+    emu.set_fault(kind, count=1)
+    assert refresh(emu, "x").status_code == status
+
+
+def test_access_denied_html_fault(emu: Emulator) -> None:
+    emu.set_fault("access_denied_html", count=1)
+    resp = refresh(emu, "x")
+    assert resp.status_code == 403
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert resp.text.startswith("<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD><BODY>")
+    assert "<H1>Access Denied</H1>" in resp.text
+    assert resp.text.rstrip().endswith("</BODY></HTML>")
+
+
+def test_not_json_fault(emu: Emulator) -> None:
+    emu.set_fault("not_json", count=1)
+    resp = refresh(emu, "x")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert resp.text == "<html>maintenance</html>"
+
+
+def test_missing_access_token_fault(emu: Emulator) -> None:
+    tok = login(emu)
+    emu.set_fault("missing_access_token", count=1)
+    resp = refresh(emu, tok["refresh_token"])
+    assert resp.status_code == 200
+    body = resp.json()
+    assert "access_token" not in body
+    assert {"refresh_token", "id_token", "token_type", "expires_in", "scope"} <= set(body)
+
+
+def test_slow_fault_answers_normally_after_delay(emu: Emulator) -> None:
+    tok = login(emu)
+    emu.set_fault("slow", count=1)
+    started = time.monotonic()
+    resp = refresh(emu, tok["refresh_token"])
+    assert time.monotonic() - started >= 0.3
+    assert resp.status_code == 200
+    assert resp.json()["refresh_token"] == tok["refresh_token"]
+    started = time.monotonic()
+    assert refresh(emu, tok["refresh_token"]).status_code == 200
+    assert time.monotonic() - started < 0.3
+
+
+def test_slow_fault_lets_client_time_out(emu: Emulator) -> None:
+    emu.set_fault("slow", count=1)
+    with pytest.raises(requests.Timeout):
+        requests.post(
+            emu.base_url + "/v1/oauth/token", data={"grant_type": "refresh_token"}, timeout=0.1
+        )
+
+
+def test_drop_fault_closes_connection(emu: Emulator) -> None:
+    emu.set_fault("drop", count=1)
+    with pytest.raises(requests.ConnectionError):
+        refresh(emu, "x")
+    assert emu.token_calls == 1
+    assert refresh(emu, "x").status_code == 400
+
+
+def test_faulted_call_does_not_consume_code(emu: Emulator) -> None:
+    code = get_code(emu)
+    for kind in ("server_error", "invalid_grant", "missing_access_token", "drop"):
+        emu.set_fault(kind, count=1)
+        expect_drop = pytest.raises(requests.ConnectionError)
+        with expect_drop if kind == "drop" else contextlib.nullcontext():
+            assert exchange(emu, code).status_code != 200 or kind == "missing_access_token"
+    assert exchange(emu, code).status_code == 200
+
+
+def test_fault_count_then_normal(emu: Emulator) -> None:
+    emu.set_fault("unavailable", count=2)
+    assert [refresh(emu, "x").status_code for _ in range(3)] == [503, 503, 400]
+
+
+def test_sticky_fault_until_cleared(emu: Emulator) -> None:
+    emu.set_fault("server_error")
+    assert [refresh(emu, "x").status_code for _ in range(4)] == [500] * 4
+    emu.clear_faults()
+    assert refresh(emu, "x").status_code == 400
+
+
+def test_faults_do_not_touch_other_routes(emu: Emulator) -> None:
+    tok = login(emu)
+    emu.set_fault("server_error")
+    assert accounts(emu, tok["access_token"]).status_code == 200
+    assert authorize(emu).status_code == 302
+    assert emu.token_calls == 1
+
+
+# ---------------------------------------------------------------- counters and secrets
+
+
+def test_counters_count_every_token_call(emu: Emulator) -> None:
+    tok = login(emu)
+    refresh(emu, tok["refresh_token"])
+    emu.set_fault("bad_gateway", count=1)
+    refresh(emu, tok["refresh_token"])
+    token_call(emu, {"grant_type": "password"})
+    token_call(emu, {})
+    assert emu.token_calls == 5
+    assert emu.calls_by_grant == {
+        "authorization_code": 1,
+        "refresh_token": 2,
+        "password": 1,
+        "": 1,
+    }
+    emu.reset_counters()
+    assert emu.token_calls == 0
+    assert emu.calls_by_grant == {}
+
+
+def test_issued_secrets_are_distinct_and_recorded(emu: Emulator) -> None:
+    seen: list[str] = []
+    for _ in range(3):
+        code = get_code(emu)
+        tok = exchange(emu, code).json()
+        again = refresh(emu, tok["refresh_token"]).json()
+        seen += [code, tok["access_token"], tok["refresh_token"], tok["id_token"]]
+        seen += [again["access_token"], again["id_token"]]
+    assert len(seen) == len(set(seen))
+    assert set(seen) <= emu.issued_secrets()
+    assert all(len(s) >= 32 for s in emu.issued_secrets())
+
+
+# ---------------------------------------------------------------- admin routes
+
+
+def admin(emu: Emulator, path: str, payload: dict[str, Any] | None = None) -> requests.Response:
+    return requests.post(f"{emu.base_url}/_emulator/{path}", json=payload or {}, timeout=5)
+
+
+def test_admin_routes(emu: Emulator) -> None:
+    tok = login(emu)
+    assert admin(emu, "fault", {"kind": "server_error", "count": 1}).status_code == 200
+    assert refresh(emu, tok["refresh_token"]).status_code == 500
+    assert admin(emu, "fault", {"kind": "unavailable"}).status_code == 200
+    assert refresh(emu, tok["refresh_token"]).status_code == 503
+    assert admin(emu, "clear").status_code == 200
+    assert refresh(emu, tok["refresh_token"]).status_code == 200
+    assert admin(emu, "fault", {"kind": "bogus"}).status_code == 400
+
+    stats = requests.get(emu.base_url + "/_emulator/stats", timeout=5).json()
+    assert stats == {
+        "token_calls": 4,
+        "calls_by_grant": {"authorization_code": 1, "refresh_token": 3},
+    }
+
+    assert admin(emu, "config", {"access_lifetime": 60, "slow_seconds": 0.1}).status_code == 200
+    assert emu.slow_seconds == 0.1
+    short = refresh(emu, tok["refresh_token"]).json()
+    assert short["expires_in"] == 60
+    assert admin(emu, "config", {"bogus": 1}).status_code == 400
+
+    before = emu.now()
+    assert admin(emu, "clock", {"advance": 61}).status_code == 200
+    assert emu.now() - before >= 61
+    assert accounts(emu, short["access_token"]).status_code == 401
+
+    assert admin(emu, "revoke").status_code == 200
+    assert refresh(emu, tok["refresh_token"]).status_code == 400
+
+
+def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.emulator",
+            "--port",
+            "0",
+            "--app-key",
+            "k" * 8,
+            "--app-secret",
+            "s" * 8,
+            "--access-lifetime",
+            "120",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("emulator listening on http://127.0.0.1:")
+        base = line.rsplit(" ", 1)[1]
+        stats = requests.get(base + "/_emulator/stats", timeout=5)
+        assert stats.json() == {"token_calls": 0, "calls_by_grant": {}}
+        bad = requests.post(base + "/v1/oauth/token", data={"grant_type": "x"}, timeout=5)
+        assert bad.status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        out, err = proc.communicate(timeout=5)
+        assert out == "" and err == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------- schwab-py through the transport
+
+
+def make_schwab_client(emu: Emulator, expires_in: int) -> tuple[Any, list[dict[str, Any]]]:
+    schwab_auth = pytest.importorskip("schwab.auth")
+    from tests.emulator import point_client_at_emulator
+
+    tok = login(emu)
+    now = int(time.time())
+    document = {
+        "creation_timestamp": now,
+        "token": {**tok, "expires_at": now + expires_in},
+    }
+    writes: list[dict[str, Any]] = []
+
+    def write(doc: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        writes.append(json.loads(json.dumps(doc)))
+
+    client = schwab_auth.client_from_access_functions(
+        emu.app_key, emu.app_secret, lambda: document, write
+    )
+    point_client_at_emulator(client, emu.base_url)
+    return client, writes
+
+
+def test_schwab_py_round_trip(emu: Emulator) -> None:
+    client, writes = make_schwab_client(emu, expires_in=1800)
+    emu.reset_counters()
+    resp = client.get_account_numbers()
+    assert resp.status_code == 200
+    assert resp.json() == [{"accountNumber": "12345678", "hashValue": "ABCDEF0123"}]
+    assert str(resp.url).startswith("https://api.schwabapi.com/trader/v1/accounts/accountNumbers")
+    assert emu.token_calls == 0
+    assert writes == []
+
+
+def test_schwab_py_refreshes_through_emulator(emu: Emulator) -> None:
+    client, writes = make_schwab_client(emu, expires_in=100)  # < 300 s leeway
+    old = client.session.token
+    emu.reset_counters()
+    resp = client.get_account_numbers()
+    assert resp.status_code == 200
+    assert emu.calls_by_grant == {"refresh_token": 1}
+    assert len(writes) == 1
+    doc = writes[0]
+    assert set(doc) == {"creation_timestamp", "token"}
+    assert doc["token"]["refresh_token"] == old["refresh_token"]
+    assert doc["token"]["access_token"] != old["access_token"]
+    assert doc["token"]["access_token"] in emu.issued_secrets()
+    assert doc["token"]["expires_at"] >= int(time.time()) + 1700
+    # The fresh token is good for a while: no second refresh.
+    assert client.get_account_numbers().status_code == 200
+    assert emu.token_calls == 1
+
+
+def test_schwab_py_refresh_with_dead_token_raises(emu: Emulator) -> None:
+    from authlib.integrations.base_client import OAuthError
+
+    client, writes = make_schwab_client(emu, expires_in=100)
+    emu.revoke_all()
+    with pytest.raises(OAuthError) as info:
+        client.get_account_numbers()
+    assert info.value.error == "unsupported_token_type"
+    assert writes == []
+
+
+def test_transport_refuses_other_hosts(emu: Emulator) -> None:
+    import httpx
+
+    from tests.emulator import HostNotEmulatedError
+
+    with httpx.Client(transport=EmulatorTransport(emu.base_url)) as client:
+        for url in (
+            "https://example.com/v1/oauth/token",
+            "http://api.schwabapi.com/v1/oauth/token",
+            "https://api.schwabapi.com:8443/v1/oauth/token",
+        ):
+            with pytest.raises(HostNotEmulatedError):
+                client.get(url)
+        ok = client.get(
+            "https://api.schwabapi.com/v1/oauth/authorize",
+            params={
+                "response_type": "code",
+                "client_id": emu.app_key,
+                "redirect_uri": emu.callback_url,
+                "state": "s",
+            },
+        )
+        assert ok.status_code == 302
+        assert "%40" in ok.headers["Location"]
+    with pytest.raises(ValueError):
+        EmulatorTransport("https://api.schwabapi.com")
