@@ -17,7 +17,9 @@ from schwab_tokens.stores import TokenStore
 from schwab_tokens.token import Token
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "schwab_tokens.cli"]
+_SCRIPT = Path(sys.executable).with_name("schwab-tokens")
+#: The installed console script, as a user runs it (the module form if tests run elsewhere).
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "schwab_tokens.cli"]
 
 
 def follow_authorize(authorize_url: str) -> str:
