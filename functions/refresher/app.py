@@ -1,0 +1,18 @@
+"""Refresher Lambda: keeps the Schwab token(s) in the configured store fresh.
+
+All logic is in ``schwab_tokens.refresher`` (our layer); this only wires powertools around it.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from schwab_tokens.observability import logger, metrics, tracer
+from schwab_tokens.refresher import handle
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event)

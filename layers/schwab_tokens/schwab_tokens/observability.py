@@ -1,0 +1,18 @@
+"""The refresher's Logger, Tracer and Metrics, created once and imported by the handler.
+
+Only the refresher imports this (powertools comes from the official Powertools layer); consumers
+reading a token never load it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "schwab-tokens")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SchwabTokens")
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

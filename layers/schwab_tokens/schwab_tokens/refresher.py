@@ -1,0 +1,169 @@
+"""What the refresher Lambda does with an event: refresh every configured token, report each.
+
+The handler is one call to ``handle``. Each token's run ends in an ``Outcome``; this module turns
+outcomes into one JSON log line and one EMF document per token (dimension ``Token``), plus the
+run's aggregate metrics (dimension ``service`` only) that the alarms watch. A dead login does not
+raise (retrying cannot fix it; the alarm tells the user); any other failure raises after
+reporting, so Lambda's asynchronous retry and on-failure destination see it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SchwabTokensError, UsageError
+from .refresh import FAILED, REAUTH_REQUIRED, REFRESHED, STILL_FRESH, Outcome, run
+from .stores import store_from_url
+
+#: One refresh is mostly waiting on Schwab and AWS, so threads overlap well; bounded so 1,000
+#: tokens do not open 1,000 connections at once.
+MAX_WORKERS = 16
+
+METRIC_FOR_OUTCOME = {
+    REFRESHED: "Refreshed",
+    STILL_FRESH: "StillFresh",
+    REAUTH_REQUIRED: "ReauthRequired",
+    FAILED: "RefreshFailed",
+}
+
+
+class RefreshRunFailed(SchwabTokensError):
+    """Raised by the handler after reporting, so the invocation counts as failed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One token to keep fresh: a name for logs and metrics, its store, its app credentials."""
+
+    name: str
+    url: str
+    credentials_secret: str | None = None
+
+
+def targets_from_env(env: Mapping[str, str]) -> list[Target]:
+    """``TOKEN_STORE_URLS`` (comma-separated, optional ``name=url``) or ``TOKEN_STORE_URL``."""
+    many = [item.strip() for item in env.get("TOKEN_STORE_URLS", "").split(",") if item.strip()]
+    one = env.get("TOKEN_STORE_URL", "").strip()
+    entries = many or ([one] if one else [])
+    if not entries:
+        raise UsageError("set TOKEN_STORE_URL (or TOKEN_STORE_URLS) to the token store's URL")
+    targets = []
+    for entry in entries:
+        name, sep, url = entry.partition("=")
+        if not sep or "://" in name:
+            name, url = _name_for(entry), entry
+        targets.append(Target(name.strip(), url.strip()))
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise UsageError(f"token names must be unique, got {names}: use name=url entries")
+    return targets
+
+
+def _name_for(url: str) -> str:
+    tail = url.rstrip("/").rsplit("/", 1)[-1]
+    return tail.removesuffix(".json") or "default"
+
+
+def refresh_all(
+    targets: Sequence[Target],
+    *,
+    env: Mapping[str, str],
+    force: bool = False,
+    margin: float = 600.0,
+    max_workers: int = MAX_WORKERS,
+) -> list[tuple[Target, Outcome]]:
+    """Refresh every target concurrently; one token's failure never stops another's."""
+
+    def one(target: Target) -> tuple[Target, Outcome]:
+        try:
+            store = store_from_url(target.url)
+        except SchwabTokensError as exc:
+            return target, Outcome(target.url, exc.outcome, error=exc)
+        return target, run(store, _endpoint(target, env), margin=margin, force=force)
+
+    if len(targets) == 1:
+        return [one(targets[0])]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
+        return list(pool.map(one, targets))
+
+
+def _endpoint(target: Target, env: Mapping[str, str]) -> Callable[[], Any]:
+    def endpoint() -> Any:
+        from .credentials import load_credentials
+        from .oauth import SchwabOAuth
+
+        scoped = dict(env)
+        if target.credentials_secret:
+            scoped.pop("SCHWAB_APP_KEY", None)
+            scoped.pop("SCHWAB_APP_SECRET", None)
+            scoped["SCHWAB_CREDENTIALS_SECRET"] = target.credentials_secret
+        creds = load_credentials(env=scoped)
+        return SchwabOAuth(creds.app_key, creds.app_secret, base_url=env.get("SCHWAB_API_BASE"))
+
+    return endpoint
+
+
+def is_forced(event: Any) -> bool:
+    if not isinstance(event, Mapping):
+        return False
+    detail = event.get("detail")
+    return bool(event.get("force") or (isinstance(detail, Mapping) and detail.get("force")))
+
+
+def handle(event: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One invocation: refresh, report each token, emit the aggregate, raise if any failed."""
+    from .observability import NAMESPACE, SERVICE, logger, metrics
+
+    env = os.environ if env is None else env
+    margin = float(env.get("REFRESH_MARGIN_SECONDS") or 600)
+    results = refresh_all(targets_from_env(env), env=env, force=is_forced(event), margin=margin)
+
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    for target, outcome in results:
+        record = {"token": target.name, **outcome.to_dict()}
+        level = logger.info if outcome.ok else logger.warning if outcome.temporary else logger.error
+        level(f"token {target.name}: {outcome.outcome}", extra=record)
+        per_token = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        per_token.add_dimension(name="Token", value=target.name)
+        _add(per_token, MetricUnit, [outcome])
+        per_token.flush_metrics()
+
+    outcomes = [outcome for _, outcome in results]
+    _add(metrics, MetricUnit, outcomes)
+    failed = [(t, o) for t, o in results if o.outcome == FAILED]
+    metrics.add_metric(name="SuccessfulRun", unit=MetricUnit.Count, value=0 if failed else 1)
+    summary = {
+        "outcome": _overall(outcomes),
+        "tokens": [{"token": t.name, **o.to_dict()} for t, o in results],
+    }
+    if failed:
+        names = ", ".join(t.name for t, _ in failed)
+        raise RefreshRunFailed(f"refresh failed for {names}: {failed[0][1].error}")
+    return summary
+
+
+def _add(sink: Any, unit: Any, outcomes: Sequence[Outcome]) -> None:
+    """Counts per outcome, plus the worst (lowest) time left, as the alarms want it."""
+    for outcome_name, metric in METRIC_FOR_OUTCOME.items():
+        count = sum(1 for o in outcomes if o.outcome == outcome_name)
+        sink.add_metric(name=metric, unit=unit.Count, value=count)
+    access = [o.access_seconds_left for o in outcomes if o.access_seconds_left is not None]
+    hours = [o.refresh_hours_left for o in outcomes if o.refresh_hours_left is not None]
+    if access:
+        sink.add_metric(name="AccessTokenSecondsLeft", unit=unit.Seconds, value=min(access))
+    if hours:
+        sink.add_metric(name="RefreshTokenHoursLeft", unit=unit.Count, value=min(hours))
+    durations = [o.duration_ms for o in outcomes]
+    sink.add_metric(name="RefreshDuration", unit=unit.Milliseconds, value=max(durations))
+
+
+def _overall(outcomes: Sequence[Outcome]) -> str:
+    for worst in (FAILED, REAUTH_REQUIRED, REFRESHED):
+        if any(o.outcome == worst for o in outcomes):
+            return worst
+    return STILL_FRESH

@@ -1,0 +1,121 @@
+"""TokenReader on the local file store: the warm cache and the schwab-py hooks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import schwab
+
+from schwab_tokens.errors import UsageError
+from schwab_tokens.reader import TokenReader
+from schwab_tokens.stores.file import FileStore
+from tests.emulator.schwabpy import point_client_at_emulator
+from tests.helpers import login
+
+
+class CountingStore(FileStore):
+    """A real file store that counts its reads (the reader is the code under test)."""
+
+    reads = 0
+
+    def read_raw(self):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().read_raw()
+
+
+def test_warm_reader_reads_the_store_once(emulator, tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "tokens.json")
+    token = login(store, emulator)
+    store.reads = 0
+    reader = TokenReader(store)
+    assert all(reader.access_token() == token.access_token for _ in range(10_000))
+    assert store.reads == 1
+
+
+def test_reader_rereads_when_within_margin(emulator, tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "tokens.json")
+    emulator.configure(access_lifetime=400)
+    login(store, emulator)
+    store.reads = 0
+    reader = TokenReader(store, margin=397, min_reread=0.2)
+    reader.access_token()
+    reader.access_token()
+    assert store.reads == 1
+    time.sleep(3.5)  # the 400 s token now has less than 397 s left
+    reader.access_token()
+    assert store.reads == 2
+
+
+def test_from_env_needs_the_store_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="TOKEN_STORE_URL"):
+        TokenReader.from_env()
+    monkeypatch.setenv("TOKEN_STORE_URL", "file:tokens.json")
+    assert TokenReader.from_env().store.url == "file:tokens.json"
+
+
+def test_schwab_py_client_from_reader_hooks(emulator, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "tokens.json")
+    login(store, emulator)
+    reader = TokenReader(store)
+    client = schwab.auth.client_from_access_functions(
+        emulator.app_key, emulator.app_secret, *reader.access_functions()
+    )
+    point_client_at_emulator(client, emulator.base_url)
+    assert client.get_account_numbers().status_code == 200
+
+
+def test_schwab_py_refresh_lands_through_conditional_write(emulator, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "tokens.json")
+    emulator.configure(access_lifetime=200)  # below schwab-py's 300 s leeway: it refreshes
+    first = login(store, emulator)
+    emulator.configure(access_lifetime=1800)
+    reader = TokenReader(store, margin=0)
+    client = schwab.auth.client_from_access_functions(
+        emulator.app_key, emulator.app_secret, *reader.access_functions()
+    )
+    point_client_at_emulator(client, emulator.base_url)
+    assert client.get_account_numbers().status_code == 200
+    stored = store.read().token
+    assert stored.access_token != first.access_token
+    assert stored.creation_timestamp == first.creation_timestamp
+    assert stored.access_seconds_left() > 1700
+
+
+def test_stale_schwab_py_write_never_replaces_a_fresher_document(emulator, tmp_path) -> None:
+    store = FileStore(tmp_path / "tokens.json")
+    login(store, emulator)
+    reader = TokenReader(store)
+    read, write = reader.access_functions()
+    stale = read()
+    # Another writer (the refresher) stores a newer document after this reader read.
+    other = store.read()
+    newer = other.token.refreshed({"access_token": "N" * 40, "expires_in": 1800})
+    store.write(newer, other.version)
+    stale["token"]["access_token"] = "S" * 40
+    write(stale, refresh_token=stale["token"]["refresh_token"])
+    assert store.read().token.access_token == "N" * 40
+    assert reader.access_token() == "N" * 40  # the reader re-read the winner
+
+
+def test_schwab_py_write_of_a_broken_token_is_refused(emulator, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "tokens.json")
+    login(store, emulator)
+    before = (tmp_path / "tokens.json").read_bytes()
+    _, write = TokenReader(store).access_functions()
+    with pytest.raises(Exception, match="access_token"):
+        write({"creation_timestamp": 1, "token": {"refresh_token": "x", "expires_at": 1}})
+    assert (tmp_path / "tokens.json").read_bytes() == before
+
+
+def test_reader_path_imports_no_http_client_or_powertools() -> None:
+    code = (
+        "import sys; from schwab_tokens import TokenReader; import schwab_tokens.stores.file;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('requests', 'urllib3', 'aws_lambda_powertools', 'schwab', 'cryptography', 'boto3')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
