@@ -8,7 +8,6 @@ token, and stops the emulator, whatever happens.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path

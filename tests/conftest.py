@@ -7,6 +7,8 @@ import pytest
 
 from tests.emulator import Emulator
 
+pytest_plugins = ["tests.conftest_aws"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -8,14 +8,17 @@ know nothing of OAuth; parsing is shared here so every backend reports a bad doc
 from __future__ import annotations
 
 import abc
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-from ..errors import LeaseBusy
+from ..errors import LeaseBusy, SchwabTokensError
 from ..token import Token
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def polled_lease(
     while not try_acquire():
         if time.monotonic() >= deadline:
             raise LeaseBusy(
-                f"another writer is refreshing {what} and did not finish within {wait:.0f} s; "
+                f"another writer is refreshing {what} and did not finish within {wait:g} s; "
                 "the stored token is untouched, try again"
             )
         time.sleep(min(delay * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))
@@ -83,4 +86,9 @@ def polled_lease(
     try:
         yield
     finally:
-        release()
+        try:
+            release()
+        except SchwabTokensError as exc:
+            # The work under the lease is done (or failed on its own); a lease that cannot be
+            # released just lives out its ttl, so this must not replace the body's outcome.
+            log.warning("could not release the lease on %s (%s); it expires by itself", what, exc)

@@ -1,0 +1,311 @@
+"""A Secrets Manager secret: ``secretsmanager://NAME``.
+
+The version is the ``VersionId`` that carries ``AWSCURRENT``. A write follows the rotation
+template's idempotent steps: the new document goes in as a new version under the label
+``SCHWAB_TOKENS_PENDING`` (``ClientRequestToken`` makes a retried call harmless), then
+``AWSCURRENT`` is moved onto it with ``RemoveFromVersionId`` = the version that was read.
+Secrets Manager refuses that move when ``AWSCURRENT`` is no longer on that version, which makes
+it a compare-and-swap: the loser gets ``WriteConflict``, takes its pending label off its own
+version (leaving it unlabelled, so Secrets Manager deletes it in time) and changes nothing else.
+The winner's move makes the replaced version ``AWSPREVIOUS``: the last good token stays
+retrievable. The pending label is one fixed name on purpose: a writer that crashes between the
+two steps leaves it behind, and the next write's ``PutSecretValue`` moves it away, so orphans
+never pile up labelled.
+
+moto 5.2.5 enforces ``RemoveFromVersionId`` exactly like AWS (``InvalidParameterException``
+"Version stage AWSCURRENT not found in version ..."), and moves ``AWSPREVIOUS`` as AWS does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from .. import aws
+from ..errors import (
+    ConfigurationError,
+    LoginRequired,
+    SchwabTokensError,
+    WriteConflict,
+)
+from ..token import Token
+from .base import TokenStore, polled_lease
+
+CURRENT = "AWSCURRENT"
+PENDING = "SCHWAB_TOKENS_PENDING"
+#: A new secret is encrypted with this KMS key when set (else Secrets Manager's default key).
+KMS_KEY_ENV = "TOKEN_STORE_KMS_KEY_ID"
+
+_LEASE_LABEL = re.compile(r"^lease\.(\d{10})\.([0-9a-f]{32})$")
+_GONE = {"InvalidParameterException", "ResourceNotFoundException"}
+
+Stages = dict[str, list[str]]
+
+
+
+@dataclass(frozen=True)
+class _LeaseLabel:
+    label: str
+    version: str
+    expires_at: int
+    owner: str
+
+
+class SecretsManagerStore(TokenStore):
+    def __init__(self, name: str, url: str | None = None) -> None:
+        self.name = name
+        self.url = url or f"secretsmanager://{name}"
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_raw(self) -> tuple[bytes, str, float | None]:
+        try:
+            # Always name the stage: moto can answer a stale version without it.
+            response = aws.client("secretsmanager").get_secret_value(
+                SecretId=self.name, VersionStage=CURRENT
+            )
+        except aws.boto_errors() as exc:
+            # Both "no such secret" and "a secret without a value yet" (e.g. made by the stack).
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                raise self._no_token() from None
+            raise self._translate(exc, "GetSecretValue") from exc
+        text = response.get("SecretString")
+        raw = text.encode() if isinstance(text, str) else bytes(response.get("SecretBinary", b""))
+        created = response.get("CreatedDate")
+        return raw, str(response["VersionId"]), created.timestamp() if created else None
+
+    def version(self) -> str | None:
+        stages = self._stages()
+        return None if stages is None else _current(stages)
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, token: Token, expected_version: str | None) -> str:
+        document = token.to_json().decode()
+        if expected_version is None:
+            return self._create(document)
+        # Not the guard (the label move below is): a cheap check that spares a stale writer
+        # from adding a secret version that could never become current.
+        current = self.version()
+        if current != expected_version:
+            raise self._conflict(current)
+        new = self._put_pending(document)
+        try:
+            aws.client("secretsmanager").update_secret_version_stage(
+                SecretId=self.name,
+                VersionStage=CURRENT,
+                MoveToVersionId=new,
+                RemoveFromVersionId=expected_version,
+            )
+        except aws.boto_errors() as exc:
+            try:
+                current = self.version()
+            except SchwabTokensError:
+                current = expected_version  # unknown: report the move's own failure
+            self._drop_pending(new)
+            if current == new:  # our move landed; only its answer was lost and retried
+                return new
+            if current != expected_version:
+                raise self._conflict(current) from None
+            raise self._translate(exc, "UpdateSecretVersionStage") from exc
+        self._drop_pending(new)
+        return new
+
+    def _create(self, document: str) -> str:
+        new = str(uuid.uuid4())
+        options = {"KmsKeyId": key} if (key := os.environ.get(KMS_KEY_ENV, "").strip()) else {}
+        try:
+            response = aws.client("secretsmanager").create_secret(
+                Name=self.name,
+                SecretString=document,
+                ClientRequestToken=new,
+                Description="Schwab OAuth token, kept fresh by schwab-tokens",
+                **options,
+            )
+            return str(response["VersionId"])
+        except aws.boto_errors() as exc:
+            if aws.error_code(exc) != "ResourceExistsException":
+                raise self._translate(exc, "CreateSecret") from exc
+        # The secret exists: made by the stack without a value, by a rival writer, or by us on
+        # an attempt whose answer was lost.
+        stages = self._stages()
+        current = None if stages is None else _current(stages)
+        if current == new:
+            return new
+        if current is not None:
+            raise WriteConflict(f"{self.url} already holds a token; not overwritten")
+        # No value yet: the first version of a secret gets AWSCURRENT from Secrets Manager
+        # itself, so of two racing first writers only one ends up current.
+        new = self._put_pending(document)
+        current = self.version()
+        self._drop_pending(new)
+        if current != new:
+            raise self._conflict(current)
+        return new
+
+    def _put_pending(self, document: str) -> str:
+        new = str(uuid.uuid4())
+        try:
+            aws.client("secretsmanager").put_secret_value(
+                SecretId=self.name,
+                ClientRequestToken=new,
+                SecretString=document,
+                VersionStages=[PENDING],
+            )
+        except aws.boto_errors() as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                raise WriteConflict(f"{self.url} was deleted since it was read") from None
+            raise self._translate(exc, "PutSecretValue") from exc
+        return new
+
+    def _drop_pending(self, version: str) -> None:
+        """Best effort: a leftover pending label is harmless (the next write moves it)."""
+        try:
+            aws.client("secretsmanager").update_secret_version_stage(
+                SecretId=self.name, VersionStage=PENDING, RemoveFromVersionId=version
+            )
+        except aws.boto_errors():
+            pass
+
+    # -- the lease ---------------------------------------------------------------------------
+    def lease(self, ttl: float, wait: float) -> AbstractContextManager[None]:
+        """The single-flight lease, made of staging labels; it never creates a secret version.
+
+        Why labels: a lease taken by writing versions would add up to two ``PutSecretValue``
+        per refresh, while Secrets Manager asks for at most about one every ten minutes (it
+        deletes unlabelled versions only when there are over 100 and they are a day old).
+        ``UpdateSecretVersionStage`` only changes labels. Each contender announces itself with
+        a label ``lease.<expires_at, 10 digits>.<owner>`` on the current version.
+
+        Acquire: read all labels (``DescribeSecret``); remove lease labels whose time has passed
+        (their holders died or overran the ttl); if another owner's live label remains, the lease
+        is busy. Otherwise attach ours, read again, and win only if no other owner's live lease
+        label is there beside ours; if one is, remove ours and report busy, and
+        ``polled_lease`` retries after a jittered sleep.
+
+        Why announce-then-check is safe: of two contenders whose labels overlap in time, the one
+        that attached second reads after both labels exist and sees the other's, so it loses;
+        the first may lose too (if it read after the second attached), but two can never both
+        win. Both losing only costs a retry. This relies on Secrets Manager applying label
+        changes one at a time per secret and on reads seeing earlier label changes; if either
+        ever failed, the damage is bounded: the document itself is still protected by the
+        conditional write, so a doubled lease costs one extra token call, never a lost token.
+
+        Crash: the label stays until ``expires_at``; the next acquirer then removes it. Labels
+        stay on the version they were attached to (moving ``AWSCURRENT`` does not move them),
+        so release removes ours from that version. A secret with no value has nothing to
+        refresh: the lease is then a no-op (the first write is conditional anyway).
+        """
+        owner = uuid.uuid4().hex
+        held: dict[str, str] = {}
+
+        def try_acquire() -> bool:
+            stages = self._stages()
+            current = None if stages is None else _current(stages)
+            if stages is None or current is None:
+                return True
+            now = time.time()
+            rivals = False
+            for found in _lease_labels(stages):
+                if found.expires_at <= now:
+                    self._remove_label(found.label, found.version)
+                elif found.owner != owner:
+                    rivals = True
+            if rivals:
+                return False
+            label = f"lease.{math.ceil(now + ttl):010d}.{owner}"
+            if not self._add_label(label, current):
+                return False
+            try:
+                after = self._stages() or {}
+                now = time.time()
+                live = [found for found in _lease_labels(after) if found.expires_at > now]
+                ours = any(found.label == label for found in live)
+                won = ours and all(found.owner == owner for found in live)
+            except BaseException:
+                with contextlib.suppress(Exception):  # do not leave a label nobody releases
+                    self._remove_label(label, current)
+                raise
+            if won:
+                held[label] = current
+                return True
+            self._remove_label(label, current)
+            return False
+
+        def release() -> None:
+            while held:
+                self._remove_label(*held.popitem())
+
+        return polled_lease(try_acquire, release, wait, self.url)
+
+    def _add_label(self, label: str, version: str) -> bool:
+        try:
+            aws.client("secretsmanager").update_secret_version_stage(
+                SecretId=self.name, VersionStage=label, MoveToVersionId=version
+            )
+        except aws.boto_errors() as exc:
+            # The version went away, or too many labels (contenders) right now: not this time.
+            if aws.error_code(exc) in _GONE | {"LimitExceededException"}:
+                return False
+            raise self._translate(exc, "UpdateSecretVersionStage") from exc
+        return True
+
+    def _remove_label(self, label: str, version: str) -> None:
+        try:
+            aws.client("secretsmanager").update_secret_version_stage(
+                SecretId=self.name, VersionStage=label, RemoveFromVersionId=version
+            )
+        except aws.boto_errors() as exc:
+            if aws.error_code(exc) in _GONE:  # someone removed it first
+                return
+            raise self._translate(exc, "UpdateSecretVersionStage") from exc
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _stages(self) -> Stages | None:
+        """Labels per version, or None when the secret does not exist."""
+        try:
+            response = aws.client("secretsmanager").describe_secret(SecretId=self.name)
+        except aws.boto_errors() as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise self._translate(exc, "DescribeSecret") from exc
+        if response.get("DeletedDate"):
+            raise ConfigurationError(
+                f"{self.url} is scheduled for deletion: restore it with `aws secretsmanager "
+                f"restore-secret --secret-id {self.name}` or use another name"
+            )
+        stages = response.get("VersionIdsToStages") or {}
+        return {str(version): list(labels) for version, labels in stages.items()}
+
+    def _translate(self, exc: BaseException, operation: str) -> SchwabTokensError:
+        return aws.translate(exc, what=self.url, action=f"secretsmanager:{operation}")
+
+    def _conflict(self, current: str | None) -> WriteConflict:
+        if current is None:
+            return WriteConflict(f"{self.url} has no current token any more; not overwritten")
+        return WriteConflict(f"{self.url} changed since it was read; not overwritten")
+
+    def _no_token(self) -> LoginRequired:
+        return LoginRequired(
+            f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
+        )
+
+
+def _current(stages: Stages) -> str | None:
+    for version, labels in stages.items():
+        if CURRENT in labels:
+            return version
+    return None
+
+
+def _lease_labels(stages: Stages) -> Iterator[_LeaseLabel]:
+    for version, labels in stages.items():
+        for label in labels:
+            match = _LEASE_LABEL.match(label)
+            if match:
+                yield _LeaseLabel(label, version, int(match.group(1)), match.group(2))

@@ -1,0 +1,112 @@
+"""AWS fixtures (a pytest plugin: ``pytest_plugins = ["tests.conftest_aws"]``).
+
+Two ways to fake AWS, both reached only through boto3's own configuration:
+
+- ``moto_aws``: moto's in-process mock (``mock_aws``), fast, for most tests;
+- ``aws_endpoint``: a real HTTP moto server on 127.0.0.1 (one per session, its state reset for
+  every test), reached through ``AWS_ENDPOINT_URL`` exactly as users point the package at
+  LocalStack or moto, so the endpoint chain itself is tested.
+
+``schwab_tokens.aws`` caches clients per process; every fixture here resets that cache so a
+test never talks to the previous test's mock or endpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from schwab_tokens import aws
+
+REGION = "us-east-1"
+_buckets = itertools.count(1)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Fake credentials in us-east-1; no profile, config file, endpoint or KMS key leaks in."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "TOKEN_STORE_KMS_KEY_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    aws.reset_clients()
+    yield
+    aws.reset_clients()
+
+
+@pytest.fixture
+def moto_aws(aws_env: None) -> Iterator[None]:
+    """moto's in-process mock of every AWS service, fresh for each test."""
+    from moto import mock_aws
+
+    with mock_aws():
+        aws.reset_clients()
+        yield
+    aws.reset_clients()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on a free port of 127.0.0.1 for the whole session; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``AWS_ENDPOINT_URL`` pointed at the moto server, whose state starts empty."""
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    aws.reset_clients()
+    yield moto_server
+    aws.reset_clients()
+
+
+@pytest.fixture
+def s3_store_url() -> Callable[..., str]:
+    """Make a bucket in whichever fake AWS the test chose; return ``s3://BUCKET/KEY``."""
+
+    def make(key: str = "schwab/tokens.json", bucket: str | None = None) -> str:
+        name = bucket or f"schwab-tokens-test-{next(_buckets)}-{uuid.uuid4().hex[:8]}"
+        aws.client("s3").create_bucket(Bucket=name)
+        return f"s3://{name}/{key}"
+
+    return make
+
+
+@pytest.fixture
+def sm_store_url() -> Callable[..., str]:
+    """A fresh secret name (not created) as ``secretsmanager://NAME``; NAME contains a ``/``."""
+
+    def make(prefix: str = "schwab-tokens/test") -> str:
+        return f"secretsmanager://{prefix}-{uuid.uuid4().hex[:12]}"
+
+    return make

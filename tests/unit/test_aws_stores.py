@@ -1,0 +1,841 @@
+"""The S3 and Secrets Manager stores, and aws.py's clients and error translation, against moto.
+
+Most tests use moto in-process; the ``over_http`` ones reach a moto server through
+``AWS_ENDPOINT_URL``, as users reach LocalStack or a real endpoint. Faults (403, throttling) are
+injected with botocore event hooks on the very client ``aws.client`` hands out, so the code
+under test runs unchanged, retries included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import botocore.retries.standard
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from schwab_tokens import aws
+from schwab_tokens.credentials import load_credentials
+from schwab_tokens.errors import (
+    ConfigurationError,
+    InvalidTokenDocument,
+    LeaseBusy,
+    LoginRequired,
+    TemporaryFailure,
+    WriteConflict,
+)
+from schwab_tokens.stores import TokenStore, store_from_url
+from schwab_tokens.stores.s3 import S3Store
+from schwab_tokens.stores.secretsmanager import PENDING, SecretsManagerStore
+from schwab_tokens.token import MAX_DOCUMENT_BYTES, Token
+
+# Until tests/conftest.py registers it for every module.
+
+KINDS = ["s3", "secretsmanager"]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def make_token(label: str = "") -> Token:
+    now = int(time.time())
+    return Token(
+        creation_timestamp=now,
+        token={
+            "access_token": f"access-{label}-{uuid.uuid4().hex}",
+            "refresh_token": f"refresh-{uuid.uuid4().hex}",
+            "id_token": "id",
+            "token_type": "Bearer",
+            "expires_in": 1800,
+            "scope": "api",
+            "expires_at": now + 1800,
+        },
+    )
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's retries without their sleeps (the retry count is what is under test)."""
+    monkeypatch.setattr(
+        botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, context: 0
+    )
+
+
+@pytest.fixture(params=KINDS)
+def store_url(
+    request: pytest.FixtureRequest,
+    moto_aws: None,
+    s3_store_url: Callable[..., str],
+    sm_store_url: Callable[..., str],
+) -> str:
+    return s3_store_url() if request.param == "s3" else sm_store_url()
+
+
+def put_raw(store: TokenStore, raw: bytes) -> None:
+    """Store bytes behind the library's back, as another tool (or a mistake) would."""
+    if isinstance(store, S3Store):
+        aws.client("s3").put_object(Bucket=store.bucket, Key=store.key, Body=raw)
+    else:
+        assert isinstance(store, SecretsManagerStore)
+        sm = aws.client("secretsmanager")
+        try:
+            sm.create_secret(Name=store.name, SecretString=raw.decode())
+        except ClientError:
+            sm.put_secret_value(SecretId=store.name, SecretString=raw.decode())
+
+
+def raw_document(store: TokenStore) -> bytes:
+    return store.read_raw()[0]
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def fail_call(client: Any, operation: str, status: int, code: str, message: str = "") -> list[int]:
+    """Answer every ``operation`` on ``client`` with an error before it is sent (no retries).
+
+    Returns a list that grows by one per intercepted call.
+    """
+    calls: list[int] = []
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def handler(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        calls.append(1)
+        http = AWSResponse("https://example.invalid/", status, {}, _Raw(b""))
+        parsed = {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        return http, parsed
+
+    client.meta.events.register(f"before-call.{service}.{operation}", handler)
+    return calls
+
+
+def fail_wire(client: Any, operation: str, status: int, body: bytes, headers: dict[str, str]):
+    """Answer every attempt of ``operation`` at the HTTP layer (botocore parses and retries).
+
+    Under ``moto_aws`` botocore still runs moto's own stub too (``before-send`` calls every
+    handler and keeps the first answer), so the request takes effect in moto although the
+    caller sees the fault. Inject faults into writes only over HTTP (``aws_endpoint``), where
+    an answered ``before-send`` means nothing is sent.
+    """
+    attempts: list[int] = []
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def handler(request: Any, **_: Any) -> AWSResponse:
+        attempts.append(1)
+        return AWSResponse(request.url, status, headers, _Raw(body))
+
+    # First, so it answers before moto's own in-process stub does.
+    client.meta.events.register_first(f"before-send.{service}.{operation}", handler)
+    return attempts
+
+
+def _throttle_s3(client: Any, operation: str) -> list[int]:
+    body = (
+        b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+    )
+    return fail_wire(client, operation, 503, body, {"Content-Type": "application/xml"})
+
+
+def _throttle_sm(client: Any, operation: str) -> list[int]:
+    body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+    return fail_wire(client, operation, 400, body, {"Content-Type": "application/x-amz-json-1.1"})
+
+
+# -- both stores ------------------------------------------------------------------------------
+def test_no_document_asks_for_a_login(store_url: str) -> None:
+    store = store_from_url(store_url)
+    with pytest.raises(LoginRequired) as caught:
+        store.read()
+    assert f"schwab-tokens login --store {store_url}" in str(caught.value)
+    assert store.version() is None
+
+
+def test_write_creates_and_read_returns_the_same_token(store_url: str) -> None:
+    store = store_from_url(store_url)
+    token = make_token()
+    version = store.write(token, None)
+    stored = store.read()
+    assert stored.token == token
+    assert stored.version == version == store.version()
+    assert stored.written_at is not None and abs(stored.written_at - time.time()) < 60
+    # Another process (another store object) sees the same.
+    assert store_from_url(store_url).read().token == token
+
+
+def test_first_write_loses_to_an_existing_document(store_url: str) -> None:
+    store = store_from_url(store_url)
+    first = make_token("first")
+    version = store.write(first, None)
+    with pytest.raises(WriteConflict):
+        store.write(make_token("second"), None)
+    assert store.read().token == first
+    assert store.version() == version
+
+
+def test_stale_write_conflicts_and_changes_nothing(store_url: str) -> None:
+    store = store_from_url(store_url)
+    v1 = store.write(make_token("one"), None)
+    two = make_token("two")
+    v2 = store.write(two, v1)
+    assert v2 != v1
+    before = raw_document(store)
+    with pytest.raises(WriteConflict):
+        store.write(make_token("three"), v1)
+    assert raw_document(store) == before == two.to_json()
+    assert store.version() == v2
+    assert store.read().token == two
+
+
+def test_corrupt_document_is_reported_not_overwritten(store_url: str) -> None:
+    store = store_from_url(store_url)
+    put_raw(store, b"{not json")
+    with pytest.raises(InvalidTokenDocument) as caught:
+        store.read()
+    assert "not valid JSON" in str(caught.value)
+    assert store_url in str(caught.value)
+    # version() does not parse: a login can still replace the document conditionally.
+    assert store.version() is not None
+
+
+def test_document_without_token_fields_names_the_field(store_url: str) -> None:
+    store = store_from_url(store_url)
+    put_raw(store, json.dumps({"creation_timestamp": 1, "token": {"access_token": "a"}}).encode())
+    with pytest.raises(InvalidTokenDocument, match=r"token\.refresh_token"):
+        store.read()
+
+
+# -- access denied, missing bucket, throttling ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "operation", "action"),
+    [
+        ("s3", "GetObject", "s3:GetObject"),
+        ("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue"),
+    ],
+)
+def test_access_denied_names_the_iam_action(
+    kind: str,
+    operation: str,
+    action: str,
+    moto_aws: None,
+    s3_store_url: Callable[..., str],
+    sm_store_url: Callable[..., str],
+) -> None:
+    url = s3_store_url() if kind == "s3" else sm_store_url()
+    store = store_from_url(url)
+    store.write(make_token(), None)
+    code = "AccessDenied" if kind == "s3" else "AccessDeniedException"
+    fail_call(aws.client(kind), operation, 403 if kind == "s3" else 400, code, "denied")
+    with pytest.raises(ConfigurationError) as caught:
+        store.read()
+    message = str(caught.value)
+    assert f"access denied to {url}" in message
+    assert action in message
+
+
+def test_access_denied_on_write_names_put_object(moto_aws: None, s3_store_url) -> None:
+    url = s3_store_url()
+    fail_call(aws.client("s3"), "PutObject", 403, "AccessDenied", "Access Denied")
+    with pytest.raises(ConfigurationError, match="s3:PutObject"):
+        store_from_url(url).write(make_token(), None)
+
+
+def test_kms_denied_names_the_kms_action(moto_aws: None, s3_store_url, sm_store_url) -> None:
+    s3 = store_from_url(s3_store_url())
+    fail_call(aws.client("s3"), "PutObject", 400, "KMS.DisabledException", "key disabled")
+    with pytest.raises(ConfigurationError, match="kms:GenerateDataKey"):
+        s3.write(make_token(), None)
+    sm = store_from_url(sm_store_url())
+    fail_call(
+        aws.client("secretsmanager"),
+        "GetSecretValue",
+        400,
+        "AccessDeniedException",
+        "Access to KMS is not allowed",
+    )
+    with pytest.raises(ConfigurationError, match="kms:Decrypt"):
+        sm.read()
+
+
+def test_missing_bucket_is_a_configuration_error(moto_aws: None) -> None:
+    store = store_from_url("s3://schwab-tokens-no-such-bucket/tokens.json")
+    with pytest.raises(ConfigurationError, match="bucket schwab-tokens-no-such-bucket does not"):
+        store.read()
+    with pytest.raises(ConfigurationError, match="bucket schwab-tokens-no-such-bucket does not"):
+        store.write(make_token(), None)
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_s3_throttling_is_temporary_after_retries(moto_aws: None, s3_store_url) -> None:
+    store = store_from_url(s3_store_url())
+    token = make_token()
+    version = store.write(token, None)
+    attempts = _throttle_s3(aws.client("s3"), "GetObject")
+    with pytest.raises(TemporaryFailure) as caught:
+        store.read()
+    assert len(attempts) == aws.MAX_RETRIES + 1
+    assert "SlowDown" in str(caught.value)
+    assert "untouched" in str(caught.value)
+    aws.reset_clients()  # a fresh client without the fault
+    assert store.read().token == token and store.version() == version
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_s3_server_errors_on_write_are_temporary(aws_endpoint: str, s3_store_url) -> None:
+    store = store_from_url(s3_store_url())
+    attempts = fail_wire(
+        aws.client("s3"),
+        "PutObject",
+        500,
+        b"<Error><Code>InternalError</Code><Message>oops</Message></Error>",
+        {"Content-Type": "application/xml"},
+    )
+    with pytest.raises(TemporaryFailure, match="after 4 retries"):
+        store.write(make_token(), None)
+    assert len(attempts) == 5
+    assert store.version() is None
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_secrets_manager_throttling_is_temporary(moto_aws: None, sm_store_url) -> None:
+    store = store_from_url(sm_store_url())
+    store.write(make_token(), None)
+    attempts = _throttle_sm(aws.client("secretsmanager"), "GetSecretValue")
+    with pytest.raises(TemporaryFailure, match="ThrottlingException"):
+        store.read()
+    assert len(attempts) == aws.MAX_RETRIES + 1
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_unreachable_endpoint_is_temporary(aws_env: None, monkeypatch) -> None:
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    aws.reset_clients()
+    with pytest.raises(TemporaryFailure, match="cannot reach AWS"):
+        store_from_url("s3://some-bucket/tokens.json").read()
+    with pytest.raises(TemporaryFailure, match="untouched"):
+        store_from_url("secretsmanager://some/secret").read()
+
+
+def test_missing_credentials_and_region_are_configuration_errors(aws_env: None, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    aws.reset_clients()
+    with pytest.raises(ConfigurationError, match="AWS_PROFILE"):
+        store_from_url("s3://some-bucket/tokens.json").read()
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    aws.reset_clients()
+    with pytest.raises(ConfigurationError, match="AWS_REGION"):
+        store_from_url("secretsmanager://some/secret").read()
+
+
+# -- translate on its own --------------------------------------------------------------------------
+def _client_error(code: str, status: int, message: str = "", operation: str = "GetObject"):
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        operation,
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "words"),
+    [
+        (_client_error("AccessDenied", 403), ConfigurationError, ["the role needs s3:GetObject"]),
+        (_client_error("403", 403, "Forbidden"), ConfigurationError, ["s3:GetObject"]),
+        (
+            _client_error("NoSuchBucket", 404, "The specified bucket does not exist"),
+            ConfigurationError,
+            ["bucket b does not exist"],
+        ),
+        (
+            _client_error("ResourceNotFoundException", 400, "", "GetSecretValue"),
+            ConfigurationError,
+            ["s3://b/k does not exist"],
+        ),
+        (_client_error("KMS.NotFoundException", 400), ConfigurationError, ["kms:Decrypt"]),
+        (
+            _client_error("AccessDenied", 403, "not authorized to perform: kms:Decrypt"),
+            ConfigurationError,
+            ["kms:Decrypt"],
+        ),
+        (_client_error("DecryptionFailure", 400), ConfigurationError, ["kms:Decrypt"]),
+        (
+            _client_error("AccessDenied", 403, "not authorized on arn:aws:s3:::my-kms-bucket/k"),
+            ConfigurationError,
+            ["the role needs s3:GetObject"],
+        ),
+        (_client_error("ExpiredToken", 400), ConfigurationError, ["credentials"]),
+        (
+            _client_error("InvalidRequestException", 400, "secret is marked for deletion"),
+            ConfigurationError,
+            ["restore-secret"],
+        ),
+        (_client_error("SlowDown", 503), TemporaryFailure, ["SlowDown", "untouched"]),
+        (_client_error("ThrottlingException", 400), TemporaryFailure, ["after 4 retries"]),
+        (_client_error("RequestLimitExceeded", 400), TemporaryFailure, ["untouched"]),
+        (_client_error("Whatever", 502), TemporaryFailure, ["Whatever"]),
+        (_client_error("TooManyRequests", 429), TemporaryFailure, ["untouched"]),
+        (EndpointConnectionError(endpoint_url="https://x"), TemporaryFailure, ["cannot reach"]),
+        (NoCredentialsError(), ConfigurationError, ["AWS_PROFILE"]),
+    ],
+)
+def test_translate(exc: Exception, kind: type, words: list[str]) -> None:
+    error = aws.translate(exc, what="s3://b/k", action="s3:GetObject")
+    assert type(error) is kind
+    for word in words:
+        assert word in str(error)
+
+
+def test_translate_names_the_write_kms_action() -> None:
+    exc = _client_error("KMS.DisabledException", 400, operation="PutObject")
+    assert "kms:GenerateDataKey" in str(aws.translate(exc, what="s3://b/k", action="s3:PutObject"))
+
+
+def test_translate_keeps_our_own_errors() -> None:
+    error = LoginRequired("x")
+    assert aws.translate(error, what="w", action="a") is error
+
+
+def test_translate_never_quotes_parameter_values() -> None:
+    from botocore.exceptions import ParamValidationError
+
+    exc = ParamValidationError(report="Invalid type for parameter SecretString, value: hunter2")
+    error = aws.translate(exc, what="secretsmanager://s", action="secretsmanager:PutSecretValue")
+    assert isinstance(error, ConfigurationError)
+    assert "hunter2" not in str(error)
+
+
+# -- clients -----------------------------------------------------------------------------------
+def test_client_is_cached_and_configured(moto_aws: None) -> None:
+    first = aws.client("s3")
+    assert aws.client("s3") is first
+    assert aws.client("secretsmanager") is not first
+    config = first.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": aws.MAX_RETRIES + 1}
+    assert (config.connect_timeout, config.read_timeout) == (5, 10)
+    aws.reset_clients()
+    assert aws.client("s3") is not first
+
+
+def test_clients_are_made_once_across_threads(moto_aws: None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        clients = list(pool.map(lambda _: aws.client("s3"), range(32)))
+    assert len({id(c) for c in clients}) == 1
+
+
+def test_import_is_cheap() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, schwab_tokens.aws, schwab_tokens.stores.s3\n"
+        "import schwab_tokens.stores.secretsmanager"
+        "\nprint(*(name in sys.modules for name in ('boto3', 'botocore', 'aws_lambda_powertools')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+# -- leases ------------------------------------------------------------------------------------
+def test_lease_is_exclusive_until_released(store_url: str) -> None:
+    first, second = store_from_url(store_url), store_from_url(store_url)
+    first.write(make_token(), None)  # a Secrets Manager lease lives on the current version
+    with first.lease(ttl=30, wait=1):
+        started = time.monotonic()
+        with pytest.raises(LeaseBusy, match="another writer"), second.lease(ttl=30, wait=0.3):
+            pytest.fail("two holders")
+        assert time.monotonic() - started >= 0.3
+    with second.lease(ttl=30, wait=0.5):
+        pass
+    with first.lease(ttl=30, wait=0.5):  # and released again
+        pass
+
+
+def test_a_dead_holder_loses_the_lease_after_its_ttl(store_url: str) -> None:
+    first, second, third = (store_from_url(store_url) for _ in range(3))
+    first.write(make_token(), None)
+    dead = first.lease(ttl=1, wait=1)
+    dead.__enter__()  # ... and never comes back
+    started = time.monotonic()
+    with second.lease(ttl=30, wait=5):
+        assert time.monotonic() - started < 4.5
+        # The late holder's release must not free the lease its successor now holds.
+        dead.__exit__(None, None, None)
+        with pytest.raises(LeaseBusy), third.lease(ttl=30, wait=0.2):
+            pytest.fail("two holders")
+    with third.lease(ttl=30, wait=0.5):
+        pass
+
+
+def test_s3_lease_object_is_json_and_removed_on_release(moto_aws: None, s3_store_url) -> None:
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    s3 = aws.client("s3")
+    with store.lease(ttl=30, wait=1):
+        body = s3.get_object(Bucket=store.bucket, Key=store.key + ".lease")["Body"].read()
+        data = json.loads(body)
+        assert set(data) == {"owner", "expires_at"}
+        assert 25 < data["expires_at"] - time.time() <= 30
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=store.bucket, Key=store.key + ".lease")
+
+
+@pytest.mark.parametrize("leftover", [b"{not json", b'{"owner": "x", "expires_at": 1}'])
+def test_s3_expired_or_unreadable_lease_is_taken_over(
+    leftover: bytes, moto_aws: None, s3_store_url
+) -> None:
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    aws.client("s3").put_object(Bucket=store.bucket, Key=store.lease_key, Body=leftover)
+    with store.lease(ttl=30, wait=0.5):
+        pass
+
+
+def test_s3_live_lease_of_another_writer_is_respected(moto_aws: None, s3_store_url) -> None:
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    body = json.dumps({"owner": "someone", "expires_at": time.time() + 60}).encode()
+    aws.client("s3").put_object(Bucket=store.bucket, Key=store.lease_key, Body=body)
+    with pytest.raises(LeaseBusy), store.lease(ttl=30, wait=0.3):
+        pytest.fail("took a live lease")
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_a_throttled_release_does_not_fail_the_work_done(http_store_url: str) -> None:
+    store = store_from_url(http_store_url)
+    store.write(make_token(), None)
+    with store.lease(ttl=30, wait=1):
+        if isinstance(store, S3Store):
+            _throttle_s3(aws.client("s3"), "DeleteObject")
+        else:
+            _throttle_sm(aws.client("secretsmanager"), "UpdateSecretVersionStage")
+    # No error: the lease was left to expire, so a rival still waits for it.
+    aws.reset_clients()
+    with pytest.raises(LeaseBusy), store_from_url(http_store_url).lease(ttl=30, wait=0.2):
+        pytest.fail("two holders")
+
+
+# -- S3 specifics ------------------------------------------------------------------------------
+def test_s3_write_uses_sse_kms_when_a_key_is_configured(
+    moto_aws: None, s3_store_url, monkeypatch
+) -> None:
+    monkeypatch.setenv("TOKEN_STORE_KMS_KEY_ID", "alias/schwab-tokens")
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    store.write(make_token(), None)
+    head = aws.client("s3").head_object(Bucket=store.bucket, Key=store.key)
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == "alias/schwab-tokens"
+    assert head["ContentType"] == "application/json"
+    assert abs(int(head["Metadata"]["last-refresh"]) - time.time()) < 60
+    assert head["Metadata"]["writer"]
+
+
+def test_s3_write_without_a_key_leaves_encryption_to_the_bucket(
+    moto_aws: None, s3_store_url, monkeypatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "schwab-refresher")
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    store.write(make_token(), None)
+    head = aws.client("s3").head_object(Bucket=store.bucket, Key=store.key)
+    assert head.get("ServerSideEncryption") != "aws:kms"
+    assert head["Metadata"]["writer"] == "schwab-refresher"
+
+
+def test_s3_oversized_object_is_refused(moto_aws: None, s3_store_url) -> None:
+    store = store_from_url(s3_store_url())
+    put_raw(store, b" " * (MAX_DOCUMENT_BYTES + 10))
+    with pytest.raises(InvalidTokenDocument, match="bytes, more than a token document"):
+        store.read()
+
+
+def test_s3_write_to_a_deleted_object_conflicts(moto_aws: None, s3_store_url) -> None:
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    version = store.write(make_token(), None)
+    aws.client("s3").delete_object(Bucket=store.bucket, Key=store.key)
+    with pytest.raises(WriteConflict):
+        store.write(make_token(), version)
+
+
+# -- Secrets Manager specifics -----------------------------------------------------------------
+def _stages(name: str) -> dict[str, list[str]]:
+    described = aws.client("secretsmanager").describe_secret(SecretId=name)
+    return {k: v for k, v in described["VersionIdsToStages"].items() if v}
+
+
+def _versions(name: str) -> int:
+    answer = aws.client("secretsmanager").list_secret_version_ids(
+        SecretId=name, IncludeDeprecated=True
+    )
+    return len(answer["Versions"])
+
+
+def test_sm_write_keeps_awsprevious_and_no_pending_label(moto_aws: None, sm_store_url) -> None:
+    store = store_from_url(sm_store_url())
+    assert isinstance(store, SecretsManagerStore)
+    one, two = make_token("one"), make_token("two")
+    v1 = store.write(one, None)
+    v2 = store.write(two, v1)
+    sm = aws.client("secretsmanager")
+    previous = sm.get_secret_value(SecretId=store.name, VersionStage="AWSPREVIOUS")
+    assert previous["VersionId"] == v1
+    assert Token.parse(previous["SecretString"]) == one
+    stages = _stages(store.name)
+    assert stages == {v1: ["AWSPREVIOUS"], v2: ["AWSCURRENT"]}
+    assert not any(PENDING in labels for labels in stages.values())
+
+
+def test_sm_losing_writer_cleans_up_its_version(moto_aws: None, sm_store_url) -> None:
+    """The race the pre-check cannot see: a rival moves AWSCURRENT between our two steps."""
+    url = sm_store_url()
+    ours, rival = store_from_url(url), store_from_url(url)
+    assert isinstance(ours, SecretsManagerStore)
+    v1 = ours.write(make_token("one"), None)
+    winner = make_token("rival")
+    fired: list[str] = []
+
+    def rival_writes_first(**_: Any) -> None:
+        if not fired:
+            fired.append("busy")  # the rival's own PutSecretValue comes through here too
+            fired[0] = rival.write(winner, v1)
+
+    aws.client("secretsmanager").meta.events.register(
+        "before-call.secrets-manager.PutSecretValue", rival_writes_first
+    )
+    with pytest.raises(WriteConflict):
+        ours.write(make_token("ours"), v1)
+    assert ours.read().token == winner
+    stages = _stages(ours.name)
+    assert stages == {v1: ["AWSPREVIOUS"], fired[0]: ["AWSCURRENT"]}  # our version: unlabelled
+    previous = aws.client("secretsmanager").get_secret_value(
+        SecretId=ours.name, VersionStage="AWSPREVIOUS"
+    )
+    assert previous["VersionId"] == v1
+
+
+def test_sm_first_write_fills_a_secret_made_without_a_value(moto_aws: None, sm_store_url) -> None:
+    store = store_from_url(sm_store_url())
+    assert isinstance(store, SecretsManagerStore)
+    aws.client("secretsmanager").create_secret(Name=store.name)  # as a stack would
+    with pytest.raises(LoginRequired, match="schwab-tokens login"):
+        store.read()
+    assert store.version() is None
+    token = make_token()
+    version = store.write(token, None)
+    assert store.read().token == token
+    assert _stages(store.name) == {version: ["AWSCURRENT"]}
+
+
+def test_sm_new_secret_uses_the_configured_kms_key(
+    moto_aws: None, sm_store_url, monkeypatch
+) -> None:
+    key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    monkeypatch.setenv("TOKEN_STORE_KMS_KEY_ID", key_id)
+    store = store_from_url(sm_store_url())
+    assert isinstance(store, SecretsManagerStore)
+    store.write(make_token(), None)
+    described = aws.client("secretsmanager").describe_secret(SecretId=store.name)
+    assert described["KmsKeyId"] == key_id
+
+
+def test_sm_secret_scheduled_for_deletion(moto_aws: None, sm_store_url) -> None:
+    store = store_from_url(sm_store_url())
+    assert isinstance(store, SecretsManagerStore)
+    store.write(make_token(), None)
+    aws.client("secretsmanager").delete_secret(SecretId=store.name)
+    with pytest.raises(ConfigurationError, match="restore-secret"):
+        store.read()
+    with pytest.raises(ConfigurationError, match="restore-secret"):
+        store.write(make_token(), None)
+
+
+def test_sm_lease_never_creates_a_secret_version(moto_aws: None, sm_store_url) -> None:
+    url = sm_store_url()
+    store = store_from_url(url)
+    assert isinstance(store, SecretsManagerStore)
+    store.write(make_token(), None)
+    before = _versions(store.name)
+    for _ in range(5):
+        with store.lease(ttl=30, wait=1):
+            assert any(label.startswith("lease.") for label in _stages(store.name)[store.version()])
+            with pytest.raises(LeaseBusy), store_from_url(url).lease(ttl=30, wait=0.1):
+                pytest.fail("two holders")
+    assert _versions(store.name) == before
+    assert all(
+        not label.startswith("lease.")
+        for labels in _stages(store.name).values()
+        for label in labels
+    )
+
+
+def test_sm_lease_survives_a_refresh_in_between(moto_aws: None, sm_store_url) -> None:
+    """The holder writes (AWSCURRENT moves); its label stays on the old version until release."""
+    url = sm_store_url()
+    store, other = store_from_url(url), store_from_url(url)
+    assert isinstance(store, SecretsManagerStore)
+    v1 = store.write(make_token(), None)
+    with store.lease(ttl=30, wait=1):
+        store.write(make_token("new"), v1)
+        with pytest.raises(LeaseBusy), other.lease(ttl=30, wait=0.2):
+            pytest.fail("two holders")
+    with other.lease(ttl=30, wait=0.5):
+        pass
+    assert all(
+        not label.startswith("lease.")
+        for labels in _stages(store.name).values()
+        for label in labels
+    )
+
+
+def test_sm_contenders_that_announce_together_both_back_off(moto_aws: None, sm_store_url) -> None:
+    """A rival's label appears right after ours: we see it on the check, withdraw, and wait."""
+    url = sm_store_url()
+    store = store_from_url(url)
+    assert isinstance(store, SecretsManagerStore)
+    version = store.write(make_token(), None)
+    rival = f"lease.{int(time.time()) + 60:010d}.{uuid.uuid4().hex}"
+    raw = boto3.client("secretsmanager")  # a separate client: not hooked
+    rival_active = [True]
+
+    def rival_announces(params: Any, **_: Any) -> None:
+        body = json.loads(params["body"])
+        attaching = body.get("MoveToVersionId")
+        if rival_active[0] and attaching and rival not in _stages(store.name).get(version, []):
+            raw.update_secret_version_stage(
+                SecretId=store.name, VersionStage=rival, MoveToVersionId=version
+            )
+
+    aws.client("secretsmanager").meta.events.register(
+        "before-call.secrets-manager.UpdateSecretVersionStage", rival_announces
+    )
+    with pytest.raises(LeaseBusy), store.lease(ttl=30, wait=0.3):
+        pytest.fail("won beside a rival")
+    leases = [label for label in _stages(store.name)[version] if label.startswith("lease.")]
+    assert leases == [rival]  # ours was withdrawn
+    rival_active[0] = False
+    raw.update_secret_version_stage(
+        SecretId=store.name, VersionStage=rival, RemoveFromVersionId=version
+    )
+    with store.lease(ttl=30, wait=0.5):
+        pass
+
+
+def test_sm_lease_on_a_secret_without_a_value_is_a_no_op(moto_aws: None, sm_store_url) -> None:
+    store = store_from_url(sm_store_url())
+    with store.lease(ttl=30, wait=0.1):
+        store.write(make_token(), None)
+
+
+# -- the credentials secret -------------------------------------------------------------------
+def test_credentials_secret_round_trip_and_cache(moto_aws: None, monkeypatch) -> None:
+    aws.put_credentials_secret("schwab/app", "key-1", "secret-1", "https://127.0.0.1:8182")
+    reads: list[int] = []
+
+    def count(**_: Any) -> None:
+        reads.append(1)
+
+    aws.client("secretsmanager").meta.events.register(
+        "before-call.secrets-manager.GetSecretValue", count
+    )
+    document = json.loads(aws.cached_secret("schwab/app", max_age=900))
+    assert document == {
+        "app_key": "key-1",
+        "app_secret": "secret-1",
+        "callback_url": "https://127.0.0.1:8182",
+    }
+    assert aws.cached_secret("schwab/app", max_age=900)
+    assert len(reads) == 1  # the second read came from the cache
+    aws.put_credentials_secret("schwab/app", "key-2", "secret-2", None)
+    assert json.loads(aws.cached_secret("schwab/app", max_age=900))["app_key"] == "key-2"
+    monkeypatch.setenv("SCHWAB_CREDENTIALS_SECRET", "schwab/app")
+    credentials = load_credentials()
+    assert (credentials.app_key, credentials.app_secret) == ("key-2", "secret-2")
+    assert "secret-2" not in repr(credentials)
+
+
+def test_put_credentials_secret_does_not_add_versions_for_the_same_value(moto_aws: None) -> None:
+    aws.put_credentials_secret("schwab/app", "k", "s", None)
+    aws.put_credentials_secret("schwab/app", "k", "s", None)
+    assert _versions("schwab/app") == 1
+
+
+def test_missing_credentials_secret_names_it(moto_aws: None) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        aws.cached_secret("schwab/nope", max_age=900)
+    assert "secret schwab/nope does not exist" in str(caught.value)
+
+
+def test_denied_credentials_secret_names_the_action(moto_aws: None) -> None:
+    aws.put_credentials_secret("schwab/app", "k", "very-secret-value", None)
+    fail_call(aws.client("secretsmanager"), "GetSecretValue", 400, "AccessDeniedException", "no")
+    with pytest.raises(ConfigurationError) as caught:
+        aws.cached_secret("schwab/app", max_age=900)
+    assert "secretsmanager:GetSecretValue" in str(caught.value)
+    assert "very-secret-value" not in str(caught.value)
+
+
+# -- over HTTP, through AWS_ENDPOINT_URL --------------------------------------------------------
+@pytest.fixture(params=KINDS)
+def http_store_url(
+    request: pytest.FixtureRequest,
+    aws_endpoint: str,
+    s3_store_url: Callable[..., str],
+    sm_store_url: Callable[..., str],
+) -> str:
+    return s3_store_url() if request.param == "s3" else sm_store_url()
+
+
+def test_over_http_round_trip_and_conflict(http_store_url: str, aws_endpoint: str) -> None:
+    assert aws.client("s3").meta.endpoint_url == aws_endpoint
+    store = store_from_url(http_store_url)
+    with pytest.raises(LoginRequired):
+        store.read()
+    one = make_token("one")
+    v1 = store.write(one, None)
+    assert store.read().token == one
+    two = make_token("two")
+    v2 = store.write(two, v1)
+    with pytest.raises(WriteConflict):
+        store.write(make_token("three"), v1)
+    assert store.read().token == two and store.version() == v2
+
+
+def test_over_http_lease(http_store_url: str) -> None:
+    first, second = store_from_url(http_store_url), store_from_url(http_store_url)
+    first.write(make_token(), None)
+    with first.lease(ttl=30, wait=1), pytest.raises(LeaseBusy), second.lease(ttl=30, wait=0.3):
+        pytest.fail("two holders")
+    with second.lease(ttl=30, wait=1):
+        pass
+
+
+def test_over_http_corrupt_document(http_store_url: str) -> None:
+    store = store_from_url(http_store_url)
+    put_raw(store, b"{not json")
+    with pytest.raises(InvalidTokenDocument, match="not valid JSON"):
+        store.read()
+
+
+def test_over_http_state_is_reset_between_tests(aws_endpoint: str) -> None:
+    assert aws.client("s3").list_buckets()["Buckets"] == []
+    assert aws.client("secretsmanager").list_secrets()["SecretList"] == []
