@@ -1,10 +1,14 @@
 # The README's two commands, `make demo` and `make test`, each set up what they need from nothing.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first interpreter that actually runs and is 3.11+ (a pyenv shim may exist but not run).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.DEFAULT_GOAL := test
+include mk/tools.mk
+
+.PHONY: setup demo test test-fast lint lint-python bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +28,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m 'not slow'
 
-lint: setup
+lint: lint-python lint-template
+
+lint-python: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy

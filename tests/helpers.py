@@ -66,7 +66,9 @@ def cli_env(emulator: object, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: Iterable[str], env: Mapping[str, str], stdin: str = "", timeout: float = 60) -> Run:
+def run_cli(
+    args: Iterable[str], env: Mapping[str, str], stdin: str = "", timeout: float = 60
+) -> Run:
     done = subprocess.run(
         [*CLI, *args], input=stdin, capture_output=True, text=True, env=dict(env), timeout=timeout
     )

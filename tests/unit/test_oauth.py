@@ -17,7 +17,7 @@ from tests.helpers import follow_authorize
 def test_authorize_url_carries_app_callback_and_random_state() -> None:
     oauth = SchwabOAuth("key", "secret", base_url="https://api.example")
     url, state = oauth.authorize_url("https://127.0.0.1:8182")
-    other_url, other_state = oauth.authorize_url("https://127.0.0.1:8182")
+    _, other_state = oauth.authorize_url("https://127.0.0.1:8182")
     assert url.startswith("https://api.example/v1/oauth/authorize?response_type=code&client_id=key")
     assert "redirect_uri=https%3A%2F%2F127.0.0.1%3A8182" in url and f"state={state}" in url
     assert state != other_state and len(state) >= 20

@@ -35,7 +35,6 @@ _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "4
 _MISSING_CODES = {"NoSuchKey", "NotFound", "404"}
 
 
-
 class S3Store(TokenStore):
     def __init__(self, bucket: str, key: str, url: str | None = None) -> None:
         self.bucket = bucket

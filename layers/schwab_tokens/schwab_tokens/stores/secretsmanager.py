@@ -49,7 +49,6 @@ _GONE = {"InvalidParameterException", "ResourceNotFoundException"}
 Stages = dict[str, list[str]]
 
 
-
 @dataclass(frozen=True)
 class _LeaseLabel:
     label: str

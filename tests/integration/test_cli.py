@@ -1,4 +1,9 @@
-"""The CLI end to end on the embedded default: a local token file and the Schwab emulator."""
+"""The CLI end to end against the Schwab emulator, on each store kind.
+
+The file store is the embedded default; S3 and Secrets Manager are moto's server over real HTTP,
+reached by the CLI subprocesses through ``AWS_ENDPOINT_URL`` only. Every failure case checks that
+the stored bytes and version are exactly what they were.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ import pytest
 import requests
 import schwab
 
+from schwab_tokens.errors import LoginRequired
+from schwab_tokens.reader import TokenReader
+from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.file import FileStore
 from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import (
@@ -32,33 +40,83 @@ def secrets_of(emulator) -> set[str]:
     return set(emulator.issued_secrets()) | {emulator.app_secret}
 
 
-def account_numbers(path: Path, emulator) -> int:
-    client = schwab.auth.client_from_token_file(str(path), emulator.app_key, emulator.app_secret)
+def account_numbers(url: str, emulator) -> int:
+    """What a bot sees: schwab-py's own file loader, or our hooks for the AWS stores."""
+    if "://" in url:
+        client = schwab.auth.client_from_access_functions(
+            emulator.app_key, emulator.app_secret, *TokenReader(url).access_functions()
+        )
+    else:
+        client = schwab.auth.client_from_token_file(url, emulator.app_key, emulator.app_secret)
     point_client_at_emulator(client, emulator.base_url)
     return client.get_account_numbers().status_code
 
 
-def test_login_by_paste_writes_a_token_schwab_py_uses(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
+@pytest.fixture(params=["file", "s3", "secretsmanager"])
+def store_url(request, tmp_path: Path) -> str:
+    if request.param == "file":
+        return str(tmp_path / "tokens.json")
+    request.getfixturevalue("aws_endpoint")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_store_url")()
+    return request.getfixturevalue("sm_store_url")()
+
+
+def put_raw(url: str, content: str) -> None:
+    """Store bytes that are not a valid document, as a broken tool or a person might."""
+    from schwab_tokens import aws
+
+    store = store_from_url(url)
+    if url.startswith("s3://"):
+        aws.client("s3").put_object(Bucket=store.bucket, Key=store.key, Body=content.encode())
+    elif url.startswith("secretsmanager://"):
+        aws.client("secretsmanager").create_secret(Name=store.name, SecretString=content)
+    else:
+        Path(url).write_text(content)
+
+
+def snapshot(url: str) -> tuple[bytes, str] | None:
+    """The stored bytes and version, or None when nothing is stored."""
+    try:
+        raw, version, _ = store_from_url(url).read_raw()
+    except LoginRequired:
+        return None
+    return raw, version
+
+
+def test_login_by_paste_writes_a_token_schwab_py_uses(emulator, store_url: str) -> None:
     run = paste_login(
-        ["--store", str(path), "--callback-url", emulator.callback_url], cli_env(emulator)
+        ["--store", store_url, "--callback-url", emulator.callback_url], cli_env(emulator)
     )
     assert run.code == 0, run.err
     assert "Logged in" in run.out and "fingerprint" in run.out
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    doc = json.loads(path.read_text())
+    if "://" not in store_url:
+        assert stat.S_IMODE(Path(store_url).stat().st_mode) == 0o600
+    stored = snapshot(store_url)
+    assert stored is not None
+    doc = json.loads(stored[0])
     assert set(doc) == {"creation_timestamp", "token"}
     assert {"access_token", "refresh_token", "id_token", "expires_at"} <= set(doc["token"])
-    assert account_numbers(path, emulator) == 200
+    assert account_numbers(store_url, emulator) == 200
     assert_no_secrets(run.text, secrets_of(emulator))
 
 
 def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     proc = subprocess.Popen(
-        [*CLI, "login", "--no-browser", "--store", str(path), "--callback-url",
-         emulator.callback_url],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *CLI,
+            "login",
+            "--no-browser",
+            "--store",
+            str(path),
+            "--callback-url",
+            emulator.callback_url,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=cli_env(emulator),
     )
     assert proc.stdout is not None
@@ -74,7 +132,7 @@ def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
     assert page.status_code == 200 and "Login succeeded" in page.text
     assert "close this tab" in page.text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert account_numbers(path, emulator) == 200
+    assert account_numbers(str(path), emulator) == 200
     assert_no_secrets("".join(out) + rest + err + page.text, secrets_of(emulator))
 
 
@@ -82,9 +140,19 @@ def test_listener_shows_denial_page_and_writes_nothing(emulator, tmp_path: Path)
     path = tmp_path / "tokens.json"
     emulator.set_fault("deny")
     proc = subprocess.Popen(
-        [*CLI, "login", "--no-browser", "--store", str(path), "--callback-url",
-         emulator.callback_url],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *CLI,
+            "login",
+            "--no-browser",
+            "--store",
+            str(path),
+            "--callback-url",
+            emulator.callback_url,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=cli_env(emulator),
     )
     assert proc.stdout is not None
@@ -113,12 +181,11 @@ def _with_state(link: str, state: str) -> str:
 )
 @pytest.mark.parametrize("existing", [False, True])
 def test_bad_returned_links_change_nothing(
-    emulator, tmp_path: Path, case: str, message: str, existing: bool
+    emulator, store_url: str, case: str, message: str, existing: bool
 ) -> None:
-    path = tmp_path / "tokens.json"
     if existing:
-        login(FileStore(path), emulator)
-    before = path.read_bytes() if existing else None
+        login(store_from_url(store_url), emulator)
+    before = snapshot(store_url)
 
     def link_for(authorize_url: str) -> str:
         if case == "denied":
@@ -127,47 +194,51 @@ def test_bad_returned_links_change_nothing(
         if case == "wrong_state":
             return link.split("state=")[0] + "state=not-the-state"
         if case == "no_code":
-            return link.split("?")[0] + "?session=abc&" + link.split("&state=")[-1].join(
-                ["state=", ""])
+            return (
+                link.split("?")[0]
+                + "?session=abc&"
+                + link.split("&state=")[-1].join(["state=", ""])
+            )
         if case == "expired_code":
             emulator.advance(31)
         return link
 
     run = paste_login(
-        ["--store", str(path), "--callback-url", emulator.callback_url],
+        ["--store", store_url, "--callback-url", emulator.callback_url],
         cli_env(emulator),
         link_for=link_for,
     )
     assert run.code == 3, run.err
     assert message in run.err
-    assert (path.read_bytes() if path.exists() else None) == before
+    assert snapshot(store_url) == before
     assert_no_secrets(run.text, secrets_of(emulator))
 
 
-def test_refresh_policy_from_the_cli(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
+def test_refresh_policy_from_the_cli(emulator, store_url: str) -> None:
     env = cli_env(emulator)
-    first = login(FileStore(path), emulator)
+    first = login(store_from_url(store_url), emulator)
     emulator.reset_counters()
 
-    fresh = run_cli(["refresh", "--store", str(path)], env)
+    fresh = run_cli(["refresh", "--store", store_url], env)
     assert fresh.code == 0 and "still fresh" in fresh.out
     assert emulator.token_calls == 0
 
-    forced = run_cli(["refresh", "--force", "--store", str(path)], env)
+    forced = run_cli(["refresh", "--force", "--store", store_url], env)
     assert forced.code == 0 and "refreshed" in forced.out
     assert emulator.token_calls == 1
-    after_force = json.loads(path.read_text())
+    after_force = json.loads(snapshot(store_url)[0])
 
     # Within the margin: a 30-minute token is due under a 32-minute margin.
-    due = run_cli(["refresh", "--margin", "1920", "--store", str(path)], env)
+    due = run_cli(["refresh", "--margin", "1920", "--store", store_url], env)
     assert due.code == 0 and "refreshed" in due.out
     assert emulator.token_calls == 2
-    doc = json.loads(path.read_text())
+    doc = json.loads(snapshot(store_url)[0])
     assert doc["creation_timestamp"] == first.creation_timestamp
     assert doc["token"]["refresh_token"] == first.refresh_token
-    assert doc["token"]["access_token"] not in (first.access_token,
-                                                after_force["token"]["access_token"])
+    assert doc["token"]["access_token"] not in (
+        first.access_token,
+        after_force["token"]["access_token"],
+    )
     assert doc["token"]["expires_at"] >= after_force["token"]["expires_at"]
     for run in (fresh, forced, due):
         assert_no_secrets(run.text, secrets_of(emulator))
@@ -190,71 +261,72 @@ FAULTS = [
 
 
 @pytest.mark.parametrize(("fault", "code", "message"), FAULTS)
-def test_refresh_failures_leave_the_file_untouched(
-    emulator, tmp_path: Path, fault: str, code: int, message: str
+def test_refresh_failures_leave_the_store_untouched(
+    emulator, store_url: str, fault: str, code: int, message: str
 ) -> None:
-    path = tmp_path / "tokens.json"
-    login(FileStore(path), emulator)
-    before = path.read_bytes()
+    login(store_from_url(store_url), emulator)
+    before = snapshot(store_url)
     emulator.configure(slow_seconds=2)
     emulator.set_fault(fault)
     started = time.monotonic()
-    run = run_cli(["refresh", "--force", "--store", str(path)], cli_env(emulator))
+    run = run_cli(["refresh", "--force", "--store", store_url], cli_env(emulator))
     assert time.monotonic() - started < 20
     assert run.code == code, run.err
     assert message in run.err
-    assert path.read_bytes() == before
+    assert snapshot(store_url) == before
     assert_no_secrets(run.text, secrets_of(emulator))
 
 
-def test_unreachable_schwab_is_temporary(emulator, tmp_path: Path) -> None:
+def test_unreachable_schwab_is_temporary(emulator, store_url: str) -> None:
     from tests.conftest import free_port
 
-    path = tmp_path / "tokens.json"
-    login(FileStore(path), emulator)
-    before = path.read_bytes()
+    login(store_from_url(store_url), emulator)
+    before = snapshot(store_url)
     env = cli_env(emulator, SCHWAB_API_BASE=f"http://127.0.0.1:{free_port()}")
-    run = run_cli(["refresh", "--force", "--store", str(path)], env)
+    run = run_cli(["refresh", "--force", "--store", store_url], env)
     assert run.code == 4 and "connection refused" in run.err
-    assert path.read_bytes() == before
+    assert snapshot(store_url) == before
 
 
-def test_dead_refresh_token_after_seven_days(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
-    login(FileStore(path), emulator)
-    before = path.read_bytes()
+def test_dead_refresh_token_after_seven_days(emulator, store_url: str) -> None:
+    login(store_from_url(store_url), emulator)
+    before = snapshot(store_url)
     emulator.advance(7 * 86400 + 60)
-    run = run_cli(["refresh", "--force", "--store", str(path)], cli_env(emulator))
+    run = run_cli(["refresh", "--force", "--store", store_url], cli_env(emulator))
     assert run.code == 3 and "schwab-tokens login" in run.err
-    assert path.read_bytes() == before
+    assert snapshot(store_url) == before
 
 
 @pytest.mark.parametrize(
     ("content", "named"),
     [
         ("{not json", "not valid JSON"),
-        ('{"token": {"access_token": "a", "refresh_token": "b", "expires_at": 1}}',
-         "creation_timestamp"),
-        ('{"creation_timestamp": 1, "token": {"access_token": "a", "expires_at": 1}}',
-         "token.refresh_token"),
+        (
+            '{"token": {"access_token": "a", "refresh_token": "b", "expires_at": 1}}',
+            "creation_timestamp",
+        ),
+        (
+            '{"creation_timestamp": 1, "token": {"access_token": "a", "expires_at": 1}}',
+            "token.refresh_token",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["refresh", "status"])
-def test_corrupt_file_exit_5_untouched(
-    emulator, tmp_path: Path, content: str, named: str, command: str
+def test_corrupt_document_exit_5_untouched(
+    emulator, store_url: str, content: str, named: str, command: str
 ) -> None:
-    path = tmp_path / "tokens.json"
-    path.write_text(content)
-    run = run_cli([command, "--store", str(path)], cli_env(emulator))
+    put_raw(store_url, content)
+    before = snapshot(store_url)
+    run = run_cli([command, "--store", store_url], cli_env(emulator))
     assert run.code == 5, run.err
     assert named in run.err
-    assert path.read_text() == content
+    assert snapshot(store_url) == before
     assert emulator.token_calls == 0
 
 
-def test_no_token_asks_for_login(emulator, tmp_path: Path) -> None:
+def test_no_token_asks_for_login(emulator, store_url: str) -> None:
     for command in ("refresh", "status"):
-        run = run_cli([command, "--store", str(tmp_path / "none.json")], cli_env(emulator))
+        run = run_cli([command, "--store", store_url], cli_env(emulator))
         assert run.code == 3 and "schwab-tokens login" in run.err
 
 
@@ -262,8 +334,7 @@ def test_store_defaults_to_env_then_tokens_json(emulator, tmp_path: Path) -> Non
     login(FileStore(tmp_path / "tokens.json"), emulator)
     env = cli_env(emulator)
     env.pop("TOKEN_STORE_URL", None)
-    plain = subprocess.run([*CLI, "status"], capture_output=True, text=True, env=env,
-                           cwd=tmp_path)
+    plain = subprocess.run([*CLI, "status"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert plain.returncode == 0 and "tokens.json" in plain.stdout
     login(FileStore(tmp_path / "other.json"), emulator)
     env["TOKEN_STORE_URL"] = f"file:{tmp_path / 'other.json'}"
@@ -271,47 +342,52 @@ def test_store_defaults_to_env_then_tokens_json(emulator, tmp_path: Path) -> Non
     assert other.returncode == 0 and "other.json" in other.stdout
 
 
-def test_status_human_and_json(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
-    token = login(FileStore(path), emulator)
-    human = run_cli(["status", "--store", str(path)], cli_env(emulator))
+def test_status_human_and_json(emulator, store_url: str) -> None:
+    token = login(store_from_url(store_url), emulator)
+    human = run_cli(["status", "--store", store_url], cli_env(emulator))
     assert human.code == 0
     assert "logged in:" in human.out and "expires in" in human.out
     assert re.search(r"refresh token: +dies in (6 days 23|7 days 0) hours", human.out)
     assert token.fingerprint in human.out
-    data = json.loads(run_cli(["status", "--json", "--store", str(path)], cli_env(emulator)).out)
+    data = json.loads(run_cli(["status", "--json", "--store", store_url], cli_env(emulator)).out)
     assert data["access_expires_at"] == int(token.access_expires_at)
     assert data["refresh_expires_at"] == token.creation_timestamp + 7 * 86400
     assert data["healthy"] is True
     assert_no_secrets(human.text, secrets_of(emulator))
 
 
-def test_two_refreshers_on_one_file_call_schwab_once(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
+def test_two_refreshers_on_one_store_call_schwab_once(emulator, store_url: str) -> None:
     emulator.configure(access_lifetime=300)  # the first token is already inside the margin
-    login(FileStore(path), emulator)
+    login(store_from_url(store_url), emulator)
     emulator.configure(access_lifetime=1800)
     emulator.reset_counters()
     env = cli_env(emulator)
     procs = [
-        subprocess.Popen([*CLI, "refresh", "--store", str(path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [*CLI, "refresh", "--store", store_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(2)
     ]
     results = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert emulator.token_calls == 1
-    assert FileStore(path).read().token.access_seconds_left() > 250
+    assert store_from_url(store_url).read().token.access_seconds_left() > 250
 
 
-def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
+def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, store_url: str) -> None:
     emulator.configure(access_lifetime=3)  # every check finds it due
-    login(FileStore(path), emulator)
+    login(store_from_url(store_url), emulator)
     emulator.reset_counters()
     proc = subprocess.Popen(
-        [*CLI, "watch", "--interval", "0.3", "--store", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(emulator),
+        [*CLI, "watch", "--interval", "0.3", "--store", store_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(emulator),
     )
     deadline = time.monotonic() + 20
     while emulator.token_calls < 2 and time.monotonic() < deadline:
@@ -324,12 +400,11 @@ def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, tmp_path: Path)
     assert_no_secrets(out + err, secrets_of(emulator))
 
 
-def test_watch_exits_on_dead_login(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
-    login(FileStore(path), emulator)
+def test_watch_exits_on_dead_login(emulator, store_url: str) -> None:
+    login(store_from_url(store_url), emulator)
     emulator.revoke_all()
     env = cli_env(emulator)
-    run = run_cli(["watch", "--interval", "0.2", "--margin", "99999", "--store", str(path)], env)
+    run = run_cli(["watch", "--interval", "0.2", "--margin", "99999", "--store", store_url], env)
     assert run.code == 3 and "schwab-tokens login" in run.err
 
 

@@ -1,0 +1,76 @@
+# Deploy-time tools: AWS SAM CLI and checkov, each in its own venv under .tools/.
+#
+# aws-sam-cli pins boto3 exactly and checkov pins an older one: installed together (or into the
+# project's .venv) they break each other, so each gets a venv of its own. Included from the
+# top-level Makefile, which defines PYTHON (the interpreter that makes venvs) and PY (.venv's).
+#
+#   make tools          create .tools/sam and .tools/checkov (a second run does nothing)
+#   make build          sam build (makefile builds: no Docker, no python3.12 needed)
+#   make lint-template  cfn-lint, sam validate --lint and checkov on template.yaml
+#   make layer-size     the size of the built layer, zipped as Lambda stores it
+
+TOOLS_DIR := .tools
+SAM_VENV := $(TOOLS_DIR)/sam
+CHECKOV_VENV := $(TOOLS_DIR)/checkov
+SAM := $(SAM_VENV)/bin/sam
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# Pinned, so that a new checkov rule or SAM release never changes a CI result by itself. The
+# stamp names carry the versions: change one here and the next `make tools` reinstalls that tool.
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+SAM_BUILD_DIR ?= .aws-sam/build
+# `sam validate` needs a region even to lint; any region works, nothing is called.
+SAM_LINT_REGION ?= us-east-1
+
+.PHONY: tools build lint-template layer-size
+
+tools: $(SAM_STAMP) $(CHECKOV_STAMP)
+
+# -qq: errors only (pip's warnings about this machine's extra package folders are noise).
+$(SAM_STAMP):
+	rm -rf $(SAM_VENV)
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -qq --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -qq 'aws-sam-cli==$(SAM_CLI_VERSION)'
+	SAM_CLI_TELEMETRY=0 $(SAM) --version
+	@touch $@
+
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -qq --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -qq 'checkov==$(CHECKOV_VERSION)'
+	$(CHECKOV) --version
+	@touch $@
+
+# The makefile builders (layers/schwab_tokens/Makefile, functions/Makefile) install the layer's
+# requirements with this pip, for linux/arm64 and CPython 3.12, whatever Python runs it.
+build: $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 PIP="$(CURDIR)/$(SAM_VENV)/bin/python -m pip" \
+		$(SAM) build --template-file template.yaml --build-dir $(SAM_BUILD_DIR)
+
+# checkov resolves Conditions with the parameters' defaults, so it sees only the S3 store; the
+# second run checks a copy whose StoreType defaults to SecretsManager (and with an alarm e-mail).
+# --skip-download: no network calls (checkov otherwise fetches guideline links).
+CHECKOV_ARGS := --framework cloudformation --quiet --compact --skip-download
+CHECKOV_SM_DIR := $(TOOLS_DIR)/checkov-secretsmanager
+
+lint-template: $(SAM_STAMP) $(CHECKOV_STAMP)
+	$(dir $(PY))cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file template.yaml --region $(SAM_LINT_REGION)
+	$(CHECKOV) -f template.yaml $(CHECKOV_ARGS)
+	@mkdir -p $(CHECKOV_SM_DIR)
+	sed -e '/^  StoreType:/,/^  [A-Za-z]/s/^    Default: S3$$/    Default: SecretsManager/' \
+		-e '/^  AlarmEmail:/,/^  [A-Za-z]/s/^    Default: ""$$/    Default: alarms@example.com/' \
+		template.yaml > $(CHECKOV_SM_DIR)/template.yaml
+	@grep -q 'Default: SecretsManager' $(CHECKOV_SM_DIR)/template.yaml
+	$(CHECKOV) -f $(CHECKOV_SM_DIR)/template.yaml $(CHECKOV_ARGS)
+
+layer-size: build
+	@$(SAM_VENV)/bin/python -c 'import os, shutil, sys, tempfile; \
+		d = tempfile.mkdtemp(); z = shutil.make_archive(os.path.join(d, "layer"), "zip", sys.argv[1]); \
+		n = os.path.getsize(z); shutil.rmtree(d); \
+		print(f"SchwabTokensLayer: {n} bytes zipped ({n / 2**20:.2f} MiB)")' \
+		$(SAM_BUILD_DIR)/SchwabTokensLayer

@@ -1,0 +1,127 @@
+"""Many writers and readers on one store: single flight, conditional writes, the warm reader.
+
+S3 and Secrets Manager are moto's server over real HTTP (``AWS_ENDPOINT_URL``); refreshers are
+separate processes, as the scheduled Lambda, a laptop's ``watch`` and a bot would be.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import schwab
+
+from schwab_tokens import aws
+from schwab_tokens.reader import TokenReader
+from schwab_tokens.stores import store_from_url
+from tests.emulator.schwabpy import point_client_at_emulator
+from tests.helpers import CLI, cli_env, login
+
+
+@pytest.fixture(params=["file", "s3", "secretsmanager"])
+def store_url(request, tmp_path: Path) -> str:
+    if request.param == "file":
+        return str(tmp_path / "tokens.json")
+    request.getfixturevalue("aws_endpoint")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_store_url")()
+    return request.getfixturevalue("sm_store_url")()
+
+
+def accepted(emulator, access_token: str) -> bool:
+    answer = requests.get(
+        f"{emulator.base_url}/trader/v1/accounts/accountNumbers",
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=5,
+    )
+    return answer.status_code == 200
+
+
+def test_twenty_refreshers_make_one_call(emulator, store_url: str) -> None:
+    emulator.configure(access_lifetime=300)  # the login's token is already due
+    first = login(store_from_url(store_url), emulator)
+    emulator.configure(access_lifetime=1800)
+    emulator.reset_counters()
+    env = cli_env(emulator)
+    procs = [
+        subprocess.Popen(
+            [*CLI, "refresh", "--json", "--store", store_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(20)
+    ]
+    results = [(p, *p.communicate(timeout=120)) for p in procs]
+    outcomes = sorted(json.loads(out)["outcome"] for _, out, _ in results)
+    assert [p.returncode for p, _, _ in results] == [0] * 20, [e for _, _, e in results]
+    assert emulator.token_calls == 1
+    assert outcomes.count("refreshed") == 1 and outcomes.count("still_fresh") == 19
+    final = store_from_url(store_url).read().token
+    assert final.creation_timestamp == first.creation_timestamp
+    assert final.access_seconds_left() > 1700 and accepted(emulator, final.access_token)
+
+
+def test_stale_writer_never_replaces_the_fresher_document(emulator, store_url: str) -> None:
+    store = store_from_url(store_url)
+    login(store, emulator)
+    stale = store.read()
+    fresher = store.read()
+    newest = fresher.token.refreshed({"access_token": "N" * 40, "expires_in": 1800})
+    store.write(newest, fresher.version)
+    before = store.read_raw()[:2]
+    old = stale.token.refreshed({"access_token": "O" * 40, "expires_in": 1800})
+    # A reader that read before the fresh write and then writes: goes nowhere.
+    reader = TokenReader(store)
+    reader._remember(stale.token, stale.version)  # the state a reader has after an old read
+    _, stale_write = reader.access_functions()
+    stale_write(old.to_dict(), refresh_token=old.refresh_token)
+    assert store.read_raw()[:2] == before
+    assert reader.access_token() == "N" * 40
+
+
+def test_schwab_py_through_reader_hooks(emulator, store_url: str) -> None:
+    store = store_from_url(store_url)
+    emulator.configure(access_lifetime=200)  # under schwab-py's 300 s leeway: it refreshes
+    first = login(store, emulator)
+    emulator.configure(access_lifetime=1800)
+    reader = TokenReader(store_url, margin=0)
+    client = schwab.auth.client_from_access_functions(
+        emulator.app_key, emulator.app_secret, *reader.access_functions()
+    )
+    point_client_at_emulator(client, emulator.base_url)
+    assert client.get_account_numbers().status_code == 200
+    stored = store.read().token
+    assert stored.creation_timestamp == first.creation_timestamp
+    assert stored.access_token != first.access_token and stored.access_seconds_left() > 1700
+
+
+@pytest.mark.parametrize("kind", ["s3", "secretsmanager"])
+def test_warm_reader_makes_no_aws_call(emulator, kind: str, request) -> None:
+    request.getfixturevalue("aws_endpoint")
+    url = (
+        request.getfixturevalue("s3_store_url")()
+        if kind == "s3"
+        else request.getfixturevalue("sm_store_url")()
+    )
+    emulator.configure(access_lifetime=400)
+    login(store_from_url(url), emulator)
+    calls: list[str] = []
+    service = "s3" if kind == "s3" else "secretsmanager"
+    aws.client(service).meta.events.register(
+        "before-call.*.*", lambda event_name, **_: calls.append(event_name)
+    )
+    reader = TokenReader(url, margin=360)
+    token = reader.access_token()
+    assert len(calls) == 1
+    assert all(reader.access_token() == token for _ in range(10_000))
+    assert len(calls) == 1
+    # Crossing the margin: one read, then warm again.
+    reader._stale_at = 0.0  # same as waiting 40 s for the 400 s token to pass 360 s left
+    reader.access_token()
+    reader.access_token()
+    assert len(calls) == 2

@@ -1,0 +1,150 @@
+"""The template lints clean, and `sam build` makes a small arm64 layer without Docker.
+
+`sam build` needs the SAM CLI in its own venv (`make tools` creates .tools/sam); without it the
+build test is skipped. The build downloads the layer's wheels with pip (from the package index
+or pip's cache), as a user's `sam build` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.template import REPO, TEMPLATE
+
+SAM = REPO / ".tools" / "sam" / "bin" / "sam"
+LAYER_ZIP_LIMIT = 2 * 1024 * 1024
+#: Never in the layer: the runtime has boto3, the refresher gets powertools from the official
+#: layer, and only the laptop's login listener needs cryptography.
+NOT_IN_LAYER = ("boto3", "botocore", "aws_lambda_powertools", "cryptography", "moto", "yaml")
+
+
+def _cfn_lint() -> str:
+    beside_python = Path(sys.executable).with_name("cfn-lint")
+    found = str(beside_python) if beside_python.exists() else shutil.which("cfn-lint")
+    assert found, "cfn-lint is a dev dependency: run `make setup`"
+    return found
+
+
+def test_cfn_lint_passes() -> None:
+    result = subprocess.run(
+        [_cfn_lint(), str(TEMPLATE)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not SAM.exists():
+        pytest.skip("the SAM CLI is not installed: `make tools` creates .tools/sam")
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        # The layer's Makefile installs linux/arm64 wheels with this pip (any Python 3.11+).
+        "PIP": f"{SAM.with_name('python')} -m pip",
+    }
+    result = subprocess.run(
+        [
+            str(SAM),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(build_dir),
+            "--cache-dir",
+            str(build_dir.parent / "cache"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Build Succeeded" in result.stdout
+    return build_dir
+
+
+def test_layer_holds_schwab_tokens_and_requests_only(built: Path) -> None:
+    python = built / "SchwabTokensLayer" / "python"
+    assert (python / "schwab_tokens" / "__init__.py").is_file()
+    assert (python / "requests").is_dir()
+    for dependency in ("urllib3", "idna", "certifi", "charset_normalizer"):
+        assert (python / dependency).is_dir(), dependency
+    names = {path.name for path in python.iterdir()}
+    for unwanted in NOT_IN_LAYER:
+        assert unwanted not in names, f"{unwanted} is in the layer"
+    assert not list(python.rglob("__pycache__"))
+    # Compiled parts, if any, are for Lambda: CPython 3.12 on arm64.
+    for extension in python.rglob("*.so"):
+        assert "cpython-312-aarch64-linux-gnu" in extension.name, extension
+
+
+def test_layer_zip_is_under_2_mb(
+    built: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    layer = built / "SchwabTokensLayer"
+    archive = tmp_path / "layer.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(layer.rglob("*")):
+            if path.is_file():
+                zipped.write(path, path.relative_to(layer))
+    size = archive.stat().st_size
+    with capsys.disabled():
+        print(f"\nSchwabTokensLayer zip: {size} bytes ({size / 2**20:.2f} MiB)")
+    assert size < LAYER_ZIP_LIMIT
+
+
+def test_functions_hold_their_handler_only(built: Path) -> None:
+    for function in ("RefresherFunction", "ExampleConsumerFunction"):
+        files = sorted(p.name for p in (built / function).rglob("*") if p.is_file())
+        assert "app.py" in files, function
+        assert "Makefile" not in files, function
+        assert not [name for name in files if name.endswith(".pyc")], function
+
+
+def test_built_consumer_imports_with_the_layer_and_the_runtimes_boto3(
+    built: Path, tmp_path: Path
+) -> None:
+    """What Lambda gives the example consumer: its code, our layer, the runtime's boto3."""
+    import importlib.util
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for module in ("boto3", "botocore", "jmespath", "dateutil", "s3transfer", "six"):
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            pytest.skip(f"{module} is not installed here")
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    code = (
+        "import sys; "
+        f"sys.path[:0] = [{str(built / 'ExampleConsumerFunction')!r}, "
+        f"{str(built / 'SchwabTokensLayer' / 'python')!r}, {str(runtime)!r}]; "
+        "import app; print(type(app.READER).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "TOKEN_STORE_URL": "s3://example-bucket/schwab/tokens.json",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "TokenReader"
