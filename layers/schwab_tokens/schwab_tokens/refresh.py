@@ -76,7 +76,7 @@ class Outcome:
             "fingerprint": None if self.token is None else self.token.fingerprint,
             "duration_ms": round(self.duration_ms, 1),
             "error": None if self.error is None else type(self.error).__name__,
-            "message": None if self.error is None else str(self.error),
+            "reason": None if self.error is None else str(self.error),
         }
 
 

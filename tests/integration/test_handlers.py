@@ -1,0 +1,195 @@
+"""The Lambda handlers run in-process with the files in events/, against the emulator and moto's
+server over real HTTP (``AWS_ENDPOINT_URL``), for both store types."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+
+from schwab_tokens import aws
+from schwab_tokens.stores import store_from_url
+from tests.helpers import REPO, assert_no_secrets, login
+
+EVENTS = REPO / "events"
+
+
+@dataclass
+class Context:
+    function_name: str = "schwab-tokens-refresher"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:schwab-tokens-refresher"
+    )
+    aws_request_id: str = "7e1b2c3d-0000-4000-8000-000000000001"
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def load_handler(folder: str) -> ModuleType:
+    """Import functions/<folder>/app.py fresh, as a cold start does."""
+    name = f"handler_{folder}"
+    for module in (name, "schwab_tokens.observability"):
+        sys.modules.pop(module, None)
+    spec = importlib.util.spec_from_file_location(name, REPO / "functions" / folder / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # powertools reuses an existing logger's handler, bound to an earlier test's stdout.
+    for handler in logging.getLogger("schwab-tokens").handlers:
+        handler.stream = sys.stdout  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture(params=["s3", "secretsmanager"])
+def deployed(request, emulator, monkeypatch: pytest.MonkeyPatch):
+    """What the stack provides: a store, a credentials secret, the refresher's environment."""
+    request.getfixturevalue("aws_endpoint")
+    url = (
+        request.getfixturevalue("s3_store_url")()
+        if request.param == "s3"
+        else request.getfixturevalue("sm_store_url")()
+    )
+    secret = f"schwab-tokens/credentials-{request.param}-{id(emulator)}"
+    aws.put_credentials_secret(secret, emulator.app_key, emulator.app_secret, None)
+    for name, value in {
+        "TOKEN_STORE_URL": url,
+        "SCHWAB_CREDENTIALS_SECRET": secret,
+        "SCHWAB_API_BASE": emulator.base_url,
+        "SCHWAB_HTTP_TIMEOUT": "1",
+        "SCHWAB_HTTP_RETRIES": "1",
+        "REFRESH_MARGIN_SECONDS": "600",
+        "POWERTOOLS_SERVICE_NAME": "schwab-tokens",
+        "POWERTOOLS_METRICS_NAMESPACE": "SchwabTokens",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": "schwab-tokens-refresher",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return url
+
+
+def emf_metrics(stdout: str) -> dict[str, list[float]]:
+    """Every metric value in the EMF documents printed, by name (aggregate dimension set)."""
+    found: dict[str, list[float]] = {}
+    for line in stdout.splitlines():
+        doc = json.loads(line)  # every line the handler prints is JSON
+        meta = doc.get("_aws")
+        if not meta:
+            continue
+        directive = meta["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == "SchwabTokens"
+        if directive["Dimensions"] != [["service"]]:
+            continue
+        for metric in directive["Metrics"]:
+            value = doc[metric["Name"]]
+            found.setdefault(metric["Name"], []).extend(
+                value if isinstance(value, list) else [value]
+            )
+    return found
+
+
+def log_records(stdout: str) -> list[dict]:
+    records = [json.loads(line) for line in stdout.splitlines()]
+    return [r for r in records if "_aws" not in r]
+
+
+def invoke(capsys, name: str):
+    handler = load_handler("refresher")
+    capsys.readouterr()
+    try:
+        result = handler.lambda_handler(event(name), Context())
+        error = None
+    except Exception as exc:
+        result, error = None, exc
+    return result, error, capsys.readouterr().out
+
+
+def test_scheduled_run_refreshes_when_due_then_stays_quiet(emulator, deployed, capsys) -> None:
+    emulator.configure(access_lifetime=300)  # the login's token is inside the margin
+    first = login(store_from_url(deployed), emulator)
+    emulator.configure(access_lifetime=1800)
+    emulator.reset_counters()
+
+    result, error, out = invoke(capsys, "scheduled.json")
+    assert error is None and result["outcome"] == "refreshed"
+    assert result["tokens"][0]["outcome"] == "refreshed"
+    assert emulator.token_calls == 1
+    stored = store_from_url(deployed).read().token
+    assert stored.creation_timestamp == first.creation_timestamp
+    assert stored.access_seconds_left() > 1700
+    metrics = emf_metrics(out)
+    assert metrics["Refreshed"] == [1] and metrics["SuccessfulRun"] == [1]
+    assert 167 < metrics["RefreshTokenHoursLeft"][0] <= 168
+    assert metrics["AccessTokenSecondsLeft"][0] > 1700
+    logs = log_records(out)
+    assert any(r.get("outcome") == "refreshed" and r.get("token") for r in logs), logs
+    assert all(r.get("function_request_id") == Context.aws_request_id for r in logs)
+    assert_no_secrets(out + json.dumps(result), emulator.issued_secrets() | {emulator.app_secret})
+
+    result, error, out = invoke(capsys, "scheduled.json")
+    assert error is None and result["outcome"] == "still_fresh"
+    assert emulator.token_calls == 1
+    assert emf_metrics(out)["StillFresh"] == [1]
+
+
+def test_forced_event_refreshes_a_fresh_token(emulator, deployed, capsys) -> None:
+    login(store_from_url(deployed), emulator)
+    emulator.reset_counters()
+    result, error, _ = invoke(capsys, "force_refresh.json")
+    assert error is None and result["outcome"] == "refreshed"
+    assert emulator.token_calls == 1
+
+
+def test_dead_login_returns_normally_and_reports(emulator, deployed, capsys) -> None:
+    login(store_from_url(deployed), emulator)
+    before = store_from_url(deployed).read_raw()[:2]
+    emulator.revoke_all()
+    result, error, out = invoke(capsys, "force_refresh.json")
+    assert error is None, error
+    assert result["outcome"] == "reauth_required"
+    assert "schwab-tokens login" in result["tokens"][0]["reason"]
+    metrics = emf_metrics(out)
+    assert metrics["ReauthRequired"] == [1] and metrics["SuccessfulRun"] == [1]
+    assert store_from_url(deployed).read_raw()[:2] == before
+    assert any(
+        r["level"] == "ERROR" and r.get("outcome") == "reauth_required" for r in log_records(out)
+    )
+    assert_no_secrets(out, emulator.issued_secrets() | {emulator.app_secret})
+
+
+def test_temporary_failure_raises_after_reporting(emulator, deployed, capsys) -> None:
+    login(store_from_url(deployed), emulator)
+    before = store_from_url(deployed).read_raw()[:2]
+    emulator.set_fault("unavailable")
+    result, error, out = invoke(capsys, "force_refresh.json")
+    assert result is None and error is not None
+    assert "503" in str(error)
+    metrics = emf_metrics(out)
+    assert metrics["RefreshFailed"] == [1] and metrics["SuccessfulRun"] == [0]
+    assert store_from_url(deployed).read_raw()[:2] == before
+    assert_no_secrets(
+        out + str(error) + repr(error), emulator.issued_secrets() | {emulator.app_secret}
+    )
+
+
+def test_example_consumer_reads_from_memory_when_warm(emulator, deployed, capsys) -> None:
+    token = login(store_from_url(deployed), emulator)
+    consumer = load_handler("example_consumer")  # module-level TokenReader, as deployed
+    calls: list[str] = []
+    for service in ("s3", "secretsmanager"):
+        aws.client(service).meta.events.register(
+            "before-call.*.*", lambda event_name, **_: calls.append(event_name)
+        )
+    first = consumer.lambda_handler(event("consumer.json"), Context())
+    assert first["fingerprint"] == token.fingerprint
+    assert len(calls) == 1
+    second = consumer.lambda_handler(event("consumer.json"), Context())
+    assert second["fingerprint"] == token.fingerprint
+    assert len(calls) == 1  # the warm invocation made no AWS call
