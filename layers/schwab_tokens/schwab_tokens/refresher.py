@@ -31,6 +31,20 @@ METRIC_FOR_OUTCOME = {
 }
 
 
+ALL_METRICS = frozenset(
+    [
+        *METRIC_FOR_OUTCOME.values(),
+        "AccessTokenSecondsLeft",
+        "RefreshTokenHoursLeft",
+        "RefreshDuration",
+    ]
+)
+#: What the dashboard and alarms need per token; the rest is only in the aggregate.
+PER_TOKEN_METRICS = frozenset(
+    ["ReauthRequired", "RefreshFailed", "AccessTokenSecondsLeft", "RefreshTokenHoursLeft"]
+)
+
+
 class RefreshRunFailed(SchwabTokensError):
     """Raised by the handler after reporting, so the invocation counts as failed."""
 
@@ -128,13 +142,16 @@ def handle(event: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         record = {"token": target.name, **outcome.to_dict()}
         level = logger.info if outcome.ok else logger.warning if outcome.temporary else logger.error
         level(f"token {target.name}: {outcome.outcome}", extra=record)
-        per_token = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-        per_token.add_dimension(name="Token", value=target.name)
-        _add(per_token, MetricUnit, [outcome])
-        per_token.flush_metrics()
+        if len(results) > 1:
+            # Per-token copies only when there are several tokens: each is a custom metric
+            # billed monthly, and for one token the aggregate says the same.
+            per_token = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+            per_token.add_dimension(name="Token", value=target.name)
+            _add(per_token, MetricUnit, [outcome], PER_TOKEN_METRICS)
+            per_token.flush_metrics()
 
     outcomes = [outcome for _, outcome in results]
-    _add(metrics, MetricUnit, outcomes)
+    _add(metrics, MetricUnit, outcomes, ALL_METRICS)
     failed = [(t, o) for t, o in results if o.outcome == FAILED]
     metrics.add_metric(name="SuccessfulRun", unit=MetricUnit.Count, value=0 if failed else 1)
     summary = {
@@ -147,19 +164,22 @@ def handle(event: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return summary
 
 
-def _add(sink: Any, unit: Any, outcomes: Sequence[Outcome]) -> None:
+def _add(sink: Any, unit: Any, outcomes: Sequence[Outcome], names: frozenset[str]) -> None:
     """Counts per outcome, plus the worst (lowest) time left, as the alarms want it."""
+    values: list[tuple[str, Any, float]] = []
     for outcome_name, metric in METRIC_FOR_OUTCOME.items():
         count = sum(1 for o in outcomes if o.outcome == outcome_name)
-        sink.add_metric(name=metric, unit=unit.Count, value=count)
+        values.append((metric, unit.Count, count))
     access = [o.access_seconds_left for o in outcomes if o.access_seconds_left is not None]
     hours = [o.refresh_hours_left for o in outcomes if o.refresh_hours_left is not None]
     if access:
-        sink.add_metric(name="AccessTokenSecondsLeft", unit=unit.Seconds, value=min(access))
+        values.append(("AccessTokenSecondsLeft", unit.Seconds, min(access)))
     if hours:
-        sink.add_metric(name="RefreshTokenHoursLeft", unit=unit.Count, value=min(hours))
-    durations = [o.duration_ms for o in outcomes]
-    sink.add_metric(name="RefreshDuration", unit=unit.Milliseconds, value=max(durations))
+        values.append(("RefreshTokenHoursLeft", unit.Count, min(hours)))
+    values.append(("RefreshDuration", unit.Milliseconds, max(o.duration_ms for o in outcomes)))
+    for name, metric_unit, value in values:
+        if name in names:
+            sink.add_metric(name=name, unit=metric_unit, value=value)
 
 
 def _overall(outcomes: Sequence[Outcome]) -> str:
