@@ -7,6 +7,7 @@ and no HTTP here; the store and the token endpoint are handed in.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,14 +87,17 @@ def run(
     *,
     margin: float = DEFAULT_MARGIN_SECONDS,
     force: bool = False,
-    lease_ttl: float = LEASE_TTL_SECONDS,
+    lease_ttl: float | None = None,
     lease_wait: float = LEASE_WAIT_SECONDS,
 ) -> Outcome:
     """One run of the policy on one store.
 
     ``endpoint`` is a factory so that a run that finds the token fresh never loads the app
-    credentials (a Secrets Manager call in Lambda).
+    credentials (a Secrets Manager call in Lambda). ``lease_ttl`` defaults to
+    ``SCHWAB_TOKENS_LEASE_TTL`` or 120 s: how long a crashed holder can block the others.
     """
+    if lease_ttl is None:
+        lease_ttl = float(os.environ.get("SCHWAB_TOKENS_LEASE_TTL") or LEASE_TTL_SECONDS)
     started = time.monotonic()
     seen: list[Token] = []
     try:
