@@ -103,3 +103,49 @@ def paste_login(args: Iterable[str], env: Mapping[str, str], link_for=follow_aut
 def assert_no_secrets(text: str, secrets: Iterable[str]) -> None:
     leaked = [s for s in secrets if s and s in text]
     assert not leaked, f"{len(leaked)} secret(s) appeared in output"
+
+
+def bind_lambda_logs_to_stdout() -> None:
+    """A cold start's logger: powertools reuses an existing logger's handler, which an earlier
+    test bound to its own (captured, now closed) stdout."""
+    import logging
+    import sys
+
+    sys.modules.pop("schwab_tokens.observability", None)
+    import schwab_tokens.observability  # noqa: F401  (creates the Logger again)
+
+    for handler in logging.getLogger("schwab-tokens").handlers:
+        handler.stream = sys.stdout  # type: ignore[attr-defined]
+
+
+EVENTS = REPO / "events"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "schwab-tokens-refresher"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:schwab-tokens-refresher"
+    )
+    aws_request_id: str = "7e1b2c3d-0000-4000-8000-000000000001"
+
+
+def lambda_event(name: str) -> dict:
+    import json
+
+    return json.loads((EVENTS / name).read_text())
+
+
+def load_handler(folder: str):  # type: ignore[no-untyped-def]
+    """Import functions/<folder>/app.py fresh, as a cold start does."""
+    import importlib.util
+
+    name = f"handler_{folder}"
+    sys.modules.pop(name, None)
+    bind_lambda_logs_to_stdout()
+    spec = importlib.util.spec_from_file_location(name, REPO / "functions" / folder / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,49 +3,23 @@ server over real HTTP (``AWS_ENDPOINT_URL``), for both store types."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import logging
-import sys
-from dataclasses import dataclass
-from types import ModuleType
 
 import pytest
 
 from schwab_tokens import aws
 from schwab_tokens.stores import store_from_url
-from tests.helpers import REPO, assert_no_secrets, login
-
-EVENTS = REPO / "events"
-
-
-@dataclass
-class Context:
-    function_name: str = "schwab-tokens-refresher"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:schwab-tokens-refresher"
-    )
-    aws_request_id: str = "7e1b2c3d-0000-4000-8000-000000000001"
-
-
-def event(name: str) -> dict:
-    return json.loads((EVENTS / name).read_text())
-
-
-def load_handler(folder: str) -> ModuleType:
-    """Import functions/<folder>/app.py fresh, as a cold start does."""
-    name = f"handler_{folder}"
-    for module in (name, "schwab_tokens.observability"):
-        sys.modules.pop(module, None)
-    spec = importlib.util.spec_from_file_location(name, REPO / "functions" / folder / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # powertools reuses an existing logger's handler, bound to an earlier test's stdout.
-    for handler in logging.getLogger("schwab-tokens").handlers:
-        handler.stream = sys.stdout  # type: ignore[attr-defined]
-    return module
+from tests.helpers import (
+    LambdaContext as Context,
+)
+from tests.helpers import (
+    assert_no_secrets,
+    load_handler,
+    login,
+)
+from tests.helpers import (
+    lambda_event as event,
+)
 
 
 @pytest.fixture(params=["s3", "secretsmanager"])

@@ -102,19 +102,26 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from .refresh import run
-
-    outcome = run(_store(args), _endpoint(args), margin=args.margin, force=args.force)
-    if args.json:
-        _out(json.dumps(outcome.to_dict()))
-    else:
-        _report(outcome)
-    return outcome.exit_code
+    results = _refresh(args, force=args.force)
+    for target, outcome in results:
+        if args.json:
+            _out(json.dumps({"token": target.name, **outcome.to_dict()}))
+        else:
+            _report(outcome)
+    return max(outcome.exit_code for _, outcome in results)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import describe
+    from .status import describe, describe_all
 
+    if args.manifest:
+        rows = describe_all(_targets(args))
+        if args.json:
+            _out(json.dumps(rows))
+        else:
+            for line in _status_table(rows):
+                _out(line)
+        return max(row["exit_code"] for row in rows)
     status = describe(_store(args))
     if args.json:
         _out(json.dumps(status))
@@ -125,45 +132,51 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from .refresh import run
-
     if args.interval <= 0:
         raise UsageError("--interval must be a positive number of seconds")
-    store = _store(args)
-    endpoint = _endpoint(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    _out(f"watching {store.url} every {args.interval:g} s (Ctrl-C to stop)")
+    names = ", ".join(t.url for t in _targets(args))
+    _out(f"watching {names} every {args.interval:g} s (Ctrl-C to stop)")
     while not stop.is_set():
-        outcome = run(store, endpoint, margin=args.margin)
-        _report(outcome)
-        if outcome.error is not None and not outcome.temporary:
-            return outcome.exit_code  # retrying cannot fix a dead login or a wrong secret
+        for _, outcome in _refresh(args, force=False):
+            _report(outcome)
+            if outcome.error is not None and not outcome.temporary:
+                return outcome.exit_code  # retrying cannot fix a dead login or a wrong secret
         stop.wait(args.interval)
     _out("stopped")
     return 0
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _store_url(args: argparse.Namespace) -> str:
+    return str(args.store or os.environ.get("TOKEN_STORE_URL") or DEFAULT_STORE_URL)
+
+
 def _store(args: argparse.Namespace) -> TokenStore:
-    return store_from_url(args.store or os.environ.get("TOKEN_STORE_URL") or DEFAULT_STORE_URL)
+    return store_from_url(_store_url(args))
 
 
-def _endpoint(args: argparse.Namespace) -> Callable[[], Any]:
-    """The token endpoint, built on first use: a fresh token needs no credentials."""
-    built: list[Any] = []
+def _targets(args: argparse.Namespace) -> list[Any]:
+    from .manifest import Target, default_name, load_manifest
 
-    def endpoint() -> Any:
-        if not built:
-            from .credentials import load_credentials
-            from .oauth import SchwabOAuth
+    if getattr(args, "manifest", None):
+        return load_manifest(args.manifest)
+    url = _store_url(args)
+    return [Target(default_name(url), url)]
 
-            creds = load_credentials(args.app_key, args.app_secret)
-            built.append(SchwabOAuth(creds.app_key, creds.app_secret))
-        return built[0]
 
-    return endpoint
+def _refresh(args: argparse.Namespace, force: bool) -> list[Any]:
+    """One policy run per token; flags override the environment's app key and secret."""
+    from .refresher import refresh_all
+
+    env = dict(os.environ)
+    if args.app_key:
+        env["SCHWAB_APP_KEY"] = args.app_key
+    if args.app_secret:
+        env["SCHWAB_APP_SECRET"] = args.app_secret
+    return refresh_all(_targets(args), env=env, force=force, margin=args.margin)
 
 
 def _report(outcome: Any) -> None:
@@ -177,6 +190,23 @@ def _report(outcome: Any) -> None:
         f"{_duration(data['access_seconds_left'])}, refresh token dies in "
         f"{_duration(data['refresh_hours_left'] * 3600)} (fingerprint {data['fingerprint']})"
     )
+
+
+def _status_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'token':<16}{'access token':<20}{'refresh token':<22}{'healthy':<9}fingerprint"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['token']:<16}{row['outcome']}: {row['error']}")
+            continue
+        access = row["access_seconds_left"]
+        refresh = row["refresh_seconds_left"]
+        lines.append(
+            f"{row['token']:<16}"
+            f"{(_duration(access) if access > 0 else 'expired'):<20}"
+            f"{(_duration(refresh) if refresh > 0 else 'DEAD: log in'):<22}"
+            f"{('yes' if row['healthy'] else 'no'):<9}{row['fingerprint']}"
+        )
+    return lines
 
 
 def _status_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
@@ -248,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
             help="tokens.json, file:PATH, s3://BUCKET/KEY or secretsmanager://NAME "
             "(default: $TOKEN_STORE_URL, then tokens.json)",
         )
+        if name != "login":
+            sub.add_argument(
+                "--manifest",
+                metavar="FILE",
+                help="a JSON manifest of several tokens (overrides --store); see README",
+            )
         if app:
             sub.add_argument("--app-key", help="default: $SCHWAB_APP_KEY")
             sub.add_argument("--app-secret", help="default: $SCHWAB_APP_SECRET")

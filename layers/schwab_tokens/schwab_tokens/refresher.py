@@ -10,12 +10,13 @@ reporting, so Lambda's asynchronous retry and on-failure destination see it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from .errors import SchwabTokensError, UsageError
+from .errors import SchwabTokensError
+from .manifest import Target, targets_from_env
 from .refresh import FAILED, REAUTH_REQUIRED, REFRESHED, STILL_FRESH, Outcome, run
 from .stores import store_from_url
 
@@ -49,39 +50,6 @@ class RefreshRunFailed(SchwabTokensError):
     """Raised by the handler after reporting, so the invocation counts as failed."""
 
 
-@dataclass(frozen=True)
-class Target:
-    """One token to keep fresh: a name for logs and metrics, its store, its app credentials."""
-
-    name: str
-    url: str
-    credentials_secret: str | None = None
-
-
-def targets_from_env(env: Mapping[str, str]) -> list[Target]:
-    """``TOKEN_STORE_URLS`` (comma-separated, optional ``name=url``) or ``TOKEN_STORE_URL``."""
-    many = [item.strip() for item in env.get("TOKEN_STORE_URLS", "").split(",") if item.strip()]
-    one = env.get("TOKEN_STORE_URL", "").strip()
-    entries = many or ([one] if one else [])
-    if not entries:
-        raise UsageError("set TOKEN_STORE_URL (or TOKEN_STORE_URLS) to the token store's URL")
-    targets = []
-    for entry in entries:
-        name, sep, url = entry.partition("=")
-        if not sep or "://" in name:
-            name, url = _name_for(entry), entry
-        targets.append(Target(name.strip(), url.strip()))
-    names = [t.name for t in targets]
-    if len(set(names)) != len(names):
-        raise UsageError(f"token names must be unique, got {names}: use name=url entries")
-    return targets
-
-
-def _name_for(url: str) -> str:
-    tail = url.rstrip("/").rsplit("/", 1)[-1]
-    return tail.removesuffix(".json") or "default"
-
-
 def refresh_all(
     targets: Sequence[Target],
     *,
@@ -91,13 +59,16 @@ def refresh_all(
     max_workers: int = MAX_WORKERS,
 ) -> list[tuple[Target, Outcome]]:
     """Refresh every target concurrently; one token's failure never stops another's."""
+    endpoints = _Endpoints(env)
 
     def one(target: Target) -> tuple[Target, Outcome]:
         try:
             store = store_from_url(target.url)
         except SchwabTokensError as exc:
             return target, Outcome(target.url, exc.outcome, error=exc)
-        return target, run(store, _endpoint(target, env), margin=margin, force=force)
+        return target, run(
+            store, lambda: endpoints.get(target.credentials_secret), margin=margin, force=force
+        )
 
     if len(targets) == 1:
         return [one(targets[0])]
@@ -105,20 +76,34 @@ def refresh_all(
         return list(pool.map(one, targets))
 
 
-def _endpoint(target: Target, env: Mapping[str, str]) -> Callable[[], Any]:
-    def endpoint() -> Any:
-        from .credentials import load_credentials
-        from .oauth import SchwabOAuth
+class _Endpoints:
+    """One token-endpoint client per app, built on first use and shared by its tokens.
 
-        scoped = dict(env)
-        if target.credentials_secret:
-            scoped.pop("SCHWAB_APP_KEY", None)
-            scoped.pop("SCHWAB_APP_SECRET", None)
-            scoped["SCHWAB_CREDENTIALS_SECRET"] = target.credentials_secret
-        creds = load_credentials(env=scoped)
-        return SchwabOAuth(creds.app_key, creds.app_secret, base_url=env.get("SCHWAB_API_BASE"))
+    Lazy, so a run where every token is fresh never reads the app credentials; shared, so
+    1,000 tokens of one app reuse one connection pool.
+    """
 
-    return endpoint
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self._built: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, credentials_secret: str | None) -> Any:
+        with self._lock:
+            if credentials_secret not in self._built:
+                from .credentials import load_credentials
+                from .oauth import SchwabOAuth
+
+                scoped = dict(self.env)
+                if credentials_secret:
+                    scoped.pop("SCHWAB_APP_KEY", None)
+                    scoped.pop("SCHWAB_APP_SECRET", None)
+                    scoped["SCHWAB_CREDENTIALS_SECRET"] = credentials_secret
+                creds = load_credentials(env=scoped)
+                self._built[credentials_secret] = SchwabOAuth(
+                    creds.app_key, creds.app_secret, base_url=self.env.get("SCHWAB_API_BASE")
+                )
+            return self._built[credentials_secret]
 
 
 def is_forced(event: Any) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from .stores import TokenStore
+from .errors import SchwabTokensError
+from .stores import TokenStore, store_from_url
 
 #: Below this the refresh token is "about to die": the alarm threshold, and ``healthy`` turns false.
 REFRESH_WARNING_SECONDS = 24 * 3600
@@ -30,3 +32,26 @@ def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
         # Healthy: a refresh would work and there is a day's notice left before a login is due.
         "healthy": refresh_left > REFRESH_WARNING_SECONDS,
     }
+
+
+def describe_all(targets: Sequence[Any], now: float | None = None) -> list[dict[str, Any]]:
+    """One row per token of a manifest; a token that cannot be read gets its error instead."""
+    rows: list[dict[str, Any]] = []
+    for target in targets:
+        try:
+            row = describe(store_from_url(target.url), now)
+        except SchwabTokensError as exc:
+            rows.append(
+                {
+                    "token": target.name,
+                    "store": target.url,
+                    "outcome": exc.outcome,
+                    "error": str(exc),
+                    "healthy": False,
+                    "exit_code": exc.exit_code,
+                }
+            )
+            continue
+        dead = row["refresh_seconds_left"] <= 0
+        rows.append({"token": target.name, **row, "exit_code": 3 if dead else 0})
+    return rows
