@@ -35,7 +35,7 @@ lint-python: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: setup
+bench: setup build
 	$(PY) benchmarks/run.py
 
 clean:

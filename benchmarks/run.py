@@ -43,7 +43,14 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> None:
 # -- cold imports -------------------------------------------------------------------------------
 def cold_import_ms(code: str, runs: int) -> float:
     times = []
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions' / 'refresher'}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}:{REPO / 'functions' / 'refresher'}",
+        # As in Lambda: X-Ray's SDK then uses the Lambda context instead of creating sampling
+        # clients at import (which it does on a laptop, costing ~0.5 s).
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "AWS_LAMBDA_FUNCTION_NAME": "schwab-tokens-refresher",
+    }
     for _ in range(runs):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, env=env)
@@ -165,9 +172,178 @@ def _endpoint_for(emu: Emulator) -> Callable[[], object]:
     return lambda: client
 
 
+# -- many tokens in one invocation --------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _servers() -> Iterator[tuple[str, str]]:
+    """The emulator and moto's server, each in its own process (their own GIL, as in real life)."""
+    emu_port, moto_port = _free_port(), _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    emu = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.emulator",
+            "--port",
+            str(emu_port),
+            "--access-lifetime",
+            "300",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    moto = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("moto_server")),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(moto_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert emu.stdout is not None
+        emu.stdout.readline()  # "emulator listening on ..."
+        import requests
+
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{emu_port}", f"http://127.0.0.1:{moto_port}"
+    finally:
+        for proc in (emu, moto):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def scale_child(count: int, emulator_url: str) -> None:
+    """One "invocation" refreshing ``count`` due S3 tokens; prints a JSON line of figures."""
+    import json
+    import resource
+
+    import requests
+
+    from schwab_tokens.login import complete_login
+    from schwab_tokens.manifest import Target
+    from schwab_tokens.oauth import SchwabOAuth
+    from schwab_tokens.refresher import refresh_all
+
+    key, secret = "emu-app-key-0001", "emu-app-secret-0001"
+    callback = "https://127.0.0.1:8182"
+    bucket = f"scale-{count}"
+    aws.client("s3").create_bucket(Bucket=bucket)
+    oauth = SchwabOAuth(key, secret, base_url=emulator_url)
+    targets = []
+    for i in range(count):
+        url = f"s3://{bucket}/tokens/{i}.json"
+        authorize, state = oauth.authorize_url(callback)
+        link = requests.get(authorize, allow_redirects=False, timeout=5).headers["Location"]
+        complete_login(oauth, store_from_url(url), link, state, callback)
+        targets.append(Target(f"t{i}", url))
+    env = {"SCHWAB_APP_KEY": key, "SCHWAB_APP_SECRET": secret, "SCHWAB_API_BASE": emulator_url}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    results = refresh_all(targets, env=env)
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outcomes = Counter(outcome.outcome for _, outcome in results)
+    print(
+        json.dumps(
+            {
+                "count": count,
+                "wall_s": wall,
+                "peak_rss_mb": peak / 1024,
+                "growth_mb": (peak - before) / 1024,
+                "outcomes": dict(outcomes),
+            }
+        )
+    )
+
+
+def bench_scaling(counts: tuple[int, ...] = (1, 100, 1000)) -> list[dict]:
+    import json
+
+    rows = []
+    figures = []
+    with _servers() as (emulator_url, moto_url):
+        for count in counts:
+            env = {**os.environ, "AWS_ENDPOINT_URL": moto_url, "PYTHONPATH": str(REPO)}
+            out = subprocess.run(
+                [sys.executable, __file__, "--scale-child", str(count), emulator_url],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            data = json.loads(out.strip().splitlines()[-1])
+            figures.append(data)
+            rows.append(
+                [
+                    count,
+                    f"{data['wall_s']:.2f}",
+                    f"{data['wall_s'] / count * 1000:.1f}",
+                    f"{data['peak_rss_mb']:.0f}",
+                    f"{data['growth_mb']:.1f}",
+                    ", ".join(f"{k} {v}" for k, v in sorted(data["outcomes"].items())),
+                ]
+            )
+    table(
+        "One invocation refreshing N due tokens (S3 on moto's server, Schwab emulator; 16 threads)",
+        [
+            "tokens",
+            "wall s",
+            "ms per token",
+            "peak RSS MB",
+            "RSS growth during refresh MB",
+            "outcomes",
+        ],
+        rows,
+    )
+    return figures
+
+
+def bench_layer_size() -> None:
+    build = REPO / ".aws-sam" / "build" / "SchwabTokensLayer"
+    if not build.exists():
+        print("\n(layer size: run `make build` first)")
+        return
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(build.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(build))
+    size = len(buffer.getvalue())
+    table(
+        "Built layer",
+        ["what", "bytes", "MiB", "limit"],
+        [["SchwabTokensLayer zip", size, f"{size / 2**20:.2f}", "2 MiB target"]],
+    )
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--scale-child"]:
+        scale_child(int(sys.argv[2]), sys.argv[3])
+        return 0
     bench_imports()
     bench_reader_and_store_calls()
+    bench_scaling()
+    bench_layer_size()
     return 0
 
 
