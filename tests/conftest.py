@@ -37,3 +37,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=["file", "s3", "secretsmanager"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A store of each kind: a file, or S3 / Secrets Manager on moto's server over HTTP."""
+    if request.param == "file":
+        return str(tmp_path / "tokens.json")
+    request.getfixturevalue("aws_endpoint")
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_store_url")())
+    return str(request.getfixturevalue("sm_store_url")())

@@ -52,16 +52,6 @@ def account_numbers(url: str, emulator) -> int:
     return client.get_account_numbers().status_code
 
 
-@pytest.fixture(params=["file", "s3", "secretsmanager"])
-def store_url(request, tmp_path: Path) -> str:
-    if request.param == "file":
-        return str(tmp_path / "tokens.json")
-    request.getfixturevalue("aws_endpoint")
-    if request.param == "s3":
-        return request.getfixturevalue("s3_store_url")()
-    return request.getfixturevalue("sm_store_url")()
-
-
 def put_raw(url: str, content: str) -> None:
     """Store bytes that are not a valid document, as a broken tool or a person might."""
     from schwab_tokens import aws
@@ -101,8 +91,8 @@ def test_login_by_paste_writes_a_token_schwab_py_uses(emulator, store_url: str) 
     assert_no_secrets(run.text, secrets_of(emulator))
 
 
-def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
+def listener_login(emulator, path: Path) -> tuple[subprocess.Popen, str]:
+    """Start `login` in listener mode; return the process and the authorize URL it printed."""
     proc = subprocess.Popen(
         [
             *CLI,
@@ -120,54 +110,35 @@ def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
         env=cli_env(emulator),
     )
     assert proc.stdout is not None
-    out = []
     for line in proc.stdout:
-        out.append(line)
         if "/v1/oauth/authorize?" in line:
-            break
+            return proc, line.strip()
+    raise AssertionError(f"login printed no authorize URL: {proc.communicate()}")
+
+
+def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    proc, authorize_url = listener_login(emulator, path)
     # The browser follows the redirect to our HTTPS listener (self-signed: not verified).
-    page = requests.get(follow_authorize(out[-1].strip()), verify=False, timeout=10)
+    page = requests.get(follow_authorize(authorize_url), verify=False, timeout=10)
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert page.status_code == 200 and "Login succeeded" in page.text
     assert "close this tab" in page.text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert account_numbers(str(path), emulator) == 200
-    assert_no_secrets("".join(out) + rest + err + page.text, secrets_of(emulator))
+    assert_no_secrets(rest + err + page.text, secrets_of(emulator))
 
 
 def test_listener_shows_denial_page_and_writes_nothing(emulator, tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     emulator.set_fault("deny")
-    proc = subprocess.Popen(
-        [
-            *CLI,
-            "login",
-            "--no-browser",
-            "--store",
-            str(path),
-            "--callback-url",
-            emulator.callback_url,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(emulator),
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "/v1/oauth/authorize?" in line:
-            break
-    page = requests.get(follow_authorize(line.strip()), verify=False, timeout=10)
+    proc, authorize_url = listener_login(emulator, path)
+    page = requests.get(follow_authorize(authorize_url), verify=False, timeout=10)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 3
     assert page.status_code == 400 and "Login failed" in page.text and "cancelled" in page.text
     assert "cancelled" in err and not path.exists()
-
-
-def _with_state(link: str, state: str) -> str:
-    return link.replace("state=", f"state={state}&ignored=")
 
 
 @pytest.mark.parametrize(

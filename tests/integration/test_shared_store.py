@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,16 +18,6 @@ from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import store_from_url
 from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import CLI, cli_env, login
-
-
-@pytest.fixture(params=["file", "s3", "secretsmanager"])
-def store_url(request, tmp_path: Path) -> str:
-    if request.param == "file":
-        return str(tmp_path / "tokens.json")
-    request.getfixturevalue("aws_endpoint")
-    if request.param == "s3":
-        return request.getfixturevalue("s3_store_url")()
-    return request.getfixturevalue("sm_store_url")()
 
 
 def accepted(emulator, access_token: str) -> bool:
@@ -69,19 +58,18 @@ def test_twenty_refreshers_make_one_call(emulator, store_url: str) -> None:
 def test_stale_writer_never_replaces_the_fresher_document(emulator, store_url: str) -> None:
     store = store_from_url(store_url)
     login(store, emulator)
-    stale = store.read()
-    fresher = store.read()
-    newest = fresher.token.refreshed({"access_token": "N" * 40, "expires_in": 1800})
-    store.write(newest, fresher.version)
+    read, write = TokenReader(store_url).access_functions()
+    stale = read()
+    # Another writer (the refresher) stores a newer document after this reader read.
+    other = store.read()
+    store.write(
+        other.token.refreshed({"access_token": "N" * 40, "expires_in": 1800}), other.version
+    )
     before = store.read_raw()[:2]
-    old = stale.token.refreshed({"access_token": "O" * 40, "expires_in": 1800})
-    # A reader that read before the fresh write and then writes: goes nowhere.
-    reader = TokenReader(store)
-    reader._remember(stale.token, stale.version)  # the state a reader has after an old read
-    _, stale_write = reader.access_functions()
-    stale_write(old.to_dict(), refresh_token=old.refresh_token)
-    assert store.read_raw()[:2] == before
-    assert reader.access_token() == "N" * 40
+    stale["token"]["access_token"] = "S" * 40
+    write(stale, refresh_token=stale["token"]["refresh_token"])
+    assert store.read_raw()[:2] == before  # bytes and version unchanged
+    assert read()["token"]["access_token"] == "N" * 40  # the reader re-read the winner
 
 
 def test_schwab_py_through_reader_hooks(emulator, store_url: str) -> None:

@@ -8,12 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-import schwab
 
 from schwab_tokens.errors import UsageError
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores.file import FileStore
-from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import login
 
 
@@ -55,50 +53,6 @@ def test_from_env_needs_the_store_url(monkeypatch: pytest.MonkeyPatch) -> None:
         TokenReader.from_env()
     monkeypatch.setenv("TOKEN_STORE_URL", "file:tokens.json")
     assert TokenReader.from_env().store.url == "file:tokens.json"
-
-
-def test_schwab_py_client_from_reader_hooks(emulator, tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "tokens.json")
-    login(store, emulator)
-    reader = TokenReader(store)
-    client = schwab.auth.client_from_access_functions(
-        emulator.app_key, emulator.app_secret, *reader.access_functions()
-    )
-    point_client_at_emulator(client, emulator.base_url)
-    assert client.get_account_numbers().status_code == 200
-
-
-def test_schwab_py_refresh_lands_through_conditional_write(emulator, tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "tokens.json")
-    emulator.configure(access_lifetime=200)  # below schwab-py's 300 s leeway: it refreshes
-    first = login(store, emulator)
-    emulator.configure(access_lifetime=1800)
-    reader = TokenReader(store, margin=0)
-    client = schwab.auth.client_from_access_functions(
-        emulator.app_key, emulator.app_secret, *reader.access_functions()
-    )
-    point_client_at_emulator(client, emulator.base_url)
-    assert client.get_account_numbers().status_code == 200
-    stored = store.read().token
-    assert stored.access_token != first.access_token
-    assert stored.creation_timestamp == first.creation_timestamp
-    assert stored.access_seconds_left() > 1700
-
-
-def test_stale_schwab_py_write_never_replaces_a_fresher_document(emulator, tmp_path) -> None:
-    store = FileStore(tmp_path / "tokens.json")
-    login(store, emulator)
-    reader = TokenReader(store)
-    read, write = reader.access_functions()
-    stale = read()
-    # Another writer (the refresher) stores a newer document after this reader read.
-    other = store.read()
-    newer = other.token.refreshed({"access_token": "N" * 40, "expires_in": 1800})
-    store.write(newer, other.version)
-    stale["token"]["access_token"] = "S" * 40
-    write(stale, refresh_token=stale["token"]["refresh_token"])
-    assert store.read().token.access_token == "N" * 40
-    assert reader.access_token() == "N" * 40  # the reader re-read the winner
 
 
 def test_schwab_py_write_of_a_broken_token_is_refused(emulator, tmp_path: Path) -> None:
