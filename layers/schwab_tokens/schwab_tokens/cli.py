@@ -60,11 +60,6 @@ def cmd_login(args: argparse.Namespace) -> int:
     store = _store(args)
     creds = load_credentials(args.app_key, args.app_secret)
     callback = check_callback_url(args.callback_url or creds.callback_url or DEFAULT_CALLBACK_URL)
-    if args.credentials_secret:
-        from .aws import put_credentials_secret
-
-        put_credentials_secret(args.credentials_secret, creds.app_key, creds.app_secret, callback)
-        _out(f"app key and secret stored in the secret {args.credentials_secret}")
     oauth = SchwabOAuth(creds.app_key, creds.app_secret)
     authorize_url, state = oauth.authorize_url(callback)
 
@@ -98,6 +93,12 @@ def cmd_login(args: argparse.Namespace) -> int:
         f"Logged in: token stored in {store.url} (fingerprint {token.fingerprint}); the refresh "
         f"token lasts until {_when(token.refresh_expires_at)}."
     )
+    if args.credentials_secret:
+        # Only after Schwab accepted them: a typo must not replace working credentials.
+        from .aws import put_credentials_secret
+
+        put_credentials_secret(args.credentials_secret, creds.app_key, creds.app_secret, callback)
+        _out(f"App key and secret stored in the secret {args.credentials_secret}.")
     return 0
 
 
