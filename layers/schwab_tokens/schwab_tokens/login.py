@@ -120,23 +120,28 @@ def _handler_for(listener: CallbackListener) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "Not found", "This is the schwab-tokens login listener.")
                 return
             done = threading.Event()
+            sent = threading.Event()
             result: list[tuple[bool, str]] = []
 
             def reply(ok: bool, message: str) -> None:
                 result.append((ok, message))
                 done.set()
+                # The caller may exit right after: wait until the browser has its page.
+                sent.wait(5.0)
 
-            listener.links.put(
-                (f"https://{self.headers.get('Host', '127.0.0.1')}{self.path}", reply)
-            )
-            if not done.wait(listener.reply_timeout):
-                self._send(504, "Login still in progress", "Check the terminal.")
-                return
-            ok, message = result[0]
-            if ok:
-                self._send(200, "Login succeeded", message + " You can close this tab.")
-            else:
-                self._send(400, "Login failed", message)
+            link = f"https://{self.headers.get('Host', '127.0.0.1')}{self.path}"
+            listener.links.put((link, reply))
+            try:
+                if not done.wait(listener.reply_timeout):
+                    self._send(504, "Login still in progress", "Check the terminal.")
+                    return
+                ok, message = result[0]
+                if ok:
+                    self._send(200, "Login succeeded", message + " You can close this tab.")
+                else:
+                    self._send(400, "Login failed", message)
+            finally:
+                sent.set()
 
         def _send(self, status: int, title: str, message: str) -> None:
             body = _page(title, message).encode()
