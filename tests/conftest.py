@@ -7,7 +7,7 @@ import pytest
 
 from tests.emulator import Emulator
 
-pytest_plugins = ["tests.conftest_aws"]
+pytest_plugins = ["tests.conftest_aws", "tests.secret_hygiene"]
 
 
 def free_port() -> int:

@@ -37,9 +37,14 @@ class Token:
     # -- parsing -----------------------------------------------------------------------------
     @classmethod
     def parse(cls, raw: bytes | str, *, source: str = "token document") -> Token:
-        if len(raw) > MAX_DOCUMENT_BYTES:
+        # A str is measured in UTF-8 bytes, as the file or object would be; anything longer
+        # than the limit in characters is already too long, so huge input is never encoded.
+        size = len(raw)
+        if isinstance(raw, str) and size <= MAX_DOCUMENT_BYTES:
+            size = len(raw.encode("utf-8", "surrogatepass"))
+        if size > MAX_DOCUMENT_BYTES:
             raise InvalidTokenDocument(
-                f"{source} is {len(raw)} bytes, more than a token document can be "
+                f"{source} is {size} bytes, more than a token document can be "
                 f"({MAX_DOCUMENT_BYTES}); it is not a schwab-tokens/schwab-py token"
             )
         try:
@@ -49,8 +54,14 @@ class Token:
             raise InvalidTokenDocument(
                 f"{source} is not valid JSON (line {exc.lineno} column {exc.colno})"
             ) from None
-        except ValueError:  # undecodable bytes
+        except UnicodeDecodeError:
             raise InvalidTokenDocument(f"{source} is not valid JSON (not UTF-8 text)") from None
+        except ValueError:  # e.g. a number longer than int() accepts
+            raise InvalidTokenDocument(
+                f"{source} is not valid JSON (a value is too large)"
+            ) from None
+        except RecursionError:
+            raise InvalidTokenDocument(f"{source} is not valid JSON (nested too deeply)") from None
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -63,7 +74,7 @@ class Token:
                 f"{source} has no creation_timestamp (a schwab-py token written by an old version "
                 "or another tool); run `schwab-tokens login` to create a new one"
             )
-        if isinstance(created, bool) or not isinstance(created, int | float) or created < 0:
+        if not _epoch(created) or created < 0:
             raise InvalidTokenDocument(f"{source}: creation_timestamp must be epoch seconds")
         inner = data.get("token")
         if not isinstance(inner, dict):
@@ -72,13 +83,11 @@ class Token:
             value = inner.get(name)
             if not isinstance(value, str) or not value:
                 raise InvalidTokenDocument(f"{source} is missing token.{name}")
-        expires_at = inner.get("expires_at")
-        if (
-            isinstance(expires_at, bool)
-            or not isinstance(expires_at, int | float)
-            or expires_at != expires_at  # NaN
-            or abs(expires_at) > 1e12
-        ):
+            # OAuth tokens are printable ASCII (RFC 6749 A.12/A.17); anything else cannot be
+            # sent in a form body or a header, so it is not a token.
+            if not (value.isascii() and value.isprintable()):
+                raise InvalidTokenDocument(f"{source}: token.{name} is not printable ASCII")
+        if not _epoch(inner.get("expires_at")):
             raise InvalidTokenDocument(f"{source} is missing token.expires_at (epoch seconds)")
         return cls(int(created), dict(inner))
 
@@ -144,6 +153,16 @@ class Token:
         )
 
     __str__ = __repr__
+
+
+def _epoch(value: object) -> bool:
+    """A finite number of seconds in a plausible range (NaN, infinities, 10**400 are not)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and value == value  # not NaN
+        and abs(value) <= 1e12
+    )
 
 
 def _with_expiry(response: Mapping[str, Any], now: float) -> dict[str, Any]:
