@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := test
 include mk/tools.mk
 
-.PHONY: setup demo test test-fast lint lint-python bench clean
+.PHONY: setup demo test test-fast lint lint-python bench reliability clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ lint-python: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+reliability: setup
+	$(PY) scripts/reliability.py
 
 bench: setup build
 	$(PY) benchmarks/run.py

@@ -121,30 +121,43 @@ def _run(
     first = _read(store, seen)
     if not force and not first.token.needs_refresh(margin):
         return STILL_FRESH, first.token
-    with store.lease(lease_ttl, lease_wait):
-        # Re-read under the lease: the previous holder may have refreshed while we waited.
-        latest = _read(store, seen)
-        if latest.version != first.version and not latest.token.needs_refresh(margin):
-            return STILL_FRESH, latest.token
-        if not force and not latest.token.needs_refresh(margin):
-            return STILL_FRESH, latest.token
-        _check_refresh_token_alive(latest.token)
-        answer = endpoint().refresh(latest.token.refresh_token)
-        new = latest.token.refreshed(answer)
-        try:
-            store.write(new, latest.version)
-        except WriteConflict:
-            # Someone wrote without the lease (schwab-py refreshing inside a consumer): theirs
-            # is as new as ours, so keep it rather than overwrite it.
-            winner = _read(store, seen)
-            if winner.token.needs_refresh(margin):
-                raise TemporaryFailure(
-                    f"{store.url} changed while refreshing and the new document is not fresh; "
-                    "nothing was overwritten, try again"
-                ) from None
-            return STILL_FRESH, winner.token
-        seen.append(new)
-        return REFRESHED, new
+
+    def someone_wrote() -> bool:
+        return store.version() != first.version
+
+    # Losers stop queueing for the lease as soon as the holder has written; if what it wrote is
+    # not fresh either (rare), they queue again without that shortcut.
+    for abandon_if in (someone_wrote, None):
+        with store.lease(lease_ttl, lease_wait, abandon_if=abandon_if) as held:
+            # Re-read: the previous holder may have refreshed while we waited.
+            latest = _read(store, seen)
+            if latest.version != first.version and not latest.token.needs_refresh(margin):
+                return STILL_FRESH, latest.token
+            if not held:
+                continue
+            if not force and not latest.token.needs_refresh(margin):
+                return STILL_FRESH, latest.token
+            _check_refresh_token_alive(latest.token)
+            answer = endpoint().refresh(latest.token.refresh_token)
+            new = latest.token.refreshed(answer)
+            try:
+                store.write(new, latest.version)
+            except WriteConflict:
+                winner = _read(store, seen)
+                if winner.token == new:
+                    # Our write landed; only its answer was lost and the retry was refused.
+                    return REFRESHED, new
+                # Someone wrote without the lease (schwab-py refreshing inside a consumer):
+                # theirs is as new as ours, so keep it rather than overwrite it.
+                if winner.token.needs_refresh(margin):
+                    raise TemporaryFailure(
+                        f"{store.url} changed while refreshing and the new document is not "
+                        "fresh; nothing was overwritten, try again"
+                    ) from None
+                return STILL_FRESH, winner.token
+            seen.append(new)
+            return REFRESHED, new
+    raise AssertionError("unreachable: the second pass holds the lease or raises LeaseBusy")
 
 
 def _read(store: TokenStore, seen: list[Token]) -> Stored:

@@ -54,11 +54,15 @@ class TokenStore(abc.ABC):
         document yet); return the new version, or raise ``WriteConflict``."""
 
     @abc.abstractmethod
-    def lease(self, ttl: float, wait: float) -> AbstractContextManager[None]:
+    def lease(
+        self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
+    ) -> AbstractContextManager[bool]:
         """Hold the single-flight lease: at most one holder per document across all writers.
 
         Waits up to ``wait`` seconds for a busy lease, then raises ``LeaseBusy``. A holder that
-        dies loses the lease within ``ttl`` seconds.
+        dies loses the lease within ``ttl`` seconds. While waiting, ``abandon_if`` is asked
+        between tries; when it answers true the context is entered without the lease (it yields
+        False), so a loser stops queueing once the holder's work makes its own unnecessary.
         """
 
     def __repr__(self) -> str:
@@ -67,15 +71,23 @@ class TokenStore(abc.ABC):
 
 @contextmanager
 def polled_lease(
-    try_acquire: Callable[[], bool], release: Callable[[], None], wait: float, what: str
-) -> Iterator[None]:
+    try_acquire: Callable[[], bool],
+    release: Callable[[], None],
+    wait: float,
+    what: str,
+    abandon_if: Callable[[], bool] | None = None,
+) -> Iterator[bool]:
     """A lease taken by polling ``try_acquire`` with jittered sleeps until ``wait`` runs out.
 
     Shared by the backends whose lease is a remote record (S3 object, secret label, lock file).
+    Yields True when held, False when ``abandon_if`` said waiting is no longer needed.
     """
     deadline = time.monotonic() + wait
     delay = 0.05
     while not try_acquire():
+        if abandon_if is not None and abandon_if():
+            yield False
+            return
         if time.monotonic() >= deadline:
             raise LeaseBusy(
                 f"another writer is refreshing {what} and did not finish within {wait:g} s; "
@@ -84,7 +96,7 @@ def polled_lease(
         time.sleep(min(delay * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 1.0)
     try:
-        yield
+        yield True
     finally:
         try:
             release()

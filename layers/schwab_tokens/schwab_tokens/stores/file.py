@@ -14,7 +14,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigurationError, LoginRequired, WriteConflict
@@ -81,27 +81,33 @@ class FileStore(TokenStore):
         _fsync_dir(folder)
 
     # -- the lease ---------------------------------------------------------------------------
-    def lease(self, ttl: float, wait: float) -> contextlib.AbstractContextManager[None]:
+    def lease(
+        self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
         del ttl  # the kernel releases a dead holder's flock at once
-        return self._exclusive(wait)
+        return self._exclusive(wait, abandon_if)
 
     @contextlib.contextmanager
-    def _exclusive(self, wait: float) -> Iterator[None]:
+    def _exclusive(
+        self, wait: float, abandon_if: Callable[[], bool] | None = None
+    ) -> Iterator[bool]:
         # Re-entrant per thread: the policy writes while it holds the lease.
         depth = getattr(self._local, "depth", 0)
         if depth:
             self._local.depth = depth + 1
             try:
-                yield
+                yield True
             finally:
                 self._local.depth -= 1
             return
         fd = self._open_lock()
         try:
-            with polled_lease(lambda: _try_flock(fd), lambda: None, wait, self.url):
-                self._local.depth = 1
+            with polled_lease(
+                lambda: _try_flock(fd), lambda: None, wait, self.url, abandon_if
+            ) as held:
+                self._local.depth = 1 if held else 0
                 try:
-                    yield
+                    yield held
                 finally:
                     self._local.depth = 0
         finally:

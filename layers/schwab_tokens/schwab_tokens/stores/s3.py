@@ -21,6 +21,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -104,7 +105,9 @@ class S3Store(TokenStore):
         return str(response["ETag"])
 
     # -- the lease ---------------------------------------------------------------------------
-    def lease(self, ttl: float, wait: float) -> AbstractContextManager[None]:
+    def lease(
+        self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
+    ) -> AbstractContextManager[bool]:
         owner = uuid.uuid4().hex
         held: dict[str, str] = {}
         what = f"s3://{self.bucket}/{self.lease_key}"
@@ -129,7 +132,9 @@ class S3Store(TokenStore):
             held["etag"] = etag
             return True
 
-        return polled_lease(try_acquire, lambda: self._release_lease(owner, what), wait, self.url)
+        return polled_lease(
+            try_acquire, lambda: self._release_lease(owner, what), wait, self.url, abandon_if
+        )
 
     def _release_lease(self, owner: str, what: str) -> None:
         current = self._get_lease(what)

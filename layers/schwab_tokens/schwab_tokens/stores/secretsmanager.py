@@ -24,7 +24,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -172,7 +172,9 @@ class SecretsManagerStore(TokenStore):
             pass
 
     # -- the lease ---------------------------------------------------------------------------
-    def lease(self, ttl: float, wait: float) -> AbstractContextManager[None]:
+    def lease(
+        self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
+    ) -> AbstractContextManager[bool]:
         """The single-flight lease, made of staging labels; it never creates a secret version.
 
         Why labels: a lease taken by writing versions would add up to two ``PutSecretValue``
@@ -240,7 +242,7 @@ class SecretsManagerStore(TokenStore):
             while held:
                 self._remove_label(*held.popitem())
 
-        return polled_lease(try_acquire, release, wait, self.url)
+        return polled_lease(try_acquire, release, wait, self.url, abandon_if)
 
     def _add_label(self, label: str, version: str) -> bool:
         try:
