@@ -45,20 +45,15 @@ def main() -> int:
         show(run.out + run.err)
         check(run.code, "login")
 
-        step("schwab-tokens refresh  (fresh: no call to Schwab)")
-        run = run_cli(["refresh", "--store", store], env)
-        show(run.out + run.err)
-        check(run.code, "refresh")
-
-        step("schwab-tokens refresh --force  (one call to Schwab's token endpoint)")
-        run = run_cli(["refresh", "--force", "--store", store], env)
-        show(run.out + run.err)
-        check(run.code, "refresh --force")
-
-        step("schwab-tokens status")
-        run = run_cli(["status", "--store", store], env)
-        show(run.out + run.err)
-        check(run.code, "status")
+        for args, title in (
+            (["refresh"], "schwab-tokens refresh  (fresh: no call to Schwab)"),
+            (["refresh", "--force"], "schwab-tokens refresh --force  (one call to Schwab)"),
+            (["status"], "schwab-tokens status"),
+        ):
+            step(title)
+            run = run_cli([*args, "--store", store], env)
+            show(run.out + run.err)
+            check(run.code, " ".join(args))
 
         step("schwab-py: client_from_token_file(...).get_account_numbers()")
         import schwab

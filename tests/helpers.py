@@ -149,3 +149,20 @@ def load_handler(folder: str):  # type: ignore[no-untyped-def]
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def refresher_env(emulator: object, url: str, **extra: str) -> dict[str, str]:
+    """The refresher Lambda's environment as the stack sets it, pointed at the emulator."""
+    env = {
+        "TOKEN_STORE_URL": url,
+        "SCHWAB_API_BASE": emulator.base_url,  # type: ignore[attr-defined]
+        "SCHWAB_HTTP_TIMEOUT": "1",
+        "SCHWAB_HTTP_RETRIES": "1",
+        "REFRESH_MARGIN_SECONDS": "600",
+        "POWERTOOLS_SERVICE_NAME": "schwab-tokens",
+        "POWERTOOLS_METRICS_NAMESPACE": "SchwabTokens",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": "schwab-tokens-refresher",
+    }
+    env.update(extra)
+    return env

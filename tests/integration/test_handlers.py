@@ -16,6 +16,7 @@ from tests.helpers import (
     assert_no_secrets,
     load_handler,
     login,
+    refresher_env,
 )
 from tests.helpers import (
     lambda_event as event,
@@ -33,18 +34,7 @@ def deployed(request, emulator, monkeypatch: pytest.MonkeyPatch):
     )
     secret = f"schwab-tokens/credentials-{request.param}-{id(emulator)}"
     aws.put_credentials_secret(secret, emulator.app_key, emulator.app_secret, None)
-    for name, value in {
-        "TOKEN_STORE_URL": url,
-        "SCHWAB_CREDENTIALS_SECRET": secret,
-        "SCHWAB_API_BASE": emulator.base_url,
-        "SCHWAB_HTTP_TIMEOUT": "1",
-        "SCHWAB_HTTP_RETRIES": "1",
-        "REFRESH_MARGIN_SECONDS": "600",
-        "POWERTOOLS_SERVICE_NAME": "schwab-tokens",
-        "POWERTOOLS_METRICS_NAMESPACE": "SchwabTokens",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_LAMBDA_FUNCTION_NAME": "schwab-tokens-refresher",
-    }.items():
+    for name, value in refresher_env(emulator, url, SCHWAB_CREDENTIALS_SECRET=secret).items():
         monkeypatch.setenv(name, value)
     return url
 

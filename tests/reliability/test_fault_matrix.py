@@ -43,7 +43,7 @@ from schwab_tokens.refresher import METRIC_FOR_OUTCOME
 from schwab_tokens.stores import store_from_url
 from tests.conftest import free_port
 from tests.emulator import Emulator
-from tests.helpers import CLI, assert_no_secrets, cli_env, login
+from tests.helpers import CLI, assert_no_secrets, cli_env, login, refresher_env
 from tests.integration.test_cli import put_raw
 from tests.integration.test_handlers import emf_metrics, invoke, log_records
 from tests.integration.test_shared_store import accepted
@@ -279,19 +279,9 @@ class Observed:
 
 
 def base_env(emulator: Emulator, url: str) -> dict[str, str]:
-    return {
-        "TOKEN_STORE_URL": url,
-        "SCHWAB_API_BASE": emulator.base_url,
-        "SCHWAB_APP_KEY": emulator.app_key,
-        "SCHWAB_APP_SECRET": emulator.app_secret,
-        "SCHWAB_HTTP_TIMEOUT": "1",
-        "SCHWAB_HTTP_RETRIES": "1",
-        "REFRESH_MARGIN_SECONDS": "600",
-        "POWERTOOLS_SERVICE_NAME": "schwab-tokens",
-        "POWERTOOLS_METRICS_NAMESPACE": "SchwabTokens",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_LAMBDA_FUNCTION_NAME": "schwab-tokens-refresher",
-    }
+    return refresher_env(
+        emulator, url, SCHWAB_APP_KEY=emulator.app_key, SCHWAB_APP_SECRET=emulator.app_secret
+    )
 
 
 def prepare(row: Row, url: str, emulator: Emulator) -> None:
