@@ -170,14 +170,19 @@ def _targets(args: argparse.Namespace) -> list[Any]:
 
 def _refresh(args: argparse.Namespace, force: bool) -> list[Any]:
     """One policy run per token; flags override the environment's app key and secret."""
+    from .refresh import DEFAULT_MARGIN_SECONDS
     from .refresher import refresh_all
+    from .settings import env_number
 
     env = dict(os.environ)
     if args.app_key:
         env["SCHWAB_APP_KEY"] = args.app_key
     if args.app_secret:
         env["SCHWAB_APP_SECRET"] = args.app_secret
-    return refresh_all(_targets(args), env=env, force=force, margin=args.margin)
+    margin = args.margin
+    if margin is None:
+        margin = env_number("REFRESH_MARGIN_SECONDS", DEFAULT_MARGIN_SECONDS, env)
+    return refresh_all(_targets(args), env=env, force=force, margin=margin)
 
 
 def _report(outcome: Any) -> None:
@@ -312,7 +317,6 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--margin",
             type=float,
-            default=_env_margin(),
             help="refresh when fewer seconds than this are left "
             "(default: $REFRESH_MARGIN_SECONDS, then 600)",
         )
@@ -331,14 +335,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_margin(watch)
     return parser
-
-
-def _env_margin() -> float:
-    raw = os.environ.get("REFRESH_MARGIN_SECONDS")
-    try:
-        return float(raw) if raw else 600.0
-    except ValueError:
-        return 600.0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ from .errors import (
     TemporaryFailure,
     UsageError,
 )
+from .settings import env_number
 
 DEFAULT_API_BASE = "https://api.schwabapi.com"
 AUTHORIZE_PATH = "/v1/oauth/authorize"
@@ -44,16 +45,6 @@ class _BoundedRetry(Retry):
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(super().parse_retry_after(retry_after), self.MAX_RETRY_AFTER)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, not {raw!r}") from None
 
 
 class SchwabOAuth:
@@ -84,9 +75,9 @@ class SchwabOAuth:
         self.base_url = (base_url or os.environ.get("SCHWAB_API_BASE") or DEFAULT_API_BASE).rstrip(
             "/"
         )
-        read_timeout = timeout if timeout is not None else _env_float("SCHWAB_HTTP_TIMEOUT", 15.0)
+        read_timeout = timeout if timeout is not None else env_number("SCHWAB_HTTP_TIMEOUT", 15.0)
         self.timeout = (min(connect_timeout, read_timeout), read_timeout)
-        tries = retries if retries is not None else int(_env_float("SCHWAB_HTTP_RETRIES", 3))
+        tries = retries if retries is not None else int(env_number("SCHWAB_HTTP_RETRIES", 3))
         self.retries = max(0, tries)
         self._session: requests.Session | None = None
 

@@ -7,13 +7,13 @@ and no HTTP here; the store and the token endpoint are handed in.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import LoginRequired, SchwabTokensError, TemporaryFailure, WriteConflict
+from .settings import env_number
 from .stores.base import Stored, TokenStore
 from .token import Token
 
@@ -97,7 +97,7 @@ def run(
     ``SCHWAB_TOKENS_LEASE_TTL`` or 120 s: how long a crashed holder can block the others.
     """
     if lease_ttl is None:
-        lease_ttl = float(os.environ.get("SCHWAB_TOKENS_LEASE_TTL") or LEASE_TTL_SECONDS)
+        lease_ttl = env_number("SCHWAB_TOKENS_LEASE_TTL", LEASE_TTL_SECONDS)
     started = time.monotonic()
     seen: list[Token] = []
     try:

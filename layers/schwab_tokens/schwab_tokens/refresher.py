@@ -17,7 +17,16 @@ from typing import Any
 
 from .errors import SchwabTokensError
 from .manifest import Target, targets_from_env
-from .refresh import FAILED, REAUTH_REQUIRED, REFRESHED, STILL_FRESH, Outcome, run
+from .refresh import (
+    DEFAULT_MARGIN_SECONDS,
+    FAILED,
+    REAUTH_REQUIRED,
+    REFRESHED,
+    STILL_FRESH,
+    Outcome,
+    run,
+)
+from .settings import env_number
 from .stores import store_from_url
 
 #: One refresh is mostly waiting on Schwab and AWS, so threads overlap well; bounded so 1,000
@@ -118,7 +127,7 @@ def handle(event: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     from .observability import NAMESPACE, SERVICE, logger, metrics
 
     env = os.environ if env is None else env
-    margin = float(env.get("REFRESH_MARGIN_SECONDS") or 600)
+    margin = env_number("REFRESH_MARGIN_SECONDS", DEFAULT_MARGIN_SECONDS, env)
     results = refresh_all(targets_from_env(env), env=env, force=is_forced(event), margin=margin)
 
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
