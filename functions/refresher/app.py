@@ -1,12 +1,13 @@
-"""Refresher Lambda: keeps the Schwab token(s) in the configured store fresh.
+"""Refresher Lambda: keeps the Schwab token(s) in the configured store fresh, and notifies.
 
-All logic is in ``schwab_tokens.refresher`` (our layer); this only wires powertools around it.
+All logic is in ``schwab_tokens.lambdas.refresher`` (our layer); this only wires powertools
+around it.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from schwab_tokens.observability import logger, metrics, tracer
-from schwab_tokens.refresher import handle
+from schwab_tokens.lambdas.observability import logger, metrics, tracer
+from schwab_tokens.lambdas.refresher import handle
 
 if TYPE_CHECKING:  # the import costs cold-start time and is only for the annotation
     from aws_lambda_powertools.utilities.typing import LambdaContext

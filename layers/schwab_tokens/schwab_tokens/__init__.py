@@ -12,8 +12,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "TokenReader": "reader",
     "Token": "token",
+    "Settings": "settings",
     "store_from_url": "stores",
     "TokenStore": "stores",
+    "Outcome": "errors",
+    "ExitCode": "errors",
     "SchwabTokensError": "errors",
     "LoginRequired": "errors",
     "TemporaryFailure": "errors",
@@ -21,8 +24,16 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .errors import ConfigurationError, LoginRequired, SchwabTokensError, TemporaryFailure
+    from .errors import (
+        ConfigurationError,
+        ExitCode,
+        LoginRequired,
+        Outcome,
+        SchwabTokensError,
+        TemporaryFailure,
+    )
     from .reader import TokenReader
+    from .settings import Settings
     from .stores import TokenStore, store_from_url
     from .token import Token
 
@@ -38,8 +49,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ConfigurationError",
+    "ExitCode",
     "LoginRequired",
+    "Outcome",
     "SchwabTokensError",
+    "Settings",
     "TemporaryFailure",
     "Token",
     "TokenReader",

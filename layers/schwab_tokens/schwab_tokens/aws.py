@@ -1,4 +1,4 @@
-"""The one module that talks to boto3 and knows botocore's errors.
+"""Generic AWS plumbing: boto3 clients, botocore's errors translated, SNS publishing.
 
 Clients come from boto3's own configuration chain (credentials, region, ``AWS_ENDPOINT_URL`` and
 the per-service ``AWS_ENDPOINT_URL_<SERVICE>``), with bounded timeouts and botocore's "standard"
@@ -14,7 +14,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError, SchwabTokensError, TemporaryFailure
+from .errors import AccessDenied, ConfigurationError, SchwabTokensError, TemporaryFailure
 
 if TYPE_CHECKING:
     import boto3
@@ -28,7 +28,6 @@ READ_TIMEOUT = 10
 _lock = threading.Lock()
 _session: tuple[int, boto3.session.Session] | None = None
 _clients: dict[tuple[str, int], Any] = {}
-_secrets_provider: tuple[int, Any] | None = None
 
 # -- error vocabularies (codes as AWS spells them; S3 HEAD errors carry only the status) ---------
 _ACCESS_DENIED = {
@@ -123,12 +122,22 @@ def _new_client(service: str) -> Any:
 
 
 def reset_clients() -> None:
-    """Forget every client, the session and the secrets cache (tests; a changed environment)."""
-    global _session, _secrets_provider
+    """Forget every client and the session (tests; a changed environment)."""
+    global _session
     with _lock:
         _clients.clear()
         _session = None
-        _secrets_provider = None
+    for forget in _on_reset:
+        forget()
+
+
+def on_reset(forget: Any) -> None:
+    """Call ``forget()`` whenever the clients are reset: caches built on them register here
+    (the credentials' powertools providers)."""
+    _on_reset.append(forget)
+
+
+_on_reset: list[Any] = []
 
 
 def boto_errors() -> tuple[type[Exception], ...]:
@@ -164,37 +173,36 @@ def translate(exc: BaseException, *, what: str, action: str) -> SchwabTokensErro
     permission ``action`` (e.g. ``s3:GetObject``). Messages never carry request values."""
     if isinstance(exc, SchwabTokensError):
         return exc
-    from botocore.exceptions import ClientError
+    from botocore import exceptions as be
 
-    if isinstance(exc, ClientError):
-        return _translate_client_error(exc, what, action)
-    names = {cls.__name__ for cls in type(exc).__mro__}
     kind = type(exc).__name__
-    if names & {
-        "NoCredentialsError",
-        "PartialCredentialsError",
-        "CredentialRetrievalError",
-        "NoAuthTokenError",
-        "TokenRetrievalError",
-        "SSOError",
-        "LoginError",
-        "ProfileNotFound",
-        "UnknownCredentialError",
-    }:
+    if isinstance(exc, be.ClientError):
+        return _translate_client_error(exc, what, action)
+    if isinstance(
+        exc,
+        be.NoCredentialsError
+        | be.PartialCredentialsError
+        | be.CredentialRetrievalError
+        | be.NoAuthTokenError
+        | be.TokenRetrievalError
+        | be.SSOError
+        | be.ProfileNotFound
+        | be.UnknownCredentialError,
+    ):
         return ConfigurationError(
             f"no usable AWS credentials for {what} ({kind}): {_CREDENTIAL_HINT}"
         )
-    if "NoRegionError" in names:
+    if isinstance(exc, be.NoRegionError):
         return ConfigurationError(
             f"no AWS region for {what}: set AWS_REGION (e.g. us-east-1) or a region in your "
             "AWS profile"
         )
-    if names & {"HTTPClientError", "ConnectionError", "CapacityNotAvailableError"}:
+    if isinstance(exc, be.HTTPClientError | be.ConnectionError | be.CapacityNotAvailableError):
         return TemporaryFailure(
             f"cannot reach AWS for {what} ({kind}) after {MAX_RETRIES} retries; "
             "the stored token is untouched, try again later"
         )
-    if "ParamValidationError" in names:
+    if isinstance(exc, be.ParamValidationError):
         # Its text can quote a parameter's value; only name the kind of problem.
         return ConfigurationError(
             f"invalid request for {what} ({action}): check the bucket, key or secret name"
@@ -220,7 +228,7 @@ def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensErr
             return _temporary(label, what, action)
         writing = _is_write(action) or operation.startswith(_WRITE_ACTIONS)
         kms_action = "kms:GenerateDataKey" if writing else "kms:Decrypt"
-        return ConfigurationError(
+        return AccessDenied(
             f"the KMS key of {what} cannot be used ({label}): the role needs {kms_action} on "
             "the key, and the key must be enabled"
         )
@@ -233,7 +241,7 @@ def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensErr
         hint = ""
         if action == "s3:GetObject":
             hint = " (without s3:ListBucket on the bucket, a missing object also answers 403)"
-        return ConfigurationError(f"access denied to {what}: the role needs {action}{hint}")
+        return AccessDenied(f"access denied to {what}: the role needs {action}{hint}")
     if code == "NoSuchBucket":
         bucket = error.get("BucketName") or _bucket_of(what)
         return ConfigurationError(
@@ -247,10 +255,7 @@ def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensErr
     if code in ("NoSuchKey", "NotFound", "404"):
         return ConfigurationError(f"{what} does not exist")
     if code == "InvalidRequestException" and "delet" in message.lower():
-        return ConfigurationError(
-            f"{what} is scheduled for deletion: restore it "
-            "(`aws secretsmanager restore-secret --secret-id NAME`) or use another name"
-        )
+        return ConfigurationError(f"{what} {deletion_hint(_name_of(what))}")
     if throttled:
         return _temporary(label, what, action)
     return ConfigurationError(f"AWS refused {action} on {what}: {label}: {message[:300]}")
@@ -267,93 +272,49 @@ def _is_write(action: str) -> bool:
     return action.partition(":")[2].startswith(_WRITE_ACTIONS)
 
 
+def deletion_hint(name: str) -> str:
+    """What to do with a secret that is scheduled for deletion."""
+    return (
+        f"is scheduled for deletion: restore it with `aws secretsmanager restore-secret "
+        f"--secret-id {name}` or use another name"
+    )
+
+
+def _name_of(what: str) -> str:
+    """The secret or parameter name in ``what`` (``secretsmanager://NAME``, ``secret NAME``)."""
+    return what.removeprefix("secretsmanager://").removeprefix("secret ")
+
+
 def _bucket_of(what: str) -> str:
     if what.startswith("s3://"):
         return what[len("s3://") :].partition("/")[0]
     return what
 
 
-# -- the credentials secret ----------------------------------------------------------------------
-def _provider() -> Any:
-    global _secrets_provider
-    pid = os.getpid()
-    if _secrets_provider is None or _secrets_provider[0] != pid:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        sm = client("secretsmanager")
-        with _lock:
-            if _secrets_provider is None or _secrets_provider[0] != pid:
-                _secrets_provider = (pid, SecretsProvider(boto3_client=sm))
-    return _secrets_provider[1]
-
-
-def cached_secret(name: str, max_age: int) -> str:
-    """The current value of secret ``name``, cached ``max_age`` seconds by powertools.
-
-    The provider shares our client (our retries and timeouts, boto3's endpoint chain) and asks
-    for ``AWSCURRENT`` explicitly, as AWS does by default.
-    """
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
-    what = f"secret {name}"
+# -- notifications ------------------------------------------------------------------------------
+def publish(topic_arn: str, subject: str, message: str, attributes: dict[str, str]) -> None:
+    """One SNS message (e-mail subscribers see ``subject`` and ``message``; ``attributes`` are
+    string message attributes a subscription can filter on)."""
     try:
-        value = _provider().get(name, max_age=max_age, VersionStage="AWSCURRENT")
-    except GetParameterError as exc:
-        # powertools re-raises inside its except block: the botocore error is the context.
-        cause = exc.__cause__ or exc.__context__
-        if cause is not None and isinstance(cause, boto_errors()):
-            raise translate(cause, what=what, action="secretsmanager:GetSecretValue") from cause
-        raise SchwabTokensError(f"cannot read {what}") from exc
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"{what} is binary, not JSON text") from None
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{what} has no text value")
-    return value
-
-
-def put_credentials_secret(
-    name: str, app_key: str, app_secret: str, callback_url: str | None
-) -> None:
-    """Store the app key and secret as ``{"app_key", "app_secret", "callback_url"}`` in secret
-    ``name``: create it if missing, else add a new version (none if the value is unchanged)."""
-    from .credentials import AppCredentials, credentials_document
-
-    document = credentials_document(AppCredentials(app_key, app_secret, callback_url))
-    what = f"secret {name}"
-    sm = client("secretsmanager")
-    try:
-        sm.create_secret(
-            Name=name,
-            SecretString=document,
-            Description="Schwab app key and secret for schwab-tokens",
+        client("sns").publish(
+            TopicArn=topic_arn,
+            Subject=subject[:100],
+            Message=message,
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in attributes.items()
+            },
         )
     except boto_errors() as exc:
-        if error_code(exc) != "ResourceExistsException":
-            raise translate(exc, what=what, action="secretsmanager:CreateSecret") from exc
-        try:
-            current = sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
-        except boto_errors():
-            current = {}  # no value yet, or no read permission: just write
-        if current.get("SecretString") != document:
-            try:
-                sm.put_secret_value(SecretId=name, SecretString=document)
-            except boto_errors() as put_exc:
-                raise translate(
-                    put_exc, what=what, action="secretsmanager:PutSecretValue"
-                ) from put_exc
-    if _secrets_provider is not None:
-        _secrets_provider[1].clear_cache()
+        raise translate(exc, what=f"topic {topic_arn}", action="sns:Publish") from exc
 
 
 __all__ = [
     "boto_errors",
-    "cached_secret",
     "client",
     "error_code",
-    "put_credentials_secret",
+    "http_status",
+    "publish",
     "reset_clients",
     "translate",
 ]

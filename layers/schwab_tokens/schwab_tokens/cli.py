@@ -1,66 +1,97 @@
-"""``schwab-tokens login | refresh | status | watch``.
+"""``schwab-tokens login | login-link | refresh | status | watch``.
 
-Exit codes (the contract): 0 ok, 1 unexpected, 2 usage, 3 login required, 4 temporary failure,
-5 store or configuration problem. Output never carries a token, a code or the app secret: at
-most a short fingerprint.
+Exit codes (the contract, ``errors.ExitCode``): 0 ok, 1 unexpected, 2 usage, 3 login required,
+4 temporary failure, 5 store or configuration problem, 130 stopped by Ctrl-C. Output never
+carries a token, a code or the app secret: at most a short fingerprint. The app secret is never
+a flag (every local user can read a process's arguments): it comes from the environment, the
+credentials secret, or a hidden prompt.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import SchwabTokensError, UsageError
-from .stores import DEFAULT_STORE_URL, TokenStore, store_from_url
+from . import __version__
+from .errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
+from .manifest import Target, default_name, load_manifest
+from .settings import MAX_REFRESH_MARGIN, Settings, in_range
+from .stores import DEFAULT_STORE_URL, FORMS, TokenStore, store_from_url
+
+if TYPE_CHECKING:
+    from .refresh import RunResult
 
 LOGIN_TIMEOUT_SECONDS = 300.0
+#: How soon ``watch`` exits after SIGINT/SIGTERM, even in the middle of a refresh.
+STOP_WITHIN_SECONDS = 1.5
+
+EPILOG = """\
+exit codes:
+  0    ok
+  1    unexpected error (set SCHWAB_TOKENS_DEBUG=1 for the traceback)
+  2    usage: a flag, setting or store URL is not of its form
+  3    login required: no token, or the refresh token is dead or expired
+  4    temporary failure left after retries (network, Schwab 5xx/429, AWS throttling)
+  5    store or configuration problem (corrupt document, access denied, wrong app key/secret)
+  130  stopped by Ctrl-C (SIGINT); `watch` exits 0 on SIGTERM
+
+environment:
+  TOKEN_STORE_URL            the store (default tokens.json); TOKEN_STORE_URLS, TOKEN_MANIFEST
+  SCHWAB_APP_KEY             the Schwab app's key
+  SCHWAB_APP_SECRET          the app's secret (never a flag)
+  SCHWAB_CREDENTIALS_SECRET  a Secrets Manager secret NAME or ssm:/PARAMETER holding both
+  SCHWAB_CALLBACK_URL        the app's registered callback (default https://127.0.0.1:8182)
+  SCHWAB_API_BASE            default https://api.schwabapi.com (https, or http to 127.0.0.1)
+  SCHWAB_LOGIN_URL           the hosted login's URL (the stack's LoginUrl output)
+  REFRESH_MARGIN_SECONDS     refresh below this many seconds left (0-1800, default 900)
+  SCHWAB_HTTP_TIMEOUT        read timeout per try (default 15), SCHWAB_HTTP_RETRIES (0-10, 3)
+  SCHWAB_TOKENS_LEASE_TTL    single-flight lease lifetime in seconds (default 120)
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL...  as boto3 reads them
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    debug = False
     try:
-        return int(args.command(args))
+        settings = Settings.from_env()
+        debug = settings.debug
+        return int(args.command(args, settings))
     except SchwabTokensError as exc:
         _err(f"error: {exc}")
-        return exc.exit_code
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except Exception as exc:
-        if os.environ.get("SCHWAB_TOKENS_DEBUG"):
+        if debug:
             raise
-        # An unknown exception's text could quote a request; show only its kind.
-        _err(
-            f"unexpected error ({type(exc).__name__}); set SCHWAB_TOKENS_DEBUG=1 to see the "
-            "traceback, and please report it"
-        )
-        return 1
+        _err(f"error: {UnexpectedError.wrap(exc)}; set SCHWAB_TOKENS_DEBUG=1 to see the traceback")
+        return int(ExitCode.UNEXPECTED)
 
 
 # -- commands -------------------------------------------------------------------------------
-def cmd_login(args: argparse.Namespace) -> int:
+def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
     from .credentials import load_credentials
-    from .login import (
-        DEFAULT_CALLBACK_URL,
-        CallbackListener,
-        check_callback_url,
-        complete_login,
-        listen_for_login,
-    )
+    from .listener import CallbackListener, listen_for_login
+    from .login import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
     from .oauth import SchwabOAuth
 
-    store = _store(args)
-    creds = load_credentials(args.app_key, args.app_secret)
-    callback = check_callback_url(args.callback_url or creds.callback_url or DEFAULT_CALLBACK_URL)
-    oauth = SchwabOAuth(creds.app_key, creds.app_secret)
+    store = _store(args, settings)
+    creds = load_credentials(_with_app(args, settings, prompt=True))
+    callback = check_callback_url(
+        args.callback_url or creds.callback_url or DEFAULT_CALLBACK_URL, listen=not args.paste
+    )
+    # Before the user goes to Schwab: a login that cannot be stored must not spend the code.
+    store.preflight()
+    oauth = SchwabOAuth.from_settings(creds.app_key, creds.app_secret, settings)
     authorize_url, state = oauth.authorize_url(callback)
 
     def handle(link: str) -> Any:
@@ -75,7 +106,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         )
         token = handle(sys.stdin.readline())
     else:
-        with CallbackListener(callback) as listener:
+        with CallbackListener(callback, state) as listener:
             _out(
                 f"Listening on {callback} for Schwab's redirect (the browser will warn about "
                 "a self-signed certificate: that is this listener)."
@@ -95,104 +126,194 @@ def cmd_login(args: argparse.Namespace) -> int:
     )
     if args.credentials_secret:
         # Only after Schwab accepted them: a typo must not replace working credentials.
-        from .aws import put_credentials_secret
+        from .credentials import AppCredentials, store_credentials
 
-        put_credentials_secret(args.credentials_secret, creds.app_key, creds.app_secret, callback)
-        _out(f"App key and secret stored in the secret {args.credentials_secret}.")
+        store_credentials(
+            args.credentials_secret, AppCredentials(creds.app_key, creds.app_secret, callback)
+        )
+        _out(f"App key and secret stored in {args.credentials_secret}.")
     return 0
 
 
-def cmd_refresh(args: argparse.Namespace) -> int:
-    results = _refresh(args, force=args.force)
-    for target, outcome in results:
+def cmd_login_link(args: argparse.Namespace, settings: Settings) -> int:
+    from .credentials import load_credentials
+    from .settings import api_base
+    from .tickets import mint, parse_duration, ticket_key
+
+    login_url = args.login_url or settings.login_url
+    if not login_url:
+        raise UsageError(
+            "name the hosted login's URL with --login-url or SCHWAB_LOGIN_URL (the stack's "
+            "LoginUrl output, with HostedLogin=Enabled)"
+        )
+    login_url = api_base(login_url, "--login-url")
+    try:
+        valid = parse_duration(args.valid)
+    except ValueError as exc:
+        raise UsageError(f"--valid: {exc}") from None
+    store = _store(args, settings)
+    token = store.read().token
+    creds = load_credentials(_with_app(args, settings, prompt=False))
+    now = time.time()
+    ticket = mint(ticket_key(creds.app_secret), store.url, token.creation_timestamp, now, valid)
+    _out(f"{login_url}/start?ticket={ticket}")
+    _err(
+        f"The link logs in again to {store.url} once, until {_when(now + valid)}; only the "
+        "Schwab user of the current login can complete it."
+    )
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    results = _refresh(args, settings, force=args.force)
+    for target, result in results:
         if args.json:
-            _out(json.dumps({"token": target.name, **outcome.to_dict()}))
+            _out(json.dumps({"token": target.name, **result.to_dict()}))
         else:
-            _report(outcome)
-    return max(outcome.exit_code for _, outcome in results)
+            _report(result)
+    return max(result.exit_code for _, result in results)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .status import describe, describe_all
 
     if args.manifest:
-        rows = describe_all(_targets(args))
+        rows = describe_all(_targets(args, settings), settings)
         if args.json:
             _out(json.dumps(rows))
         else:
             for line in _status_table(rows):
                 _out(line)
-        return max(row["exit_code"] for row in rows)
-    status = describe(_store(args))
+        return int(max(row["exit_code"] for row in rows))
+    status = describe(_store(args, settings))
     if args.json:
         _out(json.dumps(status))
     else:
         for label, value in _status_lines(status):
             _out(f"{label + ':':<16}{value}")
-    return 0 if status["refresh_seconds_left"] > 0 else 3
+    return 0 if status["refresh_seconds_left"] > 0 else int(ExitCode.LOGIN_REQUIRED)
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
-    if args.interval <= 0:
-        raise UsageError("--interval must be a positive number of seconds")
-    stop = threading.Event()
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    """Refresh on a timer. The refresh runs in a worker thread so that SIGINT/SIGTERM end the
+    command within ``STOP_WITHIN_SECONDS`` even while Schwab is slow: every write is atomic
+    and conditional, so leaving mid-refresh leaves the previous or the new token, never half."""
+    interval = _seconds(args.interval, "--interval", 0, 86400, low_open=True)
+    targets = _targets(args, settings)
+    stopped: list[int] = []
+    wake = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopped.append(int(ExitCode.INTERRUPTED) if signum == signal.SIGINT else int(ExitCode.OK))
+        wake.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    names = ", ".join(t.url for t in _targets(args))
-    _out(f"watching {names} every {args.interval:g} s (Ctrl-C to stop)")
-    while not stop.is_set():
-        for _, outcome in _refresh(args, force=False):
-            _report(outcome)
-            if outcome.error is not None and not outcome.temporary:
-                return outcome.exit_code  # retrying cannot fix a dead login or a wrong secret
-        stop.wait(args.interval)
+        signal.signal(sig, on_signal)
+    _out(f"watching {', '.join(t.url for t in targets)} every {interval:g} s (Ctrl-C to stop)")
+    while not stopped:
+        code = _until_stopped(lambda: _watch_round(args, settings), stopped)
+        if code is not None:
+            return code  # only the user can fix it: a dead login, a wrong app secret
+        if not stopped:
+            wake.wait(interval)
     _out("stopped")
-    return 0
+    return stopped[0]
+
+
+def _watch_round(args: argparse.Namespace, settings: Settings) -> int | None:
+    """One refresh of every token: the exit code if a failure needs the user, else None."""
+    for _, result in _refresh(args, settings, force=False):
+        _report(result)
+        if result.error is not None and not result.temporary:
+            return int(result.exit_code)
+    return None
+
+
+def _until_stopped(work: Callable[[], int | None], stopped: list[int]) -> int | None:
+    """Run ``work`` in a worker thread; return its answer, or None as soon as a signal came."""
+    done = threading.Event()
+    answer: list[int | None] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            answer.append(work())
+        except BaseException as exc:  # raised again below, in the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="watch-refresh", daemon=True).start()
+    while not done.is_set() and not stopped:
+        done.wait(0.1)
+    if failure:
+        raise failure[0]
+    return answer[0] if answer else None
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _store_url(args: argparse.Namespace) -> str:
-    return str(args.store or os.environ.get("TOKEN_STORE_URL") or DEFAULT_STORE_URL)
+def _store_url(args: argparse.Namespace, settings: Settings) -> str:
+    if args.store is not None:  # an explicit --store "" is refused, not replaced by a default
+        return str(args.store)
+    return settings.store_url or DEFAULT_STORE_URL
 
 
-def _store(args: argparse.Namespace) -> TokenStore:
-    return store_from_url(_store_url(args))
+def _store(args: argparse.Namespace, settings: Settings) -> TokenStore:
+    return store_from_url(_store_url(args, settings), settings)
 
 
-def _targets(args: argparse.Namespace) -> list[Any]:
-    from .manifest import Target, default_name, load_manifest
-
+def _targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
     if getattr(args, "manifest", None):
         return load_manifest(args.manifest)
-    url = _store_url(args)
+    url = _store_url(args, settings)
+    store_from_url(url, settings)  # a usage error now, not one per round
     return [Target(default_name(url), url)]
 
 
-def _refresh(args: argparse.Namespace, force: bool) -> list[Any]:
-    """One policy run per token; flags override the environment's app key and secret."""
-    from .refresh import DEFAULT_MARGIN_SECONDS
-    from .refresher import refresh_all
-    from .settings import env_number
+def _with_app(args: argparse.Namespace, settings: Settings, *, prompt: bool) -> Settings:
+    """The settings with ``--app-key``; the app secret from a hidden prompt if nothing else
+    provides it and a person is at the terminal."""
+    settings = settings.with_(app_key=getattr(args, "app_key", None))
+    if (
+        prompt
+        and settings.app_key
+        and not settings.app_secret
+        and not settings.credentials_secret
+        and sys.stdin.isatty()
+    ):
+        import getpass
 
-    env = dict(os.environ)
-    if args.app_key:
-        env["SCHWAB_APP_KEY"] = args.app_key
-    if args.app_secret:
-        env["SCHWAB_APP_SECRET"] = args.app_secret
-    margin = args.margin
-    if margin is None:
-        margin = env_number("REFRESH_MARGIN_SECONDS", DEFAULT_MARGIN_SECONDS, env)
-    return refresh_all(_targets(args), env=env, force=force, margin=margin)
+        secret = getpass.getpass("Schwab app secret (not shown): ").strip()
+        settings = settings.with_(app_secret=secret or None)
+    return settings
 
 
-def _report(outcome: Any) -> None:
-    data = outcome.to_dict()
-    if outcome.error is not None:
-        _err(f"{data['outcome']}: {outcome.error}")
+def _refresh(
+    args: argparse.Namespace, settings: Settings, force: bool
+) -> list[tuple[Target, RunResult]]:
+    """One policy run per token."""
+    from .batch import refresh_all
+
+    if args.margin is not None:
+        margin = _seconds(args.margin, "--margin", 0, MAX_REFRESH_MARGIN)
+        settings = settings.with_(refresh_margin=margin)
+    return refresh_all(
+        _targets(args, settings), _with_app(args, settings, prompt=False), force=force
+    )
+
+
+def _seconds(raw: str, name: str, low: float, high: float, *, low_open: bool = False) -> float:
+    return in_range(raw, name, low, high, low_open=low_open)
+
+
+def _report(result: RunResult) -> None:
+    data = result.to_dict()
+    if result.error is not None:
+        _err(f"{data['outcome']}: {result.error}")
         return
     label = "refreshed" if data["outcome"] == "refreshed" else "still fresh"
     _out(
-        f"{label}: {outcome.store}: access token valid for "
+        f"{label}: {result.store}: access token valid for "
         f"{_duration(data['access_seconds_left'])}, refresh token dies in "
         f"{_duration(data['refresh_hours_left'] * 3600)} (fingerprint {data['fingerprint']})"
     )
@@ -267,35 +388,54 @@ def _err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting with the contract's usage code (2) and a hint to --help."""
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        _err(f"{self.prog}: error: {message} (see --help)")
+        raise SystemExit(int(ExitCode.USAGE))
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="schwab-tokens",
         description="Keep a Charles Schwab API token fresh in a file, S3 or Secrets Manager.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"schwab-tokens {__version__}")
     commands = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
 
     def command(
-        name: str, func: Callable[[argparse.Namespace], int], help: str, app: bool = True
+        name: str,
+        func: Callable[[argparse.Namespace, Settings], int],
+        help: str,
+        app: bool = True,
+        manifest: bool = True,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(command=func)
-        sub.add_argument(
-            "--store",
-            help="tokens.json, file:PATH, s3://BUCKET/KEY or secretsmanager://NAME "
-            "(default: $TOKEN_STORE_URL, then tokens.json)",
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if name != "login":
+        sub.set_defaults(command=func)
+        sub.add_argument("--store", help=f"{FORMS} (default: $TOKEN_STORE_URL, then tokens.json)")
+        if manifest:
             sub.add_argument(
                 "--manifest",
                 metavar="FILE",
                 help="a JSON manifest of several tokens (overrides --store); see README",
             )
         if app:
-            sub.add_argument("--app-key", help="default: $SCHWAB_APP_KEY")
-            sub.add_argument("--app-secret", help="default: $SCHWAB_APP_SECRET")
+            sub.add_argument("--app-key", help="default: $SCHWAB_APP_KEY (the secret: see below)")
         return sub
 
-    login = command("login", cmd_login, "log in once in a browser and store the first token")
+    login = command(
+        "login", cmd_login, "log in once in a browser and store the first token", manifest=False
+    )
     login.add_argument(
         "--callback-url",
         help="the app's registered callback "
@@ -304,21 +444,33 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--paste",
         action="store_true",
-        help="print the authorize URL and read the returned link from stdin",
+        help="print the authorize URL and read the returned link from stdin (any https callback)",
     )
     login.add_argument("--no-browser", action="store_true", help="do not open a browser")
     login.add_argument(
         "--credentials-secret",
         metavar="NAME",
-        help="also store the app key and secret in this Secrets Manager secret",
+        help="also store the app key and secret in this Secrets Manager secret (or ssm:/NAME)",
+    )
+
+    link = command(
+        "login-link",
+        cmd_login_link,
+        "print a one-time link that logs in again from a phone (HostedLogin)",
+        manifest=False,
+    )
+    link.add_argument(
+        "--login-url", help="the stack's LoginUrl output (default: $SCHWAB_LOGIN_URL)"
+    )
+    link.add_argument(
+        "--valid", default="24h", help="how long the link works (up to 72h; default 24h)"
     )
 
     def add_margin(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--margin",
-            type=float,
-            help="refresh when fewer seconds than this are left "
-            "(default: $REFRESH_MARGIN_SECONDS, then 600)",
+            help="refresh when fewer seconds than this are left, 0-1800 "
+            "(default: $REFRESH_MARGIN_SECONDS, then 900)",
         )
 
     refresh = command("refresh", cmd_refresh, "refresh the token if it is due (or --force)")
@@ -330,9 +482,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
     watch = command("watch", cmd_watch, "keep the token fresh until stopped (SIGINT/SIGTERM)")
-    watch.add_argument(
-        "--interval", type=float, default=60.0, help="seconds between checks (default 60)"
-    )
+    watch.add_argument("--interval", default="60", help="seconds between checks (default 60)")
     add_margin(watch)
     return parser
 

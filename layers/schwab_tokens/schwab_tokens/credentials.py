@@ -1,21 +1,30 @@
-"""The Schwab app's key and secret: from flags, the environment, or a Secrets Manager secret.
+"""The Schwab app's key and secret: from the environment, a Secrets Manager secret, or an SSM
+SecureString parameter.
 
-The secret (``SCHWAB_CREDENTIALS_SECRET``) holds ``{"app_key", "app_secret", "callback_url"}``
-and is read through powertools' Parameters utility, whose cache makes it one call per warm
-container instead of one per run.
+The stored form is ``{"app_key", "app_secret", "callback_url"}``. ``SCHWAB_CREDENTIALS_SECRET``
+names a secret (``NAME``) or a parameter (``ssm:/PARAMETER/NAME``); either is read through
+powertools' Parameters utility, whose cache makes it one call per warm container (per 15
+minutes) instead of one per run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from .errors import ConfigurationError, UsageError
+from . import aws, strictjson
+from .errors import ConfigurationError, SchwabTokensError, UsageError
+from .settings import Settings
 
-#: Matches a 5-minute schedule: a warm container reads the secret about once per run at most.
+#: Matches a 5-minute schedule: a warm container reads the credentials about once per 3 runs.
 CACHE_SECONDS = 900
+SSM_PREFIX = "ssm:"
+
+_lock = threading.Lock()
+_providers: dict[tuple[str, int], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -25,44 +34,43 @@ class AppCredentials:
     callback_url: str | None = None
 
 
-def load_credentials(
-    app_key: str | None = None,
-    app_secret: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> AppCredentials:
-    """Flags first, then ``SCHWAB_APP_KEY``/``SCHWAB_APP_SECRET``, then the credentials secret."""
-    env = os.environ if env is None else env
-    key = app_key or env.get("SCHWAB_APP_KEY")
-    secret = app_secret or env.get("SCHWAB_APP_SECRET")
-    callback = env.get("SCHWAB_CALLBACK_URL") or None
+def load_credentials(settings: Settings, *, source: str | None = None) -> AppCredentials:
+    """The app's key and secret.
+
+    ``source`` (a manifest entry's own credentials) wins; otherwise ``SCHWAB_APP_KEY`` and
+    ``SCHWAB_APP_SECRET`` when both are set, else ``SCHWAB_CREDENTIALS_SECRET``.
+    """
+    if source:
+        return read_credentials(source)
+    key, secret, callback = settings.app_key, settings.app_secret, settings.callback_url
     if key and secret:
         return AppCredentials(key, secret, callback)
-    secret_name = env.get("SCHWAB_CREDENTIALS_SECRET")
-    if secret_name:
-        stored = read_credentials_secret(secret_name)
+    if settings.credentials_secret:
+        stored = read_credentials(settings.credentials_secret)
         return AppCredentials(
             key or stored.app_key, secret or stored.app_secret, callback or stored.callback_url
         )
     raise UsageError(
-        "the Schwab app key and secret are needed: pass --app-key and --app-secret, set "
-        "SCHWAB_APP_KEY and SCHWAB_APP_SECRET, or name a secret in SCHWAB_CREDENTIALS_SECRET"
+        "the Schwab app key and secret are needed: set SCHWAB_APP_KEY and SCHWAB_APP_SECRET, "
+        "or name a secret (NAME) or parameter (ssm:/NAME) in SCHWAB_CREDENTIALS_SECRET"
     )
 
 
-def read_credentials_secret(name: str) -> AppCredentials:
-    from . import aws
-
-    document = aws.cached_secret(name, max_age=CACHE_SECONDS)
+def read_credentials(name: str) -> AppCredentials:
+    """The credentials stored in secret ``name`` or parameter ``ssm:/...`` (cached)."""
+    document = _cached(name)
     try:
-        data = json.loads(document)
-    except ValueError:
-        raise ConfigurationError(f"the credentials secret {name} is not JSON") from None
+        data = strictjson.loads(document)
+    except strictjson.NotJSON:
+        raise ConfigurationError(f"the credentials in {name} are not JSON") from None
     if not isinstance(data, dict):
-        raise ConfigurationError(f"the credentials secret {name} must be a JSON object")
-    missing = [k for k in ("app_key", "app_secret") if not isinstance(data.get(k), str)]
+        raise ConfigurationError(f"the credentials in {name} must be a JSON object")
+    missing = [
+        k for k in ("app_key", "app_secret") if not isinstance(data.get(k), str) or not data[k]
+    ]
     if missing:
         raise ConfigurationError(
-            f"the credentials secret {name} lacks {', '.join(missing)}: "
+            f"the credentials in {name} lack {', '.join(missing)}: "
             f"run `schwab-tokens login --credentials-secret {name}`"
         )
     callback = data.get("callback_url")
@@ -81,4 +89,117 @@ def credentials_document(credentials: AppCredentials) -> str:
     )
 
 
-__all__ = ["AppCredentials", "load_credentials", "read_credentials_secret"]
+def store_credentials(name: str, credentials: AppCredentials) -> None:
+    """Write the credentials to secret ``name`` (created if missing; no new version when the
+    value is unchanged and readable) or to parameter ``ssm:/...`` (a SecureString)."""
+    document = credentials_document(credentials)
+    if name.startswith(SSM_PREFIX):
+        _put_parameter(name.removeprefix(SSM_PREFIX), document)
+    else:
+        _put_secret(name, document)
+    for provider in list(_providers.values()):
+        provider.clear_cache()
+
+
+# -- reading through powertools ------------------------------------------------------------------
+def _cached(name: str) -> str:
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    ssm = name.startswith(SSM_PREFIX)
+    service = "ssm" if ssm else "secretsmanager"
+    action = "ssm:GetParameter" if ssm else "secretsmanager:GetSecretValue"
+    what = f"parameter {name.removeprefix(SSM_PREFIX)}" if ssm else f"secret {name}"
+    try:
+        if ssm:
+            value = _provider(service).get(
+                name.removeprefix(SSM_PREFIX), max_age=CACHE_SECONDS, decrypt=True
+            )
+        else:
+            # AWSCURRENT named explicitly, as AWS does by default (moto can answer a stale
+            # version without it).
+            value = _provider(service).get(name, max_age=CACHE_SECONDS, VersionStage="AWSCURRENT")
+    except GetParameterError as exc:
+        # powertools re-raises inside its except block: the botocore error is the context.
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and isinstance(cause, aws.boto_errors()):
+            if aws.error_code(cause) == "ParameterNotFound":
+                raise ConfigurationError(
+                    f"{what} does not exist: run `schwab-tokens login --credentials-secret {name}`"
+                ) from None
+            raise aws.translate(cause, what=what, action=action) from cause
+        raise SchwabTokensError(f"cannot read {what}") from exc
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{what} is binary, not JSON text") from None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{what} has no text value")
+    return value
+
+
+def _provider(service: str) -> Any:
+    """One powertools provider per service and process, sharing our client (our retries and
+    timeouts, boto3's endpoint chain)."""
+    key = (service, os.getpid())
+    found = _providers.get(key)
+    if found is not None:
+        return found
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+
+    client = aws.client(service)
+    with _lock:
+        if key not in _providers:
+            cls = SSMProvider if service == "ssm" else SecretsProvider
+            _providers[key] = cls(boto3_client=client)
+        return _providers[key]
+
+
+def _forget_providers() -> None:
+    _providers.clear()
+
+
+aws.on_reset(_forget_providers)
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _put_secret(name: str, document: str) -> None:
+    what = f"secret {name}"
+    sm = aws.client("secretsmanager")
+    try:
+        sm.create_secret(
+            Name=name,
+            SecretString=document,
+            Description="Schwab app key and secret for schwab-tokens",
+        )
+        return
+    except aws.boto_errors() as exc:
+        if aws.error_code(exc) != "ResourceExistsException":
+            raise aws.translate(exc, what=what, action="secretsmanager:CreateSecret") from exc
+    try:
+        current = sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+    except aws.boto_errors():
+        current = {}  # no value yet, or not allowed to read (the stack's resource policy)
+    if current.get("SecretString") == document:
+        return
+    try:
+        sm.put_secret_value(SecretId=name, SecretString=document)
+    except aws.boto_errors() as exc:
+        raise aws.translate(exc, what=what, action="secretsmanager:PutSecretValue") from exc
+
+
+def _put_parameter(name: str, document: str) -> None:
+    try:
+        aws.client("ssm").put_parameter(
+            Name=name,
+            Value=document,
+            Type="SecureString",
+            Tier="Standard",
+            Overwrite=True,
+            Description="Schwab app key and secret for schwab-tokens",
+        )
+    except aws.boto_errors() as exc:
+        raise aws.translate(exc, what=f"parameter {name}", action="ssm:PutParameter") from exc
+
+
+__all__ = ["AppCredentials", "load_credentials", "read_credentials", "store_credentials"]

@@ -1,37 +1,90 @@
-"""One error family; each kind carries the CLI exit code of the contract.
+"""One error family and one outcome vocabulary; each error kind carries its exit code and outcome.
 
-The CLI and the handler read ``exit_code`` and ``outcome`` instead of mapping exception types,
+The CLI and the handlers read ``exit_code`` and ``outcome`` instead of mapping exception types,
 so a new failure kind needs no change in either. Messages name the cause and the next step,
 never a secret.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum, StrEnum
+
+
+class Outcome(StrEnum):
+    """How one run of the refresh policy ended for one token (logs, metrics, CLI, summaries)."""
+
+    REFRESHED = "refreshed"
+    STILL_FRESH = "still_fresh"
+    REAUTH_REQUIRED = "reauth_required"
+    FAILED = "failed"
+
+
+class ExitCode(IntEnum):
+    """The CLI's exit codes (the public contract)."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    LOGIN_REQUIRED = 3
+    TEMPORARY = 4
+    CONFIGURATION = 5
+    #: Stopped by SIGINT (Ctrl-C), as shells report 128 + SIGINT.
+    INTERRUPTED = 130
+
 
 class SchwabTokensError(Exception):
     """Base of every error this package raises on purpose."""
 
-    exit_code = 1
-    outcome = "failed"
+    exit_code = ExitCode.UNEXPECTED
+    outcome = Outcome.FAILED
+
+
+class UnexpectedError(SchwabTokensError):
+    """A bug or an exception nobody anticipated; only its kind is shown (its text could quote
+    a request)."""
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> UnexpectedError:
+        return cls(f"unexpected error ({type(exc).__name__}); please report it")
 
 
 class LoginRequired(SchwabTokensError):
     """No token, or the refresh token is dead: only a browser login fixes it."""
 
-    exit_code = 3
-    outcome = "reauth_required"
+    exit_code = ExitCode.LOGIN_REQUIRED
+    outcome = Outcome.REAUTH_REQUIRED
+
+
+class CallbackError(LoginRequired):
+    """The link returned by the authorize page cannot be used (no code, wrong state, denied)."""
 
 
 class TemporaryFailure(SchwabTokensError):
     """Network trouble, 5xx, 429, Schwab's HTML error page, AWS throttling: retry later."""
 
-    exit_code = 4
+    exit_code = ExitCode.TEMPORARY
+
+
+class InvalidTokenAnswer(TemporaryFailure):
+    """Schwab answered 200 with something that is not a usable token; nothing was stored."""
+
+
+class WriteConflict(TemporaryFailure):
+    """A conditional write lost: another writer stored a document since we read ours."""
+
+
+class LeaseBusy(TemporaryFailure):
+    """Another writer holds the refresh lease and did not finish within our wait."""
+
+
+class LeaseLost(TemporaryFailure):
+    """Our lease ran out before the work under it was done; nothing more was sent or written."""
 
 
 class ConfigurationError(SchwabTokensError):
     """Something only the user can fix: wrong app key or secret, access denied, missing bucket."""
 
-    exit_code = 5
+    exit_code = ExitCode.CONFIGURATION
 
 
 class InvalidTokenDocument(ConfigurationError):
@@ -42,19 +95,11 @@ class BadAppCredentials(ConfigurationError):
     """Schwab answered 401 ``invalid_client``: the app key or secret is wrong."""
 
 
-class CallbackError(LoginRequired):
-    """The link returned by the authorize page cannot be used (no code, wrong state, denied)."""
+class AccessDenied(ConfigurationError):
+    """AWS (or the file system) refused an action: the role or user lacks a permission."""
 
 
 class UsageError(SchwabTokensError):
-    exit_code = 2
+    """A flag, a setting or an argument is not of the form it must have."""
 
-
-class WriteConflict(SchwabTokensError):
-    """A conditional write lost: another writer stored a newer document since we read ours."""
-
-    exit_code = 4
-
-
-class LeaseBusy(TemporaryFailure):
-    """Another writer holds the refresh lease and did not finish within our wait."""
+    exit_code = ExitCode.USAGE

@@ -3,25 +3,28 @@
 - ``TOKEN_STORE_URL``: one token.
 - ``TOKEN_STORE_URLS``: comma-separated, each ``URL`` or ``name=URL``.
 - ``TOKEN_MANIFEST``: inline JSON or a path to a JSON file, either a list or ``{"tokens": [...]}``
-  of ``{"name": .., "store": .., "credentials_secret": ..}`` (the secret is optional: tokens
-  from separate Schwab apps each name their own).
+  of ``{"name": .., "store": .., "credentials_secret": ..}`` (only ``store`` is required; tokens
+  from separate Schwab apps each name their own credentials). A file store's relative path is
+  relative to the manifest file's folder.
 
-Names label every log line and metric; they default to the store's last path segment.
+Names label every log line and metric; they default to the store's last path segment. Anything
+else in a manifest (an unknown key, a number where a name goes) is refused, naming the entry.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import strictjson
 from .errors import UsageError
+from .settings import Settings
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENTRY_KEYS = {"name", "store", "credentials_secret"}
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,12 @@ class Target:
     credentials_secret: str | None = None
 
 
-def targets_from_env(env: Mapping[str, str] | None = None) -> list[Target]:
-    env = os.environ if env is None else env
-    manifest = env.get("TOKEN_MANIFEST", "").strip()
-    if manifest:
-        return load_manifest(manifest)
-    many = [item.strip() for item in env.get("TOKEN_STORE_URLS", "").split(",") if item.strip()]
-    one = env.get("TOKEN_STORE_URL", "").strip()
-    entries = many or ([one] if one else [])
+def targets_from_settings(settings: Settings) -> list[Target]:
+    """The tokens the settings name: the manifest, else the URL list, else the one URL."""
+    if settings.manifest:
+        return load_manifest(settings.manifest)
+    many = [item.strip() for item in settings.store_urls.split(",") if item.strip()]
+    entries = many or ([settings.store_url] if settings.store_url else [])
     if not entries:
         raise UsageError(
             "set TOKEN_STORE_URL (or TOKEN_STORE_URLS, or TOKEN_MANIFEST) to the token store"
@@ -56,34 +57,63 @@ def targets_from_env(env: Mapping[str, str] | None = None) -> list[Target]:
 
 def load_manifest(source: str) -> list[Target]:
     """A manifest given inline (JSON text) or as a path to a JSON file."""
-    text = source
+    text, folder = source, None
     if not source.lstrip().startswith(("{", "[")):
+        path = Path(source).expanduser()
         try:
-            text = Path(source).expanduser().read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read the manifest {source}: {exc.strerror}") from None
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"cannot read the manifest {source}: {reason}") from None
+        folder = path.parent
     try:
-        data: Any = json.loads(text)
-    except ValueError:
-        raise UsageError("the token manifest is not valid JSON") from None
-    entries = data.get("tokens") if isinstance(data, dict) else data
-    if not isinstance(entries, list) or not entries:
-        raise UsageError('the manifest must be a list of tokens or {"tokens": [...]}')
-    targets = []
-    for index, entry in enumerate(entries):
-        if isinstance(entry, str):
-            entry = {"store": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("store"), str):
-            raise UsageError(f'manifest entry {index} needs a "store" URL')
-        secret = entry.get("credentials_secret")
-        targets.append(
-            Target(
-                str(entry.get("name") or default_name(entry["store"])),
-                entry["store"],
-                secret if isinstance(secret, str) and secret else None,
-            )
+        data: Any = strictjson.loads(text)
+    except strictjson.NotJSON as exc:
+        raise UsageError(f"the token manifest is not valid JSON ({exc.reason})") from None
+    if isinstance(data, dict):
+        extra = set(data) - {"tokens"}
+        if extra:
+            raise UsageError(f'the manifest has unknown keys {sorted(extra)}; only "tokens"')
+        data = data.get("tokens")
+    if not isinstance(data, list) or not data:
+        raise UsageError('the manifest must be a non-empty list of tokens or {"tokens": [...]}')
+    return _checked([_entry(index, entry, folder) for index, entry in enumerate(data)])
+
+
+def _entry(index: int, entry: Any, folder: Path | None) -> Target:
+    where = f"manifest entry {index}"
+    if isinstance(entry, str):
+        entry = {"store": entry}
+    if not isinstance(entry, dict):
+        raise UsageError(f'{where} must be a store URL or an object with a "store" URL')
+    extra = set(entry) - _ENTRY_KEYS
+    if extra:
+        raise UsageError(
+            f"{where} has unknown keys {sorted(extra)}; allowed: {sorted(_ENTRY_KEYS)}"
         )
-    return _checked(targets)
+    for key in _ENTRY_KEYS:
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UsageError(f"{where}: {key} must be a non-empty string")
+    store = entry.get("store")
+    if store is None:
+        raise UsageError(f'{where} needs a "store" URL')
+    store = _relative_to(store.strip(), folder)
+    name = entry.get("name") or default_name(store)
+    return Target(name.strip(), store, entry.get("credentials_secret"))
+
+
+def _relative_to(url: str, folder: Path | None) -> str:
+    """A file store's relative path, resolved against the manifest file's folder."""
+    if folder is None:
+        return url
+    scheme = _URL_SCHEME.match(url)
+    if scheme is not None and not url.startswith("file:"):
+        return url
+    path = url.removeprefix("file:")
+    if not path or Path(path).expanduser().is_absolute():
+        return url
+    return str(folder / path)
 
 
 def default_name(url: str) -> str:

@@ -3,12 +3,13 @@
 Every answer is classified into one of the package's error kinds, so callers never look at HTTP.
 Transient faults are retried by urllib3's ``Retry`` (backoff with jitter, ``Retry-After``
 honoured and capped), inside connect and read timeouts, so a run always ends in bounded time.
-No AWS here.
+Redirects are never followed: a 3xx is a temporary failure, and the refresh token and the app
+secret go to the configured host only. No AWS here.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import re
 import secrets
 from collections.abc import Mapping
@@ -16,23 +17,28 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from . import strictjson
 from .errors import (
     BadAppCredentials,
     CallbackError,
     ConfigurationError,
+    InvalidTokenAnswer,
     LoginRequired,
     TemporaryFailure,
     UsageError,
 )
-from .settings import env_number
+from .settings import DEFAULT_API_BASE, DEFAULT_HTTP_RETRIES, DEFAULT_HTTP_TIMEOUT, api_base
 
-DEFAULT_API_BASE = "https://api.schwabapi.com"
 AUTHORIZE_PATH = "/v1/oauth/authorize"
 TOKEN_PATH = "/v1/oauth/token"
+ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
 MAX_LINK_LENGTH = 4096
+#: A token answer is a few kilobytes; reading stops here, whatever the server sends.
+MAX_ANSWER_BYTES = 64 * 1024
 
 #: 403 is here because Schwab's edge answers a transient "Access Denied" HTML page with it.
 RETRY_STATUSES = frozenset({403, 429, 500, 502, 503, 504})
@@ -48,11 +54,12 @@ class _BoundedRetry(Retry):
 
 
 class SchwabOAuth:
-    """One Schwab app (key and secret) talking to the token endpoint.
+    """One Schwab app (key and secret) talking to Schwab's OAuth and account endpoints.
 
-    ``timeout`` is the read timeout per try (``SCHWAB_HTTP_TIMEOUT``, default 15 s) and ``retries``
-    the extra tries for a transient fault (``SCHWAB_HTTP_RETRIES``, default 3). The worst case is
-    about ``(retries + 1) * (connect + read timeout)`` plus at most ~15 s of backoff.
+    ``base_url`` must be https (plain http only to loopback, for the emulator). ``timeout`` is
+    the read timeout per try (default 15 s) and ``retries`` the extra tries for a transient
+    fault (default 3); the worst case is about ``(retries + 1) * (connect + read timeout)``
+    plus at most ~15 s of backoff. Build it from settings with ``SchwabOAuth.from_settings``.
     """
 
     def __init__(
@@ -61,25 +68,32 @@ class SchwabOAuth:
         app_secret: str,
         *,
         base_url: str | None = None,
-        timeout: float | None = None,
-        retries: int | None = None,
+        timeout: float = DEFAULT_HTTP_TIMEOUT,
+        retries: int = DEFAULT_HTTP_RETRIES,
         connect_timeout: float = 5.0,
     ) -> None:
         if not app_key or not app_secret:
             raise UsageError(
-                "the Schwab app key and secret are needed: pass --app-key/--app-secret or set "
-                "SCHWAB_APP_KEY/SCHWAB_APP_SECRET (or SCHWAB_CREDENTIALS_SECRET)"
+                "the Schwab app key and secret are needed: set SCHWAB_APP_KEY and "
+                "SCHWAB_APP_SECRET, or name the credentials in SCHWAB_CREDENTIALS_SECRET"
             )
         self.app_key = app_key
         self._app_secret = app_secret
-        self.base_url = (base_url or os.environ.get("SCHWAB_API_BASE") or DEFAULT_API_BASE).rstrip(
-            "/"
-        )
-        read_timeout = timeout if timeout is not None else env_number("SCHWAB_HTTP_TIMEOUT", 15.0)
-        self.timeout = (min(connect_timeout, read_timeout), read_timeout)
-        tries = retries if retries is not None else int(env_number("SCHWAB_HTTP_RETRIES", 3))
-        self.retries = max(0, tries)
+        self.base_url = api_base(base_url or DEFAULT_API_BASE, "SCHWAB_API_BASE")
+        self.timeout = (min(connect_timeout, timeout), timeout)
+        self.retries = max(0, int(retries))
         self._session: requests.Session | None = None
+
+    @classmethod
+    def from_settings(cls, app_key: str, app_secret: str, settings: Any) -> SchwabOAuth:
+        """The client for one app with the HTTP settings (base URL, timeout, retries)."""
+        return cls(
+            app_key,
+            app_secret,
+            base_url=settings.api_base,
+            timeout=settings.http_timeout,
+            retries=settings.http_retries,
+        )
 
     def __repr__(self) -> str:
         return f"SchwabOAuth(app_key=…{self.app_key[-4:]}, base_url={self.base_url!r})"
@@ -128,16 +142,53 @@ class SchwabOAuth:
 
     # -- token endpoint ----------------------------------------------------------------------
     def exchange_code(self, code: str, callback_url: str) -> dict[str, Any]:
+        """The answer to the authorization-code grant (validate it with ``Token.from_login``)."""
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url}
-        answer = self._post(form)
-        if not _nonempty_str(answer.get("refresh_token")):
-            raise TemporaryFailure(
-                "Schwab's login answer has no refresh_token; nothing was stored, log in again"
-            )
-        return answer
+        return self._post(form)
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """The answer to the refresh grant (validate it with ``Token.refreshed``)."""
         return self._post({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def account_fingerprint(self, access_token: str) -> str:
+        """Which Schwab login a token belongs to: a hash of its account numbers.
+
+        ``GET /trader/v1/accounts/accountNumbers`` lists the login's accounts; the sorted
+        numbers are hashed so nothing identifying is kept. Two logins to the same Schwab user
+        give the same fingerprint.
+        """
+        try:
+            response = self._http().get(
+                self.base_url + ACCOUNT_NUMBERS_PATH,
+                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise TemporaryFailure(
+                f"could not reach Schwab's account route after {self.retries + 1} tries "
+                f"({_network_fault(exc)}); try again later"
+            ) from None
+        if response.status_code != 200:
+            raise TemporaryFailure(
+                f"Schwab's account route answered {response.status_code}; try again later"
+            )
+        try:
+            body = strictjson.loads(response.content[:MAX_ANSWER_BYTES])
+        except strictjson.NotJSON:
+            body = None
+        numbers = (
+            sorted(
+                str(item.get("accountNumber"))
+                for item in body
+                if isinstance(item, dict) and isinstance(item.get("accountNumber"), str)
+            )
+            if isinstance(body, list)
+            else []
+        )
+        if not numbers:
+            raise TemporaryFailure("Schwab's account route listed no accounts; try again later")
+        return hashlib.sha256("\n".join(numbers).encode()).hexdigest()[:32]
 
     def _post(self, form: Mapping[str, str]) -> dict[str, Any]:
         grant = form["grant_type"]
@@ -148,22 +199,26 @@ class SchwabOAuth:
                 auth=(self.app_key, self._app_secret),
                 headers={"Accept": "application/json"},
                 timeout=self.timeout,
+                # A redirect would send the refresh token (and, with auth, the app secret) to
+                # wherever the answer points.
+                allow_redirects=False,
+                stream=True,
             )
-        except requests.RequestException as exc:
+            try:
+                body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+            finally:
+                response.close()
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # The exception text can quote the request; name only its kind.
             raise TemporaryFailure(
                 f"could not reach Schwab's token endpoint at {self.token_url} after "
                 f"{self.retries + 1} tries ({_network_fault(exc)}); the stored token is untouched, "
                 "try again later"
             ) from None
-        return _classify(response, grant, self.retries + 1)
+        return _classify(response, body, grant, self.retries + 1)
 
 
-def _nonempty_str(value: object) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _network_fault(exc: requests.RequestException) -> str:
+def _network_fault(exc: BaseException) -> str:
     text = repr(exc)
     for needle, label in (
         ("ReadTimeout", "read timeout"),
@@ -178,23 +233,33 @@ def _network_fault(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
-def _classify(response: requests.Response, grant: str, tries: int) -> dict[str, Any]:
+def _classify(response: requests.Response, body: bytes, grant: str, tries: int) -> dict[str, Any]:
     status = response.status_code
     if status == 200:
-        try:
-            body = response.json()
-        except ValueError:
-            raise TemporaryFailure(
-                "Schwab answered 200 with a body that is not JSON (a maintenance page?); "
-                "the stored token is untouched, try again later"
-            ) from None
-        if not isinstance(body, dict) or not _nonempty_str(body.get("access_token")):
-            raise TemporaryFailure(
-                "Schwab answered 200 without an access_token; the stored token is untouched, "
-                "try again later"
+        if len(body) > MAX_ANSWER_BYTES:
+            raise InvalidTokenAnswer(
+                f"Schwab answered 200 with more than {MAX_ANSWER_BYTES} bytes; the stored token "
+                "is untouched, try again later"
             )
-        return body
-    reason = _error_reason(response)
+        try:
+            answer = strictjson.loads(body)
+        except strictjson.NotJSON as exc:
+            raise InvalidTokenAnswer(
+                f"Schwab answered 200 with a body that is not JSON ({exc.reason}; a maintenance "
+                "page?); the stored token is untouched, try again later"
+            ) from None
+        if not isinstance(answer, dict):
+            raise InvalidTokenAnswer(
+                "Schwab answered 200 with JSON that is not an object; the stored token is "
+                "untouched, try again later"
+            )
+        return answer
+    reason = _error_reason(response, body)
+    if 300 <= status < 400:
+        raise TemporaryFailure(
+            f"Schwab's token endpoint answered {status} (a redirect, not followed: the token "
+            "goes to the configured host only); the stored token is untouched, try again later"
+        )
     if status == 401:
         raise BadAppCredentials(
             f"Schwab rejected the app key or secret (401 {reason}): check the app key and "
@@ -208,10 +273,10 @@ def _classify(response: requests.Response, grant: str, tries: int) -> dict[str, 
     if status == 400:
         raise CallbackError(
             f"Schwab refused the authorization code (400 {reason}): a code works once and "
-            "lives about 30 seconds; run `schwab-tokens login` again and finish promptly"
+            "lives about 30 seconds; log in again and finish promptly"
         )
     if status in RETRY_STATUSES or status >= 500:
-        kind = " (an HTML error page)" if _is_html(response) else ""
+        kind = " (an HTML error page)" if _is_html(response, body) else ""
         raise TemporaryFailure(
             f"Schwab's token endpoint answered {status}{kind} after {tries} tries; "
             "the stored token is untouched, try again later"
@@ -225,12 +290,12 @@ def _classify(response: requests.Response, grant: str, tries: int) -> dict[str, 
 _ERROR_CODE = re.compile(r'\\*"error\\*"\s*:\s*\\*"([A-Za-z0-9_.\-]{1,64})')
 
 
-def _error_reason(response: requests.Response) -> str:
+def _error_reason(response: requests.Response, raw: bytes) -> str:
     """The OAuth ``error`` code(s), including the one Schwab nests inside its description."""
     try:
-        body = response.json()
-    except ValueError:
-        return "HTML error page" if _is_html(response) else "no JSON body"
+        body = strictjson.loads(raw[:MAX_ANSWER_BYTES])
+    except strictjson.NotJSON:
+        return "HTML error page" if _is_html(response, raw) else "no JSON body"
     if not isinstance(body, dict):
         return "unexpected body"
     codes = []
@@ -243,11 +308,8 @@ def _error_reason(response: requests.Response) -> str:
     return " / ".join(c for c in codes if re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", c)) or "no code"
 
 
-def _is_html(response: requests.Response) -> bool:
-    return (
-        "html" in response.headers.get("Content-Type", "").lower()
-        or response.text.lstrip()[:1] == "<"
-    )
+def _is_html(response: requests.Response, body: bytes) -> bool:
+    return "html" in response.headers.get("Content-Type", "").lower() or body.lstrip()[:1] == b"<"
 
 
 # -- the returned link --------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The refresh policy: read, decide, refresh under the lease, write conditionally, report.
 
-It never writes on a failure and never raises for an expected one: every run ends in an
-``Outcome`` that the CLI turns into an exit code and the handler into logs and metrics. No AWS
-and no HTTP here; the store and the token endpoint are handed in.
+It never writes on a failure and never raises for an expected one: every run ends in a
+``RunResult`` that the CLI turns into an exit code and the handler into logs and metrics. No AWS
+and no HTTP here; the store, the token endpoint and the clock are handed in.
 """
 
 from __future__ import annotations
@@ -12,21 +12,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import LoginRequired, SchwabTokensError, TemporaryFailure, WriteConflict
-from .settings import env_number
-from .stores.base import Stored, TokenStore
+from .errors import (
+    LeaseLost,
+    LoginRequired,
+    Outcome,
+    SchwabTokensError,
+    TemporaryFailure,
+    WriteConflict,
+)
+from .settings import DEFAULT_LEASE_TTL, DEFAULT_REFRESH_MARGIN
+from .stores.base import Lease, Stored, TokenStore
 from .token import Token
 
-DEFAULT_MARGIN_SECONDS = 600
-#: Longer than the slowest token call with its retries, so a live holder keeps the lease.
-LEASE_TTL_SECONDS = 120.0
 #: How long a loser waits for the holder before giving up for this run.
 LEASE_WAIT_SECONDS = 60.0
+#: A conflicting writer whose document expires earlier than ours is overwritten at most this
+#: many times in one run (each time conditionally on what it wrote).
+CONFLICT_RETRIES = 3
 
-REFRESHED = "refreshed"
-STILL_FRESH = "still_fresh"
-REAUTH_REQUIRED = "reauth_required"
-FAILED = "failed"
+Clock = Callable[[], float]
 
 
 class TokenEndpoint(Protocol):
@@ -34,11 +38,14 @@ class TokenEndpoint(Protocol):
 
 
 @dataclass
-class Outcome:
-    """What one run did to one token; ``error`` is set for ``reauth_required`` and ``failed``."""
+class RunResult:
+    """What one run did to one token; ``error`` is set for ``reauth_required`` and ``failed``.
+
+    ``token`` is the last document the run saw (the stored one, or the one it wrote).
+    """
 
     store: str
-    outcome: str
+    outcome: Outcome
     duration_ms: float = 0.0
     token: Token | None = field(default=None, repr=False)
     error: SchwabTokensError | None = None
@@ -50,7 +57,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.error is None else self.error.exit_code
+        return 0 if self.error is None else int(self.error.exit_code)
 
     @property
     def access_seconds_left(self) -> float | None:
@@ -71,7 +78,7 @@ class Outcome:
         hours = self.refresh_hours_left
         return {
             "store": self.store,
-            "outcome": self.outcome,
+            "outcome": str(self.outcome),
             "access_seconds_left": None if left is None else round(left),
             "refresh_hours_left": None if hours is None else round(hours, 2),
             "fingerprint": None if self.token is None else self.token.fingerprint,
@@ -85,91 +92,158 @@ def run(
     store: TokenStore,
     endpoint: Callable[[], TokenEndpoint],
     *,
-    margin: float = DEFAULT_MARGIN_SECONDS,
+    margin: float = DEFAULT_REFRESH_MARGIN,
     force: bool = False,
-    lease_ttl: float | None = None,
+    force_before: float | None = None,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
     lease_wait: float = LEASE_WAIT_SECONDS,
-) -> Outcome:
+    clock: Clock = time.time,
+) -> RunResult:
     """One run of the policy on one store.
 
     ``endpoint`` is a factory so that a run that finds the token fresh never loads the app
-    credentials (a Secrets Manager call in Lambda). ``lease_ttl`` defaults to
-    ``SCHWAB_TOKENS_LEASE_TTL`` or 120 s: how long a crashed holder can block the others.
+    credentials (a Secrets Manager or SSM call in Lambda). ``force`` refreshes a token that is
+    still fresh, unless another writer stores a fresh one while this run waits for the lease,
+    or, given ``force_before``, unless it was issued at or after that time (so a retried forced
+    event does not refresh again what its first attempt refreshed). ``lease_ttl`` bounds how
+    long a crashed holder can block the others.
     """
-    if lease_ttl is None:
-        lease_ttl = env_number("SCHWAB_TOKENS_LEASE_TTL", LEASE_TTL_SECONDS)
     started = time.monotonic()
-    seen: list[Token] = []
+    policy = _Policy(store, endpoint, margin, force, force_before, lease_ttl, lease_wait, clock)
     try:
-        outcome, token = _run(store, endpoint, margin, force, lease_ttl, lease_wait, seen)
-        result = Outcome(store.url, outcome, token=token)
+        outcome, token = policy.run()
+        result = RunResult(store.url, outcome, token=token, checked_at=clock())
     except SchwabTokensError as exc:
-        result = Outcome(store.url, exc.outcome, token=seen[-1] if seen else None, error=exc)
+        result = RunResult(
+            store.url, exc.outcome, token=policy.last_seen, error=exc, checked_at=clock()
+        )
     result.duration_ms = (time.monotonic() - started) * 1000
     return result
 
 
-def _run(
-    store: TokenStore,
-    endpoint: Callable[[], TokenEndpoint],
-    margin: float,
-    force: bool,
-    lease_ttl: float,
-    lease_wait: float,
-    seen: list[Token],
-) -> tuple[str, Token]:
-    first = _read(store, seen)
-    if not force and not first.token.needs_refresh(margin):
-        return STILL_FRESH, first.token
+class _Policy:
+    def __init__(
+        self,
+        store: TokenStore,
+        endpoint: Callable[[], TokenEndpoint],
+        margin: float,
+        force: bool,
+        force_before: float | None,
+        lease_ttl: float,
+        lease_wait: float,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.endpoint = endpoint
+        self.margin = margin
+        self.force = force
+        self.force_before = force_before
+        self.lease_ttl = lease_ttl
+        self.lease_wait = lease_wait
+        self.clock = clock
+        #: The last document seen, for the report when the run fails half-way.
+        self.last_seen: Token | None = None
+        self.first_version: str | None = None
 
-    def someone_wrote() -> bool:
-        return store.version() != first.version
+    def run(self) -> tuple[Outcome, Token]:
+        first = self.read()
+        self.first_version = first.version
+        if not self.due(first):
+            return Outcome.STILL_FRESH, first.token
+        return self.under_lease(first, stop_when_written=True)
 
-    # Losers stop queueing for the lease as soon as the holder has written; if what it wrote is
-    # not fresh either (rare), they queue again without that shortcut.
-    for abandon_if in (someone_wrote, None):
-        with store.lease(lease_ttl, lease_wait, abandon_if=abandon_if) as held:
-            # Re-read: the previous holder may have refreshed while we waited.
-            latest = _read(store, seen)
-            if latest.version != first.version and not latest.token.needs_refresh(margin):
-                return STILL_FRESH, latest.token
-            if not held:
-                continue
-            if not force and not latest.token.needs_refresh(margin):
-                return STILL_FRESH, latest.token
-            _check_refresh_token_alive(latest.token)
-            answer = endpoint().refresh(latest.token.refresh_token)
-            new = latest.token.refreshed(answer)
-            try:
-                store.write(new, latest.version)
-            except WriteConflict:
-                winner = _read(store, seen)
-                if winner.token == new:
-                    # Our write landed; only its answer was lost and the retry was refused.
-                    return REFRESHED, new
-                # Someone wrote without the lease (schwab-py refreshing inside a consumer):
-                # theirs is as new as ours, so keep it rather than overwrite it.
-                if winner.token.needs_refresh(margin):
+    def under_lease(self, first: Stored, *, stop_when_written: bool) -> tuple[Outcome, Token]:
+        """Take the lease, re-read (the previous holder may have refreshed) and refresh if still
+        due. A loser stops queueing as soon as the holder has written; if what it wrote is not
+        fresh either (rare), it queues once more, to the end."""
+
+        def someone_wrote() -> bool:
+            return self.store.version() != first.version
+
+        abandon_if = someone_wrote if stop_when_written else None
+        with self.store.lease(self.lease_ttl, self.lease_wait, abandon_if) as lease:
+            latest = self.read()
+            if not self.due(latest):
+                return Outcome.STILL_FRESH, latest.token
+            if lease.held:
+                return self.refresh_and_write(latest, lease)
+        return self.under_lease(first, stop_when_written=False)
+
+    def refresh_and_write(self, latest: Stored, lease: Lease) -> tuple[Outcome, Token]:
+        self.check_login_alive(latest.token)
+        self.check_lease(lease, "did not call Schwab")
+        answer = self.endpoint().refresh(latest.token.refresh_token)
+        new = latest.token.refreshed(answer, now=self.clock())
+        self.check_lease(lease, "did not store the new token (the next run refreshes again)")
+        try:
+            self.store.write(new, latest.version)
+        except WriteConflict:
+            return self.settle_conflict(new, lease)
+        self.last_seen = new
+        return Outcome.REFRESHED, new
+
+    def settle_conflict(self, new: Token, lease: Lease) -> tuple[Outcome, Token]:
+        """Someone wrote between our read and our write (schwab-py refreshing inside a bot, a
+        login). Keep whichever document is better: a newer login always wins; otherwise the one
+        that expires later, so a fresh token is never thrown away for an older one."""
+        for _ in range(CONFLICT_RETRIES):
+            winner = self.read()
+            if winner.token == new:
+                # Our write landed; only its answer was lost and the retry was refused.
+                self.last_seen = new
+                return Outcome.REFRESHED, new
+            if _better(winner.token, new):
+                if winner.token.needs_refresh(self.margin, self.clock()):
                     raise TemporaryFailure(
-                        f"{store.url} changed while refreshing and the new document is not "
-                        "fresh; nothing was overwritten, try again"
-                    ) from None
-                return STILL_FRESH, winner.token
-            seen.append(new)
-            return REFRESHED, new
-    raise AssertionError("unreachable: the second pass holds the lease or raises LeaseBusy")
+                        f"{self.store.url} changed while refreshing and the new document is "
+                        "not fresh; nothing was overwritten, try again"
+                    )
+                return Outcome.STILL_FRESH, winner.token
+            self.check_lease(lease, "did not overwrite the older token another writer stored")
+            try:
+                self.store.write(new, winner.version)
+            except WriteConflict:
+                continue
+            self.last_seen = new
+            return Outcome.REFRESHED, new
+        raise WriteConflict(f"{self.store.url} kept changing while the new token was written")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def read(self) -> Stored:
+        stored = self.store.read()
+        self.last_seen = stored.token
+        return stored
+
+    def due(self, stored: Stored) -> bool:
+        """Whether this run should refresh what ``stored`` holds."""
+        token = stored.token
+        if token.needs_refresh(self.margin, self.clock()):
+            return True
+        if not self.force:
+            return False
+        if self.force_before is not None:
+            return token.issued_at < self.force_before
+        # Forced: unless another writer stored a fresh token since this run began.
+        return stored.version == self.first_version
+
+    def check_login_alive(self, token: Token) -> None:
+        if token.refresh_seconds_left(self.clock()) <= 0:
+            login = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.creation_timestamp))
+            raise LoginRequired(
+                f"the refresh token expired 7 days after the login of {login}; "
+                "run `schwab-tokens login` to log in again"
+            )
+
+    def check_lease(self, lease: Lease, consequence: str) -> None:
+        if not lease.valid():
+            raise LeaseLost(
+                f"the lease on {self.store.url} ran out ({self.lease_ttl:g} s) before the "
+                f"refresh was done, so this run {consequence}; the stored token is untouched"
+            )
 
 
-def _read(store: TokenStore, seen: list[Token]) -> Stored:
-    stored = store.read()
-    seen.append(stored.token)
-    return stored
-
-
-def _check_refresh_token_alive(token: Token) -> None:
-    if token.refresh_seconds_left() <= 0:
-        login = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.creation_timestamp))
-        raise LoginRequired(
-            f"the refresh token expired 7 days after the login of {login}; "
-            "run `schwab-tokens login` to log in again"
-        )
+def _better(theirs: Token, ours: Token) -> bool:
+    """Whether the other writer's document should be kept rather than ours."""
+    if theirs.creation_timestamp != ours.creation_timestamp:
+        return theirs.creation_timestamp > ours.creation_timestamp  # a newer login wins
+    return theirs.access_expires_at >= ours.access_expires_at

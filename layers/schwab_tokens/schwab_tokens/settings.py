@@ -1,18 +1,175 @@
-"""Numbers read from the environment, with one clear error for a value that is not a number."""
+"""Every setting the package reads from the environment, checked once, in one frozen object.
+
+``Settings.from_env()`` is the only place that reads ``os.environ``; the edges (the CLI's
+``main``, the Lambda handlers, ``TokenReader.from_env``) build it and pass it down. A value that
+is not of its form or out of its range is a ``UsageError`` naming the variable and the range, so
+a typo fails at start-up with exit 2 instead of half-way through a refresh.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import socket
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
+DEFAULT_API_BASE = "https://api.schwabapi.com"
+#: Refresh when fewer seconds than this are left: with the default 5-minute schedule the token is
+#: due 900-600 s before expiry, so one failed run still leaves more than schwab-py's 300 s leeway.
+DEFAULT_REFRESH_MARGIN = 900.0
+MAX_REFRESH_MARGIN = 1800.0
+DEFAULT_HTTP_TIMEOUT = 15.0
+DEFAULT_HTTP_RETRIES = 3
+#: Longer than the slowest token call with its retries, so a live holder keeps the lease.
+DEFAULT_LEASE_TTL = 120.0
 
-def env_number(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
-    raw = (os.environ if env is None else env).get(name)
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The package's configuration. Defaults are the contract's; ``from_env`` reads overrides."""
+
+    store_url: str | None = None
+    store_urls: str = ""
+    manifest: str = ""
+    api_base: str = DEFAULT_API_BASE
+    app_key: str | None = None
+    app_secret: str | None = field(default=None, repr=False)
+    #: A Secrets Manager secret name, or ``ssm:/parameter/name`` for an SSM SecureString.
+    credentials_secret: str | None = None
+    callback_url: str | None = None
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    http_retries: int = DEFAULT_HTTP_RETRIES
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    kms_key_id: str | None = None
+    #: Who writes (S3 object metadata): the Lambda function's name, else the host name.
+    writer: str = "unknown"
+    #: The SNS topic the refresher notifies (state changes of the login).
+    topic_arn: str | None = None
+    #: The hosted login's function URL (ends with ``/``), when the stack enables it.
+    login_url: str | None = None
+    #: Custom CloudWatch metrics (EMF) besides the log line: opt-in, each costs $0.30 a month.
+    detailed_metrics: bool = False
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        return cls(
+            store_url=text("TOKEN_STORE_URL"),
+            store_urls=text("TOKEN_STORE_URLS") or "",
+            manifest=text("TOKEN_MANIFEST") or "",
+            api_base=api_base(text("SCHWAB_API_BASE") or DEFAULT_API_BASE, "SCHWAB_API_BASE"),
+            app_key=text("SCHWAB_APP_KEY"),
+            app_secret=text("SCHWAB_APP_SECRET"),
+            credentials_secret=text("SCHWAB_CREDENTIALS_SECRET"),
+            callback_url=text("SCHWAB_CALLBACK_URL"),
+            refresh_margin=number(
+                env, "REFRESH_MARGIN_SECONDS", DEFAULT_REFRESH_MARGIN, 0, MAX_REFRESH_MARGIN
+            ),
+            http_timeout=number(
+                env, "SCHWAB_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT, 0, 300, low_open=True
+            ),
+            http_retries=int(
+                number(env, "SCHWAB_HTTP_RETRIES", DEFAULT_HTTP_RETRIES, 0, 10, integer=True)
+            ),
+            lease_ttl=number(
+                env, "SCHWAB_TOKENS_LEASE_TTL", DEFAULT_LEASE_TTL, 0, 3600, low_open=True
+            ),
+            kms_key_id=text("TOKEN_STORE_KMS_KEY_ID"),
+            writer=_writer(text("AWS_LAMBDA_FUNCTION_NAME")),
+            topic_arn=text("SCHWAB_TOKENS_TOPIC_ARN"),
+            login_url=text("SCHWAB_LOGIN_URL"),
+            detailed_metrics=flag(env, "SCHWAB_TOKENS_DETAILED_METRICS"),
+            debug=flag(env, "SCHWAB_TOKENS_DEBUG"),
+        )
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some settings replaced (flags given on the command line)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    integer: bool = False,
+) -> float:
+    """``env[name]`` as a finite number within ``[low, high]`` (``(low, high]`` if low_open)."""
+    raw = env.get(name, "").strip()
     if not raw:
         return default
+    return in_range(raw, name, low, high, low_open=low_open, integer=integer)
+
+
+def in_range(
+    raw: str | float,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    integer: bool = False,
+) -> float:
+    """``raw`` as a number in range, or a ``UsageError`` naming ``name`` and the range."""
+    kind = "a whole number" if integer else "a number of seconds"
+    bound = f"{'more than' if low_open else 'from'} {low:g} {'up ' if low_open else ''}to {high:g}"
     try:
-        return float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number (of seconds), not {raw!r}") from None
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be {kind} {bound}, not {str(raw)[:40]!r}") from None
+    if (
+        not math.isfinite(value)
+        or value < low
+        or (low_open and value <= low)
+        or value > high
+        or (integer and value != int(value))
+    ):
+        raise UsageError(f"{name} must be {kind} {bound}, not {str(raw)[:40]!r}")
+    return value
+
+
+def flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off", "disabled"):
+        return False
+    if raw in ("1", "true", "yes", "on", "enabled"):
+        return True
+    raise UsageError(f"{name} must be true or false, not {raw[:20]!r}")
+
+
+def api_base(url: str, name: str = "--api-base") -> str:
+    """Schwab's base URL: https, or plain http only to this machine (the emulator)."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url.strip().rstrip("/")
+    if parts.scheme == "http" and host in _LOOPBACK:
+        return url.strip().rstrip("/")
+    raise UsageError(
+        f"{name} must be an https:// URL (plain http only to 127.0.0.1), not {url[:80]!r}: "
+        "the refresh token and the app secret travel in the request"
+    )
+
+
+def _writer(function_name: str | None) -> str:
+    name = function_name or socket.gethostname() or "unknown"
+    # S3 metadata must be ASCII; keep it short and plain.
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64] or "unknown"

@@ -6,7 +6,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import SchwabTokensError
+from .errors import ExitCode, SchwabTokensError
+from .manifest import Target
+from .settings import Settings
 from .stores import TokenStore, store_from_url
 
 #: Below this the refresh token is "about to die": the alarm threshold, and ``healthy`` turns false.
@@ -14,6 +16,10 @@ REFRESH_WARNING_SECONDS = 24 * 3600
 
 
 def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
+    """What ``schwab-tokens status --json`` prints for one store: login time, both expiries
+    (epoch seconds) and the seconds left, the last write, a fingerprint, and ``healthy`` (a
+    refresh would work and more than a day is left before a login is due). Raises what
+    ``store.read()`` raises (``LoginRequired`` when there is no token)."""
     now = time.time() if now is None else now
     stored = store.read()
     token = stored.token
@@ -34,12 +40,14 @@ def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def describe_all(targets: Sequence[Any], now: float | None = None) -> list[dict[str, Any]]:
+def describe_all(
+    targets: Sequence[Target], settings: Settings, now: float | None = None
+) -> list[dict[str, Any]]:
     """One row per token of a manifest; a token that cannot be read gets its error instead."""
     rows: list[dict[str, Any]] = []
     for target in targets:
         try:
-            row = describe(store_from_url(target.url), now)
+            row = describe(store_from_url(target.url, settings), now)
         except SchwabTokensError as exc:
             rows.append(
                 {
@@ -48,10 +56,11 @@ def describe_all(targets: Sequence[Any], now: float | None = None) -> list[dict[
                     "outcome": exc.outcome,
                     "error": str(exc),
                     "healthy": False,
-                    "exit_code": exc.exit_code,
+                    "exit_code": int(exc.exit_code),
                 }
             )
             continue
         dead = row["refresh_seconds_left"] <= 0
-        rows.append({"token": target.name, **row, "exit_code": 3 if dead else 0})
+        code = ExitCode.LOGIN_REQUIRED if dead else ExitCode.OK
+        rows.append({"token": target.name, **row, "exit_code": int(code)})
     return rows

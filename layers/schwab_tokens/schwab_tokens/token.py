@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidTokenDocument
+from . import strictjson
+from .errors import InvalidTokenAnswer, InvalidTokenDocument
+
+log = logging.getLogger(__name__)
 
 #: Schwab kills the refresh token seven days after the browser login.
 REFRESH_TOKEN_LIFETIME = 7 * 24 * 3600
@@ -20,6 +25,14 @@ REFRESH_TOKEN_LIFETIME = 7 * 24 * 3600
 MAX_DOCUMENT_BYTES = 64 * 1024
 
 _REQUIRED_STRINGS = ("access_token", "refresh_token")
+#: Schwab's tokens are about 100 characters; a JWT id_token a few kilobytes.
+MAX_TOKEN_CHARS = 2048
+_OPTIONAL_STRINGS = {"id_token": 8192, "token_type": 32, "scope": 256}
+#: Schwab's documented access-token lifetime, and the most an answer may claim.
+DEFAULT_EXPIRES_IN = 1800
+MAX_EXPIRES_IN = 86400
+_ANSWER = "Schwab's token answer "
+_UNTOUCHED = "; the stored token is untouched, try again later"
 
 
 def fingerprint(secret: str) -> str:
@@ -37,6 +50,12 @@ class Token:
     # -- parsing -----------------------------------------------------------------------------
     @classmethod
     def parse(cls, raw: bytes | str, *, source: str = "token document") -> Token:
+        """Parse a stored document (bytes as read from a file, object or secret).
+
+        Refuses, with ``InvalidTokenDocument`` naming what is wrong (never quoting the text):
+        anything over 64 KB, text that is not strict JSON (``NaN``, ``Infinity`` and ``1e400``
+        included) and documents that ``from_dict`` refuses.
+        """
         # A str is measured in UTF-8 bytes, as the file or object would be; anything longer
         # than the limit in characters is already too long, so huge input is never encoded.
         size = len(raw)
@@ -48,24 +67,17 @@ class Token:
                 f"({MAX_DOCUMENT_BYTES}); it is not a schwab-tokens/schwab-py token"
             )
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            # The position is safe to show; the document text is not (it may hold a token).
-            raise InvalidTokenDocument(
-                f"{source} is not valid JSON (line {exc.lineno} column {exc.colno})"
-            ) from None
-        except UnicodeDecodeError:
-            raise InvalidTokenDocument(f"{source} is not valid JSON (not UTF-8 text)") from None
-        except ValueError:  # e.g. a number longer than int() accepts
-            raise InvalidTokenDocument(
-                f"{source} is not valid JSON (a value is too large)"
-            ) from None
-        except RecursionError:
-            raise InvalidTokenDocument(f"{source} is not valid JSON (nested too deeply)") from None
+            data = strictjson.loads(raw)
+        except strictjson.NotJSON as exc:
+            raise InvalidTokenDocument(f"{source} is not valid JSON ({exc.reason})") from None
         return cls.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "token document") -> Token:
+        """Validate a schwab-py token document already parsed (e.g. what schwab-py hands its
+        write hook): ``creation_timestamp`` epoch seconds, ``token.access_token`` and
+        ``token.refresh_token`` printable ASCII, ``token.expires_at`` epoch seconds. Other keys
+        are kept as they are (schwab-py and authlib add their own)."""
         if not isinstance(data, dict):
             raise InvalidTokenDocument(f"{source} must be a JSON object")
         created = data.get("creation_timestamp")
@@ -83,31 +95,33 @@ class Token:
             value = inner.get(name)
             if not isinstance(value, str) or not value:
                 raise InvalidTokenDocument(f"{source} is missing token.{name}")
-            # OAuth tokens are printable ASCII (RFC 6749 A.12/A.17); anything else cannot be
-            # sent in a form body or a header, so it is not a token.
-            if not (value.isascii() and value.isprintable()):
-                raise InvalidTokenDocument(f"{source}: token.{name} is not printable ASCII")
+            problem = _token_string_problem(value)
+            if problem:
+                raise InvalidTokenDocument(f"{source}: token.{name} {problem}")
         if not _epoch(inner.get("expires_at")):
             raise InvalidTokenDocument(f"{source} is missing token.expires_at (epoch seconds)")
         return cls(int(created), dict(inner))
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
-    def from_login(cls, response: Mapping[str, Any], now: float | None = None) -> Token:
-        """The first document, from the authorization-code answer."""
+    def from_login(cls, answer: Any, now: float | None = None) -> Token:
+        """The first document, from the authorization-code answer (validated like any answer:
+        ``InvalidTokenAnswer`` if it is not a usable token)."""
         now = time.time() if now is None else now
-        return cls(int(now), _with_expiry(response, now))
+        fields = token_fields(answer, need_refresh_token=True)
+        return _round_trip(cls(int(now), _with_expiry(fields, now)))
 
-    def refreshed(self, response: Mapping[str, Any], now: float | None = None) -> Token:
+    def refreshed(self, answer: Any, now: float | None = None) -> Token:
         """The next document after a refresh: the login time stays, the access token changes.
 
-        Schwab normally returns the same refresh token; if an answer omits it we keep ours,
-        since dropping it would make the token unrefreshable.
+        The answer is validated first (``InvalidTokenAnswer``). Schwab normally returns the same
+        refresh token; if an answer omits it we keep ours, since dropping it would make the
+        token unrefreshable.
         """
         now = time.time() if now is None else now
-        inner = _with_expiry(response, now)
-        inner.setdefault("refresh_token", self.refresh_token)
-        return Token(self.creation_timestamp, inner)
+        fields = token_fields(answer, need_refresh_token=False)
+        fields.setdefault("refresh_token", self.refresh_token)
+        return _round_trip(Token(self.creation_timestamp, _with_expiry(fields, now)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"creation_timestamp": self.creation_timestamp, "token": dict(self.token)}
@@ -127,6 +141,12 @@ class Token:
     @property
     def access_expires_at(self) -> float:
         return float(self.token["expires_at"])
+
+    @property
+    def issued_at(self) -> float:
+        """When Schwab issued the access token (``expires_at - expires_in``)."""
+        lifetime = _lifetime(self.token.get("expires_in"))
+        return self.access_expires_at - (DEFAULT_EXPIRES_IN if lifetime is None else lifetime)
 
     @property
     def refresh_expires_at(self) -> float:
@@ -165,11 +185,76 @@ def _epoch(value: object) -> bool:
     )
 
 
-def _with_expiry(response: Mapping[str, Any], now: float) -> dict[str, Any]:
-    inner = dict(response)
-    expires_in = inner.get("expires_in")
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
-        expires_in = 1800  # Schwab's documented lifetime, if an answer ever omits it
-        inner["expires_in"] = expires_in
-    inner["expires_at"] = int(now + expires_in)
+def _token_string_problem(value: str, limit: int = MAX_TOKEN_CHARS) -> str | None:
+    """Why ``value`` cannot be an OAuth token, or None. Tokens are printable ASCII (RFC 6749
+    A.12/A.17); anything else cannot travel in a form body or a header."""
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    if not (value.isascii() and value.isprintable()):
+        return "is not printable ASCII"
+    return None
+
+
+def token_fields(answer: Any, *, need_refresh_token: bool) -> dict[str, Any]:
+    """The fields of a token-endpoint answer that go into the stored document, validated.
+
+    Schwab's answer is input from outside: only the known fields are kept, each checked and
+    bounded, so that whatever a 200 carries the document stays a small, valid schwab-py token.
+    A bad ``expires_in`` (missing, not a number, not in 1..86400 s) falls back to Schwab's
+    documented 1800 s with a warning: the access token itself is fine, and refusing would stop
+    every refresh over one field. Anything else wrong is ``InvalidTokenAnswer``.
+    """
+    if not isinstance(answer, Mapping):
+        raise InvalidTokenAnswer(_ANSWER + "is not a JSON object" + _UNTOUCHED)
+    fields: dict[str, Any] = {}
+    for name in _REQUIRED_STRINGS:
+        value = answer.get(name)
+        if value is None and name == "refresh_token" and not need_refresh_token:
+            continue
+        if not isinstance(value, str) or not value:
+            raise InvalidTokenAnswer(_ANSWER + f"has no {name}" + _UNTOUCHED)
+        problem = _token_string_problem(value)
+        if problem:
+            raise InvalidTokenAnswer(_ANSWER + f"{name} {problem}" + _UNTOUCHED)
+        fields[name] = value
+    for name, limit in _OPTIONAL_STRINGS.items():
+        value = answer.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or _token_string_problem(value, limit):
+            # Not needed to refresh or to call the API: drop it rather than fail the refresh.
+            log.warning("Schwab's token answer has an unusable %s; it is not stored", name)
+            continue
+        fields[name] = value
+    expires_in = _lifetime(answer.get("expires_in"))
+    if expires_in is None:
+        log.warning(
+            "Schwab's token answer has no usable expires_in (1..%d s); assuming %d s",
+            MAX_EXPIRES_IN,
+            DEFAULT_EXPIRES_IN,
+        )
+        expires_in = DEFAULT_EXPIRES_IN
+    fields["expires_in"] = int(expires_in)
+    return fields
+
+
+def _lifetime(value: object) -> float | None:
+    """An access-token lifetime in seconds (1..86400), or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0 < value <= MAX_EXPIRES_IN else None
+
+
+def _round_trip(token: Token) -> Token:
+    """What the next run will read back: the same parser, on the same bytes. A document that
+    would not parse is never handed to a store."""
+    try:
+        return Token.parse(token.to_json(), source="the new token document")
+    except InvalidTokenDocument as exc:
+        raise InvalidTokenAnswer(f"{exc}; nothing was stored{_UNTOUCHED}") from None
+
+
+def _with_expiry(fields: dict[str, Any], now: float) -> dict[str, Any]:
+    inner = dict(fields)
+    inner["expires_at"] = int(now + inner["expires_in"])
     return inner

@@ -1,47 +1,92 @@
 """The seam between the refresh policy and where the token lives.
 
-Every backend offers the same three things: read the document with an opaque version, write
-conditionally on the version read, and hold a short single-flight lease around a refresh. Stores
-know nothing of OAuth; parsing is shared here so every backend reports a bad document alike.
+Every backend offers the same things: read the document with an opaque version, write
+conditionally on the version read, hold a short single-flight lease around a refresh, and keep a
+small record of notes beside the token (which Schwab login it is, which notifications were sent)
+with the same compare-and-swap. Stores know nothing of OAuth; parsing, messages and the lease's
+bookkeeping are shared here so every backend behaves and reports alike.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, NamedTuple
 
-from ..errors import LeaseBusy, SchwabTokensError
+from .. import strictjson
+from ..errors import LeaseBusy, LoginRequired, SchwabTokensError, WriteConflict
 from ..token import Token
 
 log = logging.getLogger(__name__)
 
+#: The notes record is tiny (a login time, a hash, a few notification marks).
+MAX_NOTES_BYTES = 512
 
-@dataclass(frozen=True)
-class Stored:
-    """A document as read, with the version a conditional write must name."""
 
-    token: Token
+class RawDocument(NamedTuple):
+    """The stored bytes as read, the version a conditional write must name, and when the store
+    last wrote them (epoch seconds, from store metadata, if known)."""
+
+    raw: bytes
     version: str
-    #: When the store last wrote it (epoch seconds), from store metadata, if known.
     written_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A document as read and parsed, with the version a conditional write must name."""
+
+    token: Token
+    version: str
+    written_at: float | None = None
+
+
+class Lease:
+    """A single-flight lease as held by one writer.
+
+    ``held`` is False when the waiter entered without it (the holder's work made its own
+    unnecessary). ``valid()`` says whether it is still safely ours: the deadline is measured on
+    this process's monotonic clock from *before* the request that took the lease, and the store
+    judges expiry on its own clock from after it, so a holder's deadline always comes first,
+    whatever its wall clock says. A holder past its deadline must neither call Schwab nor write.
+    """
+
+    def __init__(self, held: bool, deadline: float = math.inf) -> None:
+        self.held = held
+        self.deadline = deadline
+
+    def valid(self) -> bool:
+        return self.held and time.monotonic() < self.deadline
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
+def safety(ttl: float) -> float:
+    """How long before its ttl a holder stops: clock-rate drift and the store's rounding."""
+    return min(10.0, ttl * 0.1)
+
+
 class TokenStore(abc.ABC):
-    """One token document in one place (a file, an S3 object, a secret)."""
+    """One token document in one place (a file, an S3 object, a secret), and its notes."""
 
     url: str
 
     def read(self) -> Stored:
+        """The parsed document: ``LoginRequired`` when there is none, ``InvalidTokenDocument``
+        when what is there is not a token (it is then never overwritten by a refresh)."""
         raw, version, written_at = self.read_raw()
         return Stored(Token.parse(raw, source=self.url), version, written_at)
 
     @abc.abstractmethod
-    def read_raw(self) -> tuple[bytes, str, float | None]:
+    def read_raw(self) -> RawDocument:
         """The stored bytes, their version and write time; ``LoginRequired`` if there are none."""
 
     @abc.abstractmethod
@@ -56,17 +101,85 @@ class TokenStore(abc.ABC):
     @abc.abstractmethod
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
-    ) -> AbstractContextManager[bool]:
+    ) -> AbstractContextManager[Lease]:
         """Hold the single-flight lease: at most one holder per document across all writers.
 
         Waits up to ``wait`` seconds for a busy lease, then raises ``LeaseBusy``. A holder that
-        dies loses the lease within ``ttl`` seconds. While waiting, ``abandon_if`` is asked
-        between tries; when it answers true the context is entered without the lease (it yields
-        False), so a loser stops queueing once the holder's work makes its own unnecessary.
+        dies loses the lease within ``ttl`` seconds (on the store's clock). While waiting,
+        ``abandon_if`` is asked between tries; when it answers true the context is entered
+        without the lease (``held`` False), so a loser stops queueing once the holder's work
+        makes its own unnecessary.
         """
+
+    # -- notes --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def read_notes_raw(self) -> tuple[bytes | None, str | None]:
+        """The notes' bytes and version, or ``(None, None)`` when there are none yet."""
+
+    @abc.abstractmethod
+    def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
+        """Replace the notes only if their version is still ``expected_version`` (None: none
+        yet); return the new version, or raise ``WriteConflict``."""
+
+    def read_notes(self) -> tuple[dict[str, Any], str | None]:
+        """The notes (an empty dict when none or unreadable: they are advisory) and version."""
+        raw, version = self.read_notes_raw()
+        if raw is None:
+            return {}, None
+        try:
+            data = strictjson.loads(raw[: MAX_NOTES_BYTES + 1])
+        except strictjson.NotJSON:
+            log.warning("the notes beside %s are not JSON; starting afresh", self.url)
+            return {}, version
+        return (data if isinstance(data, dict) else {}), version
+
+    def write_notes(self, notes: dict[str, Any], expected_version: str | None) -> str:
+        raw = encode_notes(notes)
+        return self.write_notes_raw(raw, expected_version)
+
+    # -- before a login -------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Prove that this store can be written, before a login spends Schwab's one-time code:
+        read the current document (none is fine) and take and release the lease, which needs
+        the same write permission, key and bucket or secret as the token itself."""
+        with suppress(LoginRequired):
+            self.read_raw()
+        with self.lease(30.0, 10.0):
+            pass
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    # -- messages every backend shares ------------------------------------------------------------
+    def no_token(self) -> LoginRequired:
+        return LoginRequired(
+            f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
+        )
+
+    def changed(self, what: str = "changed") -> WriteConflict:
+        return WriteConflict(f"{self.url} {what} since it was read; not overwritten")
+
+    def deleted(self) -> WriteConflict:
+        return WriteConflict(f"{self.url} was deleted since it was read; not overwritten")
+
+
+def encode_notes(notes: dict[str, Any]) -> bytes:
+    raw = strictjson.dumps(notes)
+    if len(raw) > MAX_NOTES_BYTES:
+        raise ValueError(f"notes of {len(raw)} bytes exceed {MAX_NOTES_BYTES}")
+    return raw
+
+
+def response_date(response: dict[str, Any]) -> float | None:
+    """The store's clock: the HTTP ``Date`` of an AWS answer (whole seconds), if it has one."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    value = headers.get("date")
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 @contextmanager
@@ -74,19 +187,24 @@ def polled_lease(
     try_acquire: Callable[[], bool],
     release: Callable[[], None],
     wait: float,
+    ttl: float,
     what: str,
     abandon_if: Callable[[], bool] | None = None,
-) -> Iterator[bool]:
+    expires: bool = True,
+) -> Iterator[Lease]:
     """A lease taken by polling ``try_acquire`` with jittered sleeps until ``wait`` runs out.
 
-    Shared by the backends whose lease is a remote record (S3 object, secret label, lock file).
-    Yields True when held, False when ``abandon_if`` said waiting is no longer needed.
+    Shared by the backends whose lease is a record (S3 object, secret label, lock file). The
+    deadline of a lease that ``expires`` starts from before the attempt that took it.
     """
     deadline = time.monotonic() + wait
     delay = 0.05
-    while not try_acquire():
+    while True:
+        attempt = time.monotonic()
+        if try_acquire():
+            break
         if abandon_if is not None and abandon_if():
-            yield False
+            yield Lease(False)
             return
         if time.monotonic() >= deadline:
             raise LeaseBusy(
@@ -95,8 +213,9 @@ def polled_lease(
             )
         time.sleep(min(delay * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 1.0)
+    lease = Lease(True, attempt + ttl - safety(ttl) if expires else math.inf)
     try:
-        yield True
+        yield lease
     finally:
         try:
             release()

@@ -1,9 +1,12 @@
 """The local JSON file: the embedded default, and what schwab-py's own token file is.
 
-Writes are atomic (temp file in the same folder, fsync, rename) and created mode 0600. One
-``flock`` on a sidecar ``<file>.lock`` is both the single-flight lease and the guard of the
-compare-and-rename, so several processes on one machine never refresh at once; the kernel
-drops the lock when its holder dies, so the lease never outlives a crashed process.
+Writes are atomic (temp file in the same folder, fsync, rename) and created mode 0600; folders
+the store creates are 0700 whatever the umask. One ``flock`` on a sidecar ``<file>.lock``
+(opened without following symlinks) is both the single-flight lease and the guard of the
+compare-and-rename, so several processes on one machine never refresh at once; the kernel drops
+the lock when its holder dies, so the lease never outlives a crashed process, and temp files a
+killed writer left behind are swept by the next writer, under the lock. The notes live in
+``<file>.notes`` with the same guard.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import ConfigurationError, LoginRequired, WriteConflict
+from ..errors import AccessDenied, ConfigurationError, LoginRequired
 from ..token import MAX_DOCUMENT_BYTES, Token
-from .base import TokenStore, polled_lease
+from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease
+
+#: How long a write waits for another process's lock on the same file.
+WRITE_WAIT_SECONDS = 30.0
 
 
 class FileStore(TokenStore):
@@ -27,100 +33,161 @@ class FileStore(TokenStore):
         self.path = Path(path).expanduser()
         self.url = url or str(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.notes_path = self.path.with_name(self.path.name + ".notes")
         self._local = threading.local()
 
     # -- reading -----------------------------------------------------------------------------
-    def read_raw(self) -> tuple[bytes, str, float | None]:
-        try:
-            with open(self.path, "rb") as fh:
-                raw = fh.read(MAX_DOCUMENT_BYTES + 1)
-                mtime = os.fstat(fh.fileno()).st_mtime
-        except FileNotFoundError:
-            raise LoginRequired(
-                f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
-            ) from None
-        except IsADirectoryError:
-            raise ConfigurationError(f"{self.url} is a directory, not a token file") from None
-        except PermissionError:
-            raise ConfigurationError(f"cannot read {self.url}: permission denied") from None
-        return raw, _digest(raw), mtime
+    def read_raw(self) -> RawDocument:
+        found = self._read(self.path, MAX_DOCUMENT_BYTES)
+        if found is None:
+            raise self.no_token()
+        raw, mtime = found
+        return RawDocument(raw, _digest(raw), mtime)
 
     def version(self) -> str | None:
         try:
-            return self.read_raw()[1]
+            return self.read_raw().version
         except LoginRequired:
             return None
+
+    def _read(self, path: Path, limit: int) -> tuple[bytes, float] | None:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(limit + 1)  # the parser refuses anything longer
+                return raw, os.fstat(fh.fileno()).st_mtime
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise ConfigurationError(f"{path} is a directory, not a token file") from None
+        except PermissionError:
+            raise AccessDenied(f"cannot read {path}: permission denied") from None
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, token: Token, expected_version: str | None) -> str:
         data = token.to_json()
-        with self._exclusive(wait=30.0):
-            current = self.version()
-            if current != expected_version:
-                raise WriteConflict(f"{self.url} changed since it was read; not overwritten")
-            self._replace(data)
+        with self._exclusive(WRITE_WAIT_SECONDS):
+            if self.version() != expected_version:
+                raise self.changed()
+            self._replace(self.path, data)
         return _digest(data)
 
-    def _replace(self, data: bytes) -> None:
-        folder = self.path.parent
+    def _replace(self, target: Path, data: bytes) -> None:
+        folder = target.parent
+        self._make_folder()
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         except PermissionError:
-            raise ConfigurationError(f"cannot write in {folder}: permission denied") from None
+            raise AccessDenied(f"cannot write in {folder}: permission denied") from None
         try:
             with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
         _fsync_dir(folder)
 
+    def _make_folder(self) -> None:
+        """Create the missing folders 0700 (a token's folder is nobody else's business)."""
+        missing = []
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for each in reversed(missing):
+            try:
+                each.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(each, 0o700)  # mkdir's mode is filtered by the umask
+            except PermissionError:
+                raise AccessDenied(f"cannot create the folder {each}: permission denied") from None
+
+    def _sweep(self) -> None:
+        """Remove temp files a killed writer left (under the lock: nobody else is writing)."""
+        for name in (self.path.name, self.notes_path.name):
+            for stale in self.path.parent.glob(f".{name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+
+    # -- notes -------------------------------------------------------------------------------
+    def read_notes_raw(self) -> tuple[bytes | None, str | None]:
+        found = self._read(self.notes_path, MAX_NOTES_BYTES)
+        if found is None:
+            return None, None
+        return found[0], _digest(found[0])
+
+    def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
+        with self._exclusive(WRITE_WAIT_SECONDS):
+            if self.read_notes_raw()[1] != expected_version:
+                raise self.changed("notes changed")
+            self._replace(self.notes_path, raw)
+        return _digest(raw)
+
     # -- the lease ---------------------------------------------------------------------------
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
-    ) -> contextlib.AbstractContextManager[bool]:
-        del ttl  # the kernel releases a dead holder's flock at once
-        return self._exclusive(wait, abandon_if)
+    ) -> contextlib.AbstractContextManager[Lease]:
+        # The kernel releases a dead holder's flock at once: no ttl, no deadline.
+        return self._exclusive(wait, abandon_if, ttl)
 
     @contextlib.contextmanager
     def _exclusive(
-        self, wait: float, abandon_if: Callable[[], bool] | None = None
-    ) -> Iterator[bool]:
+        self, wait: float, abandon_if: Callable[[], bool] | None = None, ttl: float = 0.0
+    ) -> Iterator[Lease]:
         # Re-entrant per thread: the policy writes while it holds the lease.
         depth = getattr(self._local, "depth", 0)
         if depth:
             self._local.depth = depth + 1
             try:
-                yield True
+                yield Lease(True)
             finally:
                 self._local.depth -= 1
             return
         fd = self._open_lock()
         try:
             with polled_lease(
-                lambda: _try_flock(fd), lambda: None, wait, self.url, abandon_if
-            ) as held:
-                self._local.depth = 1 if held else 0
+                lambda: _try_flock(fd), lambda: None, wait, ttl, self.url, abandon_if, False
+            ) as lease:
+                self._local.depth = 1 if lease.held else 0
                 try:
-                    yield held
+                    if lease.held:
+                        self._sweep()
+                    yield lease
                 finally:
                     self._local.depth = 0
         finally:
             os.close(fd)  # closing the descriptor drops the flock
 
     def _open_lock(self) -> int:
+        self._make_folder()
         try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: a symlink planted at the lock's name must not make us create or
+            # truncate a file elsewhere.
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except PermissionError:
-            raise ConfigurationError(
+            raise AccessDenied(
                 f"cannot create the lock file {self.lock_path}: permission denied"
             ) from None
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot open the lock file {self.lock_path} ({exc.strerror}); if it is a "
+                "symlink, remove it"
+            ) from None
+
+    def preflight(self) -> None:
+        """Besides the lock: the folder must take a new file (a temp file, removed at once)."""
+        super().preflight()
+        self._make_folder()
+        try:
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+        except PermissionError:
+            raise AccessDenied(f"cannot write in {self.path.parent}: permission denied") from None
+        os.close(fd)
+        os.unlink(tmp)
 
 
 def _try_flock(fd: int) -> bool:

@@ -3,22 +3,21 @@
 The version is the object's ETag, and every write is conditional on it: ``If-Match: <etag>`` to
 replace the document that was read, ``If-None-Match: *`` to create the first one. S3 answers
 412 (or 409 when another conditional write is in flight) to the loser, which becomes
-``WriteConflict``; nothing is ever overwritten blindly.
+``WriteConflict``; nothing is ever overwritten blindly. The notes are a sidecar ``KEY.notes``
+written the same way.
 
-The single-flight lease is a sidecar object ``KEY.lease`` holding ``{"owner", "expires_at"}``,
-created with ``If-None-Match: *``, so at most one writer can create it. An expired lease is taken
-over with ``If-Match: <its ETag>``, so of two writers that both saw it expire only one wins.
-Release deletes it only while it is still ours (owner checked, then ``If-Match`` on the delete).
-A holder that dies leaves the object behind; it is dead weight once ``expires_at`` has passed.
-The expiry is judged on the writers' clocks, which must agree to well under the ttl.
+The single-flight lease is a sidecar object ``KEY.lease`` holding ``{"owner", "ttl"}``, created
+with ``If-None-Match: *``, so at most one writer can create it. Its expiry is judged on S3's
+clock only: a lease is dead once the ``Date`` of a reader's answer is past the lease object's
+``LastModified`` plus its ttl plus one second (both are whole seconds), so a writer whose own
+clock is minutes off can neither steal a live lease nor keep a dead one. An expired lease is
+taken over with ``If-Match: <its ETag>``, so of two writers that both saw it expire only one
+wins. Release deletes it only while it is still ours (owner checked, then ``If-Match``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -26,47 +25,44 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .. import aws
-from ..errors import InvalidTokenDocument, LoginRequired, WriteConflict
+from ..errors import InvalidTokenDocument, WriteConflict
+from ..settings import DEFAULT_LEASE_TTL
 from ..token import MAX_DOCUMENT_BYTES, Token
-from .base import TokenStore, polled_lease
+from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease, response_date
 
-#: Server-side encryption with this KMS key (id, ARN or alias) when set; else the bucket default.
-KMS_KEY_ENV = "TOKEN_STORE_KMS_KEY_ID"
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_CODES = {"NoSuchKey", "NotFound", "404"}
 
 
 class S3Store(TokenStore):
-    def __init__(self, bucket: str, key: str, url: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        url: str | None = None,
+        *,
+        kms_key_id: str | None = None,
+        writer: str = "unknown",
+    ) -> None:
         self.bucket = bucket
         self.key = key
         self.url = url or f"s3://{bucket}/{key}"
         self.lease_key = key + ".lease"
+        self.notes_key = key + ".notes"
+        self.writer = writer
+        # Server-side encryption with this KMS key when set; else the bucket's default.
+        self._encryption = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+        )
 
     # -- reading -----------------------------------------------------------------------------
-    def read_raw(self) -> tuple[bytes, str, float | None]:
-        s3 = aws.client("s3")
-        try:
-            response = s3.get_object(Bucket=self.bucket, Key=self.key)
-        except aws.boto_errors() as exc:
-            if aws.error_code(exc) in _MISSING_CODES:
-                raise self._no_token() from None
-            raise aws.translate(exc, what=self.url, action="s3:GetObject") from exc
-        body = response["Body"]
-        try:
-            size = response.get("ContentLength")
-            if isinstance(size, int) and size > MAX_DOCUMENT_BYTES:
-                raise InvalidTokenDocument(
-                    f"{self.url} is {size} bytes, more than a token document can be "
-                    f"({MAX_DOCUMENT_BYTES}); it is not a schwab-tokens/schwab-py token"
-                )
-            raw = body.read(MAX_DOCUMENT_BYTES + 1)  # Token.parse refuses anything longer
-        except aws.boto_errors() as exc:
-            raise aws.translate(exc, what=self.url, action="s3:GetObject") from exc
-        finally:
-            body.close()
+    def read_raw(self) -> RawDocument:
+        found = self._get(self.key, MAX_DOCUMENT_BYTES)
+        if found is None:
+            raise self.no_token()
+        raw, response = found
         modified = response.get("LastModified")
-        return raw, str(response["ETag"]), modified.timestamp() if modified else None
+        return RawDocument(raw, str(response["ETag"]), modified.timestamp() if modified else None)
 
     def version(self) -> str | None:
         try:
@@ -77,63 +73,99 @@ class S3Store(TokenStore):
             raise aws.translate(exc, what=self.url, action="s3:GetObject") from exc
         return str(response["ETag"])
 
+    def _get(self, key: str, limit: int) -> tuple[bytes, dict[str, Any]] | None:
+        """The object's bytes (at most ``limit`` + 1) and the answer, or None if it is missing."""
+        what = f"s3://{self.bucket}/{key}"
+        try:
+            response = aws.client("s3").get_object(Bucket=self.bucket, Key=key)
+        except aws.boto_errors() as exc:
+            if aws.error_code(exc) in _MISSING_CODES:
+                return None
+            raise aws.translate(exc, what=what, action="s3:GetObject") from exc
+        body = response["Body"]
+        try:
+            size = response.get("ContentLength")
+            if isinstance(size, int) and size > limit and key == self.key:
+                raise InvalidTokenDocument(
+                    f"{self.url} is {size} bytes, more than a token document can be "
+                    f"({MAX_DOCUMENT_BYTES}); it is not a schwab-tokens/schwab-py token"
+                )
+            raw = body.read(limit + 1)  # the parsers refuse anything longer
+        except aws.boto_errors() as exc:
+            raise aws.translate(exc, what=what, action="s3:GetObject") from exc
+        finally:
+            body.close()
+        return raw, response
+
     # -- writing -----------------------------------------------------------------------------
     def write(self, token: Token, expected_version: str | None) -> str:
-        condition = (
-            {"IfNoneMatch": "*"} if expected_version is None else {"IfMatch": expected_version}
+        return self._put_conditional(
+            self.key,
+            token.to_json(),
+            expected_version,
+            {"last-refresh": str(int(time.time())), "writer": self.writer},
         )
+
+    def _put_conditional(
+        self, key: str, body: bytes, expected: str | None, metadata: dict[str, str]
+    ) -> str:
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
             response = aws.client("s3").put_object(
                 Bucket=self.bucket,
-                Key=self.key,
-                Body=token.to_json(),
+                Key=key,
+                Body=body,
                 ContentType="application/json",
-                Metadata={"last-refresh": str(int(time.time())), "writer": writer_name()},
+                Metadata=metadata,
                 **condition,
-                **_encryption(),
+                **self._encryption,
             )
         except aws.boto_errors() as exc:
             code = aws.error_code(exc)
             if code in _CONFLICT_CODES or aws.http_status(exc) in (409, 412):
-                what = "holds a token" if expected_version is None else "changed"
-                raise WriteConflict(
-                    f"{self.url} {what} since it was read; not overwritten"
-                ) from None
-            if expected_version is not None and code in _MISSING_CODES:
-                raise WriteConflict(f"{self.url} was deleted since it was read") from None
-            raise aws.translate(exc, what=self.url, action="s3:PutObject") from exc
+                raise self.changed("holds a token" if expected is None else "changed") from None
+            if expected is not None and code in _MISSING_CODES:
+                raise self.deleted() from None
+            raise aws.translate(
+                exc, what=f"s3://{self.bucket}/{key}", action="s3:PutObject"
+            ) from exc
         return str(response["ETag"])
+
+    # -- notes -------------------------------------------------------------------------------
+    def read_notes_raw(self) -> tuple[bytes | None, str | None]:
+        found = self._get(self.notes_key, MAX_NOTES_BYTES)
+        if found is None:
+            return None, None
+        return found[0], str(found[1]["ETag"])
+
+    def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
+        try:
+            return self._put_conditional(self.notes_key, raw, expected_version, {})
+        except WriteConflict:
+            raise self.changed("notes changed") from None
 
     # -- the lease ---------------------------------------------------------------------------
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
-    ) -> AbstractContextManager[bool]:
+    ) -> AbstractContextManager[Lease]:
         owner = uuid.uuid4().hex
-        held: dict[str, str] = {}
+        body = json.dumps({"owner": owner, "ttl": ttl}).encode()
         what = f"s3://{self.bucket}/{self.lease_key}"
 
         def try_acquire() -> bool:
-            body = json.dumps({"owner": owner, "expires_at": round(time.time() + ttl, 3)})
-            etag = self._put_lease(body.encode(), {"IfNoneMatch": "*"}, what)
-            if etag is None:
-                current = self._get_lease(what)
-                if current is None:  # released just now: take it on the next poll
-                    return False
-                data, current_etag = current
-                if data.get("owner") == owner:  # our create landed; only its answer was lost
-                    held["etag"] = current_etag
-                    return True
-                if _expires_at(data) > time.time():
-                    return False
-                # Expired (or unreadable): take it over only if nobody did since we looked.
-                etag = self._put_lease(body.encode(), {"IfMatch": current_etag}, what)
-                if etag is None:
-                    return False
-            held["etag"] = etag
-            return True
+            if self._put_lease(body, {"IfNoneMatch": "*"}, what):
+                return True
+            current = self._get_lease(what)
+            if current is None:  # released just now: take it on the next poll
+                return False
+            data, etag, expired = current
+            if data.get("owner") == owner:  # our create landed; only its answer was lost
+                return True
+            # Expired (on S3's clock): take it over only if nobody did since we looked.
+            return expired and self._put_lease(body, {"IfMatch": etag}, what)
 
         return polled_lease(
-            try_acquire, lambda: self._release_lease(owner, what), wait, self.url, abandon_if
+            try_acquire, lambda: self._release_lease(owner, what), wait, ttl, self.url, abandon_if
         )
 
     def _release_lease(self, owner: str, what: str) -> None:
@@ -151,65 +183,46 @@ class S3Store(TokenStore):
                 return
             raise aws.translate(exc, what=what, action="s3:DeleteObject") from exc
 
-    def _put_lease(self, body: bytes, condition: dict[str, str], what: str) -> str | None:
-        """The new lease's ETag, or None when the condition failed."""
+    def _put_lease(self, body: bytes, condition: dict[str, str], what: str) -> bool:
+        """Whether the conditional put of the lease object landed."""
         try:
-            response = aws.client("s3").put_object(
+            aws.client("s3").put_object(
                 Bucket=self.bucket,
                 Key=self.lease_key,
                 Body=body,
                 ContentType="application/json",
                 **condition,
-                **_encryption(),
+                **self._encryption,
             )
         except aws.boto_errors() as exc:
             code = aws.error_code(exc)
             if code in _CONFLICT_CODES or code in _MISSING_CODES:
-                return None
+                return False
             if aws.http_status(exc) in (409, 412):
-                return None
+                return False
             raise aws.translate(exc, what=what, action="s3:PutObject") from exc
-        return str(response["ETag"])
+        return True
 
-    def _get_lease(self, what: str) -> tuple[dict[str, Any], str] | None:
-        try:
-            response = aws.client("s3").get_object(Bucket=self.bucket, Key=self.lease_key)
-            try:
-                raw = response["Body"].read(4096)
-            finally:
-                response["Body"].close()
-        except aws.boto_errors() as exc:
-            if aws.error_code(exc) in _MISSING_CODES:
-                return None
-            raise aws.translate(exc, what=what, action="s3:GetObject") from exc
+    def _get_lease(self, what: str) -> tuple[dict[str, Any], str, bool] | None:
+        """The lease record, its ETag and whether it has expired on S3's clock; None if none."""
+        found = self._get(self.lease_key, 4096)
+        if found is None:
+            return None
+        raw, response = found
         try:
             data = json.loads(raw)
         except ValueError:
             data = {}
-        return (data if isinstance(data, dict) else {}), str(response["ETag"])
-
-    def _no_token(self) -> LoginRequired:
-        return LoginRequired(
-            f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
-        )
-
-
-def _expires_at(data: dict[str, Any]) -> float:
-    """When a lease record expires; an unreadable record counts as expired."""
-    value = data.get("expires_at")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
-    return float(value)
-
-
-def _encryption() -> dict[str, str]:
-    key_id = os.environ.get(KMS_KEY_ENV, "").strip()
-    if not key_id:
-        return {}
-    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
-
-
-def writer_name() -> str:
-    """Who wrote: the Lambda function's name, else the host name (ASCII, for S3 metadata)."""
-    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or socket.gethostname() or "unknown"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64] or "unknown"
+        data = data if isinstance(data, dict) else {}
+        ttl = data.get("ttl")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 3600:
+            # Unreadable, or written by an older version: the default ttl, so a live holder of
+            # an older version keeps its lease and a garbage record frees itself in time.
+            ttl = DEFAULT_LEASE_TTL
+        modified = response.get("LastModified")
+        now = response_date(response)
+        if now is None:  # no Date header (only fakes): fall back to this process's clock
+            now = time.time()
+        written = modified.timestamp() if modified else 0.0
+        expired = now >= written + float(ttl) + 1.0
+        return data, str(response["ETag"]), expired

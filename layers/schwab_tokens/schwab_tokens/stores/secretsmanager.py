@@ -1,9 +1,9 @@
 """A Secrets Manager secret: ``secretsmanager://NAME``.
 
 The version is the ``VersionId`` that carries ``AWSCURRENT``. A write follows the rotation
-template's idempotent steps: the new document goes in as a new version under the label
-``SCHWAB_TOKENS_PENDING`` (``ClientRequestToken`` makes a retried call harmless), then
-``AWSCURRENT`` is moved onto it with ``RemoveFromVersionId`` = the version that was read.
+template's idempotent steps: ``create_pending`` puts the new document in as a new version under
+the label ``SCHWAB_TOKENS_PENDING`` (``ClientRequestToken`` makes a retried call harmless), then
+``finish`` moves ``AWSCURRENT`` onto it with ``RemoveFromVersionId`` = the version that was read.
 Secrets Manager refuses that move when ``AWSCURRENT`` is no longer on that version, which makes
 it a compare-and-swap: the loser gets ``WriteConflict``, takes its pending label off its own
 version (leaving it unlabelled, so Secrets Manager deletes it in time) and changes nothing else.
@@ -14,13 +14,17 @@ never pile up labelled.
 
 moto 5.2.5 enforces ``RemoveFromVersionId`` exactly like AWS (``InvalidParameterException``
 "Version stage AWSCURRENT not found in version ..."), and moves ``AWSPREVIOUS`` as AWS does.
+
+The notes are one more staging label, ``notes.<seq>.<base64 of the JSON>``, changed under the
+lease: a label costs no secret version, and the 20-label limit leaves room for one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import math
-import os
 import re
 import time
 import uuid
@@ -29,21 +33,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .. import aws
-from ..errors import (
-    ConfigurationError,
-    LoginRequired,
-    SchwabTokensError,
-    WriteConflict,
-)
+from ..errors import ConfigurationError, SchwabTokensError, WriteConflict
 from ..token import Token
-from .base import TokenStore, polled_lease
+from .base import Lease, RawDocument, TokenStore, polled_lease, response_date
 
 CURRENT = "AWSCURRENT"
 PENDING = "SCHWAB_TOKENS_PENDING"
-#: A new secret is encrypted with this KMS key when set (else Secrets Manager's default key).
-KMS_KEY_ENV = "TOKEN_STORE_KMS_KEY_ID"
+#: How long a notes change waits for a refresher's lease.
+NOTES_WAIT_SECONDS = 30.0
 
 _LEASE_LABEL = re.compile(r"^lease\.(\d{10})\.([0-9a-f]{32})$")
+_NOTES_LABEL = re.compile(r"^notes\.(\d{1,12})\.([A-Za-z0-9_-]{0,240})$")
 _GONE = {"InvalidParameterException", "ResourceNotFoundException"}
 
 Stages = dict[str, list[str]]
@@ -58,12 +58,14 @@ class _LeaseLabel:
 
 
 class SecretsManagerStore(TokenStore):
-    def __init__(self, name: str, url: str | None = None) -> None:
+    def __init__(self, name: str, url: str | None = None, *, kms_key_id: str | None = None) -> None:
         self.name = name
         self.url = url or f"secretsmanager://{name}"
+        # A new secret is encrypted with this key when set (else Secrets Manager's default).
+        self.kms_key_id = kms_key_id
 
     # -- reading -----------------------------------------------------------------------------
-    def read_raw(self) -> tuple[bytes, str, float | None]:
+    def read_raw(self) -> RawDocument:
         try:
             # Always name the stage: moto can answer a stale version without it.
             response = aws.client("secretsmanager").get_secret_value(
@@ -72,12 +74,14 @@ class SecretsManagerStore(TokenStore):
         except aws.boto_errors() as exc:
             # Both "no such secret" and "a secret without a value yet" (e.g. made by the stack).
             if aws.error_code(exc) == "ResourceNotFoundException":
-                raise self._no_token() from None
+                raise self.no_token() from None
             raise self._translate(exc, "GetSecretValue") from exc
         text = response.get("SecretString")
         raw = text.encode() if isinstance(text, str) else bytes(response.get("SecretBinary", b""))
         created = response.get("CreatedDate")
-        return raw, str(response["VersionId"]), created.timestamp() if created else None
+        return RawDocument(
+            raw, str(response["VersionId"]), created.timestamp() if created else None
+        )
 
     def version(self) -> str | None:
         stages = self._stages()
@@ -88,12 +92,20 @@ class SecretsManagerStore(TokenStore):
         document = token.to_json().decode()
         if expected_version is None:
             return self._create(document)
-        # Not the guard (the label move below is): a cheap check that spares a stale writer
-        # from adding a secret version that could never become current.
+        # Not the guard (the label move in ``finish`` is): a cheap check that spares a stale
+        # writer from adding a secret version that could never become current.
         current = self.version()
         if current != expected_version:
             raise self._conflict(current)
-        new = self._put_pending(document)
+        new = self._create_pending(document)
+        try:
+            return self._finish(new, expected_version)
+        finally:
+            self._drop_pending(new)
+
+    def _finish(self, new: str, expected_version: str) -> str:
+        """The rotation template's finishSecret: one atomic move of ``AWSCURRENT`` from the
+        version read to the new one, which Secrets Manager refuses if anyone moved it since."""
         try:
             aws.client("secretsmanager").update_secret_version_stage(
                 SecretId=self.name,
@@ -106,18 +118,16 @@ class SecretsManagerStore(TokenStore):
                 current = self.version()
             except SchwabTokensError:
                 current = expected_version  # unknown: report the move's own failure
-            self._drop_pending(new)
             if current == new:  # our move landed; only its answer was lost and retried
                 return new
             if current != expected_version:
                 raise self._conflict(current) from None
             raise self._translate(exc, "UpdateSecretVersionStage") from exc
-        self._drop_pending(new)
         return new
 
     def _create(self, document: str) -> str:
         new = str(uuid.uuid4())
-        options = {"KmsKeyId": key} if (key := os.environ.get(KMS_KEY_ENV, "").strip()) else {}
+        options = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         try:
             response = aws.client("secretsmanager").create_secret(
                 Name=self.name,
@@ -137,17 +147,19 @@ class SecretsManagerStore(TokenStore):
         if current == new:
             return new
         if current is not None:
-            raise WriteConflict(f"{self.url} already holds a token; not overwritten")
+            raise self.changed("holds a token")
         # No value yet: the first version of a secret gets AWSCURRENT from Secrets Manager
         # itself, so of two racing first writers only one ends up current.
-        new = self._put_pending(document)
+        new = self._create_pending(document)
         current = self.version()
         self._drop_pending(new)
         if current != new:
             raise self._conflict(current)
         return new
 
-    def _put_pending(self, document: str) -> str:
+    def _create_pending(self, document: str) -> str:
+        """The rotation template's createSecret: the new document as a new version under the
+        pending label, its ``ClientRequestToken`` making a retried call harmless."""
         new = str(uuid.uuid4())
         try:
             aws.client("secretsmanager").put_secret_value(
@@ -158,7 +170,7 @@ class SecretsManagerStore(TokenStore):
             )
         except aws.boto_errors() as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
-                raise WriteConflict(f"{self.url} was deleted since it was read") from None
+                raise self.deleted() from None
             raise self._translate(exc, "PutSecretValue") from exc
         return new
 
@@ -174,7 +186,7 @@ class SecretsManagerStore(TokenStore):
     # -- the lease ---------------------------------------------------------------------------
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
-    ) -> AbstractContextManager[bool]:
+    ) -> AbstractContextManager[Lease]:
         """The single-flight lease, made of staging labels; it never creates a secret version.
 
         Why labels: a lease taken by writing versions would add up to two ``PutSecretValue``
@@ -182,6 +194,11 @@ class SecretsManagerStore(TokenStore):
         deletes unlabelled versions only when there are over 100 and they are a day old).
         ``UpdateSecretVersionStage`` only changes labels. Each contender announces itself with
         a label ``lease.<expires_at, 10 digits>.<owner>`` on the current version.
+
+        Time is Secrets Manager's: ``expires_at`` is the ``Date`` of the answer that showed the
+        lease free, plus one second (the header has whole seconds) plus the ttl; a label is
+        dead once another answer's ``Date`` reaches it. A writer's own clock is never used, so
+        a writer minutes ahead cannot steal a live lease.
 
         Acquire: read all labels (``DescribeSecret``); remove lease labels whose time has passed
         (their holders died or overran the ttl); if another owner's live label remains, the lease
@@ -206,11 +223,13 @@ class SecretsManagerStore(TokenStore):
         held: dict[str, str] = {}
 
         def try_acquire() -> bool:
-            stages = self._stages()
-            current = None if stages is None else _current(stages)
-            if stages is None or current is None:
+            described = self._describe()
+            if described is None:
                 return True
-            now = time.time()
+            stages, now = described
+            current = _current(stages)
+            if current is None:
+                return True
             rivals = False
             for found in _lease_labels(stages):
                 if found.expires_at <= now:
@@ -219,12 +238,11 @@ class SecretsManagerStore(TokenStore):
                     rivals = True
             if rivals:
                 return False
-            label = f"lease.{math.ceil(now + ttl):010d}.{owner}"
+            label = f"lease.{math.ceil(now + 1 + ttl):010d}.{owner}"
             if not self._add_label(label, current):
                 return False
             try:
-                after = self._stages() or {}
-                now = time.time()
+                after, now = self._describe() or ({}, now)
                 live = [found for found in _lease_labels(after) if found.expires_at > now]
                 ours = any(found.label == label for found in live)
                 won = ours and all(found.owner == owner for found in live)
@@ -242,7 +260,40 @@ class SecretsManagerStore(TokenStore):
             while held:
                 self._remove_label(*held.popitem())
 
-        return polled_lease(try_acquire, release, wait, self.url, abandon_if)
+        return polled_lease(try_acquire, release, wait, ttl, self.url, abandon_if)
+
+    # -- notes -------------------------------------------------------------------------------
+    def read_notes_raw(self) -> tuple[bytes | None, str | None]:
+        stages = self._stages()
+        found = None if stages is None else _latest_notes(stages)
+        if found is None:
+            return None, None
+        _, label, raw = found
+        return raw, label
+
+    def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
+        """Under the lease: check the notes label is still ``expected_version``, attach the new
+        one to the current version, then remove the old ones. A crash in between leaves two
+        labels; readers take the higher sequence number."""
+        with self.lease(30.0, NOTES_WAIT_SECONDS):
+            stages = self._stages()
+            current = None if stages is None else _current(stages)
+            if stages is None or current is None:
+                raise self.changed("has no current token to keep notes beside")
+            found = _latest_notes(stages)
+            if (None if found is None else found[1]) != expected_version:
+                raise self.changed("notes changed")
+            seq = 0 if found is None else found[0] + 1
+            label = f"notes.{seq}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
+            if len(label) > 256 or not _NOTES_LABEL.match(label):
+                raise ValueError("the notes are too long for a staging label")
+            if not self._add_label(label, current):
+                raise self.changed("notes changed")
+            for version, labels in stages.items():
+                for old in labels:
+                    if _NOTES_LABEL.match(old):
+                        self._remove_label(old, version)
+        return label
 
     def _add_label(self, label: str, version: str) -> bool:
         try:
@@ -269,6 +320,11 @@ class SecretsManagerStore(TokenStore):
     # -- helpers -----------------------------------------------------------------------------
     def _stages(self) -> Stages | None:
         """Labels per version, or None when the secret does not exist."""
+        described = self._describe()
+        return None if described is None else described[0]
+
+    def _describe(self) -> tuple[Stages, float] | None:
+        """Labels per version and Secrets Manager's clock, or None when there is no secret."""
         try:
             response = aws.client("secretsmanager").describe_secret(SecretId=self.name)
         except aws.boto_errors() as exc:
@@ -276,12 +332,12 @@ class SecretsManagerStore(TokenStore):
                 return None
             raise self._translate(exc, "DescribeSecret") from exc
         if response.get("DeletedDate"):
-            raise ConfigurationError(
-                f"{self.url} is scheduled for deletion: restore it with `aws secretsmanager "
-                f"restore-secret --secret-id {self.name}` or use another name"
-            )
+            raise ConfigurationError(f"{self.url} {aws.deletion_hint(self.name)}")
         stages = response.get("VersionIdsToStages") or {}
-        return {str(version): list(labels) for version, labels in stages.items()}
+        now = response_date(response)
+        if now is None:  # no Date header (only fakes): fall back to this process's clock
+            now = time.time()
+        return {str(version): list(labels) for version, labels in stages.items()}, now
 
     def _translate(self, exc: BaseException, operation: str) -> SchwabTokensError:
         return aws.translate(exc, what=self.url, action=f"secretsmanager:{operation}")
@@ -289,12 +345,7 @@ class SecretsManagerStore(TokenStore):
     def _conflict(self, current: str | None) -> WriteConflict:
         if current is None:
             return WriteConflict(f"{self.url} has no current token any more; not overwritten")
-        return WriteConflict(f"{self.url} changed since it was read; not overwritten")
-
-    def _no_token(self) -> LoginRequired:
-        return LoginRequired(
-            f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
-        )
+        return self.changed()
 
 
 def _current(stages: Stages) -> str | None:
@@ -310,3 +361,22 @@ def _lease_labels(stages: Stages) -> Iterator[_LeaseLabel]:
             match = _LEASE_LABEL.match(label)
             if match:
                 yield _LeaseLabel(label, version, int(match.group(1)), match.group(2))
+
+
+def _latest_notes(stages: Stages) -> tuple[int, str, bytes] | None:
+    """The notes label with the highest sequence number: (sequence, label, decoded bytes)."""
+    best: tuple[int, str, bytes] | None = None
+    for labels in stages.values():
+        for label in labels:
+            match = _NOTES_LABEL.match(label)
+            if not match:
+                continue
+            encoded = match.group(2)
+            try:
+                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except (binascii.Error, ValueError):
+                continue
+            seq = int(match.group(1))
+            if best is None or (seq, label) > (best[0], best[1]):
+                best = (seq, label, raw)
+    return best

@@ -1,0 +1,87 @@
+"""Refresh many tokens in one go: one policy run per token, concurrently, each isolated.
+
+One token's failure, expected or not, never stops another's run, log line or metric. Token
+endpoints are built lazily and shared per app: a run where every token is fresh never reads
+the app credentials, and 1,000 tokens of one app reuse one connection pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from .credentials import load_credentials
+from .errors import SchwabTokensError, UnexpectedError
+from .manifest import Target
+from .refresh import Clock, RunResult, run
+from .settings import Settings
+from .stores import store_from_url
+
+if TYPE_CHECKING:  # requests loads only when a token is due: a fresh run's cold start skips it
+    from .oauth import SchwabOAuth
+
+#: One refresh is mostly waiting on Schwab and AWS, so threads overlap well; bounded so 1,000
+#: tokens do not open 1,000 connections at once.
+MAX_WORKERS = 16
+
+
+def refresh_all(
+    targets: Sequence[Target],
+    settings: Settings,
+    *,
+    force: bool = False,
+    force_before: float | None = None,
+    clock: Clock = time.time,
+    max_workers: int = MAX_WORKERS,
+) -> list[tuple[Target, RunResult]]:
+    """Run the refresh policy on every target; the results come back in the targets' order."""
+    endpoints = Endpoints(settings)
+
+    def one(target: Target) -> tuple[Target, RunResult]:
+        started = time.monotonic()
+        try:
+            store = store_from_url(target.url, settings)
+            return target, run(
+                store,
+                lambda: endpoints.get(target.credentials_secret),
+                margin=settings.refresh_margin,
+                force=force,
+                force_before=force_before,
+                lease_ttl=settings.lease_ttl,
+                clock=clock,
+            )
+        except SchwabTokensError as exc:  # the store URL itself is unusable
+            error: SchwabTokensError = exc
+        except Exception as exc:  # a bug must not silence the other tokens
+            error = UnexpectedError.wrap(exc)
+        result = RunResult(target.url, error.outcome, error=error, checked_at=clock())
+        result.duration_ms = (time.monotonic() - started) * 1000
+        return target, result
+
+    if len(targets) == 1:
+        return [one(targets[0])]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
+        return list(pool.map(one, targets))
+
+
+class Endpoints:
+    """One token-endpoint client per app (per credentials source), built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._built: dict[str | None, SchwabOAuth] = {}
+        self._lock = threading.Lock()
+
+    def get(self, credentials_source: str | None = None) -> SchwabOAuth:
+        with self._lock:
+            if credentials_source not in self._built:
+                from .oauth import SchwabOAuth
+
+                creds = load_credentials(self.settings, source=credentials_source)
+                self._built[credentials_source] = SchwabOAuth.from_settings(
+                    creds.app_key, creds.app_secret, self.settings
+                )
+            return self._built[credentials_source]

@@ -1,0 +1,226 @@
+"""What the refresher Lambda does with an event: refresh every token, report, notify.
+
+The handler is one call to ``handle``. Each token's run ends in a ``RunResult``; this module turns
+it into one JSON log line, a notification when the token's state changed (``notify.py``, to the
+stack's SNS topic), and, with ``DetailedMetrics`` enabled, one EMF document per token (dimension
+``Token``) plus the run's aggregate metrics. A dead login does not raise (retrying cannot fix it;
+the notification tells the user); any other failure raises after reporting, so Lambda's
+asynchronous retry, its Errors metric and the on-failure destination see it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..batch import refresh_all
+from ..credentials import load_credentials
+from ..errors import Outcome, SchwabTokensError, UsageError
+from ..manifest import Target, targets_from_settings
+from ..notify import Notice, notify
+from ..refresh import Clock, RunResult
+from ..settings import Settings
+from ..stores import store_from_url
+from ..token import Token
+from .observability import logger, metrics
+
+#: A forced event without a time (a hand-made ``{"force": true}``) does not force tokens issued
+#: this recently: Lambda retries a failed asynchronous event within minutes, and the tokens its
+#: first attempt refreshed must not be refreshed again.
+FORCE_RETRY_WINDOW_SECONDS = 600
+
+METRIC_FOR_OUTCOME = {
+    Outcome.REFRESHED: "Refreshed",
+    Outcome.STILL_FRESH: "StillFresh",
+    Outcome.REAUTH_REQUIRED: "ReauthRequired",
+    Outcome.FAILED: "RefreshFailed",
+}
+ALL_METRICS = frozenset(
+    [
+        *METRIC_FOR_OUTCOME.values(),
+        "AccessTokenSecondsLeft",
+        "RefreshTokenHoursLeft",
+        "RefreshDuration",
+    ]
+)
+#: What the dashboard needs per token; the rest is only in the aggregate.
+PER_TOKEN_METRICS = frozenset(
+    ["ReauthRequired", "RefreshFailed", "AccessTokenSecondsLeft", "RefreshTokenHoursLeft"]
+)
+
+
+class RefreshRunFailed(SchwabTokensError):
+    """Raised by the handler after reporting, so the invocation counts as failed."""
+
+
+def handle(
+    event: Any, settings: Settings | None = None, clock: Clock = time.time
+) -> dict[str, Any]:
+    """One invocation: refresh, report and notify each token, raise if any failed."""
+    try:
+        settings = Settings.from_env() if settings is None else settings
+        force, force_before = parse_event(event, clock())
+        targets = targets_from_settings(settings)
+    except SchwabTokensError as exc:
+        # Nothing was tried: say so in one line (and the failure metric) before Lambda sees it.
+        logger.error(
+            f"configuration error: {exc}",
+            extra={"outcome": str(Outcome.FAILED), "error": type(exc).__name__, "reason": str(exc)},
+        )
+        if settings is not None and settings.detailed_metrics:
+            _emit_aggregate([RunResult("configuration", Outcome.FAILED, error=exc)])
+        raise
+    results = refresh_all(targets, settings, force=force, force_before=force_before, clock=clock)
+    for target, result in results:
+        record = {"token": target.name, **result.to_dict()}
+        level = logger.info if result.ok else logger.warning if result.temporary else logger.error
+        level(f"token {target.name}: {result.outcome}", extra=record)
+        _notify(target, result, settings, clock)
+        if settings.detailed_metrics and len(results) > 1:
+            _emit_per_token(target, result)
+    if settings.detailed_metrics:
+        _emit_aggregate([result for _, result in results])
+    failed = [(t, r) for t, r in results if r.outcome == Outcome.FAILED]
+    summary = {
+        "outcome": str(_overall([r for _, r in results])),
+        "tokens": [{"token": t.name, **r.to_dict()} for t, r in results],
+    }
+    if failed:
+        names = ", ".join(t.name for t, _ in failed)
+        raise RefreshRunFailed(f"refresh failed for {names}: {failed[0][1].error}")
+    return summary
+
+
+def parse_event(event: Any, now: float) -> tuple[bool, float | None]:
+    """``force`` (a JSON boolean, at the top or in EventBridge's ``detail``) and the time before
+    which a forced token must have been issued to be refreshed again."""
+    if event is None:
+        return False, None
+    if not isinstance(event, Mapping):
+        raise UsageError("the refresher's event must be a JSON object")
+    detail = event.get("detail")
+    force = event.get("force")
+    if force is None and isinstance(detail, Mapping):
+        force = detail.get("force")
+    if force is None:
+        return False, None
+    if not isinstance(force, bool):
+        raise UsageError(f'"force" must be true or false (a JSON boolean), not {json_repr(force)}')
+    if not force:
+        return False, None
+    when = event.get("time")
+    if isinstance(when, str):
+        try:
+            return True, datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise UsageError(f'"time" must be an ISO 8601 time, not {json_repr(when)}') from None
+    return True, now - FORCE_RETRY_WINDOW_SECONDS
+
+
+def json_repr(value: Any) -> str:
+    return repr(value)[:40]
+
+
+# -- notifications -------------------------------------------------------------------------------
+def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock) -> None:
+    if not settings.topic_arn:
+        return
+    topic = settings.topic_arn
+
+    def publish(notice: Notice) -> None:
+        from .. import aws
+
+        aws.publish(
+            topic,
+            notice.subject,
+            notice.message,
+            {"kind": str(notice.kind), "token": notice.token_name},
+        )
+
+    try:
+        store = store_from_url(target.url, settings)
+        kind = notify(
+            store, target.name, result, publish, _link_maker(target, settings, clock), clock()
+        )
+    except SchwabTokensError as exc:
+        # The run's own outcome is already reported; a notification problem must not hide it.
+        logger.warning(
+            f"token {target.name}: could not notify: {exc}",
+            extra={"token": target.name, "notify_error": type(exc).__name__},
+        )
+        return
+    if kind is not None:
+        logger.info(
+            f"token {target.name}: notified {kind}",
+            extra={"token": target.name, "notified": str(kind)},
+        )
+
+
+def _link_maker(
+    target: Target, settings: Settings, clock: Clock
+) -> Callable[[Token], str | None] | None:
+    """A fresh one-time login link per message, when the hosted login is enabled."""
+    if not settings.login_url:
+        return None
+    login_url = settings.login_url if settings.login_url.endswith("/") else settings.login_url + "/"
+
+    def link(token: Token) -> str | None:
+        from .. import tickets
+
+        try:
+            creds = load_credentials(settings, source=target.credentials_secret)
+        except SchwabTokensError as exc:
+            logger.warning(f"token {target.name}: no login link ({exc})")
+            return None
+        key = tickets.ticket_key(creds.app_secret)
+        ticket = tickets.mint(key, target.url, token.creation_timestamp, clock())
+        return f"{login_url}start?ticket={ticket}"
+
+    return link
+
+
+# -- metrics (DetailedMetrics) ---------------------------------------------------------------------
+def _emit_per_token(target: Target, result: RunResult) -> None:
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    per_token = EphemeralMetrics()
+    per_token.add_dimension(name="Token", value=target.name)
+    _add(per_token, [result], PER_TOKEN_METRICS)
+    per_token.flush_metrics()
+
+
+def _emit_aggregate(results: Sequence[RunResult]) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    _add(metrics, results, ALL_METRICS)
+    failed = any(r.outcome == Outcome.FAILED for r in results)
+    metrics.add_metric(name="SuccessfulRun", unit=MetricUnit.Count, value=0 if failed else 1)
+
+
+def _add(sink: Any, results: Sequence[RunResult], names: frozenset[str]) -> None:
+    """Counts per outcome, plus the worst (lowest) time left, as the dashboard wants it."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    values: list[tuple[str, MetricUnit, float]] = []
+    for outcome, metric in METRIC_FOR_OUTCOME.items():
+        count = sum(1 for r in results if r.outcome == outcome)
+        values.append((metric, MetricUnit.Count, count))
+    access = [r.access_seconds_left for r in results if r.access_seconds_left is not None]
+    hours = [r.refresh_hours_left for r in results if r.refresh_hours_left is not None]
+    if access:
+        values.append(("AccessTokenSecondsLeft", MetricUnit.Seconds, min(access)))
+    if hours:
+        values.append(("RefreshTokenHoursLeft", MetricUnit.Count, min(hours)))
+    values.append(("RefreshDuration", MetricUnit.Milliseconds, max(r.duration_ms for r in results)))
+    for name, unit, value in values:
+        if name in names:
+            sink.add_metric(name=name, unit=unit, value=value)
+
+
+def _overall(results: Sequence[RunResult]) -> Outcome:
+    for worst in (Outcome.FAILED, Outcome.REAUTH_REQUIRED, Outcome.REFRESHED):
+        if any(r.outcome == worst for r in results):
+            return worst
+    return Outcome.STILL_FRESH

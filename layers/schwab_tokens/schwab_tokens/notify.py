@@ -1,0 +1,218 @@
+"""The refresher's notifications: one message per state change of a token, never two for one.
+
+States, from each run's result: the login ends in less than 24 hours, in less than 2 hours, the
+login is over (refresh token dead or expired), refreshes have failed for 30 minutes, and they
+work again. What was sent is kept in the store's notes beside the token (``TokenStore.
+write_notes``: compare-and-swap, like the token), so concurrent refreshers and Lambda's retries
+of a failed run agree on what was already said: the notes are written first, conditionally, and
+only the writer that won sends. No AWS here: the message goes to a ``publish`` callable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .errors import Outcome, SchwabTokensError, WriteConflict
+from .refresh import RunResult
+from .stores.base import TokenStore
+from .token import Token
+
+log = logging.getLogger(__name__)
+
+#: Refreshes must have failed this long before the user hears about it (a blip is not news).
+FAILING_AFTER_SECONDS = 30 * 60
+
+
+class Kind(StrEnum):
+    """What a notification is about (the SNS message attribute ``kind``)."""
+
+    EXPIRING_24H = "expiring_24h"
+    EXPIRING_2H = "expiring_2h"
+    LOGIN_REQUIRED = "login_required"
+    FAILING = "failing"
+    RECOVERED = "recovered"
+
+
+#: The login's notices, in rising order: each is sent at most once per login.
+_LOGIN_LEVELS = (Kind.EXPIRING_24H, Kind.EXPIRING_2H, Kind.LOGIN_REQUIRED)
+_THRESHOLDS = {Kind.EXPIRING_24H: 24 * 3600, Kind.EXPIRING_2H: 2 * 3600}
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: Kind
+    token_name: str
+    subject: str
+    message: str
+
+
+def login_level(result: RunResult, now: float) -> Kind | None:
+    """How close the token's login is to its end, from this run's result."""
+    token = result.token
+    if token is None:
+        return None  # never logged in: nothing to warn about, the user knows
+    if result.outcome == Outcome.REAUTH_REQUIRED:
+        return Kind.LOGIN_REQUIRED
+    left = token.refresh_seconds_left(now)
+    if left <= 0:
+        return Kind.LOGIN_REQUIRED
+    for kind in (Kind.EXPIRING_2H, Kind.EXPIRING_24H):
+        if left < _THRESHOLDS[kind]:
+            return kind
+    return None
+
+
+def next_notes(
+    notes: dict[str, Any], result: RunResult, now: float
+) -> tuple[dict[str, Any], Kind | None]:
+    """The notes after this run, and the notification to send (at most one per run).
+
+    Pure: the same notes and result always give the same answer, which is what makes a
+    compare-and-swap of the notes a sufficient guard against sending twice.
+    """
+    new = dict(notes)
+    token = result.token
+    if token is not None and new.get("login") != token.creation_timestamp:
+        # A new login: its notices start afresh; the account fingerprint belongs to the old one.
+        new = {"login": token.creation_timestamp}
+    level = login_level(result, now)
+    sent = new.get("sent")
+    if level is not None and _rank(level) > _rank(sent):
+        new["sent"] = str(level)
+        return new, level
+    if result.outcome == Outcome.FAILED:
+        since = new.get("failing_since")
+        if not isinstance(since, int | float):
+            new["failing_since"] = int(now)
+            return new, None
+        if not new.get("failing_sent") and now - since >= FAILING_AFTER_SECONDS:
+            new["failing_sent"] = True
+            return new, Kind.FAILING
+        return new, None
+    if result.ok and "failing_since" in new:
+        was_sent = bool(new.pop("failing_sent", False))
+        new.pop("failing_since")
+        return new, Kind.RECOVERED if was_sent else None
+    return new, None
+
+
+def _rank(kind: object) -> int:
+    for rank, level in enumerate(_LOGIN_LEVELS, start=1):
+        if kind == level:
+            return rank
+    return 0
+
+
+def notify(
+    store: TokenStore,
+    name: str,
+    result: RunResult,
+    publish: Callable[[Notice], None],
+    login_link: Callable[[Token], str | None] | None = None,
+    now: float | None = None,
+) -> Kind | None:
+    """Update the notes for this run and send what changed; returns the kind sent, if any.
+
+    The notes are written before the message is sent: of two runs that see the same change,
+    only the one whose conditional write wins sends. If sending fails the notes are put back,
+    so the next run tries again.
+    """
+    now = time.time() if now is None else now
+    notes, version = store.read_notes()
+    new, kind = next_notes(notes, result, now)
+    if new == notes:
+        return None
+    try:
+        written = store.write_notes(new, version)
+    except WriteConflict:
+        log.info("notes of %s changed meanwhile; another run reported this change", name)
+        return None
+    if kind is None:
+        return None
+    link = login_link(result.token) if login_link and result.token is not None else None
+    notice = compose(kind, name, store.url, result, now, link)
+    try:
+        publish(notice)
+    except SchwabTokensError:
+        try:
+            store.write_notes(notes, written)
+        except SchwabTokensError as exc:
+            log.warning("could not put back the notes of %s (%s)", name, exc)
+        raise
+    return kind
+
+
+# -- the messages ----------------------------------------------------------------------------------
+def compose(
+    kind: Kind,
+    name: str,
+    url: str,
+    result: RunResult,
+    now: float,
+    link: str | None,
+) -> Notice:
+    """The e-mail: a subject that is enough on a lock screen, and a body that says what
+    happened, when the bots stop, and what to do."""
+    token = result.token
+    login_ends = token.refresh_expires_at if token is not None else now
+    access_ends = token.access_expires_at if token is not None else now
+    cli = f"schwab-tokens login --store {url}"
+    how = (
+        f"Log in again now from your phone: {link}\n(the link works once, for 24 hours)\n\n"
+        f"Or, on your computer: {cli}"
+        if link
+        else f"Log in again on your computer: {cli}"
+    )
+    if kind is Kind.EXPIRING_24H or kind is Kind.EXPIRING_2H:
+        subject = f"Schwab login '{name}' ends in {_left(login_ends - now)}: log in again"
+        body = (
+            f"Your Schwab login for the token '{name}' ends at {_when(login_ends)} "
+            f"(in {_left(login_ends - now)}). Schwab lets a login last 7 days; after that the "
+            "refresh token is dead and your bots stop getting access tokens.\n\n"
+            f"{how}"
+        )
+    elif kind is Kind.LOGIN_REQUIRED:
+        subject = f"Schwab login '{name}' is over: your bots have stopped"
+        body = (
+            f"The Schwab login for the token '{name}' has ended (the refresh token is dead or "
+            f"expired; the last access token ran out at {_when(access_ends)}). Your bots get no "
+            "working token until you log in again.\n\n"
+            f"{how}"
+        )
+    elif kind is Kind.FAILING:
+        if token is None:
+            stop = "the stored token cannot be read, so your bots get none"
+        elif access_ends > now:
+            stop = f"your bots stop at {_when(access_ends)} when the current access token runs out"
+        else:
+            stop = f"your bots have had no valid access token since {_when(access_ends)}"
+        reason = str(result.error) if result.error is not None else "unknown"
+        subject = f"Schwab token '{name}': refreshes failing for 30 min"
+        body = (
+            f"Refreshing the token '{name}' has failed for 30 minutes; {stop}. The refresher "
+            f"keeps trying every few minutes.\n\nLast error: {reason}\n\n"
+            "Most often Schwab is down or the app key or secret changed. Check "
+            f"`schwab-tokens status --store {url}` and the refresher's log."
+        )
+    else:
+        subject = f"Schwab token '{name}' works again"
+        body = (
+            f"Refreshing the token '{name}' works again; the access token is valid until "
+            f"{_when(access_ends)}. Nothing to do."
+        )
+    return Notice(kind, name, subject, body)
+
+
+def _left(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h" if hours else f"{max(1, rest // 60)} min"
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%a %d %b %H:%M UTC", time.gmtime(epoch))

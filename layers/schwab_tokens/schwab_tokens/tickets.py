@@ -1,0 +1,163 @@
+"""One-time login links: tickets for the hosted login, and the OAuth ``state`` bound to them.
+
+A ticket says "whoever holds this may replace login L of store S until time E". It is a small
+JSON payload and an HMAC-SHA256 over it, with a key derived from the app secret (which only the
+owner, the refresher and the login function can read), so it cannot be forged or altered and
+nothing secret is stored anywhere. It is single-use without any record: it names the login it
+replaces (the token's ``creation_timestamp``), and a successful login changes that, so the same
+link then finds "already used". A random nonce makes every ticket distinct.
+
+The ``state`` sent to Schwab carries the ticket's payload and an HMAC over it and the nonce in
+the browser's ``__Host-`` cookie: only the browser that opened the link can complete the login
+it started. No AWS and no HTTP here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from . import strictjson
+from .errors import SchwabTokensError
+
+DEFAULT_VALID_SECONDS = 24 * 3600
+MAX_VALID_SECONDS = 72 * 3600
+_KEY_LABEL = b"schwab-tokens login ticket v1"
+_MAX_TEXT = 1024
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class TicketError(SchwabTokensError):
+    """A ticket or state that cannot be used; ``reason`` is one of the fixed words below."""
+
+    #: "invalid" (malformed, forged, altered), "expired", "other_store", "browser" (the state
+    #: does not match this browser's cookie).
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Ticket:
+    store: str
+    login: int
+    expires: int
+    nonce: str
+
+
+def ticket_key(app_secret: str) -> bytes:
+    """The HMAC key for tickets: derived from the app secret, so nothing new must be kept."""
+    return hmac.new(app_secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def store_id(url: str) -> str:
+    """The store a ticket is bound to, without naming it in the link."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def parse_duration(text: str) -> int:
+    """``24h``, ``90m``, ``2d``, ``3600`` (seconds) → seconds, at most 72 hours."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 24h, 90m or 2d")
+    seconds = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if not 0 < seconds <= MAX_VALID_SECONDS:
+        raise ValueError(f"a login link is valid from 1 second to 72 hours, not {text!r}")
+    return seconds
+
+
+def mint(
+    key: bytes, store_url: str, login: int, now: float, valid: int = DEFAULT_VALID_SECONDS
+) -> str:
+    """A new ticket for replacing ``login`` of ``store_url``, valid ``valid`` seconds."""
+    if not 0 < valid <= MAX_VALID_SECONDS:
+        raise ValueError("a ticket is valid from 1 second to 72 hours")
+    payload = _b64(
+        strictjson.dumps(
+            {
+                "s": store_id(store_url),
+                "l": int(login),
+                "e": int(now + valid),
+                "n": secrets.token_urlsafe(12),
+            }
+        )
+    )
+    return f"{payload}.{_mac(key, b'ticket|' + payload.encode())}"
+
+
+def verify(key: bytes, text: str, store_url: str, now: float) -> Ticket:
+    """The ticket in ``text`` if it is authentic, unexpired and for this store."""
+    payload, _, mac = (text or "").partition(".")
+    if not payload or not mac or len(text) > _MAX_TEXT:
+        raise TicketError("invalid", "the login link is incomplete or not a login link")
+    if not hmac.compare_digest(mac, _mac(key, b"ticket|" + payload.encode())):
+        raise TicketError("invalid", "the login link is not valid (altered or not ours)")
+    return _check(_decode(payload), store_url, now)
+
+
+def state_for(key: bytes, ticket_text: str, nonce: str) -> str:
+    """The OAuth ``state`` of a login started with ``ticket_text`` in the browser holding
+    ``nonce`` in its cookie."""
+    payload = ticket_text.partition(".")[0]
+    return f"{payload}.{_mac(key, b'state|' + nonce.encode() + b'|' + payload.encode())}"
+
+
+def verify_state(key: bytes, state: str, nonce: str | None, store_url: str, now: float) -> Ticket:
+    """The ticket a returning ``state`` was started with, if it was started in this browser."""
+    payload, _, mac = (state or "").partition(".")
+    if not payload or not mac or len(state) > _MAX_TEXT:
+        raise TicketError("invalid", "the sign-in did not start from a schwab-tokens link")
+    if not nonce:
+        raise TicketError("browser", "this browser did not start the sign-in (no cookie)")
+    expected = _mac(key, b"state|" + nonce.encode() + b"|" + payload.encode())
+    if not hmac.compare_digest(mac, expected):
+        raise TicketError("browser", "the sign-in was started in another browser or tab")
+    return _check(_decode(payload), store_url, now)
+
+
+def looks_like_state(state: str | None) -> bool:
+    """Whether ``state`` has the form of ours (a CLI's state is one random word, no dot)."""
+    payload, dot, mac = (state or "").partition(".")
+    return bool(dot and payload and mac)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _check(data: dict[str, object], store_url: str, now: float) -> Ticket:
+    store, login, expires, nonce = data.get("s"), data.get("l"), data.get("e"), data.get("n")
+    if not (
+        isinstance(store, str)
+        and isinstance(login, int)
+        and isinstance(expires, int)
+        and isinstance(nonce, str)
+    ):
+        raise TicketError("invalid", "the login link is not valid")
+    if store != store_id(store_url):
+        raise TicketError("other_store", "the login link is for another token store")
+    if now >= expires:
+        raise TicketError("expired", "the login link has expired")
+    return Ticket(store, login, expires, nonce)
+
+
+def _decode(payload: str) -> dict[str, object]:
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        data = strictjson.loads(raw)
+    except (binascii.Error, ValueError):
+        raise TicketError("invalid", "the login link is not valid") from None
+    if not isinstance(data, dict):
+        raise TicketError("invalid", "the login link is not valid")
+    return data
+
+
+def _mac(key: bytes, message: bytes) -> str:
+    return _b64(hmac.new(key, message, hashlib.sha256).digest())
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
