@@ -58,7 +58,7 @@ class CallbackListener:
                 f"cannot listen on {self.host}:{self.port} ({exc.strerror}); free the port or "
                 "use `schwab-tokens login --paste`"
             ) from None
-        with _self_signed_files(self.host) as (cert, key):
+        with self_signed_files(self.host) as (cert, key):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(cert, key)
         # The handshake is done per connection, in its thread (see _TLSServer.finish_request).
@@ -199,7 +199,7 @@ def listen_for_login(
 
 
 @contextlib.contextmanager
-def _self_signed_files(host: str) -> Iterator[tuple[str, str]]:
+def self_signed_files(host: str) -> Iterator[tuple[str, str]]:
     """A throwaway certificate for ``host``, on disk only while ``ssl`` loads it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization

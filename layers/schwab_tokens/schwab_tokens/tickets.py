@@ -28,7 +28,8 @@ from .errors import SchwabTokensError
 DEFAULT_VALID_SECONDS = 24 * 3600
 MAX_VALID_SECONDS = 72 * 3600
 _KEY_LABEL = b"schwab-tokens login ticket v1"
-_MAX_TEXT = 1024
+#: A ticket or state: two base64url words joined by a dot (checked before anything else).
+_FORM = re.compile(r"^[A-Za-z0-9_-]{1,900}\.[A-Za-z0-9_-]{43}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -93,9 +94,9 @@ def mint(
 
 def verify(key: bytes, text: str, store_url: str, now: float) -> Ticket:
     """The ticket in ``text`` if it is authentic, unexpired and for this store."""
-    payload, _, mac = (text or "").partition(".")
-    if not payload or not mac or len(text) > _MAX_TEXT:
+    if not isinstance(text, str) or not _FORM.match(text):
         raise TicketError("invalid", "the login link is incomplete or not a login link")
+    payload, _, mac = text.partition(".")
     if not hmac.compare_digest(mac, _mac(key, b"ticket|" + payload.encode())):
         raise TicketError("invalid", "the login link is not valid (altered or not ours)")
     return _check(_decode(payload), store_url, now)
@@ -110,10 +111,10 @@ def state_for(key: bytes, ticket_text: str, nonce: str) -> str:
 
 def verify_state(key: bytes, state: str, nonce: str | None, store_url: str, now: float) -> Ticket:
     """The ticket a returning ``state`` was started with, if it was started in this browser."""
-    payload, _, mac = (state or "").partition(".")
-    if not payload or not mac or len(state) > _MAX_TEXT:
+    if not isinstance(state, str) or not _FORM.match(state):
         raise TicketError("invalid", "the sign-in did not start from a schwab-tokens link")
-    if not nonce:
+    payload, _, mac = state.partition(".")
+    if not nonce or not nonce.isascii():
         raise TicketError("browser", "this browser did not start the sign-in (no cookie)")
     expected = _mac(key, b"state|" + nonce.encode() + b"|" + payload.encode())
     if not hmac.compare_digest(mac, expected):
@@ -123,8 +124,7 @@ def verify_state(key: bytes, state: str, nonce: str | None, store_url: str, now:
 
 def looks_like_state(state: str | None) -> bool:
     """Whether ``state`` has the form of ours (a CLI's state is one random word, no dot)."""
-    payload, dot, mac = (state or "").partition(".")
-    return bool(dot and payload and mac)
+    return isinstance(state, str) and bool(_FORM.match(state))
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -1,0 +1,344 @@
+"""The hosted login, in-process: Function URL events to the login handler, AWS on moto, Schwab on
+the emulator. Success, and every way it must refuse while changing nothing.
+
+Each failure case checks the store byte for byte (token and notes) against what it held before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from schwab_tokens import aws, tickets
+from schwab_tokens.lambdas.login import handle
+from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.settings import Settings
+from schwab_tokens.stores import TokenStore, store_from_url
+from tests.emulator import Emulator
+from tests.helpers import follow_authorize, login
+
+DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
+LOGIN_URL = f"https://{DOMAIN}/"
+CALLBACK = LOGIN_URL + "callback"
+
+
+def url_event(path: str, query: str = "", cookies: list[str] | None = None, method: str = "GET"):
+    """A Lambda Function URL request (payload format 2.0), as AWS sends it."""
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"host": DOMAIN, "user-agent": "Mozilla/5.0 (iPhone)"},
+        "requestContext": {
+            "domainName": DOMAIN,
+            "domainPrefix": DOMAIN.split(".")[0],
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1"},
+            "requestId": "req-1",
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    return event
+
+
+@dataclass
+class Phone:
+    """A browser on a phone: keeps the cookies the login function sets."""
+
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def get(self, path: str, query: str = "", **settings: Any) -> dict[str, Any]:
+        jar = [f"{k}={v}" for k, v in self.cookies.items()]
+        answer = handle(url_event(path, query, jar), **settings)
+        for cookie in answer.get("cookies", []):
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";", 1)[0]
+            if value:
+                self.cookies[name] = value
+            else:
+                self.cookies.pop(name, None)
+        return answer
+
+
+@dataclass
+class World:
+    emulator: Emulator
+    url: str
+    settings: Settings
+    store: TokenStore
+
+    @property
+    def key(self) -> bytes:
+        return tickets.ticket_key(self.emulator.app_secret)
+
+    def ticket(self, now: float | None = None, url: str | None = None) -> str:
+        current = self.store.read().token
+        return tickets.mint(
+            self.key,
+            url or self.url,
+            current.creation_timestamp,
+            time.time() if now is None else now,
+        )
+
+    def snapshot(self) -> str:
+        raw = self.store.read_raw()
+        notes, version = self.store.read_notes_raw()
+        blob = raw.raw + b"|" + raw.version.encode() + b"|" + (notes or b"") + str(version).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def start(self, phone: Phone, ticket: str, **kw: Any) -> dict[str, Any]:
+        return phone.get("/start", f"ticket={ticket}", settings=self.settings, **kw)
+
+    def at_schwab(self, answer: dict[str, Any]) -> str:
+        """The browser follows the 302 to Schwab's authorize page, which redirects back."""
+        assert answer["statusCode"] == 302, answer
+        return follow_authorize(answer["headers"]["Location"])
+
+    def back(self, phone: Phone, callback: str, **kw: Any) -> dict[str, Any]:
+        parts = urlsplit(callback)
+        assert f"https://{parts.netloc}{parts.path}" == CALLBACK
+        return phone.get("/callback", parts.query, settings=self.settings, **kw)
+
+
+@pytest.fixture
+def world(moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]) -> Iterator[World]:
+    emulator.register_callback(CALLBACK)
+    url = s3_store_url()
+    settings = Settings(
+        store_url=url,
+        app_key=emulator.app_key,
+        app_secret=emulator.app_secret,
+        api_base=emulator.base_url,
+        http_timeout=5,
+        http_retries=0,
+    )
+    store = store_from_url(url, settings)
+    login(store, emulator)  # the first login, from a laptop: it notes the Schwab login
+    yield World(emulator, url, settings, store)
+
+
+def body(answer: dict[str, Any]) -> str:
+    return str(answer["body"])
+
+
+# -- success ------------------------------------------------------------------------------------
+def test_a_phone_logs_in_again_through_the_link(world: World) -> None:
+    before = world.store.read().token
+    phone = Phone()
+    started = world.start(phone, world.ticket())
+    location = urlsplit(started["headers"]["Location"])
+    query = parse_qs(location.query)
+    assert location.path == "/v1/oauth/authorize"
+    assert query["redirect_uri"] == [CALLBACK]
+    assert query["client_id"] == [world.emulator.app_key]
+    (cookie,) = started["cookies"]
+    assert cookie.startswith("__Host-schwab-tokens-login=")
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in cookie
+    assert "Domain" not in cookie
+
+    time.sleep(1.01)  # a new login is a new second: creation_timestamp must move
+    done = world.back(phone, world.at_schwab(started))
+    assert done["statusCode"] == 200, body(done)
+    assert "Logged in" in body(done) and "Your bots keep working until" in body(done)
+    assert done["headers"]["Cache-Control"] == "no-store"
+    assert done["headers"]["Referrer-Policy"] == "no-referrer"
+    after = world.store.read().token
+    assert after.creation_timestamp > before.creation_timestamp  # a new 7-day login
+    assert after.refresh_token != before.refresh_token
+    answer = requests.get(
+        world.emulator.base_url + "/trader/v1/accounts/accountNumbers",
+        headers={"Authorization": f"Bearer {after.access_token}"},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    notes, _ = world.store.read_notes()
+    assert notes["login"] == after.creation_timestamp and notes["account"]
+    assert phone.cookies == {}  # the nonce is cleared
+
+
+# -- every refusal leaves the store as it was ------------------------------------------------------
+def refused(world: World, answer: dict[str, Any], before: str, status: int, phrase: str) -> None:
+    assert answer["statusCode"] == status, body(answer)
+    assert phrase in body(answer), body(answer)
+    assert world.snapshot() == before
+
+
+def test_a_replayed_link_is_already_used(world: World) -> None:
+    ticket = world.ticket()
+    phone = Phone()
+    time.sleep(1.01)
+    assert world.back(phone, world.at_schwab(world.start(phone, ticket)))["statusCode"] == 200
+    before = world.snapshot()
+    refused(world, world.start(Phone(), ticket), before, 410, "already used")
+
+
+def test_an_expired_link(world: World) -> None:
+    ticket = world.ticket(now=time.time() - tickets.DEFAULT_VALID_SECONDS - 1)
+    before = world.snapshot()
+    refused(world, world.start(Phone(), ticket), before, 410, "has expired")
+
+
+@pytest.mark.parametrize("kind", ["forged", "altered", "garbage", "empty"])
+def test_a_forged_or_altered_link(world: World, kind: str) -> None:
+    real = world.ticket()
+    ticket = {
+        "forged": tickets.mint(tickets.ticket_key("guessed secret"), world.url, 0, time.time()),
+        "altered": real[:10] + ("x" if real[10] != "x" else "y") + real[11:],
+        "garbage": "AAAA.BBBB",
+        "empty": "",
+    }[kind]
+    before = world.snapshot()
+    refused(world, world.start(Phone(), ticket), before, 403, "not valid")
+
+
+def test_a_link_for_another_store(world: World) -> None:
+    ticket = world.ticket(url="s3://another-bucket/schwab/tokens.json")
+    before = world.snapshot()
+    refused(world, world.start(Phone(), ticket), before, 403, "not valid")
+
+
+def test_the_callback_needs_the_cookie_of_the_browser_that_started(world: World) -> None:
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    before = world.snapshot()
+    refused(world, world.back(Phone(), callback), before, 400, "in this browser")
+    stranger = Phone({"__Host-schwab-tokens-login": "another-nonce"})
+    refused(world, world.back(stranger, callback), before, 400, "in this browser")
+
+
+def test_a_state_from_another_start_is_refused(world: World) -> None:
+    phone = Phone()
+    first = world.at_schwab(world.start(phone, world.ticket()))
+    world.start(phone, world.ticket())  # a second start: the phone now holds a new nonce
+    before = world.snapshot()
+    refused(world, world.back(phone, first), before, 400, "in this browser")
+
+
+def test_schwab_denial_changes_nothing(world: World) -> None:
+    phone = Phone()
+    started = world.start(phone, world.ticket())
+    world.emulator.set_fault("deny", count=1)
+    before = world.snapshot()
+    refused(world, world.back(phone, world.at_schwab(started)), before, 400, "Login cancelled")
+
+
+def test_a_code_already_exchanged_is_refused(world: World) -> None:
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    thief = SchwabOAuth(
+        world.emulator.app_key, world.emulator.app_secret, base_url=world.emulator.base_url
+    )
+    thief.exchange_code(code, CALLBACK)  # someone who intercepted the code used it first
+    before = world.snapshot()
+    refused(world, world.back(phone, callback), before, 400, "did not accept the sign-in")
+
+
+def test_another_schwab_login_is_refused(world: World) -> None:
+    phone = Phone()
+    started = world.start(phone, world.ticket())
+    world.emulator.login_as(["87654321"])  # the link's holder logs in as someone else
+    before = world.snapshot()
+    refused(
+        world, world.back(phone, world.at_schwab(started)), before, 409, "different Schwab login"
+    )
+
+
+def test_a_login_stored_meanwhile_wins(world: World) -> None:
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    time.sleep(1.01)
+    login(world.store, world.emulator)  # a laptop login between start and callback
+    before = world.snapshot()
+    refused(world, world.back(phone, callback), before, 410, "already used")
+
+
+def test_a_conflicting_write_of_another_login_is_not_overwritten(world: World) -> None:
+    """Another login lands between the callback's read and its write (a botocore hook on the
+    package's own client fires just before the token PUT, once)."""
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    s3 = aws.client("s3")
+    fired: list[int] = []
+    other = {}
+
+    def before_put(params: dict[str, Any], **_: Any) -> None:
+        if fired or params.get("Key") != urlsplit(world.url).path.lstrip("/"):
+            return
+        fired.append(1)
+        time.sleep(1.01)
+        other["token"] = login(store_from_url(world.url, world.settings), world.emulator)
+
+    s3.meta.events.register_first("before-parameter-build.s3.PutObject", before_put)
+    try:
+        answer = world.back(phone, callback)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.PutObject", before_put)
+    assert fired
+    assert answer["statusCode"] == 410, body(answer)
+    assert world.store.read().token == other["token"]
+
+
+def test_unreadable_credentials_change_nothing(world: World) -> None:
+    broken = Settings(
+        store_url=world.url,
+        credentials_secret="ssm:/schwab-tokens/missing/credentials",
+        api_base=world.emulator.base_url,
+    )
+    before = world.snapshot()
+    answer = Phone().get("/start", f"ticket={world.ticket()}", settings=broken)
+    refused(world, answer, before, 503, "not set up")
+
+
+def test_a_login_never_noted_asks_for_the_cli(world: World) -> None:
+    world.store.write_notes({}, world.store.read_notes()[1])
+    before = world.snapshot()
+    refused(world, world.start(Phone(), world.ticket()), before, 409, "on your computer")
+
+
+# -- what a stranger can learn -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/"), ("GET", "/admin"), ("GET", "/start/"), ("POST", "/start"), ("PUT", "/callback")],
+)
+def test_anything_else_is_404(world: World, method: str, path: str) -> None:
+    answer = handle(url_event(path, "ticket=x", method=method), settings=world.settings)
+    assert answer["statusCode"] == 404
+    assert "schwab" not in body(answer).lower().replace("schwab-tokens", "")
+
+
+def test_a_bad_link_looks_the_same_whether_or_not_a_token_exists(
+    world: World, s3_store_url: Callable[..., str]
+) -> None:
+    empty = s3_store_url()
+    with_token = handle(url_event("/start", "ticket=AAAA.BBBB"), settings=world.settings)
+    without = handle(
+        url_event("/start", "ticket=AAAA.BBBB"), settings=world.settings.with_(store_url=empty)
+    )
+    assert with_token["statusCode"] == without["statusCode"] == 403
+    assert with_token["body"] == without["body"]
+
+
+def test_a_cli_paste_login_landing_here_shows_the_address_to_paste(world: World) -> None:
+    oauth = SchwabOAuth(
+        world.emulator.app_key, world.emulator.app_secret, base_url=world.emulator.base_url
+    )
+    authorize, _state = oauth.authorize_url(CALLBACK)  # as `login --paste --callback-url` does
+    callback = follow_authorize(authorize)
+    answer = world.back(Phone(), callback)
+    assert answer["statusCode"] == 200
+    assert "Paste this address in your terminal" in body(answer)
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    assert code.replace("@", "%40") in body(answer)

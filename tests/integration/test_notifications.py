@@ -1,0 +1,152 @@
+"""The refresher's notifications over a simulated week: the real handler, SNS and SQS on moto, the
+emulator's clock moving, Schwab going down and coming back, the login running out.
+
+The topic is subscribed by an SQS queue, so the test reads the messages exactly as an e-mail
+subscriber would receive them (subject, body, the ``kind`` attribute).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from schwab_tokens import aws, tickets
+from schwab_tokens.lambdas.refresher import RefreshRunFailed, handle
+from schwab_tokens.login import complete_login
+from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.settings import Settings
+from schwab_tokens.stores import store_from_url
+from tests.emulator import Emulator
+from tests.helpers import assert_no_secrets, follow_authorize
+
+EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+STEP = 1800  # one run every 30 simulated minutes: enough to see every transition
+LOGIN_URL = "https://abcdefghij.lambda-url.us-east-1.on.aws/"
+
+
+def subscribed_queue() -> tuple[str, str]:
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic = sns.create_topic(Name="schwab-tokens-alarms")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["QueueArn"])
+    return topic, queue
+
+
+def received(queue: str) -> list[dict[str, Any]]:
+    sqs = aws.client("sqs")
+    found = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return found
+        for message in batch:
+            envelope = json.loads(message["Body"])
+            found.append(
+                {
+                    "subject": envelope.get("Subject"),
+                    "message": envelope["Message"],
+                    "kind": envelope["MessageAttributes"]["kind"]["Value"],
+                    "token": envelope["MessageAttributes"]["token"]["Value"],
+                }
+            )
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def week(moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]) -> dict[str, Any]:
+    topic, queue = subscribed_queue()
+    url = s3_store_url()
+    settings = Settings(
+        store_url=url,
+        app_key=emulator.app_key,
+        app_secret=emulator.app_secret,
+        api_base=emulator.base_url,
+        http_timeout=2,
+        http_retries=0,
+        topic_arn=topic,
+        login_url=LOGIN_URL,
+    )
+    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
+    authorize, state = oauth.authorize_url(emulator.callback_url)
+    store = store_from_url(url, settings)
+    token = complete_login(
+        oauth, store, follow_authorize(authorize), state, emulator.callback_url, now=emulator.now()
+    )
+    emulator.advance(60)  # runs fall a minute after each half hour of the login
+    return {"settings": settings, "queue": queue, "login": token.creation_timestamp}
+
+
+def run(emulator: Emulator, settings: Settings) -> str:
+    """One scheduled invocation; a failed one is retried once right away, as Lambda does."""
+    try:
+        return str(handle(EVENT, settings, clock=emulator.now)["outcome"])
+    except RefreshRunFailed:
+        try:
+            handle(EVENT, settings, clock=emulator.now)
+        except RefreshRunFailed:
+            return "failed"
+        return "failed then ok"
+
+
+def test_a_week_of_runs_notifies_each_change_once(
+    week: dict[str, Any], emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, queue, login = week["settings"], week["queue"], week["login"]
+    messages: list[tuple[float, dict[str, Any]]] = []
+    outcomes = []
+    while emulator.now() < login + 7 * 86400 + 3 * 3600:
+        elapsed = emulator.now() - login
+        # Schwab is down for two hours on day 2.
+        if 2 * 86400 <= elapsed < 2 * 86400 + 7200:
+            emulator.set_fault("unavailable")
+        else:
+            emulator.clear_faults()
+        if 6 * 86400 < elapsed <= 6 * 86400 + STEP:
+            # Three refreshers at once (a laptop's watch beside the schedule): one message.
+            threads = [threading.Thread(target=run, args=(emulator, settings)) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        else:
+            outcomes.append(run(emulator, settings))
+        messages += [(elapsed, m) for m in received(queue)]
+        emulator.advance(STEP)
+
+    kinds = [m["kind"] for _, m in messages]
+    assert kinds == ["failing", "recovered", "expiring_24h", "expiring_2h", "login_required"]
+    at = {m["kind"]: elapsed for elapsed, m in messages}
+    assert 2 * 86400 + 1800 <= at["failing"] <= 2 * 86400 + 3600
+    assert 2 * 86400 + 7200 <= at["recovered"] <= 2 * 86400 + 7200 + STEP
+    assert 6 * 86400 < at["expiring_24h"] <= 6 * 86400 + STEP
+    assert 7 * 86400 - 7200 < at["expiring_2h"] <= 7 * 86400 - 7200 + STEP
+    assert 7 * 86400 <= at["login_required"] <= 7 * 86400 + STEP
+    assert "failed" in outcomes and outcomes[-1] == "reauth_required"
+
+    by_kind = {m["kind"]: m for _, m in messages}
+    assert by_kind["expiring_24h"]["subject"].startswith("Schwab login 'tokens' ends in ")
+    assert by_kind["login_required"]["subject"] == (
+        "Schwab login 'tokens' is over: your bots have stopped"
+    )
+    assert "503" in by_kind["failing"]["message"]
+    key = tickets.ticket_key(emulator.app_secret)
+    for kind in ("expiring_24h", "expiring_2h", "login_required"):
+        link = next(w for w in by_kind[kind]["message"].split() if w.startswith(LOGIN_URL))
+        ticket = parse_qs(urlsplit(link).query)["ticket"][0]
+        # A working one-time link for the login it warns about, at the time it was sent.
+        assert tickets.verify(key, ticket, settings.store_url, login + at[kind]).login == login
+    for _, message in messages:
+        assert message["token"] == "tokens"
+        assert_no_secrets(
+            message["subject"] + message["message"],
+            emulator.issued_secrets() | {emulator.app_secret},
+        )
+    logs = caplog.text
+    assert "notified expiring_24h" in logs
+    assert "ticket=" not in logs  # the link goes to the user, never to the log

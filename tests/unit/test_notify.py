@@ -1,0 +1,185 @@
+"""Notifications: one message per state change of a token, across a simulated week.
+
+The policy (``next_notes``) is pure, so a week of 5-minute runs is simulated in memory; the
+driver (``notify``) runs against a real file store, whose notes are compare-and-swapped like the
+token, with several runs racing and a publisher that fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from schwab_tokens.errors import LoginRequired, Outcome, TemporaryFailure
+from schwab_tokens.notify import FAILING_AFTER_SECONDS, Kind, Notice, next_notes, notify
+from schwab_tokens.refresh import RunResult
+from schwab_tokens.stores.file import FileStore
+from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token
+
+T0 = 1_800_000_000
+DAY = 86400
+STEP = 300
+
+
+def token(login: float, now: float) -> Token:
+    return Token(
+        int(login),
+        {
+            "access_token": "a" * 40,
+            "refresh_token": "r" * 40,
+            "expires_in": 1800,
+            "expires_at": int(now + 1800),
+        },
+    )
+
+
+def result(login: float, now: float, outcome: Outcome = Outcome.STILL_FRESH) -> RunResult:
+    error = None
+    if outcome == Outcome.FAILED:
+        error = TemporaryFailure("Schwab's token endpoint answered 503 after 4 tries")
+    elif outcome == Outcome.REAUTH_REQUIRED:
+        error = LoginRequired("Schwab refused the refresh token (400 invalid_grant)")
+    return RunResult("s3://b/k", outcome, token=token(login, now), error=error, checked_at=now)
+
+
+def week(outage: tuple[float, float], relogin_at: float) -> list[tuple[float, Kind]]:
+    """Every 5 minutes for 14 days: one login at T0, a Schwab outage, the login dying after 7
+    days, a new login an hour after that. Returns (time, kind) of every message."""
+    notes: dict[str, object] = {}
+    sent = []
+    now = float(T0)
+    while now < T0 + 14 * DAY:
+        login = T0 if now < relogin_at else relogin_at
+        if outage[0] <= now < outage[1]:
+            outcome = Outcome.FAILED
+        elif now - login >= REFRESH_TOKEN_LIFETIME:
+            outcome = Outcome.REAUTH_REQUIRED
+        else:
+            outcome = Outcome.STILL_FRESH
+        notes, kind = next_notes(notes, result(login, now, outcome), now)
+        if kind is not None:
+            sent.append((now, kind))
+        now += STEP
+    return sent
+
+
+def test_a_week_sends_each_state_change_once() -> None:
+    outage = (T0 + 2 * DAY, T0 + 2 * DAY + 3600)
+    relogin = T0 + 7 * DAY + 3600
+    sent = week(outage, relogin)
+    kinds = [kind for _, kind in sent]
+    assert kinds == [
+        Kind.FAILING,
+        Kind.RECOVERED,
+        Kind.EXPIRING_24H,
+        Kind.EXPIRING_2H,
+        Kind.LOGIN_REQUIRED,
+        # the new login's own warnings, six days later
+        Kind.EXPIRING_24H,
+        Kind.EXPIRING_2H,
+    ]
+    at = dict((kind, when) for when, kind in sent[:5])
+    assert at[Kind.FAILING] - outage[0] == FAILING_AFTER_SECONDS
+    assert at[Kind.RECOVERED] == outage[1]
+    assert T0 + 6 * DAY < at[Kind.EXPIRING_24H] <= T0 + 6 * DAY + STEP
+    assert T0 + 7 * DAY - 2 * 3600 < at[Kind.EXPIRING_2H] <= T0 + 7 * DAY - 2 * 3600 + STEP
+    assert T0 + 7 * DAY <= at[Kind.LOGIN_REQUIRED] < T0 + 7 * DAY + STEP
+
+
+def test_a_short_blip_is_not_news() -> None:
+    sent = week((T0 + DAY, T0 + DAY + FAILING_AFTER_SECONDS - STEP), T0 + 7 * DAY + 3600)
+    assert Kind.FAILING not in [kind for _, kind in sent]
+    assert Kind.RECOVERED not in [kind for _, kind in sent]
+
+
+def test_deployed_late_in_a_login_warns_once_at_the_current_level() -> None:
+    now = T0 + 7 * DAY - 3600  # one hour left: straight to the 2-hour warning, once
+    notes, kind = next_notes({}, result(T0, now), now)
+    assert kind == Kind.EXPIRING_2H
+    assert next_notes(notes, result(T0, now + STEP), now + STEP)[1] is None
+
+
+def test_never_logged_in_sends_nothing() -> None:
+    nothing = RunResult("s3://b/k", Outcome.REAUTH_REQUIRED, error=LoginRequired("no token"))
+    assert next_notes({}, nothing, T0) == ({}, None)
+
+
+# -- the driver, on a real store ------------------------------------------------------------------
+@pytest.fixture
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "tokens.json")
+
+
+def test_racing_runs_send_one_message(store: FileStore) -> None:
+    now = T0 + 6 * DAY + 60
+    sent: list[Notice] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def publish(notice: Notice) -> None:
+        with lock:
+            sent.append(notice)
+
+    def one_run() -> None:
+        barrier.wait()
+        notify(store, "family", result(T0, now), publish, now=now)
+
+    threads = [threading.Thread(target=one_run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [n.kind for n in sent] == [Kind.EXPIRING_24H]
+    # A retry of the same run (Lambda retries a failed invocation) finds it already said.
+    assert notify(store, "family", result(T0, now + 60), publish, now=now + 60) is None
+    assert len(sent) == 1
+
+
+def test_a_failed_publish_is_tried_again_next_run(store: FileStore) -> None:
+    now = T0 + 6 * DAY + 60
+
+    def broken(notice: Notice) -> None:
+        raise TemporaryFailure("AWS answered ThrottlingException to sns:Publish")
+
+    with pytest.raises(TemporaryFailure):
+        notify(store, "family", result(T0, now), broken, now=now)
+    sent: list[Notice] = []
+    assert notify(store, "family", result(T0, now + STEP), sent.append, now=now + STEP) == (
+        Kind.EXPIRING_24H
+    )
+    assert len(sent) == 1
+
+
+def test_messages_say_what_when_and_what_to_do_without_secrets(store: FileStore) -> None:
+    now = T0 + 6 * DAY + 60
+    sent: list[Notice] = []
+    link = "https://abc.lambda-url.us-east-1.on.aws/start?ticket=TICKET.MAC"
+    notify(store, "family", result(T0, now), sent.append, login_link=lambda _t: link, now=now)
+    (notice,) = sent
+    assert notice.subject == "Schwab login 'family' ends in 23 h: log in again"
+    assert len(notice.subject) <= 100
+    assert "ends at" in notice.message and "UTC" in notice.message
+    assert "stop getting access tokens" in notice.message
+    assert link in notice.message and "schwab-tokens login --store" in notice.message
+    assert "a" * 40 not in notice.message and "r" * 40 not in notice.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject"),
+    [
+        (Kind.LOGIN_REQUIRED, "Schwab login 'family' is over: your bots have stopped"),
+        (Kind.FAILING, "Schwab token 'family': refreshes failing for 30 min"),
+        (Kind.RECOVERED, "Schwab token 'family' works again"),
+    ],
+)
+def test_every_kind_has_a_lock_screen_subject(kind: Kind, subject: str) -> None:
+    from schwab_tokens.notify import compose
+
+    now = T0 + 7 * DAY + 60
+    outcome = {Kind.LOGIN_REQUIRED: Outcome.REAUTH_REQUIRED, Kind.FAILING: Outcome.FAILED}
+    run = result(T0, now, outcome.get(kind, Outcome.STILL_FRESH))
+    notice = compose(kind, "family", "s3://b/k", run, now, None)
+    assert notice.subject == subject
+    assert "schwab-tokens" in notice.message or kind is Kind.RECOVERED
