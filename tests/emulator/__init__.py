@@ -1,21 +1,36 @@
 """Schwab OAuth emulator for tests: a real HTTP server on 127.0.0.1.
 
-``Emulator`` and ``FAULT_KINDS`` need only the standard library. ``EmulatorTransport`` and
-``point_client_at_emulator`` (the schwab-py/httpx helpers) are imported lazily, so
-``python -m tests.emulator`` does not need httpx.
+``Emulator``, the fault-kind tuples and the account helpers need only the standard library.
+``EmulatorTransport`` and ``point_client_at_emulator`` (the schwab-py/httpx helpers) are
+imported lazily, so ``python -m tests.emulator`` does not need httpx.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.emulator.server import FAULT_KINDS, Emulator
+from tests.emulator.server import (
+    ACCOUNT_NUMBERS,
+    BAD_ANSWER_FAULT_KINDS,
+    DEFAULT_ACCOUNTS,
+    FAULT_KINDS,
+    TOKEN_FAULT_KINDS,
+    Emulator,
+    account_hash,
+    account_numbers_answer,
+)
 
 __all__ = [
+    "ACCOUNT_NUMBERS",
+    "BAD_ANSWER_FAULT_KINDS",
+    "DEFAULT_ACCOUNTS",
     "FAULT_KINDS",
+    "TOKEN_FAULT_KINDS",
     "Emulator",
     "EmulatorTransport",
     "HostNotEmulatedError",
+    "account_hash",
+    "account_numbers_answer",
     "point_client_at_emulator",
 ]
 

@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-key", default="emu-app-key-0001")
     parser.add_argument("--app-secret", default="emu-app-secret-0001")
     parser.add_argument("--callback-url", default="https://127.0.0.1:8182")
+    parser.add_argument(
+        "--extra-callback-url",
+        action="append",
+        default=[],
+        help="one more registered callback URL (repeatable)",
+    )
     parser.add_argument("--access-lifetime", type=float, default=1800)
     args = parser.parse_args(argv)
 
@@ -36,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         app_key=args.app_key,
         app_secret=args.app_secret,
         callback_url=args.callback_url,
+        callback_urls=args.extra_callback_url,
         port=args.port,
         access_lifetime=args.access_lifetime,
     ).start()

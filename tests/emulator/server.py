@@ -5,6 +5,23 @@ its ordinary HTTP stack. It answers the way Schwab does (see DESIGN.md, "Schwab 
 keeps its own clock so tests can jump days ahead without sleeping, and can be told to
 misbehave (faults) either in-process or through admin routes from another process.
 
+Like Schwab, an app may register several callback URLs; ``authorize`` accepts a
+``redirect_uri`` only when it is exactly one of them. Each login (``authorization_code``
+grant) belongs to one Schwab user whose account numbers ``accountNumbers`` answers for every
+access token of that login; ``login_as`` picks the user who logs in next.
+
+Admin routes (JSON bodies; every one answers ``{"ok": true}`` unless said otherwise):
+
+- ``GET /_emulator/stats``: ``{"token_calls": N, "calls_by_grant": {...}}``
+- ``GET /_emulator/callbacks``: ``{"callbacks": [...]}`` (the registered callback URLs)
+- ``POST /_emulator/fault {"kind": K, "count": N|null}`` and ``POST /_emulator/clear``
+- ``POST /_emulator/clock {"advance": seconds}``: answers ``{"now": <emulator time>}``
+- ``POST /_emulator/config {"access_lifetime": ..., ...}`` (see ``configure``)
+- ``POST /_emulator/revoke``, ``POST /_emulator/reset_counters``
+- ``POST /_emulator/callbacks {"url": U}``: register one more callback URL
+- ``POST /_emulator/login_as {"accounts": [...]}``: accounts of the next logins (empty or
+  missing: the default user)
+
 Nothing here ever prints or logs a token.
 """
 
@@ -12,12 +29,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +55,37 @@ TOKEN_FAULT_KINDS: tuple[str, ...] = (
     "missing_access_token",
     "slow",
     "drop",
+    # Hostile answers, 200 unless said otherwise (see _hostile_token_reply):
+    "nan_expires_in",
+    "infinite_expires_in",
+    "huge_expires_in",
+    "string_expires_in",
+    "non_ascii_token",
+    "huge_token",
+    "huge_answer",
+    "empty_access_token",
+    "array_answer",
+    "nested_answer",
+    "redirect",
+    # A good answer with unknown extra fields: a real, live token of the grant.
+    "extra_fields",
+)
+#: The hostile token-endpoint answers added for answer validation: 200 answers a refresher
+#: has to refuse (bad ``expires_in``, unusable access token, wrong shape, oversized) and a
+#: redirect. None of them changes a grant. (``not_json`` and ``missing_access_token`` are older
+#: bad answers kept out of this tuple; ``extra_fields`` is a good answer.)
+BAD_ANSWER_FAULT_KINDS: tuple[str, ...] = (
+    "nan_expires_in",
+    "infinite_expires_in",
+    "huge_expires_in",
+    "string_expires_in",
+    "non_ascii_token",
+    "huge_token",
+    "huge_answer",
+    "empty_access_token",
+    "array_answer",
+    "nested_answer",
+    "redirect",
 )
 AUTHORIZE_FAULT_KINDS: tuple[str, ...] = ("deny",)
 FAULT_KINDS: tuple[str, ...] = TOKEN_FAULT_KINDS + AUTHORIZE_FAULT_KINDS
@@ -44,6 +94,16 @@ AUTHORIZE_PATH = "/v1/oauth/authorize"
 TOKEN_PATH = "/v1/oauth/token"
 ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
 ACCOUNT_NUMBERS = [{"accountNumber": "12345678", "hashValue": "ABCDEF0123"}]
+#: The account numbers of the default Schwab user (the one who logs in unless ``login_as``).
+DEFAULT_ACCOUNTS: tuple[str, ...] = tuple(entry["accountNumber"] for entry in ACCOUNT_NUMBERS)
+_KNOWN_HASHES = {entry["accountNumber"]: entry["hashValue"] for entry in ACCOUNT_NUMBERS}
+
+#: Where the ``redirect`` fault sends the client: the discard port, where nothing listens.
+REDIRECT_LOCATION = "http://127.0.0.1:9/elsewhere"
+HUGE_TOKEN_LENGTH = 100_000
+HUGE_PADDING_LENGTH = 200_000
+NESTING_DEPTH = 10_000
+HUGE_EXPIRES_IN = 99_999_999_999
 
 # Schwab's answer for a dead refresh token: the real reason is nested, as a string, inside
 # the description.
@@ -65,6 +125,38 @@ _JSON = "application/json;charset=UTF-8"
 _HTML = "text/html; charset=UTF-8"
 
 
+def account_hash(account_number: str) -> str:
+    """The ``hashValue`` Schwab would give an account: stable, hex, derived from the number."""
+    known = _KNOWN_HASHES.get(account_number)
+    if known is not None:
+        return known
+    digest = hashlib.sha256(f"schwab-emulator-account:{account_number}".encode())
+    return digest.hexdigest().upper()
+
+
+def account_numbers_answer(accounts: Sequence[str]) -> list[dict[str, str]]:
+    """What ``accountNumbers`` answers for a user with these accounts."""
+    return [{"accountNumber": n, "hashValue": account_hash(n)} for n in accounts]
+
+
+def _account_list(accounts: Sequence[str] | None) -> tuple[str, ...]:
+    """Validated account numbers; ``None`` or empty means the default user."""
+    if accounts is None:
+        return DEFAULT_ACCOUNTS
+    if isinstance(accounts, (str, bytes)) or not isinstance(accounts, Sequence):
+        raise TypeError("accounts must be a list of account numbers")
+    result: list[str] = []
+    for number in accounts:
+        if isinstance(number, bool) or not isinstance(number, (str, int)):
+            raise TypeError(f"account number must be a string, got {type(number).__name__}")
+        text = str(number)
+        if not text.strip():
+            raise ValueError("account number must not be empty")
+        if text not in result:
+            result.append(text)
+    return tuple(result) or DEFAULT_ACCOUNTS
+
+
 @dataclass
 class _Grant:
     """One login: everything a single authorization_code exchange produced."""
@@ -72,6 +164,7 @@ class _Grant:
     login_time: float
     refresh_token: str
     revoked: bool = False
+    accounts: tuple[str, ...] = DEFAULT_ACCOUNTS
 
 
 @dataclass
@@ -80,6 +173,7 @@ class _Code:
     redirect_uri: str
     expires_at: float
     used: bool = False
+    accounts: tuple[str, ...] = DEFAULT_ACCOUNTS  # of the user who logged in in the browser
 
 
 @dataclass
@@ -142,10 +236,15 @@ class Emulator:
         refresh_lifetime: float = 7 * 24 * 3600,
         code_lifetime: float = 30,
         slow_seconds: float = 5.0,
+        callback_urls: Sequence[str] | None = None,
     ) -> None:
+        """``callback_url`` is the app's first registered callback; ``callback_urls`` more."""
         self.app_key = app_key
         self.app_secret = app_secret
         self.callback_url = callback_url
+        self._extra_callbacks: list[str] = []
+        for url in callback_urls or ():
+            self._add_callback(url)
         self.access_lifetime = access_lifetime
         self.refresh_lifetime = refresh_lifetime
         self.code_lifetime = code_lifetime
@@ -157,6 +256,8 @@ class Emulator:
         self._codes: dict[str, _Code] = {}
         self._grants_by_refresh: dict[str, _Grant] = {}
         self._access_expiry: dict[str, float] = {}
+        self._access_grant: dict[str, _Grant] = {}
+        self._login_accounts: tuple[str, ...] = DEFAULT_ACCOUNTS
         self._issued: set[str] = set()
         self._token_fault: _Fault | None = None
         self._authorize_fault: _Fault | None = None
@@ -250,6 +351,48 @@ class Emulator:
         with self._lock:
             for grant in self._grants_by_refresh.values():
                 grant.revoked = True
+
+    @property
+    def callback_urls(self) -> tuple[str, ...]:
+        """Every registered callback URL, ``callback_url`` first."""
+        with self._lock:
+            return (
+                self.callback_url,
+                *(u for u in self._extra_callbacks if u != self.callback_url),
+            )
+
+    def register_callback(self, url: str) -> None:
+        """Register one more callback URL (matched exactly, as Schwab does)."""
+        with self._lock:
+            self._add_callback(url)
+
+    def _add_callback(self, url: str) -> None:
+        if not isinstance(url, str) or not url:
+            raise ValueError("callback url must be a non-empty string")
+        if url != self.callback_url and url not in self._extra_callbacks:
+            self._extra_callbacks.append(url)
+
+    def login_as(self, accounts: Sequence[str]) -> None:
+        """Logins from now on are by a Schwab user owning ``accounts`` (empty: the default user).
+
+        Sticky until changed. The user is fixed when the browser signs in (``authorize``): the
+        code carries it to the login it makes. Existing codes, logins and their tokens keep
+        their own accounts.
+        """
+        resolved = _account_list(accounts)
+        with self._lock:
+            self._login_accounts = resolved
+
+    def login_as_default(self) -> None:
+        """Logins from now on are by the default user (``DEFAULT_ACCOUNTS``)."""
+        with self._lock:
+            self._login_accounts = DEFAULT_ACCOUNTS
+
+    @property
+    def login_accounts(self) -> tuple[str, ...]:
+        """The account numbers of the user who logs in next."""
+        with self._lock:
+            return self._login_accounts
 
     def configure(self, **settings: float) -> None:
         """Change lifetimes or ``slow_seconds``; affects tokens issued from now on."""
@@ -347,6 +490,7 @@ class Emulator:
         # Called with the lock held.
         access = self._new_secret()
         self._access_expiry[access] = self.now() + self.access_lifetime
+        self._access_grant[access] = grant
         return {
             "expires_in": int(self.access_lifetime),
             "token_type": "Bearer",
@@ -365,10 +509,10 @@ class Emulator:
         state = params.get("state")
         if client_id != self.app_key:
             return _error_page("Invalid client", "The client_id is not registered.")
-        if redirect_uri != self.callback_url:
+        if redirect_uri not in self.callback_urls:
             return _error_page(
                 "Invalid redirect_uri",
-                "The redirect_uri does not match the application's callback URL.",
+                "The redirect_uri does not match any of the application's callback URLs.",
             )
         if params.get("response_type") != "code":
             return _error_page("Unsupported response_type", "Only response_type=code is allowed.")
@@ -381,7 +525,12 @@ class Emulator:
                 }
             else:
                 code = self._new_secret(suffix="@")
-                self._codes[code] = _Code(client_id, redirect_uri, self.now() + self.code_lifetime)
+                self._codes[code] = _Code(
+                    client_id,
+                    redirect_uri,
+                    self.now() + self.code_lifetime,
+                    accounts=self._login_accounts,
+                )
                 answer = {"code": code, "session": str(uuid.uuid4())}
         if state is not None:
             answer["state"] = state
@@ -431,7 +580,91 @@ class Emulator:
             )
         if kind == "drop":
             return _Reply(0, drop=True)
+        if kind in BAD_ANSWER_FAULT_KINDS:
+            return self._hostile_token_reply(kind, form)
         raise AssertionError(f"unhandled fault {kind}")  # pragma: no cover
+
+    def _hostile_token_reply(self, kind: str, form: dict[str, str]) -> _Reply:
+        # Called with the lock held. Changes no code or grant: the access token is not live,
+        # and the refresh token is the one the client sent on a refresh grant (a fresh, dead
+        # one on a code exchange), so storing it would never corrupt the stored refresh token.
+        if kind == "redirect":
+            return _Reply(307, b"", _JSON, {"Location": REDIRECT_LOCATION})
+        if kind == "array_answer":
+            return _Reply(200, b"[]", _JSON, {"Cache-Control": "no-store"})
+        refresh_token = ""
+        if form.get("grant_type") == "refresh_token":
+            refresh_token = form.get("refresh_token", "")
+        answer: dict[str, Any] = {
+            "expires_in": int(self.access_lifetime),
+            "token_type": "Bearer",
+            "scope": "api",
+            "refresh_token": refresh_token or self._new_secret(),
+            "access_token": "",  # set below
+            "id_token": self._new_id_token(),
+        }
+        # Members whose JSON text is written as is (not valid JSON, or too deep for json.dumps).
+        raw: dict[str, str] = {}
+        if kind == "nan_expires_in":
+            raw["expires_in"] = "NaN"
+        elif kind == "infinite_expires_in":
+            raw["expires_in"] = "1e400"
+        elif kind == "huge_expires_in":
+            answer["expires_in"] = HUGE_EXPIRES_IN
+        elif kind == "string_expires_in":
+            answer["expires_in"] = str(int(self.access_lifetime))
+        elif kind == "non_ascii_token":
+            answer["access_token"] = self._remember(
+                "tok\u00e9n-" + secrets.token_urlsafe(48) + "-\u2603"
+            )
+        elif kind == "huge_token":
+            answer["access_token"] = self._remember(
+                secrets.token_urlsafe(HUGE_TOKEN_LENGTH * 3 // 4)[:HUGE_TOKEN_LENGTH]
+            )
+        elif kind == "huge_answer":
+            answer["padding"] = "p" * HUGE_PADDING_LENGTH
+        elif kind == "empty_access_token":
+            answer["access_token"] = ""
+        elif kind == "nested_answer":
+            raw["nested"] = "[" * NESTING_DEPTH + "]" * NESTING_DEPTH
+        else:  # pragma: no cover
+            raise AssertionError(f"unhandled hostile answer {kind}")
+        if kind not in ("non_ascii_token", "huge_token", "empty_access_token"):
+            answer["access_token"] = self._new_secret()  # well-formed, but not live
+        for name in raw:
+            answer.pop(name, None)
+        text = json.dumps(answer, ensure_ascii=False)  # raw UTF-8, as a careless server sends
+        if raw:
+            members = ", ".join(f"{json.dumps(name)}: {value}" for name, value in raw.items())
+            text = text[:-1] + ", " + members + "}"
+        return _Reply(200, text.encode("utf-8"), _JSON, {"Cache-Control": "no-store"})
+
+    def _remember(self, value: str) -> str:
+        # Called with the lock held: a hand-made secret the secret-hygiene checks must know.
+        self._issued.add(value)
+        return value
+
+    def _with_extra_fields(self, reply: _Reply) -> _Reply:
+        """A good answer plus a dozen unknown members of moderate size."""
+        if reply.status != 200:
+            return reply
+        answer = json.loads(reply.body)
+        extras: dict[str, Any] = {
+            "x_schwab_trace_id": str(uuid.uuid4()),
+            "x_session": "s" * 512,
+            "customer_type": "RETAIL",
+            "mfa_required": False,
+            "deprecated_field": None,
+            "refresh_token_expires_in": 604800,
+            "granted_scopes": ["api", "readonly", "trade"] * 20,
+            "issued_at": int(self.now()),
+            "notes": {"lang": "en-US", "text": "lorem ipsum " * 100},
+            "feature_flags": {f"flag_{i}": i % 2 == 0 for i in range(50)},
+            "ratio": 0.125,
+            "unicode_note": "caf\u00e9 \u2603",
+        }
+        answer.update(extras)
+        return _Reply(200, json.dumps(answer).encode(), reply.content_type, dict(reply.headers))
 
     def _token(self, authorization: str | None, body: bytes) -> _Reply:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -440,6 +673,10 @@ class Emulator:
             self._token_calls += 1
             self._calls_by_grant[grant_type] = self._calls_by_grant.get(grant_type, 0) + 1
             fault = self._take_fault("token")
+            if fault == "extra_fields":
+                return self._with_extra_fields(
+                    self._token_unfaulted(authorization, form, grant_type)
+                )
             if fault is not None and fault != "slow":
                 return self._faulted_token_reply(fault, form)
             delay = self.slow_seconds if fault == "slow" else 0.0
@@ -469,7 +706,11 @@ class Emulator:
             if problem is not None or code is None:
                 return _json_reply(400, {"error": "invalid_grant", "error_description": problem})
             code.used = True
-            login = _Grant(login_time=self.now(), refresh_token=self._new_secret())
+            login = _Grant(
+                login_time=self.now(),
+                refresh_token=self._new_secret(),
+                accounts=code.accounts,
+            )
             self._grants_by_refresh[login.refresh_token] = login
             return _json_reply(200, self._token_response(login), **{"Cache-Control": "no-store"})
         if grant_type == "refresh_token":
@@ -490,6 +731,7 @@ class Emulator:
         with self._lock:
             expiry = self._access_expiry.get(token)
             live = expiry is not None and self.now() < expiry
+            grant = self._access_grant.get(token)
         if not live:
             return _json_reply(
                 401,
@@ -503,7 +745,8 @@ class Emulator:
                     ]
                 },
             )
-        return _json_reply(200, ACCOUNT_NUMBERS)
+        accounts = grant.accounts if grant is not None else DEFAULT_ACCOUNTS
+        return _json_reply(200, account_numbers_answer(accounts))
 
     def _admin(self, method: str, path: str, body: bytes) -> _Reply:
         try:
@@ -515,6 +758,8 @@ class Emulator:
         try:
             if method == "GET" and path == "/_emulator/stats":
                 return _json_reply(200, self.stats())
+            if method == "GET" and path == "/_emulator/callbacks":
+                return _json_reply(200, {"callbacks": list(self.callback_urls)})
             if method != "POST":
                 return _json_reply(405, {"error": "method not allowed"})
             if path == "/_emulator/fault":
@@ -529,6 +774,10 @@ class Emulator:
                 self.revoke_all()
             elif path == "/_emulator/reset_counters":
                 self.reset_counters()
+            elif path == "/_emulator/callbacks":
+                self.register_callback(payload.get("url"))
+            elif path == "/_emulator/login_as":
+                self.login_as(payload.get("accounts") or [])
             else:
                 return _json_reply(404, {"error": "not found"})
         except (TypeError, ValueError) as exc:

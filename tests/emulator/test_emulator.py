@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,8 +19,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.emulator import FAULT_KINDS, Emulator, EmulatorTransport
-from tests.emulator.server import REFRESH_DEAD_BODY
+from tests.emulator import (
+    ACCOUNT_NUMBERS,
+    BAD_ANSWER_FAULT_KINDS,
+    DEFAULT_ACCOUNTS,
+    FAULT_KINDS,
+    TOKEN_FAULT_KINDS,
+    Emulator,
+    EmulatorTransport,
+    account_hash,
+    account_numbers_answer,
+)
+from tests.emulator.server import REDIRECT_LOCATION, REFRESH_DEAD_BODY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEEK = 7 * 24 * 3600
@@ -323,8 +334,24 @@ def test_account_numbers_needs_live_access_token(emu: Emulator) -> None:
 # ---------------------------------------------------------------- faults
 
 
+NEW_HOSTILE_KINDS = {
+    "nan_expires_in",
+    "infinite_expires_in",
+    "huge_expires_in",
+    "string_expires_in",
+    "non_ascii_token",
+    "huge_token",
+    "huge_answer",
+    "empty_access_token",
+    "array_answer",
+    "nested_answer",
+}
+
+
 def test_fault_kinds_exported() -> None:
-    assert set(FAULT_KINDS) == {
+    assert set(FAULT_KINDS) == NEW_HOSTILE_KINDS | {
+        "redirect",
+        "extra_fields",
         "invalid_grant",
         "unsupported_token_type",
         "invalid_client",
@@ -341,6 +368,10 @@ def test_fault_kinds_exported() -> None:
     }
     with pytest.raises(ValueError):
         Emulator().set_fault("nonsense")
+    assert set(FAULT_KINDS) == set(TOKEN_FAULT_KINDS) | {"deny"}
+    assert set(BAD_ANSWER_FAULT_KINDS) == NEW_HOSTILE_KINDS | {"redirect"}
+    assert len(BAD_ANSWER_FAULT_KINDS) == len(set(BAD_ANSWER_FAULT_KINDS))
+    assert set(BAD_ANSWER_FAULT_KINDS) <= set(TOKEN_FAULT_KINDS)
 
 
 JSON_FAULTS = {
@@ -541,6 +572,31 @@ def test_admin_routes(emu: Emulator) -> None:
     assert refresh(emu, tok["refresh_token"]).status_code == 400
 
 
+def test_admin_routes_for_callbacks_and_login_as(emu: Emulator) -> None:
+    other = "https://127.0.0.1:9444/callback"
+    assert authorize(emu, redirect_uri=other).status_code == 400
+    assert admin(emu, "callbacks", {"url": other}).status_code == 200
+    assert authorize(emu, redirect_uri=other).status_code == 302
+    listed = requests.get(emu.base_url + "/_emulator/callbacks", timeout=5)
+    assert listed.json() == {"callbacks": [emu.callback_url, other]}
+    for bad in ({}, {"url": ""}, {"url": 5}):
+        assert admin(emu, "callbacks", bad).status_code == 400
+
+    assert admin(emu, "login_as", {"accounts": ["11112222", "33334444"]}).status_code == 200
+    assert emu.login_accounts == ("11112222", "33334444")
+    mine = login(emu)
+    assert accounts(emu, mine["access_token"]).json() == account_numbers_answer(
+        ["11112222", "33334444"]
+    )
+    for payload in ({}, {"accounts": []}, {"accounts": None}):
+        emu.login_as(["55556666"])
+        assert admin(emu, "login_as", payload).status_code == 200
+        assert emu.login_accounts == DEFAULT_ACCOUNTS
+    for bad_accounts in ("12345678", [None], [""], {"a": 1}, [True]):
+        assert admin(emu, "login_as", {"accounts": bad_accounts}).status_code == 400, bad_accounts
+    assert emu.login_accounts == DEFAULT_ACCOUNTS
+
+
 def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
     proc = subprocess.Popen(
         [
@@ -555,6 +611,10 @@ def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
             "s" * 8,
             "--access-lifetime",
             "120",
+            "--callback-url",
+            "https://127.0.0.1:8182",
+            "--extra-callback-url",
+            "https://127.0.0.1:8183/cb",
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -569,6 +629,8 @@ def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
         base = line.rsplit(" ", 1)[1]
         stats = requests.get(base + "/_emulator/stats", timeout=5)
         assert stats.json() == {"token_calls": 0, "calls_by_grant": {}}
+        callbacks = requests.get(base + "/_emulator/callbacks", timeout=5).json()
+        assert callbacks == {"callbacks": ["https://127.0.0.1:8182", "https://127.0.0.1:8183/cb"]}
         bad = requests.post(base + "/v1/oauth/token", data={"grant_type": "x"}, timeout=5)
         assert bad.status_code == 401
         proc.send_signal(signal.SIGTERM)
@@ -673,3 +735,369 @@ def test_transport_refuses_other_hosts(emu: Emulator) -> None:
         assert "%40" in ok.headers["Location"]
     with pytest.raises(ValueError):
         EmulatorTransport("https://api.schwabapi.com")
+
+
+# ---------------------------------------------------------------- several callback URLs
+
+SECOND_CALLBACK = "https://127.0.0.1:9443/callback"
+
+
+@pytest.fixture
+def multi() -> Iterator[Emulator]:
+    with Emulator(callback_urls=[SECOND_CALLBACK]) as emulator:
+        yield emulator
+
+
+def code_from(resp: requests.Response) -> str:
+    assert resp.status_code == 302
+    return parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
+
+
+def test_callback_urls_lists_every_registered_url(multi: Emulator) -> None:
+    assert multi.callback_urls == (multi.callback_url, SECOND_CALLBACK)
+    multi.register_callback(SECOND_CALLBACK)  # already there: no duplicate
+    multi.register_callback(multi.callback_url)
+    assert multi.callback_urls == (multi.callback_url, SECOND_CALLBACK)
+    with pytest.raises(ValueError):
+        multi.register_callback("")
+    assert Emulator().callback_urls == ("https://127.0.0.1:8182",)
+
+
+def test_second_registered_callback_logs_in(multi: Emulator) -> None:
+    resp = authorize(multi, redirect_uri=SECOND_CALLBACK)
+    assert resp.headers["Location"].startswith(SECOND_CALLBACK + "?code=")
+    code = code_from(resp)
+    tok = exchange(multi, code, redirect_uri=SECOND_CALLBACK)
+    assert tok.status_code == 200
+    assert refresh(multi, tok.json()["refresh_token"]).status_code == 200
+    # The first callback still works too.
+    assert exchange(multi, code_from(authorize(multi))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://127.0.0.1:9443/callback/",
+        "https://127.0.0.1:9443/Callback",
+        "https://127.0.0.1:9443",
+        "https://localhost:9443/callback",
+        "http://127.0.0.1:9443/callback",
+        "https://127.0.0.1:9443/callback?x=1",
+        "https://127.0.0.1:9444/callback",
+        "",
+    ],
+)
+def test_unregistered_redirect_uri_is_refused(multi: Emulator, redirect_uri: str) -> None:
+    resp = authorize(multi, redirect_uri=redirect_uri)
+    assert resp.status_code == 400
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert "Location" not in resp.headers
+
+
+def test_code_exchange_needs_the_authorizing_redirect_uri(multi: Emulator) -> None:
+    code = code_from(authorize(multi, redirect_uri=SECOND_CALLBACK))
+    for other in (multi.callback_url, SECOND_CALLBACK + "/", ""):
+        resp = (
+            exchange(multi, code, redirect_uri=other)
+            if other
+            else token_call(multi, {"grant_type": "authorization_code", "code": code})
+        )
+        assert resp.status_code == 400, other
+        assert resp.json()["error"] == "invalid_grant"
+    # The refusals did not consume the code.
+    assert exchange(multi, code, redirect_uri=SECOND_CALLBACK).status_code == 200
+
+    code = code_from(authorize(multi))
+    assert exchange(multi, code, redirect_uri=SECOND_CALLBACK).status_code == 400
+    assert exchange(multi, code).status_code == 200
+
+
+def test_register_callback_at_run_time(emu: Emulator) -> None:
+    other = "https://127.0.0.1:8443/later"
+    assert authorize(emu, redirect_uri=other).status_code == 400
+    emu.register_callback(other)
+    code = code_from(authorize(emu, redirect_uri=other))
+    assert exchange(emu, code, redirect_uri=other).status_code == 200
+
+
+# ---------------------------------------------------------------- per-login accounts
+
+OTHER_ACCOUNTS = ["87654321", "11223344"]
+
+
+def test_default_user_answers_account_numbers_constant(emu: Emulator) -> None:
+    assert emu.login_accounts == DEFAULT_ACCOUNTS == ("12345678",)
+    tok = login(emu)
+    assert accounts(emu, tok["access_token"]).json() == ACCOUNT_NUMBERS
+    assert account_numbers_answer(DEFAULT_ACCOUNTS) == ACCOUNT_NUMBERS
+
+
+def test_account_hash_is_stable_hex() -> None:
+    assert account_hash("12345678") == "ABCDEF0123"
+    hashes = {n: account_hash(n) for n in [*OTHER_ACCOUNTS, "1", "12345679"]}
+    assert len(set(hashes.values())) == len(hashes)
+    for number, value in hashes.items():
+        int(value, 16)
+        assert account_hash(number) == value
+
+
+def test_each_login_answers_its_own_accounts(emu: Emulator) -> None:
+    first = login(emu)
+    emu.login_as(OTHER_ACCOUNTS)
+    assert emu.login_accounts == tuple(OTHER_ACCOUNTS)
+    second = login(emu)
+    third = login(emu)  # sticky: the same user again
+    emu.login_as_default()
+    fourth = login(emu)
+
+    other_answer = account_numbers_answer(OTHER_ACCOUNTS)
+    assert [e["accountNumber"] for e in other_answer] == OTHER_ACCOUNTS
+    expected = [ACCOUNT_NUMBERS, other_answer, other_answer, ACCOUNT_NUMBERS]
+    logins = [first, second, third, fourth]
+    for tok, answer in zip(logins, expected, strict=True):
+        resp = accounts(emu, tok["access_token"])
+        assert resp.status_code == 200
+        assert resp.json() == answer
+
+    # After a refresh (even one with a different user "logged in" now), each token still
+    # answers its own login's accounts.
+    emu.login_as(["99990000"])
+    for tok, answer in zip(logins, expected, strict=True):
+        new = refresh(emu, tok["refresh_token"]).json()
+        assert accounts(emu, new["access_token"]).json() == answer
+    # The extra_fields answer is a real token of the grant, with the grant's accounts.
+    emu.set_fault("extra_fields", count=1)
+    new = refresh(emu, second["refresh_token"]).json()
+    assert accounts(emu, new["access_token"]).json() == other_answer
+
+
+def test_user_is_fixed_when_the_browser_signs_in(emu: Emulator) -> None:
+    emu.login_as(OTHER_ACCOUNTS)
+    code = get_code(emu)
+    emu.login_as_default()
+    tok = exchange(emu, code).json()
+    assert accounts(emu, tok["access_token"]).json() == account_numbers_answer(OTHER_ACCOUNTS)
+
+
+def test_login_as_validates_and_empty_means_default(emu: Emulator) -> None:
+    emu.login_as(["1", "2", "1"])
+    assert emu.login_accounts == ("1", "2")
+    emu.login_as([])
+    assert emu.login_accounts == DEFAULT_ACCOUNTS
+    for bad in ("12345678", [None], [""], [1.5]):
+        with pytest.raises((TypeError, ValueError)):
+            emu.login_as(bad)  # type: ignore[arg-type]
+    assert emu.login_accounts == DEFAULT_ACCOUNTS
+
+
+# ---------------------------------------------------------------- hostile token answers
+
+
+def hostile(emu: Emulator, kind: str, refresh_token: str) -> requests.Response:
+    """One refresh under fault ``kind``; checks the answer is 200 JSON (or the redirect)."""
+    emu.set_fault(kind, count=1)
+    resp = requests.post(
+        emu.base_url + "/v1/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(emu.app_key, emu.app_secret),
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert resp.status_code == (307 if kind == "redirect" else 200)
+    assert resp.headers["Content-Type"].startswith("application/json")
+    return resp
+
+
+def dechoke(raw: bytes) -> dict[str, Any]:
+    """The body of a nested_answer without its 10,000-deep member, parsed."""
+    deep = b"[" * 10_000 + b"]" * 10_000
+    assert raw.count(deep) == 1
+    body = json.loads(raw.replace(deep, b"[]"))
+    assert isinstance(body, dict)
+    return body
+
+
+@pytest.mark.parametrize("kind", BAD_ANSWER_FAULT_KINDS)
+def test_bad_answers_change_no_grant(emu: Emulator, kind: str) -> None:
+    tok = login(emu)
+    emu.reset_counters()
+    resp = hostile(emu, kind, tok["refresh_token"])
+    assert emu.token_calls == 1
+    assert emu.calls_by_grant == {"refresh_token": 1}
+    if kind not in ("redirect", "array_answer"):
+        raw = resp.content
+        body = dechoke(raw) if kind == "nested_answer" else json.loads(raw)
+        # The refresh token in the answer is the grant's own: storing it corrupts nothing.
+        assert body["refresh_token"] == tok["refresh_token"]
+        access = body["access_token"]
+        if access and access.isascii():
+            assert accounts(emu, access).status_code != 200  # not a live token
+    # Nothing changed: the grant refreshes normally, the old access token still works.
+    again = refresh(emu, tok["refresh_token"])
+    assert again.status_code == 200
+    assert again.json()["refresh_token"] == tok["refresh_token"]
+    assert accounts(emu, tok["access_token"]).status_code == 200
+    assert emu.token_calls == 2
+
+
+@pytest.mark.parametrize("kind", BAD_ANSWER_FAULT_KINDS)
+def test_bad_answers_do_not_consume_code(emu: Emulator, kind: str) -> None:
+    code = get_code(emu)
+    emu.set_fault(kind, count=1)
+    resp = requests.post(
+        emu.base_url + "/v1/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": emu.callback_url},
+        auth=(emu.app_key, emu.app_secret),
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert resp.status_code in (200, 307)
+    if kind in ("huge_expires_in", "string_expires_in", "huge_answer", "empty_access_token"):
+        # A fresh refresh token that belongs to no grant.
+        dead = resp.json()["refresh_token"]
+        assert dead in emu.issued_secrets()
+        assert refresh(emu, dead).status_code == 400
+    assert exchange(emu, code).status_code == 200
+
+
+def test_nan_expires_in(emu: Emulator) -> None:
+    raw = hostile(emu, "nan_expires_in", login(emu)["refresh_token"]).content
+    assert b'"expires_in": NaN' in raw
+    assert math.isnan(json.loads(raw)["expires_in"])
+    with pytest.raises(ValueError, match="NaN"):
+        json.loads(raw, parse_constant=refuse_constant)  # not JSON: a strict parser refuses it
+
+
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_infinite_expires_in(emu: Emulator) -> None:
+    raw = hostile(emu, "infinite_expires_in", login(emu)["refresh_token"]).content
+    assert b'"expires_in": 1e400' in raw
+    assert json.loads(raw)["expires_in"] == math.inf
+
+
+def test_huge_expires_in(emu: Emulator) -> None:
+    raw = hostile(emu, "huge_expires_in", login(emu)["refresh_token"]).content
+    assert b'"expires_in": 99999999999' in raw
+    assert json.loads(raw)["expires_in"] == 99_999_999_999
+
+
+def test_string_expires_in(emu: Emulator) -> None:
+    raw = hostile(emu, "string_expires_in", login(emu)["refresh_token"]).content
+    assert b'"expires_in": "1800"' in raw
+    assert json.loads(raw)["expires_in"] == "1800"
+
+
+def test_non_ascii_token(emu: Emulator) -> None:
+    raw = hostile(emu, "non_ascii_token", login(emu)["refresh_token"]).content
+    assert "\u00e9".encode() in raw  # raw UTF-8, not a \u escape
+    assert not raw.isascii()
+    access = json.loads(raw.decode("utf-8"))["access_token"]
+    assert not access.isascii()
+    assert len(access) >= 32
+    assert access in emu.issued_secrets()  # the hygiene checks know it
+    with pytest.raises(UnicodeEncodeError):
+        access.encode("latin-1")  # cannot even travel in an HTTP header
+
+
+def test_huge_token(emu: Emulator) -> None:
+    raw = hostile(emu, "huge_token", login(emu)["refresh_token"]).content
+    access = json.loads(raw)["access_token"]
+    assert len(access) == 100_000
+    assert access.isascii()
+    assert access in emu.issued_secrets()
+
+
+def test_huge_answer(emu: Emulator) -> None:
+    tok = login(emu)
+    raw = hostile(emu, "huge_answer", tok["refresh_token"]).content
+    assert len(raw) > 200_000
+    body = json.loads(raw)
+    assert len(body["padding"]) == 200_000
+    assert body["expires_in"] == 1800
+    assert body["token_type"] == "Bearer"
+    assert len(body["access_token"]) >= 32
+
+
+def test_empty_access_token(emu: Emulator) -> None:
+    raw = hostile(emu, "empty_access_token", login(emu)["refresh_token"]).content
+    assert b'"access_token": ""' in raw
+    body = json.loads(raw)
+    assert body["access_token"] == ""
+    assert body["expires_in"] == 1800
+
+
+def test_array_answer(emu: Emulator) -> None:
+    resp = hostile(emu, "array_answer", login(emu)["refresh_token"])
+    assert resp.content == b"[]"
+
+
+def test_nested_answer(emu: Emulator) -> None:
+    raw = hostile(emu, "nested_answer", login(emu)["refresh_token"]).content
+    assert raw.endswith(b'"nested": ' + b"[" * 10_000 + b"]" * 10_000 + b"}")
+    body = dechoke(raw)
+    assert body["nested"] == []
+    assert {"access_token", "refresh_token", "expires_in", "token_type"} <= set(body)
+
+
+def test_redirect_answer(emu: Emulator) -> None:
+    resp = hostile(emu, "redirect", login(emu)["refresh_token"])
+    assert resp.headers["Location"] == REDIRECT_LOCATION
+    assert urlsplit(resp.headers["Location"]).port == 9
+    assert resp.content == b""
+    assert resp.headers["Content-Length"] == "0"
+
+
+def test_extra_fields_is_a_good_answer(emu: Emulator) -> None:
+    tok = login(emu)
+    emu.reset_counters()
+    resp = hostile(emu, "extra_fields", tok["refresh_token"])
+    body = resp.json()
+    known = {"access_token", "refresh_token", "id_token", "token_type", "expires_in", "scope"}
+    assert known <= set(body)
+    assert len(set(body) - known) >= 12
+    assert 2_000 < len(resp.content) < 64_000  # moderate
+    assert body["refresh_token"] == tok["refresh_token"]
+    assert body["expires_in"] == 1800
+    assert body["access_token"] != tok["access_token"]
+    assert body["access_token"] in emu.issued_secrets()
+    assert accounts(emu, body["access_token"]).status_code == 200  # live
+    assert emu.token_calls == 1
+    # Faults wear off: the next answer has the six usual fields only.
+    assert set(refresh(emu, tok["refresh_token"]).json()) == known
+
+
+def test_extra_fields_on_code_exchange_makes_a_real_login(emu: Emulator) -> None:
+    emu.set_fault("extra_fields", count=1)
+    resp = exchange(emu, get_code(emu))
+    assert resp.status_code == 200
+    body = resp.json()
+    assert "x_schwab_trace_id" in body
+    assert accounts(emu, body["access_token"]).status_code == 200
+    assert refresh(emu, body["refresh_token"]).status_code == 200
+
+
+def test_extra_fields_keeps_errors_as_they_are(emu: Emulator) -> None:
+    emu.set_fault("extra_fields", count=1)
+    resp = refresh(emu, "not-a-token-we-issued")
+    assert resp.status_code == 400
+    assert resp.json() == REFRESH_DEAD_BODY
+
+
+def test_hostile_kinds_through_admin_route(emu: Emulator) -> None:
+    tok = login(emu)
+    assert admin(emu, "fault", {"kind": "nan_expires_in", "count": 2}).status_code == 200
+    raws = [refresh(emu, tok["refresh_token"]).content for _ in range(3)]
+    assert [b"NaN" in raw for raw in raws] == [True, True, False]
+
+
+# ---------------------------------------------------------------- clock
+
+
+def test_now_is_a_clock_callable(emu: Emulator) -> None:
+    clock: Callable[[], float] = emu.now
+    before = clock()
+    assert emu.advance(3600) >= before + 3600
+    assert clock() >= before + 3600
