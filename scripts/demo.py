@@ -3,20 +3,29 @@
 It starts the Schwab emulator (a real HTTP server on 127.0.0.1), logs in through
 `schwab-tokens login --paste` (following the emulator's redirect as a browser would),
 refreshes, prints `status`, lets a real schwab-py client call the account route with the stored
-token, and stops the emulator, whatever happens.
+token, then logs in again "from a phone": `schwab-tokens login-link` prints a one-time link to
+the hosted login (the real login handler behind a local HTTPS stand-in for its Function URL),
+and the demo follows it as a browser would. It stops everything, whatever happens.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import requests  # noqa: E402
+import urllib3  # noqa: E402
+
+from schwab_tokens.settings import Settings  # noqa: E402
 from tests.emulator import Emulator  # noqa: E402
 from tests.emulator.schwabpy import point_client_at_emulator  # noqa: E402
+from tests.function_url import FunctionUrl  # noqa: E402
 from tests.helpers import cli_env, paste_login, run_cli  # noqa: E402
 
 
@@ -64,9 +73,54 @@ def main() -> int:
         show(f"HTTP {answer.status_code}: {len(answer.json())} account(s)")
         check(0 if answer.status_code == 200 else 1, "the schwab-py account call")
 
-        print(f"\nToken-endpoint calls: {emu.token_calls} (1 login + 1 forced refresh)")
-    print("Demo finished; the emulator is stopped.")
+        phone_login(emu, store, env)
+
+        print(
+            f"\nToken-endpoint calls: {emu.token_calls} "
+            "(1 login + 1 forced refresh + 1 phone login)"
+        )
+    print("Demo finished; the emulator and the login function are stopped.")
     return 0
+
+
+def phone_login(emu: Emulator, store: str, env: dict[str, str]) -> None:
+    """The weekly login from a phone: a one-time link, Schwab, and the token replaced."""
+    settings = Settings(
+        store_url=store, app_key=emu.app_key, app_secret=emu.app_secret, api_base=emu.base_url
+    )
+    with FunctionUrl(settings) as function:
+        emu.register_callback(function.login_url + "callback")
+        step(f"schwab-tokens login-link  (the hosted login's URL: {function.login_url})")
+        run = run_cli(
+            ["login-link", "--store", store, "--login-url", function.login_url, "--valid", "1h"],
+            env,
+        )
+        show(run.out + run.err)
+        check(run.code, "login-link")
+        link = run.out.strip().splitlines()[-1]
+
+        step("a phone opens the link (the demo follows it as a browser would; the JSON lines are")
+        print("   the login function's own log, as CloudWatch shows it)", flush=True)
+        time.sleep(1.01)  # the new login starts in a new second
+        urllib3.disable_warnings()  # the local stand-in's certificate is self-signed
+        browser = requests.Session()
+        url = link
+        for _ in range(5):
+            answer = browser.get(url, allow_redirects=False, timeout=10, verify=False)
+            where = url.split("?")[0]
+            show(f"GET {where} -> {answer.status_code}")
+            if answer.status_code != 302:
+                break
+            url = answer.headers["Location"]
+        page = answer.text.split("<body", 1)[-1]  # what the phone shows (not the tab title)
+        text = re.sub(r"<[^>]+>", " ", "<" + page)
+        show(" ".join(text.split()))
+        check(0 if answer.status_code == 200 else 1, "the phone login")
+
+        step("schwab-tokens status  (the login is new: seven more days)")
+        run = run_cli(["status", "--store", store], env)
+        show(run.out + run.err)
+        check(run.code, "status")
 
 
 if __name__ == "__main__":

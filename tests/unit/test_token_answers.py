@@ -119,11 +119,17 @@ def test_unusable_answers_are_temporary_failures(answer: Any) -> None:
         STORED.refreshed(answer, now=NOW)
 
 
-@pytest.mark.parametrize("expires_in", [math.nan, math.inf, -1, 0, 86401, 1e400, "1800", None])
-def test_a_bad_lifetime_falls_back_to_schwabs_documented_30_minutes(
-    expires_in: Any, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("expires_in", [math.nan, math.inf, -1, 0, 86401, 1e400, "1800", [1800]])
+def test_a_lifetime_that_is_there_must_be_sane(expires_in: Any) -> None:
+    with pytest.raises(InvalidTokenAnswer, match="expires_in"):
+        STORED.refreshed({**GOOD, "expires_in": expires_in}, now=NOW)
+
+
+def test_a_missing_lifetime_is_schwabs_documented_30_minutes(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    token = STORED.refreshed({**GOOD, "expires_in": expires_in}, now=NOW)
+    answer = {k: v for k, v in GOOD.items() if k != "expires_in"}
+    token = STORED.refreshed(answer, now=NOW)
     assert token.access_expires_at == NOW + 1800
     assert "assuming 1800 s" in caplog.text
     survives(token)

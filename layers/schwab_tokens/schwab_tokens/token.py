@@ -200,9 +200,10 @@ def token_fields(answer: Any, *, need_refresh_token: bool) -> dict[str, Any]:
 
     Schwab's answer is input from outside: only the known fields are kept, each checked and
     bounded, so that whatever a 200 carries the document stays a small, valid schwab-py token.
-    A bad ``expires_in`` (missing, not a number, not in 1..86400 s) falls back to Schwab's
-    documented 1800 s with a warning: the access token itself is fine, and refusing would stop
-    every refresh over one field. Anything else wrong is ``InvalidTokenAnswer``.
+    ``expires_in`` is optional in OAuth (RFC 6749 5.1): when it is missing, Schwab's documented
+    1800 s is assumed (with a warning); when it is there it must be a number of 1..86400 s, since
+    a ``NaN``, a string or a century says the answer is not what Schwab sends. Anything wrong is
+    ``InvalidTokenAnswer``: a temporary failure that stores nothing.
     """
     if not isinstance(answer, Mapping):
         raise InvalidTokenAnswer(_ANSWER + "is not a JSON object" + _UNTOUCHED)
@@ -226,14 +227,17 @@ def token_fields(answer: Any, *, need_refresh_token: bool) -> dict[str, Any]:
             log.warning("Schwab's token answer has an unusable %s; it is not stored", name)
             continue
         fields[name] = value
-    expires_in = _lifetime(answer.get("expires_in"))
+    if answer.get("expires_in") is None:
+        log.warning("Schwab's token answer has no expires_in; assuming %d s", DEFAULT_EXPIRES_IN)
+        expires_in: float | None = DEFAULT_EXPIRES_IN
+    else:
+        expires_in = _lifetime(answer.get("expires_in"))
     if expires_in is None:
-        log.warning(
-            "Schwab's token answer has no usable expires_in (1..%d s); assuming %d s",
-            MAX_EXPIRES_IN,
-            DEFAULT_EXPIRES_IN,
+        raise InvalidTokenAnswer(
+            _ANSWER
+            + f"has an expires_in that is not a number of 1..{MAX_EXPIRES_IN} seconds"
+            + _UNTOUCHED
         )
-        expires_in = DEFAULT_EXPIRES_IN
     fields["expires_in"] = int(expires_in)
     return fields
 
