@@ -1,0 +1,436 @@
+"""`make cost`: what a deployment costs a month, at list price, with and without the free tier.
+
+Two sources, nothing guessed that can be counted:
+
+- the template (template.yaml, its Conditions resolved for each parameter combination): alarms,
+  dashboards, customer-managed keys, Secrets Manager secrets, the functions' memory;
+- a simulated day of runs: the real refresher handler, every 5 minutes of the emulator's clock,
+  against AWS on moto (in-process) and the Schwab emulator. Every AWS request is counted by
+  service and operation with botocore's own event hooks; the EMF metrics it prints are counted
+  by name and dimensions (each one is a billed custom metric); its log bytes are measured.
+
+What cannot be measured here is an assumption, stated in ASSUMPTIONS and printed with the
+table: request latencies on real AWS (for Lambda's billed duration), how much S3 Bucket Keys
+save KMS, the Lambda platform's own log lines, how many e-mails a month. Prices are us-east-1
+list prices (PRICES); "free tier" means the always-free allowances, not the 12-month ones.
+
+    python scripts/cost.py [--hours 24] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# The refresher's environment as the stack sets it (powertools reads these at import).
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    POWERTOOLS_SERVICE_NAME="schwab-tokens",
+    POWERTOOLS_METRICS_NAMESPACE="SchwabTokens",
+    POWERTOOLS_TRACE_DISABLED="true",
+)
+for _name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+
+HOURS_PER_MONTH = 730.0
+RUNS_PER_HOUR = 12  # the default schedule, rate(5 minutes)
+
+#: us-east-1 list prices (USD), Nov 2026.
+PRICES = {
+    "lambda_request": 0.20 / 1e6,
+    "lambda_gb_second_arm64": 0.0000133334,
+    "s3_get": 0.0004 / 1000,  # GET, HEAD and other reads
+    "s3_put": 0.005 / 1000,  # PUT, COPY, POST, LIST
+    "s3_gb_month": 0.023,
+    "sm_secret_month": 0.40,
+    "sm_api": 0.05 / 10000,
+    "ssm_standard": 0.0,  # standard parameters and standard throughput cost nothing
+    "kms_key_month": 1.00,
+    "kms_request": 0.03 / 10000,
+    "cw_alarm": 0.10,  # standard resolution, per alarm metric
+    "cw_metric": 0.30,  # custom metric, first 10,000
+    "cw_dashboard": 3.00,
+    "logs_ingest_gb": 0.50,
+    "logs_store_gb_month": 0.03,
+    "sns_publish": 0.50 / 1e6,
+    "sns_email": 2.00 / 100000,
+    "xray_trace": 5.00 / 1e6,
+}
+#: Always-free allowances per month (the 12-month S3 and Secrets Manager trials are not counted).
+FREE = {
+    "lambda_request": 1e6,
+    "lambda_gb_second_arm64": 400000,
+    "kms_request": 20000,
+    "cw_alarm": 10,
+    "cw_metric": 10,
+    "cw_dashboard": 3,
+    "logs_gb": 5,
+    "sns_publish": 1e6,
+    "sns_email": 1000,
+    "xray_trace": 100000,
+}
+ASSUMPTIONS = {
+    "aws_call_ms": 25,  # one AWS API call from Lambda in-region
+    "schwab_call_ms": 300,  # one call to Schwab's token endpoint
+    "run_overhead_ms": 20,  # the handler's own work on a warm container
+    "platform_log_bytes": 260,  # Lambda's START, END and REPORT lines per invocation
+    "kms_per_s3_request_with_bucket_key": 0.1,  # S3 Bucket Keys cut KMS calls by ~90-99 %
+    "emails_per_month": 9,  # two warnings per weekly login, plus the odd outage
+    "document_bytes": 2048,
+    "noncurrent_days": 30,
+}
+COMBINATIONS: dict[str, dict[str, str]] = {
+    "defaults (S3, AWS-managed keys, Parameter Store)": {},
+    "StoreType=SecretsManager": {"StoreType": "SecretsManager"},
+    "Encryption=CustomerManagedKey": {"Encryption": "CustomerManagedKey"},
+    "CredentialsStore=SecretsManager": {"CredentialsStore": "SecretsManager"},
+    "DetailedMetrics=Enabled": {"DetailedMetrics": "Enabled"},
+    "HostedLogin=Enabled": {"HostedLogin": "Enabled"},
+    "everything on (SM store, CMK, SM credentials, metrics, hosted login)": {
+        "StoreType": "SecretsManager",
+        "Encryption": "CustomerManagedKey",
+        "CredentialsStore": "SecretsManager",
+        "DetailedMetrics": "Enabled",
+        "HostedLogin": "Enabled",
+    },
+}
+
+
+# -- the template ----------------------------------------------------------------------------------
+def resolved(template: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    """Parameter values, conditions and the resources that exist, for one combination."""
+    params = {
+        name: overrides.get(name, spec.get("Default"))
+        for name, spec in template.get("Parameters", {}).items()
+    }
+    conditions: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            ((fn, arg),) = node.items()
+            if fn == "Ref":
+                return params.get(arg, arg)
+            if fn == "Condition":
+                return condition(arg)
+            if fn == "Fn::Equals":
+                return str(value(arg[0])) == str(value(arg[1]))
+            if fn == "Fn::Not":
+                return not value(arg[0])
+            if fn == "Fn::And":
+                return all(value(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(value(a) for a in arg)
+        return node
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = bool(value(template["Conditions"][name]))
+        return conditions[name]
+
+    resources = {
+        name: body
+        for name, body in template["Resources"].items()
+        if "Condition" not in body or condition(body["Condition"])
+    }
+    return {"params": params, "resources": resources, "condition": condition, "value": value}
+
+
+def template_counts(shape: dict[str, Any]) -> dict[str, Any]:
+    resources = shape["resources"]
+    kinds = Counter(body["Type"] for body in resources.values())
+    refresher = resources["RefresherFunction"]["Properties"]
+    tracing = refresher.get("Tracing", "PassThrough")
+    tracing = shape["value"](tracing) if not isinstance(tracing, str) else tracing
+    if isinstance(tracing, dict) and "Fn::If" in tracing:
+        cond, yes, no = tracing["Fn::If"]
+        tracing = yes if shape["condition"](cond) else no
+    return {
+        "alarms": kinds["AWS::CloudWatch::Alarm"],
+        "dashboards": kinds["AWS::CloudWatch::Dashboard"],
+        "kms_keys": kinds["AWS::KMS::Key"],
+        "secrets": kinds["AWS::SecretsManager::Secret"],
+        "memory_mb": int(refresher.get("MemorySize", 128)),
+        "tracing": tracing == "Active",
+    }
+
+
+# -- a simulated day -------------------------------------------------------------------------------
+@dataclass
+class Day:
+    hours: float
+    runs: int = 0
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    schwab_calls: int = 0
+    metrics: set[str] = field(default_factory=set)
+    log_bytes: int = 0
+
+
+@contextlib.contextmanager
+def aws_on_moto() -> Iterator[None]:
+    from moto import mock_aws
+
+    from schwab_tokens import aws
+
+    with mock_aws():
+        aws.reset_clients()
+        yield
+    aws.reset_clients()
+
+
+def simulate(store_type: str, credentials: str, detailed: bool, hours: float) -> Day:
+    """``hours`` of scheduled runs with the emulator's clock moving 5 minutes per run."""
+    from schwab_tokens import aws
+    from schwab_tokens.credentials import AppCredentials, store_credentials
+    from schwab_tokens.lambdas import refresher
+    from schwab_tokens.settings import Settings
+    from schwab_tokens.stores import store_from_url
+    from tests.emulator import Emulator
+    from tests.helpers import login
+
+    day = Day(hours)
+    with Emulator() as emulator, aws_on_moto():
+        if store_type == "S3":
+            aws.client("s3").create_bucket(Bucket="schwab-tokens-cost")
+            url = "s3://schwab-tokens-cost/schwab/tokens.json"
+        else:
+            url = "secretsmanager://schwab-tokens/tokens"
+        creds_name = (
+            "ssm:/schwab-tokens/credentials"
+            if credentials == "ParameterStore"
+            else ("schwab-tokens/credentials")
+        )
+        store_credentials(creds_name, AppCredentials(emulator.app_key, emulator.app_secret, None))
+        topic = aws.client("sns").create_topic(Name="schwab-tokens")["TopicArn"]
+        settings = Settings(
+            store_url=url,
+            credentials_secret=creds_name,
+            api_base=emulator.base_url,
+            topic_arn=topic,
+            detailed_metrics=detailed,
+        )
+        login(store_from_url(url, settings), emulator)
+        emulator.reset_counters()
+
+        def count(event_name: str, **_: Any) -> None:
+            _, service, operation = event_name.split(".")[:3]
+            day.calls[(service, operation)] += 1
+
+        for service in ("s3", "secretsmanager", "ssm", "sns"):
+            aws.client(service).meta.events.register("before-call.*.*", count)
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        log_handlers = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers
+        for _ in range(int(hours * RUNS_PER_HOUR)):
+            out = io.StringIO()
+            for handler in log_handlers:  # the function's log, as CloudWatch would ingest it
+                handler.stream = out  # type: ignore[attr-defined]
+            with contextlib.redirect_stdout(out):
+                refresher.handle(event, settings, clock=emulator.now)
+                if detailed:
+                    refresher.metrics.flush_metrics()
+            text = out.getvalue()
+            day.log_bytes += len(text.encode())
+            for line in text.splitlines():
+                with contextlib.suppress(ValueError):
+                    document = json.loads(line)
+                    for directive in document.get("_aws", {}).get("CloudWatchMetrics", []):
+                        dims = ",".join(sorted(itertools.chain(*directive["Dimensions"])))
+                        for metric in directive["Metrics"]:
+                            day.metrics.add(f"{metric['Name']}[{dims}]")
+            day.runs += 1
+            emulator.advance(3600 / RUNS_PER_HOUR)
+        day.schwab_calls = emulator.calls_by_grant.get("refresh_token", 0)
+    return day
+
+
+# -- the bill ------------------------------------------------------------------------------------
+def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[str, Any]:
+    """Monthly quantities and dollars per line, without and with the free tier."""
+    scale = HOURS_PER_MONTH / day.hours
+    runs = day.runs * scale
+    by_service = Counter()
+    for (service, operation), n in day.calls.items():
+        by_service[(service, operation)] += n * scale
+    s3_reads = sum(
+        n for (s, op), n in by_service.items() if s == "s3" and op.startswith(("Get", "Head"))
+    )
+    s3_writes = sum(
+        n
+        for (s, op), n in by_service.items()
+        if s == "s3" and op.startswith(("Put", "Copy", "List", "Post"))
+    )
+    sm_calls = sum(n for (s, _), n in by_service.items() if s == "secretsmanager")
+    ssm_calls = sum(n for (s, _), n in by_service.items() if s == "ssm")
+    aws_calls = sum(by_service.values())
+    cmk = params.get("Encryption") == "CustomerManagedKey"
+    kms = ssm_calls  # SecureString decrypts (aws/ssm key)
+    sm_reads_writes = sum(
+        n
+        for (s, op), n in by_service.items()
+        if s == "secretsmanager" and op in ("GetSecretValue", "PutSecretValue", "CreateSecret")
+    )
+    kms += sm_reads_writes  # every secret value read or written is one KMS call
+    if cmk and params.get("StoreType", "S3") == "S3":
+        kms += (s3_reads + s3_writes) * ASSUMPTIONS["kms_per_s3_request_with_bucket_key"]
+    ms = (
+        ASSUMPTIONS["run_overhead_ms"] * day.runs
+        + ASSUMPTIONS["aws_call_ms"] * sum(day.calls.values())
+        + ASSUMPTIONS["schwab_call_ms"] * day.schwab_calls
+    ) / day.runs
+    gb_seconds = runs * ms / 1000 * counts["memory_mb"] / 1024
+    log_gb = (day.log_bytes * scale + runs * ASSUMPTIONS["platform_log_bytes"]) / 1e9
+    versions = (day.schwab_calls * scale / HOURS_PER_MONTH) * 24 * ASSUMPTIONS["noncurrent_days"]
+    s3_gb = (
+        versions * ASSUMPTIONS["document_bytes"] / 1e9
+        if params.get("StoreType", "S3") == "S3"
+        else 0.0
+    )
+    secrets = counts["secrets"] + (
+        1
+        if params.get("CredentialsStore", "ParameterStore") == "SecretsManager"
+        and counts["secrets"] == 0
+        else 0
+    )
+    lines = [
+        ("Lambda requests", runs, "lambda_request", runs * PRICES["lambda_request"]),
+        (
+            "Lambda compute (GB-s)",
+            gb_seconds,
+            "lambda_gb_second_arm64",
+            gb_seconds * PRICES["lambda_gb_second_arm64"],
+        ),
+        ("S3 reads", s3_reads, None, s3_reads * PRICES["s3_get"]),
+        ("S3 writes", s3_writes, None, s3_writes * PRICES["s3_put"]),
+        ("S3 storage (GB, with 30 days of versions)", s3_gb, None, s3_gb * PRICES["s3_gb_month"]),
+        ("Secrets Manager secrets", secrets, None, secrets * PRICES["sm_secret_month"]),
+        ("Secrets Manager API calls", sm_calls, None, sm_calls * PRICES["sm_api"]),
+        ("SSM Parameter Store (standard)", ssm_calls, None, 0.0),
+        (
+            "KMS customer-managed keys",
+            counts["kms_keys"],
+            None,
+            counts["kms_keys"] * PRICES["kms_key_month"],
+        ),
+        ("KMS requests", kms, "kms_request", kms * PRICES["kms_request"]),
+        ("CloudWatch alarms", counts["alarms"], "cw_alarm", counts["alarms"] * PRICES["cw_alarm"]),
+        (
+            "CloudWatch custom metrics",
+            len(day.metrics),
+            "cw_metric",
+            len(day.metrics) * PRICES["cw_metric"],
+        ),
+        (
+            "CloudWatch dashboards",
+            counts["dashboards"],
+            "cw_dashboard",
+            counts["dashboards"] * PRICES["cw_dashboard"],
+        ),
+        (
+            "CloudWatch Logs (GB ingested and kept)",
+            log_gb,
+            "logs_gb",
+            log_gb * (PRICES["logs_ingest_gb"] + PRICES["logs_store_gb_month"]),
+        ),
+        (
+            "SNS e-mails",
+            ASSUMPTIONS["emails_per_month"],
+            "sns_email",
+            ASSUMPTIONS["emails_per_month"] * (PRICES["sns_email"] + PRICES["sns_publish"]),
+        ),
+        (
+            "X-Ray traces",
+            runs if counts["tracing"] else 0,
+            "xray_trace",
+            (runs if counts["tracing"] else 0) * PRICES["xray_trace"],
+        ),
+    ]
+    rows = []
+    for label, quantity, free_key, dollars in lines:
+        free = dollars
+        if free_key is not None:
+            allowance = FREE.get(free_key, 0)
+            billable = max(0.0, quantity - allowance)
+            free = dollars * (billable / quantity) if quantity else 0.0
+        rows.append({"item": label, "quantity": quantity, "usd": dollars, "usd_free_tier": free})
+    return {
+        "rows": rows,
+        "total": sum(r["usd"] for r in rows),
+        "total_free_tier": sum(r["usd_free_tier"] for r in rows),
+        "aws_calls_per_run": aws_calls / runs,
+        "billed_ms_per_run": ms,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--only-defaults", action="store_true", help="price the defaults only")
+    args = parser.parse_args()
+
+    from tests.template import load_template
+
+    template = load_template()
+    combos = dict(list(COMBINATIONS.items())[:1]) if args.only_defaults else COMBINATIONS
+    days: dict[tuple[str, str, bool], Day] = {}
+    results = {}
+    for label, overrides in combos.items():
+        shape = resolved(template, overrides)
+        params = {k: str(v) for k, v in shape["params"].items()}
+        key = (
+            params.get("StoreType", "S3"),
+            params.get("CredentialsStore", "ParameterStore"),
+            params.get("DetailedMetrics", "Disabled") == "Enabled",
+        )
+        if key not in days:
+            with contextlib.redirect_stderr(io.StringIO()), tempfile.TemporaryDirectory():
+                days[key] = simulate(*key, args.hours)
+        results[label] = bill(template_counts(shape), days[key], params)
+    if args.json:
+        print(json.dumps({"results": results, "assumptions": ASSUMPTIONS, "prices": PRICES}))
+        return 0
+    print(
+        f"Monthly cost of one token, rate(5 minutes), us-east-1 list prices "
+        f"(simulated {args.hours:g} h, scaled to {HOURS_PER_MONTH:.0f} h):\n"
+    )
+    print("| deployment | per month | with the always-free tier |")
+    print("| --- | --- | --- |")
+    for label, result in results.items():
+        print(f"| {label} | ${result['total']:.2f} | ${result['total_free_tier']:.2f} |")
+    default = next(iter(results.values()))
+    print(
+        f"\nThe defaults, line by line ({default['aws_calls_per_run']:.2f} AWS calls and "
+        f"~{default['billed_ms_per_run']:.0f} ms billed per run):\n"
+    )
+    print("| item | per month | USD | USD, free tier |")
+    print("| --- | --- | --- | --- |")
+    for row in default["rows"]:
+        if row["usd"] or row["quantity"]:
+            print(
+                f"| {row['item']} | {row['quantity']:,.4g} | {row['usd']:.4f} | "
+                f"{row['usd_free_tier']:.4f} |"
+            )
+    print(
+        "\nAssumptions (not measurable here): "
+        + ", ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items())
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
