@@ -237,9 +237,10 @@ def scale_child(count: int, emulator_url: str) -> None:
     import requests
 
     from schwab_tokens.login import complete_login
+    from schwab_tokens.batch import refresh_all
     from schwab_tokens.manifest import Target
     from schwab_tokens.oauth import SchwabOAuth
-    from schwab_tokens.refresher import refresh_all
+    from schwab_tokens.settings import Settings
 
     key, secret = "emu-app-key-0001", "emu-app-secret-0001"
     callback = "https://127.0.0.1:8182"
@@ -253,10 +254,10 @@ def scale_child(count: int, emulator_url: str) -> None:
         link = requests.get(authorize, allow_redirects=False, timeout=5).headers["Location"]
         complete_login(oauth, store_from_url(url), link, state, callback)
         targets.append(Target(f"t{i}", url))
-    env = {"SCHWAB_APP_KEY": key, "SCHWAB_APP_SECRET": secret, "SCHWAB_API_BASE": emulator_url}
+    settings = Settings(app_key=key, app_secret=secret, api_base=emulator_url)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    results = refresh_all(targets, env=env)
+    results = refresh_all(targets, settings)
     wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outcomes = Counter(outcome.outcome for _, outcome in results)

@@ -8,7 +8,6 @@ Chromium phone test and by ``make demo``. The certificate is self-signed, made a
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schwab_tokens.lambdas.login import handle
-from schwab_tokens.listener import self_signed_files
+from schwab_tokens.listener import tls_context
 from schwab_tokens.settings import Settings
 
 
@@ -38,10 +37,7 @@ class FunctionUrl:
     def __enter__(self) -> FunctionUrl:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
-        with self_signed_files("127.0.0.1") as (cert, key):
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert, key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.socket = tls_context("127.0.0.1").wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._server = server
         return self

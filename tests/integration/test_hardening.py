@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from schwab_tokens.listener import CallbackListener, listen_for_login
 from schwab_tokens.login import complete_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.stores.file import FileStore
+from schwab_tokens.token import Token
 from tests.emulator import Emulator
 from tests.helpers import CLI, assert_no_secrets, cli_env, login, paste_login, run_cli
 
@@ -237,52 +240,77 @@ def https_get(url: str) -> requests.Response:
     return requests.get(url, verify=False, timeout=10)  # the listener's certificate is self-made
 
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_an_idle_connection_does_not_stall_the_listener(emulator: Emulator) -> None:
-    callback = emulator.callback_url
-    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
-    authorize, state = oauth.authorize_url(callback)
-    store = FileStore(Path(os.getcwd()) / "tokens.json")
-    with CallbackListener(callback, state) as listener:
-        port = int(callback.rsplit(":", 1)[1])
-        idle = socket.create_connection(("127.0.0.1", port))  # never says anything
-        half = socket.create_connection(("127.0.0.1", port))
-        half.sendall(b"\x16\x03\x01")  # the start of a TLS hello, then silence
-        try:
-            link = requests.get(authorize, allow_redirects=False, timeout=5).headers["Location"]
-            answer: list[requests.Response] = []
-            browser = threading.Thread(target=lambda: answer.append(https_get(link)))
-            started = time.monotonic()
-            browser.start()
-            token = listen_for_login(
-                listener, lambda got: complete_login(oauth, store, got, state, callback), 10
-            )
-            browser.join(10)
-            assert time.monotonic() - started < 5
-        finally:
-            idle.close()
-            half.close()
-    assert answer and answer[0].status_code == 200
-    assert store.read().token == token
+@dataclass
+class ListenerLogin:
+    """A CLI login in listener mode, driven in-process: the listener, and the login it waits
+    for (its authorize URL, whose redirect carries the right state)."""
 
+    emulator: Emulator
+    listener: CallbackListener
+    oauth: SchwabOAuth
+    authorize: str
+    state: str
+    store: FileStore
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_requests_with_another_state_are_ignored_until_the_real_one(emulator: Emulator) -> None:
-    callback = emulator.callback_url
-    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
-    authorize, state = oauth.authorize_url(callback)
-    store = FileStore(Path(os.getcwd()) / "tokens.json")
-    with CallbackListener(callback, state) as listener:
-        for probe in ("?code=stolen%40&state=not-ours", "?code=x%40", "?state=" + state[:-1]):
-            stray = https_get(callback + "/" + probe)
-            assert stray.status_code == 400 and "Not this login" in stray.text
-        real = requests.get(authorize, allow_redirects=False, timeout=5).headers["Location"]
-        threading.Thread(target=https_get, args=(real,), daemon=True).start()
-        token = listen_for_login(
-            listener, lambda got: complete_login(oauth, store, got, state, callback), 10
+    def redirect(self) -> str:
+        """Where Schwab sends the browser once the user approved."""
+        return str(
+            requests.get(self.authorize, allow_redirects=False, timeout=5).headers["Location"]
         )
-    assert store.read().token == token
-    assert emulator.calls_by_grant.get("authorization_code") == 1
+
+    def wait(self) -> Token:
+        callback = self.emulator.callback_url
+
+        def handle(link: str) -> Token:
+            return complete_login(self.oauth, self.store, link, self.state, callback)
+
+        return listen_for_login(self.listener, handle, 10)
+
+
+@pytest.fixture
+def listening(emulator: Emulator, tmp_path: Path) -> Iterator[ListenerLogin]:
+    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
+    authorize, state = oauth.authorize_url(emulator.callback_url)
+    with CallbackListener(emulator.callback_url, state) as listener:
+        yield ListenerLogin(
+            emulator, listener, oauth, authorize, state, FileStore(tmp_path / "tokens.json")
+        )
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_an_idle_connection_does_not_stall_the_listener(listening: ListenerLogin) -> None:
+    port = int(listening.emulator.callback_url.rsplit(":", 1)[1])
+    idle = socket.create_connection(("127.0.0.1", port))  # never says anything
+    half = socket.create_connection(("127.0.0.1", port))
+    half.sendall(b"\x16\x03\x01")  # the start of a TLS hello, then silence
+    try:
+        link = listening.redirect()
+        answer: list[requests.Response] = []
+        browser = threading.Thread(target=lambda: answer.append(https_get(link)))
+        started = time.monotonic()
+        browser.start()
+        token = listening.wait()
+        browser.join(10)
+        assert time.monotonic() - started < 5
+    finally:
+        idle.close()
+        half.close()
+    assert answer and answer[0].status_code == 200
+    assert listening.store.read().token == token
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_requests_with_another_state_are_ignored_until_the_real_one(
+    listening: ListenerLogin,
+) -> None:
+    callback, state = listening.emulator.callback_url, listening.state
+    for probe in ("?code=stolen%40&state=not-ours", "?code=x%40", "?state=" + state[:-1]):
+        stray = https_get(callback + "/" + probe)
+        assert stray.status_code == 400 and "Not this login" in stray.text
+    threading.Thread(target=https_get, args=(listening.redirect(),), daemon=True).start()
+    token = listening.wait()
+    assert listening.store.read().token == token
+    assert listening.emulator.calls_by_grant.get("authorization_code") == 1
 
 
 # -- login: pre-flight and any https callback with --paste -----------------------------------------

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
 from .manifest import Target, default_name, load_manifest
-from .settings import MAX_REFRESH_MARGIN, Settings, in_range
+from .settings import INTERVAL, MARGIN, Settings
 from .stores import DEFAULT_STORE_URL, FORMS, TokenStore, store_from_url
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     """Refresh on a timer. The refresh runs in a worker thread so that SIGINT/SIGTERM end the
     command within ``STOP_WITHIN_SECONDS`` even while Schwab is slow: every write is atomic
     and conditional, so leaving mid-refresh leaves the previous or the new token, never half."""
-    interval = _seconds(args.interval, "--interval", 0, 86400, low_open=True)
+    interval = INTERVAL.check(args.interval, "--interval")
     targets = _targets(args, settings)
     stopped: list[int] = []
     wake = threading.Event()
@@ -295,15 +295,11 @@ def _refresh(
     from .batch import refresh_all
 
     if args.margin is not None:
-        margin = _seconds(args.margin, "--margin", 0, MAX_REFRESH_MARGIN)
+        margin = MARGIN.check(args.margin, "--margin")
         settings = settings.with_(refresh_margin=margin)
     return refresh_all(
         _targets(args, settings), _with_app(args, settings, prompt=False), force=force
     )
-
-
-def _seconds(raw: str, name: str, low: float, high: float, *, low_open: bool = False) -> float:
-    return in_range(raw, name, low, high, low_open=low_open)
 
 
 def _report(result: RunResult) -> None:

@@ -58,11 +58,8 @@ class CallbackListener:
                 f"cannot listen on {self.host}:{self.port} ({exc.strerror}); free the port or "
                 "use `schwab-tokens login --paste`"
             ) from None
-        with self_signed_files(self.host) as (cert, key):
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert, key)
         # The handshake is done per connection, in its thread (see _TLSServer.finish_request).
-        server.socket = context.wrap_socket(
+        server.socket = tls_context(self.host).wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False
         )
         threading.Thread(target=server.serve_forever, name="login-callback", daemon=True).start()
@@ -198,8 +195,16 @@ def listen_for_login(
     return token
 
 
+def tls_context(host: str) -> ssl.SSLContext:
+    """A server context with a throwaway self-signed certificate for ``host``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with _self_signed_files(host) as (cert, key):
+        context.load_cert_chain(cert, key)
+    return context
+
+
 @contextlib.contextmanager
-def self_signed_files(host: str) -> Iterator[tuple[str, str]]:
+def _self_signed_files(host: str) -> Iterator[tuple[str, str]]:
     """A throwaway certificate for ``host``, on disk only while ``ssl`` loads it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -240,4 +245,4 @@ def self_signed_files(host: str) -> Iterator[tuple[str, str]]:
         yield cert_path, key_path
 
 
-__all__ = ["CallbackListener", "listen_for_login"]
+__all__ = ["CallbackListener", "listen_for_login", "tls_context"]

@@ -77,18 +77,10 @@ class Settings:
             app_secret=text("SCHWAB_APP_SECRET"),
             credentials_secret=text("SCHWAB_CREDENTIALS_SECRET"),
             callback_url=text("SCHWAB_CALLBACK_URL"),
-            refresh_margin=number(
-                env, "REFRESH_MARGIN_SECONDS", DEFAULT_REFRESH_MARGIN, 0, MAX_REFRESH_MARGIN
-            ),
-            http_timeout=number(
-                env, "SCHWAB_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT, 0, 300, low_open=True
-            ),
-            http_retries=int(
-                number(env, "SCHWAB_HTTP_RETRIES", DEFAULT_HTTP_RETRIES, 0, 10, integer=True)
-            ),
-            lease_ttl=number(
-                env, "SCHWAB_TOKENS_LEASE_TTL", DEFAULT_LEASE_TTL, 0, 3600, low_open=True
-            ),
+            refresh_margin=number(env, "REFRESH_MARGIN_SECONDS", DEFAULT_REFRESH_MARGIN, MARGIN),
+            http_timeout=number(env, "SCHWAB_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT, TIMEOUT),
+            http_retries=int(number(env, "SCHWAB_HTTP_RETRIES", DEFAULT_HTTP_RETRIES, RETRIES)),
+            lease_ttl=number(env, "SCHWAB_TOKENS_LEASE_TTL", DEFAULT_LEASE_TTL, LEASE_TTL),
             kms_key_id=text("TOKEN_STORE_KMS_KEY_ID"),
             writer=_writer(text("AWS_LAMBDA_FUNCTION_NAME")),
             topic_arn=text("SCHWAB_TOKENS_TOPIC_ARN"),
@@ -102,48 +94,48 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def number(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    integer: bool = False,
-) -> float:
-    """``env[name]`` as a finite number within ``[low, high]`` (``(low, high]`` if low_open)."""
+@dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts: finite, within ``[low, high]`` (``(low, high]`` when
+    ``low_open``), whole if ``integer``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    integer: bool = False
+
+    def check(self, raw: str | float, name: str) -> float:
+        """``raw`` as a number in range, or a ``UsageError`` naming ``name`` and the range."""
+        kind = "a whole number" if self.integer else "a number of seconds"
+        lower = f"more than {self.low:g} up" if self.low_open else f"from {self.low:g}"
+        refusal = f"{name} must be {kind} {lower} to {self.high:g}, not {str(raw)[:40]!r}"
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise UsageError(refusal) from None
+        if (
+            not math.isfinite(value)
+            or value < self.low
+            or (self.low_open and value <= self.low)
+            or value > self.high
+            or (self.integer and value != int(value))
+        ):
+            raise UsageError(refusal)
+        return value
+
+
+MARGIN = Range(0, MAX_REFRESH_MARGIN)
+TIMEOUT = Range(0, 300, low_open=True)
+RETRIES = Range(0, 10, integer=True)
+LEASE_TTL = Range(0, 3600, low_open=True)
+#: ``watch --interval``: anything from a blink to a day.
+INTERVAL = Range(0, 86400, low_open=True)
+
+
+def number(env: Mapping[str, str], name: str, default: float, accepted: Range) -> float:
+    """``env[name]`` checked against ``accepted``, or ``default`` when it is not set."""
     raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    return in_range(raw, name, low, high, low_open=low_open, integer=integer)
-
-
-def in_range(
-    raw: str | float,
-    name: str,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    integer: bool = False,
-) -> float:
-    """``raw`` as a number in range, or a ``UsageError`` naming ``name`` and the range."""
-    kind = "a whole number" if integer else "a number of seconds"
-    bound = f"{'more than' if low_open else 'from'} {low:g} {'up ' if low_open else ''}to {high:g}"
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be {kind} {bound}, not {str(raw)[:40]!r}") from None
-    if (
-        not math.isfinite(value)
-        or value < low
-        or (low_open and value <= low)
-        or value > high
-        or (integer and value != int(value))
-    ):
-        raise UsageError(f"{name} must be {kind} {bound}, not {str(raw)[:40]!r}")
-    return value
+    return accepted.check(raw, name) if raw else default
 
 
 def flag(env: Mapping[str, str], name: str) -> bool:
