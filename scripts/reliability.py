@@ -13,6 +13,9 @@ Records it reads (one JSON object per line, ``kind`` first):
 - ``{"kind": "crash", "store", "phase", "lost", "corrupt", ...}``: one SIGKILLed refresh, and
   ``{"kind": "crash_summary", "store", "killed", "seconds", ...}`` per store;
 - ``{"kind": "soak", "store", "rounds", "needed", "calls", "errors", "rejected", ...}``;
+- ``{"kind": "bad_answer", "store", "fault", "broken", "passed", ...}``: one hostile token answer;
+- ``{"kind": "clock_skew", "store", "skew", "double_holder", "passed"}``: a writer with a wrong
+  clock against a lease held or left by another;
 - ``{"kind": "hypothesis", "test": NAME, "examples": N}``: inputs a property test generated;
 - ``{"kind": "leak_check", "checked": TESTS, "texts": N, "leaked": M}``: outputs scanned for
   secrets (tests/secret_hygiene.py, one line per session).
@@ -38,7 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 REPORT_ENV = "RELIABILITY_REPORT"
 STORES = ("file", "s3", "secretsmanager")
 #: Other authors' suites that belong to the figures: hostile input (hypothesis) and secret hygiene.
-EXTRA_TESTS = ("tests/unit/test_hostile_input.py",)
+EXTRA_TESTS = (
+    "tests/unit/test_hostile_input.py",
+    "tests/unit/test_token_answers.py",
+    "tests/integration/test_lease_clock.py",
+)
 HYGIENE_PLUGIN = "tests.secret_hygiene"
 SECRET_TEST_PATTERNS = ("test_*secret*.py", "test_*leak*.py", "test_*hygiene*.py")
 
@@ -161,6 +168,37 @@ def summarize(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, 
         rows.append(("secrets leaked", f"{leaked} in {scanned} scanned", "0", leaked == 0))
     else:
         rows.append(("secrets leaked", "not measured", "0", True))
+
+    answers = kinds.get("bad_answer", [])
+    if answers:
+        broken = sum(1 for r in answers if r.get("broken") or not r.get("passed"))
+        stores = Counter(str(r.get("store")) for r in answers)
+        rows.append(
+            (
+                "bad token answers tried / stores broken",
+                f"{len(answers)} ({per_store(stores)}) / {broken}",
+                "0 broken",
+                broken == 0,
+            )
+        )
+    else:
+        rows.append(("bad token answers tried / stores broken", "not run", "0 broken", False))
+
+    skews = kinds.get("clock_skew", [])
+    if skews:
+        doubles = sum(1 for r in skews if r.get("double_holder") or not r.get("passed"))
+        rows.append(
+            (
+                "clock-skewed writers / double holders",
+                f"{len(skews)} ("
+                + ", ".join(f"{r.get('store')} {r.get('skew'):+d} s" for r in skews)
+                + f") / {doubles}",
+                "0 double holders",
+                doubles == 0,
+            )
+        )
+    else:
+        rows.append(("clock-skewed writers / double holders", "not run", "0", False))
 
     soaks = kinds.get("soak", [])
     if soaks:
