@@ -51,22 +51,30 @@ build: $(SAM_STAMP)
 	SAM_CLI_TELEMETRY=0 PIP="$(CURDIR)/$(SAM_VENV)/bin/python -m pip" \
 		$(SAM) build --template-file template.yaml --build-dir $(SAM_BUILD_DIR)
 
-# checkov resolves Conditions with the parameters' defaults, so it sees only the S3 store; the
-# second run checks a copy whose StoreType defaults to SecretsManager (and with an alarm e-mail).
+# checkov resolves Conditions with the parameters' defaults, so one run sees one branch of each.
+# The variants are copies of the template with other defaults (tests/template/variants.py changes
+# only those Default lines, and fails on a parameter or value that does not exist): together
+# with the template itself they scan both branches of every condition: the S3 and Secrets
+# Manager stores, both encryption modes and credential stores, the hosted login, the detailed
+# metrics and the e-mail subscription.
 # --skip-download: no network calls (checkov otherwise fetches guideline links).
 CHECKOV_ARGS := --framework cloudformation --quiet --compact --skip-download
-CHECKOV_SM_DIR := $(TOOLS_DIR)/checkov-secretsmanager
+CHECKOV_DIR := $(TOOLS_DIR)/checkov-variants
+CHECKOV_ALL_ON := Encryption=CustomerManagedKey CredentialsStore=SecretsManager \
+	HostedLogin=Enabled DetailedMetrics=Enabled AlarmEmail=alarms@example.com
+CHECKOV_VARIANTS := all-on-s3 all-on-secretsmanager
+CHECKOV_VARIANT_all-on-s3 := $(CHECKOV_ALL_ON)
+CHECKOV_VARIANT_all-on-secretsmanager := StoreType=SecretsManager $(CHECKOV_ALL_ON)
 
-lint-template: $(SAM_STAMP) $(CHECKOV_STAMP)
+# cfn-lint runs here only (CI runs `make lint`); the template tests do not run it again.
+lint-template: $(SAM_STAMP) $(CHECKOV_STAMP) $(STAMP)
 	$(dir $(PY))cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file template.yaml --region $(SAM_LINT_REGION)
 	$(CHECKOV) -f template.yaml $(CHECKOV_ARGS)
-	@mkdir -p $(CHECKOV_SM_DIR)
-	sed -e '/^  StoreType:/,/^  [A-Za-z]/s/^    Default: S3$$/    Default: SecretsManager/' \
-		-e '/^  AlarmEmail:/,/^  [A-Za-z]/s/^    Default: ""$$/    Default: alarms@example.com/' \
-		template.yaml > $(CHECKOV_SM_DIR)/template.yaml
-	@grep -q 'Default: SecretsManager' $(CHECKOV_SM_DIR)/template.yaml
-	$(CHECKOV) -f $(CHECKOV_SM_DIR)/template.yaml $(CHECKOV_ARGS)
+	@mkdir -p $(CHECKOV_DIR)
+	$(foreach variant,$(CHECKOV_VARIANTS),$(PY) -m tests.template.variants \
+		$(CHECKOV_DIR)/$(variant).yaml $(CHECKOV_VARIANT_$(variant)) && \
+		$(CHECKOV) -f $(CHECKOV_DIR)/$(variant).yaml $(CHECKOV_ARGS) && ) true
 
 layer-size: build
 	@$(SAM_VENV)/bin/python -c 'import os, shutil, sys, tempfile; \

@@ -113,60 +113,18 @@ COMBINATIONS: dict[str, dict[str, str]] = {
 
 
 # -- the template ----------------------------------------------------------------------------------
-def resolved(template: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
-    """Parameter values, conditions and the resources that exist, for one combination."""
-    params = {
-        name: overrides.get(name, spec.get("Default"))
-        for name, spec in template.get("Parameters", {}).items()
-    }
-    conditions: dict[str, bool] = {}
-
-    def value(node: Any) -> Any:
-        if isinstance(node, dict) and len(node) == 1:
-            ((fn, arg),) = node.items()
-            if fn == "Ref":
-                return params.get(arg, arg)
-            if fn == "Condition":
-                return condition(arg)
-            if fn == "Fn::Equals":
-                return str(value(arg[0])) == str(value(arg[1]))
-            if fn == "Fn::Not":
-                return not value(arg[0])
-            if fn == "Fn::And":
-                return all(value(a) for a in arg)
-            if fn == "Fn::Or":
-                return any(value(a) for a in arg)
-        return node
-
-    def condition(name: str) -> bool:
-        if name not in conditions:
-            conditions[name] = bool(value(template["Conditions"][name]))
-        return conditions[name]
-
-    resources = {
-        name: body
-        for name, body in template["Resources"].items()
-        if "Condition" not in body or condition(body["Condition"])
-    }
-    return {"params": params, "resources": resources, "condition": condition, "value": value}
-
-
-def template_counts(shape: dict[str, Any]) -> dict[str, Any]:
-    resources = shape["resources"]
+def template_counts(deployed: Mapping[str, Any]) -> dict[str, Any]:
+    """What the bill counts from a template whose conditions are resolved."""
+    resources = deployed["Resources"]
     kinds = Counter(body["Type"] for body in resources.values())
     refresher = resources["RefresherFunction"]["Properties"]
-    tracing = refresher.get("Tracing", "PassThrough")
-    tracing = shape["value"](tracing) if not isinstance(tracing, str) else tracing
-    if isinstance(tracing, dict) and "Fn::If" in tracing:
-        cond, yes, no = tracing["Fn::If"]
-        tracing = yes if shape["condition"](cond) else no
     return {
         "alarms": kinds["AWS::CloudWatch::Alarm"],
         "dashboards": kinds["AWS::CloudWatch::Dashboard"],
         "kms_keys": kinds["AWS::KMS::Key"],
         "secrets": kinds["AWS::SecretsManager::Secret"],
         "memory_mb": int(refresher.get("MemorySize", 128)),
-        "tracing": tracing == "Active",
+        "tracing": refresher.get("Tracing") == "Active",
     }
 
 
@@ -227,8 +185,10 @@ def simulate(store_type: str, credentials: str, detailed: bool, hours: float) ->
         login(store_from_url(url, settings), emulator)
         emulator.reset_counters()
 
-        def count(event_name: str, **_: Any) -> None:
+        def count(event_name: str, params: dict[str, Any], **_: Any) -> None:
             _, service, operation = event_name.split(".")[:3]
+            if params.get("SecretId") == creds_name or service == "ssm":
+                operation = "credentials"  # priced below from the cache's lifetime
             day.calls[(service, operation)] += 1
 
         for service in ("s3", "secretsmanager", "ssm", "sns"):
@@ -263,9 +223,16 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
     """Monthly quantities and dollars per line, without and with the free tier."""
     scale = HOURS_PER_MONTH / day.hours
     runs = day.runs * scale
-    by_service = Counter()
+    by_service: Counter[tuple[str, str]] = Counter()
     for (service, operation), n in day.calls.items():
         by_service[(service, operation)] += n * scale
+    from schwab_tokens.credentials import CACHE_SECONDS
+
+    # Credentials are cached CACHE_SECONDS per warm container; the simulation is one container
+    # living a day in seconds, so the cache never expired: price a read per cache lifetime.
+    for service, operation in list(by_service):
+        if operation == "credentials":
+            by_service[(service, operation)] = HOURS_PER_MONTH * 3600 / CACHE_SECONDS
     s3_reads = sum(
         n for (s, op), n in by_service.items() if s == "s3" and op.startswith(("Get", "Head"))
     )
@@ -383,15 +350,14 @@ def main() -> int:
     parser.add_argument("--only-defaults", action="store_true", help="price the defaults only")
     args = parser.parse_args()
 
-    from tests.template import load_template
+    from tests.template import load_template, parameter_values, resolved_template
 
     template = load_template()
     combos = dict(list(COMBINATIONS.items())[:1]) if args.only_defaults else COMBINATIONS
     days: dict[tuple[str, str, bool], Day] = {}
     results = {}
     for label, overrides in combos.items():
-        shape = resolved(template, overrides)
-        params = {k: str(v) for k, v in shape["params"].items()}
+        params = parameter_values(template, overrides)
         key = (
             params.get("StoreType", "S3"),
             params.get("CredentialsStore", "ParameterStore"),
@@ -400,7 +366,7 @@ def main() -> int:
         if key not in days:
             with contextlib.redirect_stderr(io.StringIO()), tempfile.TemporaryDirectory():
                 days[key] = simulate(*key, args.hours)
-        results[label] = bill(template_counts(shape), days[key], params)
+        results[label] = bill(template_counts(resolved_template(overrides)), days[key], params)
     if args.json:
         print(json.dumps({"results": results, "assumptions": ASSUMPTIONS, "prices": PRICES}))
         return 0

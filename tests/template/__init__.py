@@ -34,6 +34,13 @@ _FUNCTIONS = (
     "Transform",
     "ToJsonString",
     "Length",
+    # Rules-only functions.
+    "Contains",
+    "EachMemberEquals",
+    "EachMemberIn",
+    "RefAll",
+    "ValueOf",
+    "ValueOfAll",
 )
 
 
@@ -83,3 +90,100 @@ def load_template() -> dict[str, Any]:
     document = load_yaml(TEMPLATE.read_text())
     assert isinstance(document, dict)
     return document
+
+
+# -- the template for given parameter values (Conditions resolved, as CloudFormation would) ------
+NO_VALUE = {"Ref": "AWS::NoValue"}
+#: The choice parameters and their values: every combination is a deployment a user may make.
+CHOICES = {
+    "StoreType": ("S3", "SecretsManager"),
+    "Encryption": ("AwsManaged", "CustomerManagedKey"),
+    "CredentialsStore": ("ParameterStore", "SecretsManager"),
+    "HostedLogin": ("Disabled", "Enabled"),
+    "DetailedMetrics": ("Disabled", "Enabled"),
+}
+
+
+def all_combinations() -> list[dict[str, str]]:
+    """Every combination of the choice parameters (the first one is the defaults)."""
+    combos: list[dict[str, str]] = [{}]
+    for name, values in CHOICES.items():
+        combos = [{**combo, name: value} for combo in combos for value in values]
+    return combos
+
+
+def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    unknown = set(overrides) - set(values)
+    assert not unknown, f"unknown parameters {unknown}"
+    return {**values, **overrides}
+
+
+def evaluate(node: Any, values: dict[str, str], condition: Any = None) -> Any:
+    """A Condition or a Rules expression for these parameter values (``condition`` names the
+    template's other conditions, for ``{"Condition": name}``)."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return values.get(argument, argument)
+        if function == "Condition" and condition is not None:
+            return condition(argument)
+        if function == "Fn::Equals":
+            return str(evaluate(argument[0], values, condition)) == str(
+                evaluate(argument[1], values, condition)
+            )
+        if function == "Fn::Contains":  # Rules only
+            listed = [str(evaluate(item, values, condition)) for item in argument[0]]
+            return str(evaluate(argument[1], values, condition)) in listed
+        if function == "Fn::Not":
+            return not evaluate(argument[0], values, condition)
+        if function == "Fn::And":
+            return all(evaluate(a, values, condition) for a in argument)
+        if function == "Fn::Or":
+            return any(evaluate(a, values, condition) for a in argument)
+        raise AssertionError(f"{function} cannot be evaluated here")
+    return node
+
+
+def conditions(template: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
+    """Every Condition of ``template`` evaluated for these parameter values."""
+    found: dict[str, bool] = {}
+
+    def condition(name: str) -> bool:
+        if name not in found:
+            found[name] = bool(evaluate(template["Conditions"][name], values, condition))
+        return found[name]
+
+    for name in template.get("Conditions", {}):
+        condition(name)
+    return found
+
+
+def resolve(value: Any, conds: dict[str, bool]) -> Any:
+    """``value`` with every ``Fn::If`` decided and ``AWS::NoValue`` dropped (keys and items)."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return resolve(when_true if conds[name] else when_false, conds)
+        resolved = {key: resolve(item, conds) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item != NO_VALUE}
+    if isinstance(value, list):
+        items = [resolve(item, conds) for item in value]
+        return [item for item in items if item != NO_VALUE]
+    return value
+
+
+def resolved_template(overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """template.yaml as deployed with these parameters: only the resources and outputs whose
+    Condition holds, every ``Fn::If`` decided (Ref, Sub and GetAtt stay as they are)."""
+    template = load_template()
+    conds = conditions(template, parameter_values(template, overrides or {}))
+
+    def kept(section: str) -> dict[str, Any]:
+        return {
+            name: resolve(body, conds)
+            for name, body in template.get(section, {}).items()
+            if conds.get(body.get("Condition", ""), True)
+        }
+
+    return {**template, "Resources": kept("Resources"), "Outputs": kept("Outputs")}

@@ -1,0 +1,441 @@
+"""template.yaml deployed: SAM's translation, created by CloudFormation on moto, for the
+parameter combinations that change what exists.
+
+Each combination is a real stack on moto (in-process): Conditions decided by CloudFormation,
+references resolved, IAM policies parsed by moto's IAM. What moto cannot create or keeps wrong is
+stood in (``tests.template.stack``: secrets, resource policies, the function URL, alarms, the
+event-invoke config, the layer) and checked from its resolved properties or from the translated
+template. No network, no Docker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from schwab_tokens.settings import Settings
+from tests.template import resolve
+from tests.template.stack import (
+    ACCOUNT,
+    REGION,
+    Deployment,
+    deploy,
+    managed_policy,
+    policy_document,
+)
+
+ALL_ON = {
+    "Encryption": "CustomerManagedKey",
+    "CredentialsStore": "SecretsManager",
+    "HostedLogin": "Enabled",
+    "DetailedMetrics": "Enabled",
+    "AlarmEmail": "alarms@example.com",
+}
+COMBINATIONS = {
+    "defaults": {},
+    "hosted-login": {"HostedLogin": "Enabled"},
+    "customer-managed-key": {"Encryption": "CustomerManagedKey"},
+    "secretsmanager-credentials": {"CredentialsStore": "SecretsManager"},
+    "detailed-metrics": {"DetailedMetrics": "Enabled"},
+    "secretsmanager-store": {"StoreType": "SecretsManager"},
+    "everything-on-s3": ALL_ON,
+    "everything-on-secretsmanager": {"StoreType": "SecretsManager", **ALL_ON},
+}
+LOGIN_RESOURCES = {
+    "LoginFunction",
+    "LoginFunctionRole",
+    "LoginFunctionUrl",
+    "LoginFunctionUrlPublicPermissions",
+    "LoginFunctionURLInvokeAllowPublicAccess",
+    "LoginLogGroup",
+}
+
+
+class Stacks(dict[str, tuple[Deployment, Any]]):
+    """name -> (deployment, session); each combination deployed the first time it is asked for
+    (with pytest-xdist a worker then deploys only the combinations of the tests it runs)."""
+
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self.session = session
+
+    def __missing__(self, name: str) -> tuple[Deployment, Any]:
+        self[name] = (deploy(self.session, f"st-{name}", COMBINATIONS[name]), self.session)
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def stacks() -> Iterator[Stacks]:
+    """The combinations' stacks, on one in-process moto for the module."""
+    import boto3
+    from moto import mock_aws
+
+    with pytest.MonkeyPatch.context() as env, mock_aws():
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            env.delenv(name, raising=False)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        yield Stacks(session)
+
+
+@pytest.fixture(params=sorted(COMBINATIONS))
+def stack(request: pytest.FixtureRequest, stacks: Stacks) -> tuple[Deployment, Any]:
+    return stacks[request.param]
+
+
+def where(parameter: str, value: str) -> list[str]:
+    """The combinations that set ``parameter`` to ``value`` (for tests of what only they have)."""
+    return sorted(n for n, overrides in COMBINATIONS.items() if overrides.get(parameter) == value)
+
+
+def on(deployment: Deployment, parameter: str, value: str) -> bool:
+    return deployment.parameters[parameter] == value
+
+
+def actions(document: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for statement in document["Statement"]:
+        listed = statement["Action"]
+        found.update([listed] if isinstance(listed, str) else listed)
+    return found
+
+
+def function_env(deployment: Deployment, session: Any, logical: str) -> dict[str, str]:
+    config = session.client("lambda").get_function_configuration(
+        FunctionName=deployment.physical(logical)
+    )
+    return {k: str(v) for k, v in config["Environment"]["Variables"].items()}
+
+
+def translated(deployment: Deployment, logical: str) -> dict[str, Any]:
+    """A resource of SAM's translation with this deployment's Conditions decided."""
+    return dict(resolve(deployment.translated["Resources"][logical], deployment.conditions))
+
+
+# ---------------------------------------------------------------------------- what exists
+def test_resources_and_outputs_exist_exactly_when_their_parameter_says(
+    stack: tuple[Deployment, Any],
+) -> None:
+    deployment, _ = stack
+    login = on(deployment, "HostedLogin", "Enabled")
+    cmk = on(deployment, "Encryption", "CustomerManagedKey")
+    s3 = on(deployment, "StoreType", "S3")
+    sm_credentials = on(deployment, "CredentialsStore", "SecretsManager")
+    metrics = on(deployment, "DetailedMetrics", "Enabled")
+    expected = {
+        "TokenKey": cmk,
+        "TokenKeyAlias": cmk,
+        "TokenBucket": s3,
+        "TokenBucketPolicy": s3,
+        "TokenSecret": not s3,
+        "CredentialsSecret": sm_credentials,
+        "CredentialsSecretPolicy": sm_credentials,
+        "Dashboard": metrics,
+        "AlarmEmailSubscription": deployment.parameters["AlarmEmail"] != "",
+        **dict.fromkeys(LOGIN_RESOURCES, login),
+    }
+    for always in (
+        "RefresherFunction",
+        "RefresherFunctionRole",
+        "RefresherFunctionSchedule",
+        "RefresherFunctionEventInvokeConfig",
+        "FailureQueue",
+        "AlarmTopic",
+        "AlarmTopicPolicy",
+        "RefresherErrorsAlarm",
+        "RefresherNotRunningAlarm",
+        "TokenWriterPolicy",
+        "TokenReaderPolicy",
+        "ExampleConsumerFunction",
+    ):
+        expected[always] = True
+    assert {name: deployment.has(name) for name in expected} == expected
+    if not login:  # no trace of the hosted login at all
+        assert not [name for name in deployment.resources if "login" in name.lower()]
+    outputs = set(deployment.outputs)
+    assert ({"LoginUrl", "SchwabCallbackUrl"} <= outputs) is login
+    assert not ({"LoginUrl", "SchwabCallbackUrl"} & outputs) or login
+    assert ("DashboardUrl" in outputs) is metrics
+    assert ("KmsKeyArn" in outputs) is cmk
+    alarms = [n for n, (_, _) in deployment.resources.items() if n.endswith("Alarm")]
+    assert sorted(alarms) == ["RefresherErrorsAlarm", "RefresherNotRunningAlarm"]
+
+
+def test_outputs_name_what_the_cli_and_consumers_need(stack: tuple[Deployment, Any]) -> None:
+    deployment, _ = stack
+    out = deployment.outputs
+    name = deployment.name
+    if on(deployment, "StoreType", "S3"):
+        assert out["StoreUrl"] == f"s3://{deployment.physical('TokenBucket')}/schwab/tokens.json"
+    else:
+        assert out["StoreUrl"] == f"secretsmanager://{name}/tokens"
+    if on(deployment, "CredentialsStore", "ParameterStore"):
+        assert out["CredentialsSecretName"] == f"ssm:/{name}/credentials"
+    else:
+        assert out["CredentialsSecretName"] == f"{name}/credentials"
+        assert deployment.properties("CredentialsSecret")["Name"] == f"{name}/credentials"
+    assert out["AlarmTopicArn"] == deployment.physical("AlarmTopic")
+    assert out["ReaderPolicyArn"] == deployment.physical("TokenReaderPolicy")
+    assert out["LayerArn"].startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{name}-")
+    if "LoginUrl" in out:
+        assert out["LoginUrl"].endswith("/")
+        assert out["SchwabCallbackUrl"] == out["LoginUrl"] + "callback"
+
+
+# ---------------------------------------------------------------------------- the functions
+def test_the_functions_environment_is_what_the_library_reads(
+    stack: tuple[Deployment, Any],
+) -> None:
+    deployment, session = stack
+    out = deployment.outputs
+    env = function_env(deployment, session, "RefresherFunction")
+    settings = Settings.from_env(env)  # the library accepts every value the stack sets
+    assert settings.store_url == out["StoreUrl"]
+    assert settings.credentials_secret == out["CredentialsSecretName"]
+    assert settings.topic_arn == out["AlarmTopicArn"]
+    assert settings.refresh_margin == 900
+    assert settings.login_url == out.get("LoginUrl")
+    assert settings.kms_key_id == out.get("KmsKeyArn")
+    metrics = on(deployment, "DetailedMetrics", "Enabled")
+    assert settings.detailed_metrics is metrics
+    assert env["POWERTOOLS_TRACE_DISABLED"] == ("false" if metrics else "true")
+    # moto keeps no tracing mode, layers or architectures: SAM's translation says them.
+    refresher = translated(deployment, "RefresherFunction")["Properties"]
+    assert refresher["TracingConfig"] == {"Mode": "Active" if metrics else "PassThrough"}
+    assert refresher["Architectures"] == ["arm64"]
+    assert refresher["Layers"][0] == {"Ref": next(n for n in deployment.resources if "Layer" in n)}
+    assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in json.dumps(refresher["Layers"][1])
+    assert refresher["ReservedConcurrentExecutions"] == 1
+
+    consumer = function_env(deployment, session, "ExampleConsumerFunction")
+    assert consumer == {"TOKEN_STORE_URL": out["StoreUrl"]}
+    if deployment.has("LoginFunction"):
+        login_env = function_env(deployment, session, "LoginFunction")
+        login = Settings.from_env(login_env)
+        assert (login.store_url, login.credentials_secret, login.kms_key_id) == (
+            settings.store_url,
+            settings.credentials_secret,
+            settings.kms_key_id,
+        )
+        assert login.login_url is None  # derived from the request: no circular reference
+        properties = translated(deployment, "LoginFunction")["Properties"]
+        assert properties["ReservedConcurrentExecutions"] == 2
+        assert properties["Timeout"] == 30
+        assert properties["Architectures"] == ["arm64"]
+        assert "TracingConfig" not in properties
+
+
+@pytest.mark.parametrize("name", where("HostedLogin", "Enabled"))
+def test_the_function_url_is_public_and_reaches_only_the_login_function(
+    name: str, stacks: Stacks
+) -> None:
+    deployment, session = stacks[name]
+    url = deployment.properties("LoginFunctionUrl")
+    login = deployment.physical("LoginFunction")
+    assert url == {"TargetFunctionArn": login, "AuthType": "NONE", "InvokeMode": "BUFFERED"}
+    policy = json.loads(session.client("lambda").get_policy(FunctionName=login)["Policy"])
+    granted = {
+        (s["Action"], s.get("FunctionUrlAuthType"), s.get("InvokedViaFunctionUrl"))
+        for s in policy["Statement"]
+    }
+    # Both permissions AWS requires for a public function URL, the second only via the URL.
+    assert granted == {
+        ("lambda:InvokeFunctionUrl", "NONE", None),
+        ("lambda:InvokeFunction", None, True),
+    }
+    assert {s["Principal"] for s in policy["Statement"]} == {"*"}
+    group = session.client("logs").describe_log_groups(
+        logGroupNamePrefix=f"/aws/lambda/{deployment.name}-login"
+    )["logGroups"]
+    assert [(g["logGroupName"], g["retentionInDays"]) for g in group] == [
+        (f"/aws/lambda/{deployment.name}-login", 30)
+    ]
+
+
+# ---------------------------------------------------------------------------- encryption
+def test_encryption_follows_the_encryption_parameter(stack: tuple[Deployment, Any]) -> None:
+    deployment, session = stack
+    cmk = on(deployment, "Encryption", "CustomerManagedKey")
+    key_id = deployment.physical("TokenKey") if cmk else None
+    key_arn = deployment.outputs.get("KmsKeyArn")
+    if cmk:  # DescribeKey fails on a stack-made key in moto: list it instead
+        assert key_id in {k["KeyId"] for k in session.client("kms").list_keys()["Keys"]}
+        assert key_arn == f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}"
+    if deployment.has("TokenBucket"):
+        rules = session.client("s3").get_bucket_encryption(
+            Bucket=deployment.physical("TokenBucket")
+        )["ServerSideEncryptionConfiguration"]["Rules"]
+        default = rules[0]["ApplyServerSideEncryptionByDefault"]
+        if cmk:
+            assert default == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+            # moto keeps no BucketKeyEnabled: the translation says it (the reader's decrypt
+            # condition relies on the bucket-level encryption context it gives).
+            bucket = translated(deployment, "TokenBucket")["Properties"]
+            (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            assert rule["BucketKeyEnabled"] is True
+        else:
+            assert default == {"SSEAlgorithm": "AES256"}
+    queue = session.client("sqs").get_queue_attributes(
+        QueueUrl=deployment.physical("FailureQueue"), AttributeNames=["All"]
+    )["Attributes"]
+    assert queue.get("KmsMasterKeyId") == key_id
+    topic = session.client("sns").get_topic_attributes(TopicArn=deployment.physical("AlarmTopic"))
+    assert topic["Attributes"].get("KmsMasterKeyId") == key_id
+    for secret in ("TokenSecret", "CredentialsSecret"):
+        if deployment.has(secret):
+            assert deployment.properties(secret).get("KmsKeyId") == key_arn, secret
+    # moto drops a log group's KmsKeyId: the translation says it.
+    for group in ("RefresherLogGroup", "ExampleConsumerLogGroup", "LoginLogGroup"):
+        if deployment.has(group):
+            properties = translated(deployment, group)["Properties"]
+            assert ("KmsKeyId" in properties) is cmk, group
+    kinds = [kind for kind, _ in deployment.resources.values()]
+    assert kinds.count("AWS::KMS::Key") == (1 if cmk else 0)
+
+
+# ---------------------------------------------------------------------------- permissions
+def test_policies_as_created_grant_the_store_credentials_and_topic_only(
+    stack: tuple[Deployment, Any],
+) -> None:
+    deployment, session = stack
+    iam = session.client("iam")
+    writer = managed_policy(session, deployment.physical("TokenWriterPolicy"))
+    reader = managed_policy(session, deployment.physical("TokenReaderPolicy"))
+    role = deployment.physical("RefresherFunctionRole")
+    inline = {
+        name: policy_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+    }
+    refresher = set().union(*(actions(d) for d in inline.values())) | actions(writer)
+    cmk = on(deployment, "Encryption", "CustomerManagedKey")
+    store = (
+        {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+        if on(deployment, "StoreType", "S3")
+        else {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+        }
+    )
+    credentials = (
+        {"ssm:GetParameter"}
+        if on(deployment, "CredentialsStore", "ParameterStore")
+        else {"secretsmanager:GetSecretValue"}
+    )
+    kms = {"kms:Decrypt", "kms:GenerateDataKey"} if cmk else set()
+    assert refresher == store | credentials | kms | {"sns:Publish", "sqs:SendMessage"}
+    assert actions(reader) == (
+        {"s3:GetObject"} if on(deployment, "StoreType", "S3") else {"secretsmanager:GetSecretValue"}
+    ) | ({"kms:Decrypt"} if cmk else set())
+    token = (
+        f"arn:aws:s3:::{deployment.physical('TokenBucket')}/schwab/tokens.json"
+        if on(deployment, "StoreType", "S3")
+        else f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{deployment.name}/tokens-AbCdEf"
+    )
+    key = [deployment.outputs["KmsKeyArn"]] if cmk else []
+    assert sorted(s["Resource"] for s in reader["Statement"]) == sorted([token, *key])
+    if on(deployment, "CredentialsStore", "ParameterStore"):
+        (statement,) = [s for s in writer["Statement"] if s["Action"] == "ssm:GetParameter"]
+        assert statement["Resource"] == (
+            f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/credentials"
+        )
+    # The roles that SAM made: the writer policy is attached to the refresher and the login.
+    for function in ("RefresherFunctionRole", "LoginFunctionRole"):
+        if deployment.has(function):
+            attached = translated(deployment, function)["Properties"]["ManagedPolicyArns"]
+            assert {"Ref": "TokenWriterPolicy"} in attached, function
+    if deployment.has("LoginFunctionRole"):
+        login_role = deployment.physical("LoginFunctionRole")
+        assert iam.list_role_policies(RoleName=login_role)["PolicyNames"] == []
+
+
+@pytest.mark.parametrize("name", where("CredentialsStore", "SecretsManager"))
+def test_only_the_functions_and_administrators_may_read_the_credentials_secret(
+    name: str, stacks: Stacks
+) -> None:
+    deployment, session = stacks[name]
+    iam = session.client("iam")
+
+    def role_arn(logical: str) -> str:
+        return str(iam.get_role(RoleName=deployment.physical(logical))["Role"]["Arn"])
+
+    policy = deployment.properties("CredentialsSecretPolicy")
+    assert policy["SecretId"].startswith(
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{deployment.name}/credentials-"
+    )
+    assert policy["BlockPublicPolicy"] is True
+    (statement,) = policy["ResourcePolicy"]["Statement"]
+    allowed = statement.pop("Condition")["ArnNotLike"]["aws:PrincipalArn"]
+    assert statement == {
+        "Sid": "OnlyTheFunctionsAndAdministratorsRead",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": "*",
+    }
+    login = role_arn("LoginFunctionRole") if deployment.has("LoginFunctionRole") else None
+    functions = [role_arn("RefresherFunctionRole"), login or role_arn("RefresherFunctionRole")]
+    admins = deployment.parameters["AdministratorPrincipals"].split(",")
+    assert allowed == functions + admins
+    assert all(a.startswith("arn:") and a.endswith((":root", "_*")) for a in admins)
+    consumer = role_arn("ExampleConsumerFunctionRole")
+    assert consumer not in allowed
+
+
+# ---------------------------------------------------------------------------- notifications
+def test_alarms_and_topic_policy_name_this_stack(stack: tuple[Deployment, Any]) -> None:
+    deployment, _ = stack
+    topic = deployment.physical("AlarmTopic")
+    refresher = deployment.physical("RefresherFunction")
+    for alarm in ("RefresherErrorsAlarm", "RefresherNotRunningAlarm"):
+        p = deployment.properties(alarm)
+        assert p["Namespace"] == "AWS/Lambda"
+        assert p["Dimensions"] == [{"Name": "FunctionName", "Value": refresher}]
+        assert p["AlarmActions"] == p["OKActions"] == [topic]
+        assert p["AlarmName"].startswith(f"{deployment.name}-")
+    policy = deployment.properties("AlarmTopicPolicy")
+    assert policy["Topics"] == [topic]
+    publish, tls = policy["PolicyDocument"]["Statement"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert publish["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {
+            "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{deployment.name}-*"
+        },
+    }
+    assert (tls["Effect"], tls["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    invoke = deployment.properties("RefresherFunctionEventInvokeConfig")
+    assert invoke["DestinationConfig"]["OnFailure"]["Destination"].endswith(
+        deployment.physical("FailureQueue").rsplit("/", 1)[1]
+    )
+    if deployment.has("AlarmEmailSubscription"):
+        subscription = deployment.properties("AlarmEmailSubscription")
+        assert subscription == {
+            "TopicArn": topic,
+            "Protocol": "email",
+            "Endpoint": "alarms@example.com",
+        }
+
+
+@pytest.mark.parametrize("name", where("DetailedMetrics", "Enabled"))
+def test_the_dashboard_shows_the_refresher_and_the_two_alarms(name: str, stacks: Stacks) -> None:
+    deployment, session = stacks[name]
+    body = session.client("cloudwatch").get_dashboard(
+        DashboardName=deployment.physical("Dashboard")
+    )
+    dashboard = json.loads(body["DashboardBody"])
+    (alarms,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    # The alarms are stood in on moto: their ARNs are the stand-ins' literals.
+    assert [a.split(".")[0] for a in alarms["properties"]["alarms"]] == [
+        "https://refreshererrorsalarm",
+        "https://refreshernotrunningalarm",
+    ]
+    assert deployment.physical("RefresherFunction") in body["DashboardBody"]
+    assert deployment.outputs["DashboardUrl"].endswith(
+        f"#dashboards:name={deployment.name}-{REGION}"
+    )
