@@ -178,10 +178,14 @@ def compose(
         )
     elif kind is Kind.LOGIN_REQUIRED:
         subject = f"Schwab login '{name}' is over: your bots have stopped"
+        last = (
+            f"the last access token works until {_when(access_ends)}, then"
+            if access_ends > now
+            else f"the last access token ran out at {_when(access_ends)}, so"
+        )
         body = (
-            f"The Schwab login for the token '{name}' has ended (the refresh token is dead or "
-            f"expired; the last access token ran out at {_when(access_ends)}). Your bots get no "
-            "working token until you log in again.\n\n"
+            f"The Schwab login for the token '{name}' has ended: the refresh token is dead or "
+            f"expired, and {last} your bots get no working token until you log in again.\n\n"
             f"{how}"
         )
     elif kind is Kind.FAILING:
