@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
@@ -26,6 +26,7 @@ from .stores import DEFAULT_STORE_URL, FORMS, TokenStore, store_from_url
 
 if TYPE_CHECKING:
     from .refresh import RunResult
+    from .token import Token
 
 LOGIN_TIMEOUT_SECONDS = 300.0
 #: How soon ``watch`` exits after SIGINT/SIGTERM, even in the middle of a refresh.
@@ -94,7 +95,7 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
     oauth = SchwabOAuth.from_settings(creds.app_key, creds.app_secret, settings)
     authorize_url, state = oauth.authorize_url(callback)
 
-    def handle(link: str) -> Any:
+    def handle(link: str) -> Token:
         return complete_login(oauth, store, link, state, callback)
 
     if args.paste:
@@ -132,7 +133,7 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
             args.credentials_secret, AppCredentials(creds.app_key, creds.app_secret, callback)
         )
         _out(f"App key and secret stored in {args.credentials_secret}.")
-    return 0
+    return int(ExitCode.OK)
 
 
 def cmd_login_link(args: argparse.Namespace, settings: Settings) -> int:
@@ -161,7 +162,7 @@ def cmd_login_link(args: argparse.Namespace, settings: Settings) -> int:
         f"The link logs in again to {store.url} once, until {_when(now + valid)}; only the "
         "Schwab user of the current login can complete it."
     )
-    return 0
+    return int(ExitCode.OK)
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,7 +192,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for label, value in _status_lines(status):
             _out(f"{label + ':':<16}{value}")
-    return 0 if status["refresh_seconds_left"] > 0 else int(ExitCode.LOGIN_REQUIRED)
+    alive = status["refresh_seconds_left"] > 0
+    return int(ExitCode.OK if alive else ExitCode.LOGIN_REQUIRED)
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
@@ -387,7 +389,7 @@ def _err(text: str) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse, exiting with the contract's usage code (2) and a hint to --help."""
 
-    def error(self, message: str) -> Any:
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         _err(f"{self.prog}: error: {message} (see --help)")
         raise SystemExit(int(ExitCode.USAGE))
