@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := test
 include mk/tools.mk
 
-.PHONY: setup demo test test-fast lint lint-python bench reliability clean
+.PHONY: setup demo test test-fast unit integration lint lint-python bench reliability clean
 
 setup: $(STAMP)
 
@@ -22,11 +22,25 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) scripts/demo.py
 
+# pytest-xdist: the suite waits on subprocesses, leases and the emulator as much as it computes,
+# so more workers than cores; tests are handed out one at a time (the long crash and soak chunks
+# are collected first, see tests/conftest.py) so that no worker queues two of them.
+WORKERS ?= 6
+PARALLEL := -n $(WORKERS) --dist load --maxschedchunk 1
+
+# Everything: unit, emulator, integration, e2e, template and reliability (under 5 minutes here).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PARALLEL)
 
 test-fast: setup
-	$(PY) -m pytest -q -m 'not slow'
+	$(PY) -m pytest -q $(PARALLEL) -m 'not slow'
+
+# The inner loops, one suite each.
+unit: setup
+	$(PY) -m pytest -q $(PARALLEL) tests/unit tests/emulator
+
+integration: setup
+	$(PY) -m pytest -q $(PARALLEL) tests/integration tests/e2e
 
 lint: lint-python lint-template
 
@@ -36,7 +50,7 @@ lint-python: setup
 	$(PY) -m mypy
 
 reliability: setup
-	$(PY) scripts/reliability.py
+	$(PY) scripts/reliability.py $(PARALLEL)
 
 bench: setup build
 	$(PY) benchmarks/run.py

@@ -89,6 +89,15 @@ def per_store(counts: Counter[str]) -> str:
     return ", ".join(f"{store} {counts[store]}" for store in STORES if counts[store])
 
 
+def per_store_text(counts: Counter[str]) -> str:
+    """``file 100, s3 100, ...`` in the usual store order, any other store last."""
+    return ", ".join(f"{store} {counts[store]}" for store in sorted(counts, key=store_order))
+
+
+def store_order(store: str) -> tuple[int, str]:
+    return (STORES.index(store) if store in STORES else len(STORES), store)
+
+
 def summarize(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, bool]], list[str]]:
     """The table's rows (figure, value, target, holds) and the lines of detail under it."""
     kinds = by_kind(records)
@@ -206,7 +215,15 @@ def summarize(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, 
         calls = sum(int(r.get("calls") or 0) for r in soaks)
         errors = sum(int(r.get("errors") or 0) for r in soaks)
         rejected = sum(int(r.get("rejected") or 0) for r in soaks)
-        rounds = ", ".join(f"{r.get('store')} {r.get('rounds')}" for r in soaks)
+        # A store's rounds may come in several chunks (records), one per test.
+        soak_rounds: Counter[str] = Counter()
+        seconds_per_store: defaultdict[str, float] = defaultdict(float)
+        chunks_per_store: Counter[str] = Counter()
+        for r in soaks:
+            soak_rounds[str(r.get("store"))] += int(r.get("rounds") or 0)
+            seconds_per_store[str(r.get("store"))] += float(r.get("seconds") or 0)
+            chunks_per_store[str(r.get("store"))] += 1
+        rounds = per_store_text(soak_rounds)
         reads = sum(int(r.get("reads") or 0) for r in soaks)
         min_left = min(float(r.get("min_left") or 0) for r in soaks)
         rows.append(
@@ -225,12 +242,22 @@ def summarize(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, 
                 rejected == 0 and min_left > 300 and errors == 0,
             )
         )
-        for r in soaks:
-            notes.append(f"soak {r.get('store')}: {r.get('rounds')} rounds in {r.get('seconds')} s")
+        for store in sorted(soak_rounds, key=store_order):
+            notes.append(
+                f"soak {store}: {soak_rounds[store]} rounds in {seconds_per_store[store]:.1f} s "
+                f"({chunks_per_store[store]} chunks)"
+            )
     else:
         rows.append(("endpoint calls vs needed (soak)", "not run", "equal", False))
-    for r in summaries:
-        notes.append(f"crash {r.get('store')}: {r.get('killed')} kills in {r.get('seconds')} s")
+    killed_per_store: Counter[str] = Counter()
+    crash_seconds: defaultdict[str, float] = defaultdict(float)
+    for r in summaries:  # one per store, or one per store and strategy
+        killed_per_store[str(r.get("store"))] += int(r.get("killed") or 0)
+        crash_seconds[str(r.get("store"))] += float(r.get("seconds") or 0)
+    for store in sorted(killed_per_store, key=store_order):
+        notes.append(
+            f"crash {store}: {killed_per_store[store]} kills in {crash_seconds[store]:.1f} s"
+        )
     return rows, notes
 
 

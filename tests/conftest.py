@@ -1,19 +1,21 @@
 from __future__ import annotations
 
-import socket
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.emulator import Emulator
+from tests.helpers import free_port
 
 pytest_plugins = ["tests.conftest_aws", "tests.secret_hygiene"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long runs first (stable order otherwise): with xdist the short tests then fill the gaps
+    and the session does not end waiting on one long chunk started last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
@@ -26,12 +28,11 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's Schwab or AWS settings, and none writes outside tmp_path."""
-    import os
-
+    prefixes = ("SCHWAB_", "TOKEN_STORE", "TOKEN_MANIFEST", "AWS_", "REFRESH_MARGIN", "POWERTOOLS_")
     for name in list(os.environ):
-        if name.startswith(("SCHWAB_", "TOKEN_STORE", "AWS_", "REFRESH_MARGIN")):
+        if name.startswith(prefixes):
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -40,7 +41,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 
 @pytest.fixture(params=["file", "s3", "secretsmanager"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store of each kind: a file, or S3 / Secrets Manager on moto's server over HTTP."""
     if request.param == "file":
         return str(tmp_path / "tokens.json")

@@ -3,9 +3,10 @@
 Two ways to fake AWS, both reached only through boto3's own configuration:
 
 - ``moto_aws``: moto's in-process mock (``mock_aws``), fast, for most tests;
-- ``aws_endpoint``: a real HTTP moto server on 127.0.0.1 (one per session, its state reset for
-  every test), reached through ``AWS_ENDPOINT_URL`` exactly as users point the package at
-  LocalStack or moto, so the endpoint chain itself is tested.
+- ``aws_endpoint``: a real HTTP moto server on 127.0.0.1 (one per session, i.e. one per xdist
+  worker; its state reset for every test; its conditional changes made atomic, as on AWS),
+  reached through ``AWS_ENDPOINT_URL`` exactly as users point the package at LocalStack or
+  moto, so the endpoint chain itself is tested.
 
 ``schwab_tokens.aws`` caches clients per process; every fixture here resets that cache so a
 test never talks to the previous test's mock or endpoint.
@@ -14,10 +15,12 @@ test never talks to the previous test's mock or endpoint.
 from __future__ import annotations
 
 import itertools
+import threading
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,11 +67,48 @@ def moto_aws(aws_env: None) -> Iterator[None]:
     aws.reset_clients()
 
 
+_moto_changes = threading.Lock()
+
+
+def _serialise_moto_changes() -> None:
+    """Make moto's conditional changes atomic, as AWS's are.
+
+    AWS applies a conditional write atomically (S3 ``If-None-Match: *`` / ``If-Match``, a
+    Secrets Manager label move with ``RemoveFromVersionId``): of two racing writers exactly one
+    wins. moto checks the condition and then writes, without a lock, so on a busy machine two
+    racing writers can both "win" (two holders of a lease) and a test would blame the package
+    for moto's race. Each of these moto methods (the check and the change, not the parsing of
+    the request) runs under one lock; everything else still runs side by side. Once per
+    process; the test double is changed, never the package.
+    """
+    from moto.s3.responses import S3Response
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    for owner, name in (
+        (S3Response, "put_object"),
+        (S3Response, "delete_object"),
+        (SecretsManagerBackend, "create_secret"),
+        (SecretsManagerBackend, "put_secret_value"),
+        (SecretsManagerBackend, "update_secret_version_stage"),
+    ):
+        method = getattr(owner, name)
+        if getattr(method, "serialised", False):
+            continue
+
+        def serialised(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with _moto_changes:
+                return _method(*args, **kwargs)
+
+        serialised.serialised = True  # type: ignore[attr-defined]
+        setattr(owner, name, serialised)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server on a free port of 127.0.0.1 for the whole session; yields its URL."""
     from moto.server import ThreadedMotoServer
 
+    _serialise_moto_changes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

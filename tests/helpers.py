@@ -1,27 +1,50 @@
-"""Shared test steps: logging in through the emulator and running the CLI as a user would."""
+"""Shared test steps: logging in through the emulator, running the CLI and the Lambda handlers as
+a user and AWS would, putting bytes in a store behind the package's back, and reading what the
+handlers print.
+
+Test modules import from here (and from ``tests.fakes``, ``tests.emulator``,
+``tests.conftest_aws``, ``tests.reliability.support``), never from one another.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from schwab_tokens.errors import LoginRequired
 from schwab_tokens.login import complete_login
 from schwab_tokens.oauth import SchwabOAuth
-from schwab_tokens.stores import TokenStore
+from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
 
 REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"
 _SCRIPT = Path(sys.executable).with_name("schwab-tokens")
 #: The installed console script, as a user runs it (the module form if tests run elsewhere).
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "schwab_tokens.cli"]
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "schwab_tokens"]
+#: The emulator's account route: what a bot calls with the access token.
+ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- logging in -----------------------------------------------------------------------------------
 def follow_authorize(authorize_url: str) -> str:
     """What the browser does after the user approves: the emulator's redirect target."""
     answer = requests.get(authorize_url, allow_redirects=False, timeout=5)
@@ -29,18 +52,97 @@ def follow_authorize(authorize_url: str) -> str:
     return answer.headers["Location"]
 
 
-def login(store: TokenStore, emulator: object) -> Token:
+def oauth_for(emulator: Any, **options: Any) -> SchwabOAuth:
+    """The emulated app's OAuth client (``timeout``, ``retries`` as ``SchwabOAuth`` takes them)."""
+    return SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url, **options)
+
+
+def login(store: TokenStore, emulator: Any) -> Token:
     """A completed login, done through the library (for tests about what comes after)."""
-    oauth = SchwabOAuth(
-        emulator.app_key,  # type: ignore[attr-defined]
-        emulator.app_secret,  # type: ignore[attr-defined]
-        base_url=emulator.base_url,  # type: ignore[attr-defined]
-    )
-    callback = emulator.callback_url  # type: ignore[attr-defined]
+    oauth = oauth_for(emulator)
+    callback = emulator.callback_url
     url, state = oauth.authorize_url(callback)
     return complete_login(oauth, store, follow_authorize(url), state, callback)
 
 
+def accepted(emulator: Any, access_token: str) -> bool:
+    """Whether Schwab (the emulator's account route) takes this access token."""
+    answer = requests.get(
+        emulator.base_url + ACCOUNT_NUMBERS_PATH,
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=5,
+    )
+    return answer.status_code == 200
+
+
+def secrets_of(emulator: Any) -> set[str]:
+    """Everything that must never appear in output: every token and code issued, the secret."""
+    return set(emulator.issued_secrets()) | {emulator.app_secret}
+
+
+def assert_no_secrets(text: str, secrets: Iterable[str]) -> None:
+    leaked = [s for s in secrets if s and s in text]
+    assert not leaked, f"{len(leaked)} secret(s) appeared in output"
+
+
+# -- tokens and stores ---------------------------------------------------------------------------
+def make_token(label: str = "", *, now: float | None = None, lifetime: int = 1800) -> Token:
+    """A valid document, logged in ``now`` (default: the real clock), unique access token."""
+    now = int(time.time() if now is None else now)
+    return Token(
+        creation_timestamp=now,
+        token={
+            "access_token": f"access-{label}-{uuid.uuid4().hex}",
+            "refresh_token": f"refresh-{uuid.uuid4().hex}",
+            "id_token": "id",
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": "api",
+            "expires_at": now + lifetime,
+        },
+    )
+
+
+def put_raw(target: str | TokenStore, raw: bytes | str) -> None:
+    """Store bytes without any condition or lock, as another tool or a person would."""
+    from schwab_tokens import aws
+    from schwab_tokens.stores.s3 import S3Store
+    from schwab_tokens.stores.secretsmanager import SecretsManagerStore
+
+    store = store_from_url(target) if isinstance(target, str) else target
+    data = raw.encode() if isinstance(raw, str) else raw
+    if isinstance(store, S3Store):
+        aws.client("s3").put_object(Bucket=store.bucket, Key=store.key, Body=data)
+    elif isinstance(store, SecretsManagerStore):
+        sm = aws.client("secretsmanager")
+        try:
+            sm.create_secret(Name=store.name, SecretString=data.decode())
+        except aws.boto_errors():  # it exists (with or without a value)
+            sm.put_secret_value(SecretId=store.name, SecretString=data.decode())
+    else:
+        Path(getattr(store, "path", store.url)).write_bytes(data)
+
+
+def snapshot(url: str) -> tuple[bytes, str] | None:
+    """The stored bytes and version, or None when nothing is stored."""
+    try:
+        raw, version, _ = store_from_url(url).read_raw()
+    except LoginRequired:
+        return None
+    return raw, version
+
+
+class RawBody:
+    """A botocore raw HTTP body holding fixed bytes (for answers made up by an event hook)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+# -- the CLI ------------------------------------------------------------------------------------
 @dataclass
 class Run:
     code: int
@@ -52,12 +154,13 @@ class Run:
         return self.out + self.err
 
 
-def cli_env(emulator: object, **extra: str) -> dict[str, str]:
+def cli_env(emulator: Any, **extra: str) -> dict[str, str]:
+    """The environment of a user's shell pointed at the emulator (key and secret in the env)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "TOKEN_STORE"))}
     env.update(
-        SCHWAB_API_BASE=emulator.base_url,  # type: ignore[attr-defined]
-        SCHWAB_APP_KEY=emulator.app_key,  # type: ignore[attr-defined]
-        SCHWAB_APP_SECRET=emulator.app_secret,  # type: ignore[attr-defined]
+        SCHWAB_API_BASE=emulator.base_url,
+        SCHWAB_APP_KEY=emulator.app_key,
+        SCHWAB_APP_SECRET=emulator.app_secret,
         SCHWAB_HTTP_TIMEOUT="1",
         SCHWAB_HTTP_RETRIES="2",
         PYTHONPATH=str(REPO),
@@ -67,15 +170,27 @@ def cli_env(emulator: object, **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    args: Iterable[str], env: Mapping[str, str], stdin: str = "", timeout: float = 60
+    args: Iterable[str],
+    env: Mapping[str, str],
+    stdin: str = "",
+    timeout: float = 60,
+    cwd: str | Path | None = None,
 ) -> Run:
     done = subprocess.run(
-        [*CLI, *args], input=stdin, capture_output=True, text=True, env=dict(env), timeout=timeout
+        [*CLI, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=timeout,
+        cwd=cwd,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def paste_login(args: Iterable[str], env: Mapping[str, str], link_for=follow_authorize) -> Run:
+def paste_login(
+    args: Iterable[str], env: Mapping[str, str], link_for: Callable[[str], str] = follow_authorize
+) -> Run:
     """``schwab-tokens login --paste`` driven like a person: open the printed URL, paste the link.
 
     ``link_for`` turns the authorize URL into the pasted line (tests use it to tamper).
@@ -100,27 +215,7 @@ def paste_login(args: Iterable[str], env: Mapping[str, str], link_for=follow_aut
     return Run(proc.returncode, "".join(out) + rest, err)
 
 
-def assert_no_secrets(text: str, secrets: Iterable[str]) -> None:
-    leaked = [s for s in secrets if s and s in text]
-    assert not leaked, f"{len(leaked)} secret(s) appeared in output"
-
-
-def bind_lambda_logs_to_stdout() -> None:
-    """A cold start's logger: powertools reuses an existing logger's handler, which an earlier
-    test bound to its own (captured, now closed) stdout."""
-    import logging
-    import sys
-
-    sys.modules.pop("schwab_tokens.observability", None)
-    import schwab_tokens.observability  # noqa: F401  (creates the Logger again)
-
-    for handler in logging.getLogger("schwab-tokens").handlers:
-        handler.stream = sys.stdout  # type: ignore[attr-defined]
-
-
-EVENTS = REPO / "events"
-
-
+# -- the Lambda handlers ---------------------------------------------------------------------------
 @dataclass
 class LambdaContext:
     function_name: str = "schwab-tokens-refresher"
@@ -131,34 +226,50 @@ class LambdaContext:
     aws_request_id: str = "7e1b2c3d-0000-4000-8000-000000000001"
 
 
-def lambda_event(name: str) -> dict:
-    import json
+def lambda_event(name: str) -> dict[str, Any]:
+    """A sample event from events/, as EventBridge sends it: ``time`` is when it was sent, in
+    whole seconds, and a forced run does not refresh tokens issued at or after that time.
 
-    return json.loads((EVENTS / name).read_text())
+    Sent in the next second, so that a token a test issued a moment ago counts as older than
+    the event (as a login minutes before a forced run would)."""
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    if "time" in event:
+        sent = datetime.fromtimestamp(int(time.time()) + 1, UTC)
+        event["time"] = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return event
 
 
-def load_handler(folder: str):  # type: ignore[no-untyped-def]
-    """Import functions/<folder>/app.py fresh, as a cold start does."""
+def load_handler(folder: str) -> Any:
+    """Import functions/<folder>/app.py fresh, as a cold start does: the layer's Lambda modules
+    (and so their powertools Logger, Tracer and Metrics) are imported again too."""
     import importlib.util
+    import logging
 
+    for name in [m for m in sys.modules if m.startswith("schwab_tokens.lambdas")]:
+        sys.modules.pop(name)
     name = f"handler_{folder}"
     sys.modules.pop(name, None)
-    bind_lambda_logs_to_stdout()
     spec = importlib.util.spec_from_file_location(name, REPO / "functions" / folder / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # powertools reuses an existing logger's handler, which an earlier test bound to its own
+    # (captured, now closed) stdout: the cold start writes to this test's stdout.
+    for handler in logging.getLogger("schwab-tokens").handlers:
+        handler.stream = sys.stdout  # type: ignore[attr-defined]
     return module
 
 
-def refresher_env(emulator: object, url: str, **extra: str) -> dict[str, str]:
-    """The refresher Lambda's environment as the stack sets it, pointed at the emulator."""
+def refresher_env(emulator: Any, url: str, **extra: str) -> dict[str, str]:
+    """The refresher Lambda's environment as the stack sets it (DetailedMetrics enabled, so the
+    handler prints its EMF metrics too), pointed at the emulator."""
     env = {
         "TOKEN_STORE_URL": url,
-        "SCHWAB_API_BASE": emulator.base_url,  # type: ignore[attr-defined]
+        "SCHWAB_API_BASE": emulator.base_url,
         "SCHWAB_HTTP_TIMEOUT": "1",
         "SCHWAB_HTTP_RETRIES": "1",
         "REFRESH_MARGIN_SECONDS": "600",
+        "SCHWAB_TOKENS_DETAILED_METRICS": "true",
         "POWERTOOLS_SERVICE_NAME": "schwab-tokens",
         "POWERTOOLS_METRICS_NAMESPACE": "SchwabTokens",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -166,3 +277,52 @@ def refresher_env(emulator: object, url: str, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def invoke(capsys: Any, name: str) -> tuple[dict[str, Any] | None, Exception | None, str]:
+    """One cold invocation of the refresher with events/<name>: (result, error, stdout)."""
+    handler = load_handler("refresher")
+    capsys.readouterr()
+    try:
+        result = handler.lambda_handler(lambda_event(name), LambdaContext())
+        error = None
+    except Exception as exc:
+        result, error = None, exc
+    return result, error, capsys.readouterr().out
+
+
+def emf_documents(stdout: str, dimensions: Iterable[str] = ("service",)) -> list[dict[str, Any]]:
+    """The EMF documents printed with exactly this dimension set (``["service"]``: the run's
+    aggregate; ``["Token", "service"]``: one token's)."""
+    wanted = [sorted(dimensions)]
+    found = []
+    for doc in _json_lines(stdout):
+        meta = doc.get("_aws")
+        if not meta:
+            continue
+        directive = meta["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == "SchwabTokens"
+        if [sorted(d) for d in directive["Dimensions"]] == wanted:
+            found.append(doc)
+    return found
+
+
+def emf_metrics(stdout: str, dimensions: Iterable[str] = ("service",)) -> dict[str, list[float]]:
+    """Every metric value in the EMF documents printed, by name, for one dimension set."""
+    found: dict[str, list[float]] = {}
+    for doc in emf_documents(stdout, dimensions):
+        for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            value = doc[metric["Name"]]
+            found.setdefault(metric["Name"], []).extend(
+                value if isinstance(value, list) else [value]
+            )
+    return found
+
+
+def log_records(stdout: str) -> list[dict[str, Any]]:
+    """The JSON log lines the handler printed (not its EMF documents)."""
+    return [r for r in _json_lines(stdout) if "_aws" not in r]
+
+
+def _json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]  # every line printed is JSON

@@ -1,46 +1,35 @@
 """The login as a person does it: ``schwab-tokens login`` in listener mode and a real browser.
 
-Headless Chromium (Debian's ``chromium``; ``scripts/install-chromium.sh`` installs it) opens the
-authorize URL the CLI prints, follows the emulator's redirect to the CLI's HTTPS listener (a
-self-signed certificate, hence ``--ignore-certificate-errors``) and dumps the page it lands on.
+Headless Chromium (``tests/browser.py``) opens the authorize URL the CLI prints, follows the
+emulator's redirect to the CLI's HTTPS listener (a self-signed certificate, hence
+``--ignore-certificate-errors``) and dumps the page it lands on.
 That page is what the user reads at the end of a login, so the tests assert its words.
 
 The last test needs no browser: it pins down a race this suite found and the library fixed (the
-CLI could exit before the listener's request thread had sent the page, so the tab stayed empty).
+CLI could exit before the listener's request thread had sent the page, so the tab stayed empty):
+a login process that exits the moment the login returns must still have sent the tab its page.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
+import socket
+import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from schwab_tokens import login as login_module
-from schwab_tokens.errors import CallbackError
-from schwab_tokens.login import CallbackListener, listen_for_login
 from schwab_tokens.token import Token
-from tests.conftest import free_port
-from tests.emulator.server import ACCOUNT_NUMBERS_PATH
-from tests.helpers import CLI, assert_no_secrets, cli_env
+from tests.browser import browse, needs_chromium
+from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, free_port, secrets_of
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-needs_chromium = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK),
-    reason=f"headless Chromium not found at {CHROMIUM}: run scripts/install-chromium.sh "
-    "(or set CHROMIUM=/path/to/chromium)",
-)
-
-#: Each browser step takes about two seconds here; these bound a hung browser or CLI.
-BROWSER_TIMEOUT = 45.0
+#: Bounds a hung CLI.
 CLI_TIMEOUT = 30.0
 
 
@@ -118,34 +107,6 @@ class LoginProcess:
                 stream.close()
 
 
-def browse(url: str, profile: Path) -> subprocess.CompletedProcess[str]:
-    """Open ``url`` in headless Chromium, follow redirects, print the final page's DOM."""
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--ignore-certificate-errors",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--no-proxy-server",
-            f"--user-data-dir={profile}",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=BROWSER_TIMEOUT,
-        env={**os.environ, "HOME": str(profile)},
-    )
-
-
 @pytest.fixture
 def login_process(emulator, tmp_path: Path):
     started: list[LoginProcess] = []
@@ -157,10 +118,6 @@ def login_process(emulator, tmp_path: Path):
     yield start
     for process in started:
         process.kill()
-
-
-def secrets_of(emulator) -> set[str]:
-    return set(emulator.issued_secrets()) | {emulator.app_secret}
 
 
 @needs_chromium
@@ -189,12 +146,7 @@ def test_browser_login_lands_on_success_page_and_stores_the_token(
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
     assert token.access_seconds_left() > 1700
     assert token.refresh_token in emulator.issued_secrets()
-    answer = requests.get(
-        emulator.base_url + ACCOUNT_NUMBERS_PATH,
-        headers={"Authorization": f"Bearer {token.access_token}"},
-        timeout=5,
-    )
-    assert answer.status_code == 200
+    assert accepted(emulator, token.access_token)
     assert emulator.calls_by_grant == {"authorization_code": 1}
     assert_no_secrets(out + err + page + browser.stderr, secrets_of(emulator))
 
@@ -223,40 +175,62 @@ def test_browser_login_denied_shows_why_and_writes_nothing(
     assert_no_secrets(out + err + page + browser.stderr, secrets_of(emulator))
 
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-@pytest.mark.parametrize("outcome", ["succeeded", "denied"])
-def test_the_browser_has_its_page_when_the_listener_closes(
-    outcome: str, monkeypatch: pytest.MonkeyPatch
+#: A login that ends the way ``schwab-tokens login`` does: the process exits as soon as
+#: ``listen_for_login`` returns, and its daemon threads (the listener's) die with it.
+LOGIN_THEN_EXIT = """
+import os, sys
+from schwab_tokens.errors import CallbackError
+from schwab_tokens.listener import CallbackListener, listen_for_login
+
+port, state, outcome = sys.argv[1:]
+
+def handle(link):
+    if outcome == "denied":
+        raise CallbackError("the login was cancelled or access was not granted")
+    return object()
+
+listener = CallbackListener(f"https://127.0.0.1:{port}", state).__enter__()
+print("listening", flush=True)
+try:
+    listen_for_login(listener, handle, 10)
+except CallbackError:
+    pass
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "title"),
+    [("succeeded", b"200", b"Login succeeded"), ("denied", b"400", b"Login failed")],
+)
+def test_the_tab_has_its_page_when_the_login_process_exits(
+    outcome: str, status: bytes, title: bytes
 ) -> None:
-    """``schwab-tokens login`` exits right after the listener closes: a page not yet sent by
-    then never arrives. A busy machine schedules the request thread late; 1 s late here."""
-    real_page = login_module._page
-
-    def late_page(title: str, message: str) -> str:
-        time.sleep(1.0)
-        return real_page(title, message)
-
-    monkeypatch.setattr(login_module, "_page", late_page)
-    callback = f"https://127.0.0.1:{free_port()}"
-    answers: list[object] = []
-
-    def browser() -> None:
-        try:
-            page = requests.get(f"{callback}/?code=C0DE%40&state=s", verify=False, timeout=10)
-            answers.append(page.status_code)
-        except requests.RequestException as exc:
-            answers.append(type(exc).__name__)
-
-    def handle(link: str) -> object:
-        if outcome == "denied":
-            raise CallbackError("the login was cancelled or access was not granted")
-        return object()
-
-    with CallbackListener(callback) as listener:
-        client = threading.Thread(target=browser, daemon=True)
-        client.start()
-        with contextlib.suppress(CallbackError):
-            listen_for_login(listener, handle, timeout=10)  # type: ignore[arg-type]
-    # Here the CLI prints one line and exits: give the page 0.2 s to reach the browser.
-    client.join(0.2)
-    assert answers == [200 if outcome == "succeeded" else 400]
+    """The browser's request arrives, the login completes (or fails) and the process exits at
+    once: the page must have been sent before, or the tab stays empty."""
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOGIN_THEN_EXIT, str(port), "state-1", outcome],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "listening"
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE  # the listener's certificate is self-signed
+        with client.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) as tls:
+            tls.sendall(
+                f"GET /?code=C0DE%40&state=state-1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            page = b""
+            with contextlib.suppress(OSError):  # a connection cut by the exit: checked below
+                while chunk := tls.recv(65536):
+                    page += chunk
+        assert child.wait(timeout=10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert page.split(b" ", 2)[1:2] == [status], page[:200]
+    assert title in page and page.rstrip().endswith(b"</html>")

@@ -20,24 +20,24 @@ import pytest
 import requests
 import schwab
 
-from schwab_tokens.errors import LoginRequired
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.file import FileStore
 from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import (
     CLI,
+    Run,
     assert_no_secrets,
     cli_env,
     follow_authorize,
+    free_port,
     login,
     paste_login,
+    put_raw,
     run_cli,
+    secrets_of,
+    snapshot,
 )
-
-
-def secrets_of(emulator) -> set[str]:
-    return set(emulator.issued_secrets()) | {emulator.app_secret}
 
 
 def account_numbers(url: str, emulator) -> int:
@@ -50,28 +50,6 @@ def account_numbers(url: str, emulator) -> int:
         client = schwab.auth.client_from_token_file(url, emulator.app_key, emulator.app_secret)
     point_client_at_emulator(client, emulator.base_url)
     return client.get_account_numbers().status_code
-
-
-def put_raw(url: str, content: str) -> None:
-    """Store bytes that are not a valid document, as a broken tool or a person might."""
-    from schwab_tokens import aws
-
-    store = store_from_url(url)
-    if url.startswith("s3://"):
-        aws.client("s3").put_object(Bucket=store.bucket, Key=store.key, Body=content.encode())
-    elif url.startswith("secretsmanager://"):
-        aws.client("secretsmanager").create_secret(Name=store.name, SecretString=content)
-    else:
-        Path(url).write_text(content)
-
-
-def snapshot(url: str) -> tuple[bytes, str] | None:
-    """The stored bytes and version, or None when nothing is stored."""
-    try:
-        raw, version, _ = store_from_url(url).read_raw()
-    except LoginRequired:
-        return None
-    return raw, version
 
 
 def test_login_by_paste_writes_a_token_schwab_py_uses(emulator, store_url: str) -> None:
@@ -199,8 +177,8 @@ def test_refresh_policy_from_the_cli(emulator, store_url: str) -> None:
     assert emulator.token_calls == 1
     after_force = json.loads(snapshot(store_url)[0])
 
-    # Within the margin: a 30-minute token is due under a 32-minute margin.
-    due = run_cli(["refresh", "--margin", "1920", "--store", store_url], env)
+    # Within the margin: a 30-minute token is due under a 30-minute margin (the most there is).
+    due = run_cli(["refresh", "--margin", "1800", "--store", store_url], env)
     assert due.code == 0 and "refreshed" in due.out
     assert emulator.token_calls == 2
     doc = json.loads(snapshot(store_url)[0])
@@ -249,8 +227,6 @@ def test_refresh_failures_leave_the_store_untouched(
 
 
 def test_unreachable_schwab_is_temporary(emulator, store_url: str) -> None:
-    from tests.conftest import free_port
-
     login(store_from_url(store_url), emulator)
     before = snapshot(store_url)
     env = cli_env(emulator, SCHWAB_API_BASE=f"http://127.0.0.1:{free_port()}")
@@ -305,12 +281,12 @@ def test_store_defaults_to_env_then_tokens_json(emulator, tmp_path: Path) -> Non
     login(FileStore(tmp_path / "tokens.json"), emulator)
     env = cli_env(emulator)
     env.pop("TOKEN_STORE_URL", None)
-    plain = subprocess.run([*CLI, "status"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert plain.returncode == 0 and "tokens.json" in plain.stdout
+    plain = run_cli(["status"], env, cwd=tmp_path)
+    assert plain.code == 0 and "tokens.json" in plain.out
     login(FileStore(tmp_path / "other.json"), emulator)
     env["TOKEN_STORE_URL"] = f"file:{tmp_path / 'other.json'}"
-    other = subprocess.run([*CLI, "status"], capture_output=True, text=True, env=env)
-    assert other.returncode == 0 and "other.json" in other.stdout
+    other = run_cli(["status"], env)
+    assert other.code == 0 and "other.json" in other.out
 
 
 def test_status_human_and_json(emulator, store_url: str) -> None:
@@ -349,7 +325,9 @@ def test_two_refreshers_on_one_store_call_schwab_once(emulator, store_url: str) 
     assert store_from_url(store_url).read().token.access_seconds_left() > 250
 
 
-def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, store_url: str) -> None:
+def watch_until(emulator, store_url: str, calls: int, stop: signal.Signals) -> Run:
+    """``schwab-tokens watch`` on a token that is always due, stopped with ``stop`` once it has
+    refreshed ``calls`` times."""
     emulator.configure(access_lifetime=3)  # every check finds it due
     login(store_from_url(store_url), emulator)
     emulator.reset_counters()
@@ -361,21 +339,32 @@ def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, store_url: str)
         env=cli_env(emulator),
     )
     deadline = time.monotonic() + 20
-    while emulator.token_calls < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    while emulator.token_calls < calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    assert emulator.token_calls >= 2
-    assert "refreshed" in out and "stopped" in out
+    assert emulator.token_calls >= calls
     assert_no_secrets(out + err, secrets_of(emulator))
+    return Run(proc.returncode, out, err)
+
+
+def test_watch_refreshes_when_due_and_stops_on_sigterm(emulator, store_url: str) -> None:
+    run = watch_until(emulator, store_url, 2, signal.SIGTERM)
+    assert run.code == 0, run.err
+    assert "refreshed" in run.out and "stopped" in run.out
+
+
+def test_watch_stopped_with_ctrl_c_exits_130(emulator, tmp_path: Path) -> None:
+    run = watch_until(emulator, str(tmp_path / "tokens.json"), 1, signal.SIGINT)
+    assert run.code == 130, run.err
+    assert "stopped" in run.out
 
 
 def test_watch_exits_on_dead_login(emulator, store_url: str) -> None:
     login(store_from_url(store_url), emulator)
     emulator.revoke_all()
     env = cli_env(emulator)
-    run = run_cli(["watch", "--interval", "0.2", "--margin", "99999", "--store", store_url], env)
+    run = run_cli(["watch", "--interval", "0.2", "--margin", "1800", "--store", store_url], env)
     assert run.code == 3 and "schwab-tokens login" in run.err
 
 
@@ -387,3 +376,29 @@ def test_file_is_created_private_even_with_open_umask(emulator, tmp_path: Path) 
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_login_takes_the_app_secret_only_from_the_environment_or_a_secret(
+    emulator, tmp_path: Path
+) -> None:
+    env = cli_env(emulator)
+    del env["SCHWAB_APP_SECRET"]
+    run = paste_login(["--store", str(tmp_path / "tokens.json")], env)
+    assert run.code == 2 and "SCHWAB_APP_SECRET" in run.err
+    assert not (tmp_path / "tokens.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-browser", "--callback-url", "https://example.com:8443/cb"], "use --paste"),
+        (["--no-browser", "--callback-url", "https://localhost:8182"], "refuses localhost"),
+        (["--paste", "--callback-url", "http://127.0.0.1:8182"], "must be an https:// URL"),
+    ],
+)
+def test_login_refuses_callbacks_it_cannot_use(
+    emulator, tmp_path: Path, args: list[str], message: str
+) -> None:
+    run = run_cli(["login", "--store", str(tmp_path / "t.json"), *args], cli_env(emulator))
+    assert run.code == 2 and message in run.err
+    assert emulator.calls_by_grant == {}

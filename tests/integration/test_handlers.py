@@ -8,18 +8,19 @@ import json
 import pytest
 
 from schwab_tokens import aws
+from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.stores import store_from_url
 from tests.helpers import (
-    LambdaContext as Context,
-)
-from tests.helpers import (
+    LambdaContext,
     assert_no_secrets,
+    emf_metrics,
+    invoke,
+    lambda_event,
     load_handler,
+    log_records,
     login,
     refresher_env,
-)
-from tests.helpers import (
-    lambda_event as event,
+    secrets_of,
 )
 
 
@@ -33,46 +34,10 @@ def deployed(request, emulator, monkeypatch: pytest.MonkeyPatch):
         else request.getfixturevalue("sm_store_url")()
     )
     secret = f"schwab-tokens/credentials-{request.param}-{id(emulator)}"
-    aws.put_credentials_secret(secret, emulator.app_key, emulator.app_secret, None)
+    store_credentials(secret, AppCredentials(emulator.app_key, emulator.app_secret))
     for name, value in refresher_env(emulator, url, SCHWAB_CREDENTIALS_SECRET=secret).items():
         monkeypatch.setenv(name, value)
     return url
-
-
-def emf_metrics(stdout: str) -> dict[str, list[float]]:
-    """Every metric value in the EMF documents printed, by name (aggregate dimension set)."""
-    found: dict[str, list[float]] = {}
-    for line in stdout.splitlines():
-        doc = json.loads(line)  # every line the handler prints is JSON
-        meta = doc.get("_aws")
-        if not meta:
-            continue
-        directive = meta["CloudWatchMetrics"][0]
-        assert directive["Namespace"] == "SchwabTokens"
-        if directive["Dimensions"] != [["service"]]:
-            continue
-        for metric in directive["Metrics"]:
-            value = doc[metric["Name"]]
-            found.setdefault(metric["Name"], []).extend(
-                value if isinstance(value, list) else [value]
-            )
-    return found
-
-
-def log_records(stdout: str) -> list[dict]:
-    records = [json.loads(line) for line in stdout.splitlines()]
-    return [r for r in records if "_aws" not in r]
-
-
-def invoke(capsys, name: str):
-    handler = load_handler("refresher")
-    capsys.readouterr()
-    try:
-        result = handler.lambda_handler(event(name), Context())
-        error = None
-    except Exception as exc:
-        result, error = None, exc
-    return result, error, capsys.readouterr().out
 
 
 def test_scheduled_run_refreshes_when_due_then_stays_quiet(emulator, deployed, capsys) -> None:
@@ -82,7 +47,7 @@ def test_scheduled_run_refreshes_when_due_then_stays_quiet(emulator, deployed, c
     emulator.reset_counters()
 
     result, error, out = invoke(capsys, "scheduled.json")
-    assert error is None and result["outcome"] == "refreshed"
+    assert error is None and result is not None and result["outcome"] == "refreshed"
     assert result["tokens"][0]["outcome"] == "refreshed"
     assert emulator.token_calls == 1
     stored = store_from_url(deployed).read().token
@@ -94,20 +59,30 @@ def test_scheduled_run_refreshes_when_due_then_stays_quiet(emulator, deployed, c
     assert metrics["AccessTokenSecondsLeft"][0] > 1700
     logs = log_records(out)
     assert any(r.get("outcome") == "refreshed" and r.get("token") for r in logs), logs
-    assert all(r.get("function_request_id") == Context.aws_request_id for r in logs)
-    assert_no_secrets(out + json.dumps(result), emulator.issued_secrets() | {emulator.app_secret})
+    assert all(r.get("function_request_id") == LambdaContext.aws_request_id for r in logs)
+    assert_no_secrets(out + json.dumps(result), secrets_of(emulator))
 
     result, error, out = invoke(capsys, "scheduled.json")
-    assert error is None and result["outcome"] == "still_fresh"
+    assert error is None and result is not None and result["outcome"] == "still_fresh"
     assert emulator.token_calls == 1
     assert emf_metrics(out)["StillFresh"] == [1]
+
+
+def test_custom_metrics_are_opt_in(emulator, deployed, capsys, monkeypatch) -> None:
+    """Without DetailedMetrics the run costs no custom metric: only its JSON log line."""
+    monkeypatch.delenv("SCHWAB_TOKENS_DETAILED_METRICS")
+    login(store_from_url(deployed), emulator)
+    result, error, out = invoke(capsys, "scheduled.json")
+    assert error is None and result is not None and result["outcome"] == "still_fresh"
+    assert not any("_aws" in json.loads(line) for line in out.splitlines())
+    assert any(r.get("outcome") == "still_fresh" for r in log_records(out))
 
 
 def test_forced_event_refreshes_a_fresh_token(emulator, deployed, capsys) -> None:
     login(store_from_url(deployed), emulator)
     emulator.reset_counters()
     result, error, _ = invoke(capsys, "force_refresh.json")
-    assert error is None and result["outcome"] == "refreshed"
+    assert error is None and result is not None and result["outcome"] == "refreshed"
     assert emulator.token_calls == 1
 
 
@@ -117,7 +92,7 @@ def test_dead_login_returns_normally_and_reports(emulator, deployed, capsys) -> 
     emulator.revoke_all()
     result, error, out = invoke(capsys, "force_refresh.json")
     assert error is None, error
-    assert result["outcome"] == "reauth_required"
+    assert result is not None and result["outcome"] == "reauth_required"
     assert "schwab-tokens login" in result["tokens"][0]["reason"]
     metrics = emf_metrics(out)
     assert metrics["ReauthRequired"] == [1] and metrics["SuccessfulRun"] == [1]
@@ -125,7 +100,7 @@ def test_dead_login_returns_normally_and_reports(emulator, deployed, capsys) -> 
     assert any(
         r["level"] == "ERROR" and r.get("outcome") == "reauth_required" for r in log_records(out)
     )
-    assert_no_secrets(out, emulator.issued_secrets() | {emulator.app_secret})
+    assert_no_secrets(out, secrets_of(emulator))
 
 
 def test_temporary_failure_raises_after_reporting(emulator, deployed, capsys) -> None:
@@ -138,9 +113,7 @@ def test_temporary_failure_raises_after_reporting(emulator, deployed, capsys) ->
     metrics = emf_metrics(out)
     assert metrics["RefreshFailed"] == [1] and metrics["SuccessfulRun"] == [0]
     assert store_from_url(deployed).read_raw()[:2] == before
-    assert_no_secrets(
-        out + str(error) + repr(error), emulator.issued_secrets() | {emulator.app_secret}
-    )
+    assert_no_secrets(out + str(error) + repr(error), secrets_of(emulator))
 
 
 def test_example_consumer_reads_from_memory_when_warm(emulator, deployed, capsys) -> None:
@@ -151,9 +124,9 @@ def test_example_consumer_reads_from_memory_when_warm(emulator, deployed, capsys
         aws.client(service).meta.events.register(
             "before-call.*.*", lambda event_name, **_: calls.append(event_name)
         )
-    first = consumer.lambda_handler(event("consumer.json"), Context())
+    first = consumer.lambda_handler(lambda_event("consumer.json"), LambdaContext())
     assert first["fingerprint"] == token.fingerprint
     assert len(calls) == 1
-    second = consumer.lambda_handler(event("consumer.json"), Context())
+    second = consumer.lambda_handler(lambda_event("consumer.json"), LambdaContext())
     assert second["fingerprint"] == token.fingerprint
     assert len(calls) == 1  # the warm invocation made no AWS call

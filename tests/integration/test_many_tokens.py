@@ -6,9 +6,19 @@ import json
 
 import pytest
 
-from schwab_tokens import aws
+from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.stores import store_from_url
-from tests.helpers import LambdaContext, cli_env, lambda_event, load_handler, login, run_cli
+from tests.helpers import (
+    LambdaContext,
+    cli_env,
+    emf_documents,
+    lambda_event,
+    load_handler,
+    log_records,
+    login,
+    refresher_env,
+    run_cli,
+)
 
 
 @pytest.fixture
@@ -22,10 +32,15 @@ def three_tokens(emulator, aws_endpoint, s3_store_url, sm_store_url, tmp_path, m
     for url in urls.values():
         login(store_from_url(url), emulator)
     emulator.configure(access_lifetime=1800)
-    aws.put_credentials_secret("creds", emulator.app_key, emulator.app_secret, None)
-    monkeypatch.setenv("SCHWAB_CREDENTIALS_SECRET", "creds")
-    monkeypatch.setenv("SCHWAB_API_BASE", emulator.base_url)
-    monkeypatch.setenv("TOKEN_STORE_URLS", ",".join(f"{k}={v}" for k, v in urls.items()))
+    store_credentials("creds", AppCredentials(emulator.app_key, emulator.app_secret))
+    env = refresher_env(
+        emulator,
+        "",
+        SCHWAB_CREDENTIALS_SECRET="creds",
+        TOKEN_STORE_URLS=",".join(f"{k}={v}" for k, v in urls.items()),
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     return urls
 
 
@@ -45,12 +60,8 @@ def test_one_dead_token_does_not_stop_the_others(emulator, three_tokens, capsys)
     assert by_token == {"family": "refreshed", "bots": "reauth_required", "laptop": "refreshed"}
     assert summary["outcome"] == "reauth_required"
     assert emulator.token_calls == 3
-    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    per_token = {}
-    for d in docs:
-        dims = d.get("_aws", {}).get("CloudWatchMetrics", [{}])[0].get("Dimensions")
-        if dims and sorted(dims[0]) == ["Token", "service"]:
-            per_token[d["Token"]] = d
+    out = capsys.readouterr().out
+    per_token = {d["Token"]: d for d in emf_documents(out, ["Token", "service"])}
     assert set(per_token) == {"family", "bots", "laptop"}
 
     def value(doc: dict, name: str) -> float:
@@ -60,8 +71,8 @@ def test_one_dead_token_does_not_stop_the_others(emulator, three_tokens, capsys)
     assert value(per_token["bots"], "ReauthRequired") == 1
     assert value(per_token["family"], "ReauthRequired") == 0
     assert value(per_token["family"], "RefreshTokenHoursLeft") > 167
-    logs = [d for d in docs if "_aws" not in d]
-    assert {d["token"] for d in logs} == {"family", "bots", "laptop"}
+    logs = log_records(out)
+    assert {d["token"] for d in logs if "token" in d} == {"family", "bots", "laptop"}
 
 
 def test_status_shows_all_tokens_of_a_manifest(emulator, three_tokens, tmp_path) -> None:

@@ -10,23 +10,14 @@ import json
 import subprocess
 
 import pytest
-import requests
 import schwab
 
 from schwab_tokens import aws
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import store_from_url
 from tests.emulator.schwabpy import point_client_at_emulator
-from tests.helpers import CLI, cli_env, login
-
-
-def accepted(emulator, access_token: str) -> bool:
-    answer = requests.get(
-        f"{emulator.base_url}/trader/v1/accounts/accountNumbers",
-        headers={"Authorization": f"Bearer {access_token}"},
-        timeout=5,
-    )
-    return answer.status_code == 200
+from tests.helpers import CLI, accepted, cli_env, login, make_token
+from tests.reliability.support import ACCESS_DENIED, WRITE_OP, Hooks
 
 
 def test_twenty_refreshers_make_one_call(emulator, store_url: str) -> None:
@@ -77,7 +68,7 @@ def test_schwab_py_through_reader_hooks(emulator, store_url: str) -> None:
     emulator.configure(access_lifetime=200)  # under schwab-py's 300 s leeway: it refreshes
     first = login(store, emulator)
     emulator.configure(access_lifetime=1800)
-    reader = TokenReader(store_url, margin=0)
+    reader = TokenReader(store_url, reread_margin=0)
     client = schwab.auth.client_from_access_functions(
         emulator.app_key, emulator.app_secret, *reader.access_functions()
     )
@@ -103,13 +94,48 @@ def test_warm_reader_makes_no_aws_call(emulator, kind: str, request) -> None:
     aws.client(service).meta.events.register(
         "before-call.*.*", lambda event_name, **_: calls.append(event_name)
     )
-    reader = TokenReader(url, margin=360)
+    reader = TokenReader(url, reread_margin=360)
     token = reader.access_token()
     assert len(calls) == 1
     assert all(reader.access_token() == token for _ in range(10_000))
     assert len(calls) == 1
     # Crossing the margin: one read, then warm again.
-    reader._stale_at = 0.0  # same as waiting 40 s for the 400 s token to pass 360 s left
+    reader.invalidate()  # same as waiting 40 s for the 400 s token to pass 360 s left
     reader.access_token()
     reader.access_token()
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("kind", ["s3", "secretsmanager"])
+def test_a_read_only_reader_takes_the_refreshers_token_when_schwab_py_refreshes(
+    emulator, kind: str, request
+) -> None:
+    """A consumer with the stack's read-only policy: schwab-py's write is denied; nothing is
+    raised into the bot, and the next read takes the store's (the refresher's) token."""
+    request.getfixturevalue("aws_endpoint")
+    url = (
+        request.getfixturevalue("s3_store_url")()
+        if kind == "s3"
+        else request.getfixturevalue("sm_store_url")()
+    )
+    store = store_from_url(url)
+    login(store, emulator)
+    reader = TokenReader(url)
+    read, write = reader.access_functions()
+    document = read()
+    hooks = Hooks()
+    denials = hooks.answer(kind, url, WRITE_OP[kind], ACCESS_DENIED[kind])  # AWS's own 403
+    ours = make_token("schwab-py")
+    before = store.read_raw()[:2]
+    try:
+        write(ours.to_dict(), refresh_token=ours.refresh_token)
+    finally:
+        hooks.clear()
+    assert denials, "the write never reached AWS"
+    assert store.read_raw()[:2] == before
+    # The cache was forgotten: what the refresher stores next is what the bot reads next.
+    current = store.read()
+    refresher = current.token.refreshed({"access_token": "N" * 40, "expires_in": 1800})
+    store.write(refresher, current.version)
+    assert document["token"]["access_token"] != "N" * 40
+    assert read()["token"]["access_token"] == "N" * 40

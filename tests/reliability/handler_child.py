@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.integration.test_handlers import Context, event, load_handler
+from tests.helpers import LambdaContext, lambda_event, load_handler
 
 
 def main(argv: list[str]) -> int:
     handler = load_handler("refresher")
     try:
-        result = handler.lambda_handler(event(argv[0]), Context())
+        result = handler.lambda_handler(lambda_event(argv[0]), LambdaContext())
         error = None
     except Exception as exc:
         result, error = None, exc

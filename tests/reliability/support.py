@@ -26,7 +26,7 @@ from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.s3 import S3Store
 from schwab_tokens.stores.secretsmanager import SecretsManagerStore
 from schwab_tokens.token import Token
-from tests.unit.test_aws_stores import _Raw
+from tests.helpers import RawBody
 
 REPORT_ENV = "RELIABILITY_REPORT"
 ABSENT = "absent"
@@ -93,12 +93,19 @@ def newer_document(url: str, emulator: Any, *, expires_in: float | None = None) 
     return current.refreshed(answer)
 
 
+_foreign: dict[tuple[str, str | None], Any] = {}
+
+
 def foreign_client(service: str) -> Any:
     """A boto3 client of its own (same endpoint chain): not ``aws.client``'s, so no hook of ours
-    fires on it and the package's cache never sees it."""
+    fires on it and the package's cache never sees it. Made once per service and endpoint (a
+    new session takes long enough on a busy machine to make a mid-run writer late)."""
     import boto3.session
 
-    return boto3.session.Session().client(service)
+    key = (service, os.environ.get("AWS_ENDPOINT_URL"))
+    if key not in _foreign:
+        _foreign[key] = boto3.session.Session().client(service)
+    return _foreign[key]
 
 
 def foreign_write(url: str, raw: bytes) -> None:
@@ -107,8 +114,22 @@ def foreign_write(url: str, raw: bytes) -> None:
     if isinstance(store, S3Store):
         foreign_client("s3").put_object(Bucket=store.bucket, Key=store.key, Body=raw)
     elif isinstance(store, SecretsManagerStore):
-        foreign_client("secretsmanager").put_secret_value(
-            SecretId=store.name, SecretString=raw.decode()
+        # A new version made current, moving the label explicitly: after a label move, moto
+        # 5.2's plain put_secret_value leaves two versions labelled AWSCURRENT (AWS moves it).
+        sm = foreign_client("secretsmanager")
+        stages = sm.describe_secret(SecretId=store.name)["VersionIdsToStages"]
+        current = next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
+        new = sm.put_secret_value(
+            SecretId=store.name, SecretString=raw.decode(), VersionStages=["FOREIGN"]
+        )["VersionId"]
+        sm.update_secret_version_stage(
+            SecretId=store.name,
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=new,
+            RemoveFromVersionId=current,
+        )
+        sm.update_secret_version_stage(
+            SecretId=store.name, VersionStage="FOREIGN", RemoveFromVersionId=new
         )
     else:
         Path(url).write_bytes(raw)
@@ -222,7 +243,7 @@ class Hooks:
             if times is not None and len(answered) >= times:
                 return None
             answered.append(1)
-            return AWSResponse(request.url, status, headers, _Raw(body))
+            return AWSResponse(request.url, status, headers, RawBody(body))
 
         self.add(client, event, handler)
         return answered
@@ -256,7 +277,7 @@ class Hooks:
                     Bucket=store.bucket, Key=store.key, Body=bytes(body), **condition
                 )
                 status, reply, headers = s3_error(503, "ServiceUnavailable", "Please retry.")
-                return AWSResponse(request.url, status, headers, _Raw(reply))
+                return AWSResponse(request.url, status, headers, RawBody(reply))
 
         else:
             client, event = self._event(kind, "before-send", "UpdateSecretVersionStage")
@@ -271,7 +292,7 @@ class Hooks:
                     **{name: body[name] for name in names if name in body}
                 )
                 status, reply, headers = SERVER_ERROR["secretsmanager"]
-                return AWSResponse(request.url, status, headers, _Raw(reply))
+                return AWSResponse(request.url, status, headers, RawBody(reply))
 
         self.add(client, event, handler)
         return done

@@ -22,7 +22,13 @@ from tests.reliability.support import new_store, record, state
 
 STORES = ("file", "s3", "secretsmanager")
 KNOWN_FIELDS = {
-    "access_token", "refresh_token", "id_token", "token_type", "scope", "expires_in", "expires_at"
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token_type",
+    "scope",
+    "expires_in",
+    "expires_at",
 }
 
 

@@ -37,25 +37,39 @@ from typing import Any
 
 import pytest
 
+from schwab_tokens.lambdas.refresher import METRIC_FOR_OUTCOME
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.refresh import run
-from schwab_tokens.refresher import METRIC_FOR_OUTCOME
 from schwab_tokens.stores import store_from_url
-from tests.conftest import free_port
+from schwab_tokens.stores.file import FileStore
+from schwab_tokens.token import Token
 from tests.emulator import Emulator
-from tests.helpers import CLI, assert_no_secrets, cli_env, login, refresher_env
-from tests.integration.test_cli import put_raw
-from tests.integration.test_handlers import emf_metrics, invoke, log_records
-from tests.integration.test_shared_store import accepted
+from tests.helpers import (
+    CLI,
+    accepted,
+    assert_no_secrets,
+    cli_env,
+    emf_metrics,
+    free_port,
+    invoke,
+    log_records,
+    login,
+    oauth_for,
+    put_raw,
+    refresher_env,
+    secrets_of,
+)
 from tests.reliability.support import (
     ABSENT,
     ACCESS_DENIED,
     NO_BUCKET,
     READ_OP,
     SERVER_ERROR,
+    SERVICE,
     THROTTLED,
     WRITE_OP,
     Hooks,
+    foreign_client,
     foreign_write,
     iter_json_lines,
     new_store,
@@ -111,7 +125,7 @@ ROWS: list[Row] = [
     _token("unavailable", "failed", 4, "answered 503"),
     _token("access_denied_html", "failed", 4, "403 (an HTML error page)"),
     _token("not_json", "failed", 4, "not JSON"),
-    _token("missing_access_token", "failed", 4, "without an access_token"),
+    _token("missing_access_token", "failed", 4, "has no access_token"),
     _token("slow", "failed", 4, "read timeout"),
     _token("drop", "failed", 4, "could not reach"),
     Row(
@@ -186,13 +200,39 @@ ROWS: list[Row] = [
         after="refreshed",
         stores=AWS_STORES,
     ),
-    Row("conflicting_write", "store", "still_fresh", 0, "", after="theirs", calls_schwab=None),
+    # Another writer stores a document between our read and our write. Whichever expires
+    # later is kept (a fresh token is never thrown away because another writer won the race);
+    # a newer login always wins.
+    Row("conflicting_write", "store", "refreshed", 0, "", after="refreshed", calls_schwab=None),
     Row(
         "conflicting_write_stale",
+        "store",
+        "refreshed",
+        0,
+        "",
+        after="refreshed",
+        calls_schwab=None,
+    ),
+    Row(
+        "conflicting_write_later", "store", "still_fresh", 0, "", after="theirs", calls_schwab=None
+    ),
+    Row(
+        "conflicting_login",
+        "store",
+        "still_fresh",
+        0,
+        "",
+        prepare="earlier_login",
+        after="theirs",
+        calls_schwab=None,
+    ),
+    Row(
+        "conflicting_login_due",
         "store",
         "failed",
         4,
         "changed while refreshing",
+        prepare="earlier_login",
         after="theirs",
         calls_schwab=None,
     ),
@@ -224,7 +264,14 @@ ROWS: list[Row] = [
 HOOKED = {"access_denied", "access_denied_write", "throttling", "throttling_transient"}
 HOOKED |= {"aws_server_error", "write_answer_lost"}
 #: Faults where another writer acts in the middle of the run.
-MID_RUN = {"conflicting_write", "conflicting_write_stale", "vanished"}
+MID_RUN = {"conflicting_write", "conflicting_write_stale", "conflicting_write_later", "vanished"}
+MID_RUN |= {"conflicting_login", "conflicting_login_due"}
+#: What the other writer's refreshed document claims for ``expires_in`` (None: Schwab's).
+THEIR_LIFETIME = {
+    "conflicting_write": 1700,  # expires before ours: refreshed a little earlier
+    "conflicting_write_stale": 60,
+    "conflicting_write_later": 3600,  # claims to expire after ours
+}
 
 
 def modes(row: Row, kind: str) -> tuple[str, ...]:
@@ -263,6 +310,8 @@ class Ctx:
     theirs: str | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
+    #: A folder of the test's own, outside the store.
+    scratch: Path = field(default_factory=Path)
     errors: list[BaseException] = field(default_factory=list)
 
 
@@ -287,6 +336,15 @@ def base_env(emulator: Emulator, url: str) -> dict[str, str]:
 def prepare(row: Row, url: str, emulator: Emulator) -> None:
     if row.prepare == "login":
         login(store_from_url(url), emulator)
+    elif row.prepare == "earlier_login":
+        # A login a minute ago (its times moved back), so that a login during the run is newer.
+        store = store_from_url(url)
+        token = login(store, emulator)
+        earlier = Token(
+            token.creation_timestamp - 60,
+            {**token.token, "expires_at": token.access_expires_at - 60},
+        )
+        store.write(earlier, store.version())
     elif row.prepare == "corrupt":
         put_raw(url, "{not json")
     elif row.prepare == "missing_fields":
@@ -295,11 +353,13 @@ def prepare(row: Row, url: str, emulator: Emulator) -> None:
 
 def mid_run(ctx: Ctx, action: Callable[[], None]) -> None:
     """Run ``action`` while the run under test waits for Schwab: its token call is held for a
-    second by the emulator (after the run read the store and took the lease), and the action
-    starts as soon as that call arrives."""
+    second and a half by the emulator (after the run read the store and took the lease), and
+    the action starts as soon as that call arrives."""
     emulator = ctx.emulator
     base = emulator.token_calls
-    emulator.configure(slow_seconds=1.0)
+    if ctx.kind != "file":
+        foreign_client(SERVICE[ctx.kind])  # ready before the run starts
+    emulator.configure(slow_seconds=1.5)
     emulator.set_fault("slow", count=1)
     ctx.env["SCHWAB_HTTP_TIMEOUT"] = "5"
 
@@ -360,9 +420,14 @@ def inject(row: Row, ctx: Ctx) -> None:
         def action() -> None:
             if fault == "vanished":
                 vanish(url)
+            elif fault.startswith("conflicting_login"):
+                if fault == "conflicting_login_due":
+                    emulator.configure(access_lifetime=300)  # inside the 600 s margin
+                foreign_write(url, login(FileStore(ctx.scratch / "login.json"), emulator).to_json())
+                emulator.configure(access_lifetime=1800)
             else:
-                short = 60 if fault == "conflicting_write_stale" else None
-                foreign_write(url, newer_document(url, emulator, expires_in=short).to_json())
+                lifetime = THEIR_LIFETIME.get(fault)
+                foreign_write(url, newer_document(url, emulator, expires_in=lifetime).to_json())
             ctx.theirs = state(url)
 
         if kind != "file" and ctx.mode == "handler":
@@ -425,9 +490,7 @@ def observe(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> Observed:
 
 
 def endpoint(emulator: Emulator) -> Callable[[], SchwabOAuth]:
-    return lambda: SchwabOAuth(
-        emulator.app_key, emulator.app_secret, base_url=emulator.base_url, timeout=5, retries=0
-    )
+    return lambda: oauth_for(emulator, timeout=5, retries=0)
 
 
 def check(row: Row, ctx: Ctx, seen: Observed, before: str, after: str) -> list[str]:
@@ -472,10 +535,6 @@ def check(row: Row, ctx: Ctx, seen: Observed, before: str, after: str) -> list[s
     return problems
 
 
-def secrets_of(emulator: Emulator) -> set[str]:
-    return set(emulator.issued_secrets()) | {emulator.app_secret}
-
-
 @contextlib.contextmanager
 def injected(row: Row, ctx: Ctx) -> Iterator[None]:
     try:
@@ -504,7 +563,7 @@ def test_fault(
     for n, mode in enumerate(modes(row, kind)):
         url = new_store(kind, request, tmp_path, n)
         prepare(row, url, emulator)
-        ctx = Ctx(kind, mode, url, emulator)
+        ctx = Ctx(kind, mode, url, emulator, scratch=tmp_path)
         ctx.env = base_env(emulator, url)
         for name, value in ctx.env.items():
             monkeypatch.setenv(name, value)

@@ -1,5 +1,10 @@
 """Concurrency soak: 20 refreshers and 20 readers on one store, round after round.
 
+Each store's rounds are played in chunks, each a test of its own on a store of its own (so that
+xdist runs them side by side); chunk ``k`` starts where the ones before it end in simulated time
+(its login is ``k`` chunks of rounds older on both clocks), so together they cover the same
+rounds and the same span of a login's life as one long run.
+
 Time: the package computes ``expires_at`` and the refresh token's age from the real clock, the
 emulator from its own. Each round lets ``SHIFT`` seconds of simulated time pass on both sides at
 once, while nothing else runs: the emulator's clock moves forward, and the stored document's
@@ -12,7 +17,9 @@ so they are invalidated with it (in real time they would have aged with it).
 Then, all released at once by a barrier: 20 refreshers (``refresh.run``, each with its own store
 object and its own OAuth session, as separate schedulers and laptops would be) and 20 readers
 (``TokenReader``, each with its own store object): 10 warm ones (the default margin, as a
-consumer Lambda) and 10 cold ones that re-read the store on every call. Invariants:
+consumer Lambda) and 10 cold ones that re-read the store on every read (their cache lives
+``COLD_CACHE`` seconds, just long enough to pair an access token with its document, far less
+than their pause between reads). Invariants:
 
 - exactly one token-endpoint call per round (every round needed one), one ``refreshed`` and 19
   ``still_fresh`` outcomes, no error anywhere;
@@ -32,14 +39,14 @@ from pathlib import Path
 
 import pytest
 
+from schwab_tokens.errors import Outcome
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.reader import TokenReader
-from schwab_tokens.refresh import REFRESHED, STILL_FRESH, run
+from schwab_tokens.refresh import run
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
 from tests.emulator import Emulator
-from tests.helpers import login
-from tests.integration.test_shared_store import accepted
+from tests.helpers import accepted, login, oauth_for
 from tests.reliability.support import new_store, record
 
 #: Rounds per store (``RELIABILITY_SOAK_ROUNDS`` overrides all three). A loser stops queueing
@@ -49,6 +56,8 @@ from tests.reliability.support import new_store, record
 #: version the soak leaves (AWS prunes them): ~5 s a round, so 25 rounds by default there.
 ROUNDS = {"file": 100, "s3": 100, "secretsmanager": 25}
 ROUNDS_ENV = "RELIABILITY_SOAK_ROUNDS"
+#: Chunks per store: about 20-30 s of work each.
+CHUNKS = {"file": 1, "s3": 5, "secretsmanager": 5}
 REFRESHERS = 20
 READERS = 20
 MARGIN = 600.0
@@ -58,6 +67,7 @@ SHIFT = LIFETIME - int(MARGIN) + 5
 #: schwab-py refreshes by itself below 300 s: a reader must never hand out less.
 LEEWAY = 300.0
 COLD_READ_PAUSE = 0.25
+COLD_CACHE = 0.05
 
 
 @dataclass
@@ -80,18 +90,29 @@ class Seen:
                 self.errors.append(f"a reader got a token with {left:.0f} s left")
 
 
-def shift_time(url: str, emulator: Emulator) -> Token:
-    """Let SHIFT seconds pass on both clocks (see the module docstring)."""
+def shift_time(url: str, emulator: Emulator, seconds: int = SHIFT) -> Token:
+    """Let ``seconds`` pass on both clocks (see the module docstring)."""
     store = store_from_url(url)
     stored = store.read()
     old = stored.token
     moved = Token(
-        old.creation_timestamp - SHIFT,
-        {**old.token, "expires_at": int(old.token["expires_at"]) - SHIFT},
+        old.creation_timestamp - seconds,
+        {**old.token, "expires_at": int(old.token["expires_at"]) - seconds},
     )
     store.write(moved, stored.version)
-    emulator.advance(SHIFT)
+    emulator.advance(seconds)
     return moved
+
+
+def chunks() -> list[tuple[str, int, int, int]]:
+    """(store, chunk, of chunks, rounds of this chunk), the store's rounds split evenly."""
+    cases = []
+    for kind, count in CHUNKS.items():
+        total = int(os.environ.get(ROUNDS_ENV) or ROUNDS[kind])
+        count = max(1, min(count, total))
+        for chunk in range(count):
+            cases.append((kind, chunk, count, total // count + (chunk < total % count)))
+    return cases
 
 
 def read_once(reader: TokenReader, seen: Seen) -> Token:
@@ -110,10 +131,12 @@ def play_round(
     endpoints: list[SchwabOAuth],
     warm: list[TokenReader],
     cold: list[TokenReader],
-) -> tuple[Seen, list[str]]:
-    """One round: every refresher and reader released at once; returns what they saw."""
+) -> tuple[Seen, list[str], list[float]]:
+    """One round: every refresher and reader released at once; returns what they saw, and the
+    refreshers' outcomes and durations (ms)."""
     seen = Seen()
     outcomes: list[str] = []
+    durations: list[float] = []
     done = threading.Event()
     barrier = threading.Barrier(len(stores) + len(warm) + len(cold))
 
@@ -122,6 +145,7 @@ def play_round(
         outcome = run(store, lambda: oauth, margin=MARGIN, lease_wait=60)
         with seen.lock:
             outcomes.append(outcome.outcome)
+            durations.append(round(outcome.duration_ms))
             if outcome.error is not None:
                 seen.errors.append(f"refresher: {outcome.outcome}: {outcome.error}")
 
@@ -149,25 +173,44 @@ def play_round(
     done.set()
     for thread in readers:
         thread.join(timeout=60)
-    return seen, outcomes
+    return seen, outcomes, durations
+
+
+CHUNK_CASES = chunks()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["file", "s3", "secretsmanager"])
+@pytest.mark.parametrize(
+    ("kind", "chunk", "of", "rounds"),
+    CHUNK_CASES,
+    ids=[f"{kind}-{chunk + 1}of{of}" for kind, chunk, of, _ in CHUNK_CASES],
+)
 def test_soak_many_refreshers_and_readers(
-    kind: str, emulator: Emulator, request: pytest.FixtureRequest, tmp_path: Path
+    kind: str,
+    chunk: int,
+    of: int,
+    rounds: int,
+    emulator: Emulator,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     emulator.configure(access_lifetime=LIFETIME)
     url = new_store(kind, request, tmp_path, "soak")
     first = login(store_from_url(url), emulator)
-    endpoints = [
-        SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url, timeout=10)
-        for _ in range(REFRESHERS)
-    ]
+    # A long read timeout: on a busy machine a timed-out call would be retried (and counted).
+    endpoints: list[SchwabOAuth] = [oauth_for(emulator, timeout=30) for _ in range(REFRESHERS)]
+    # Start where the chunks before this one end: the login as much older on both clocks, and
+    # an access token just refreshed, as the last round before left it.
+    done_before = sum(r for k, c, _, r in CHUNK_CASES if k == kind and c < chunk)
+    if done_before:
+        shift_time(url, emulator, SHIFT * done_before)
+        caught_up = run(store_from_url(url), lambda: endpoints[0], force=True)
+        assert caught_up.outcome == Outcome.REFRESHED, caught_up.error
+        first = store_from_url(url).read().token
     refresh_stores = [store_from_url(url) for _ in range(REFRESHERS)]
     warm = [TokenReader(store_from_url(url)) for _ in range(READERS // 2)]
     cold = [
-        TokenReader(store_from_url(url), margin=10 * LIFETIME, min_reread=0.0)
+        TokenReader(store_from_url(url), reread_margin=10 * LIFETIME, min_reread=COLD_CACHE)
         for _ in range(READERS - READERS // 2)
     ]
     emulator.reset_counters()
@@ -176,14 +219,13 @@ def test_soak_many_refreshers_and_readers(
     min_left = float("inf")
     errors: list[str] = []
 
-    rounds = int(os.environ.get(ROUNDS_ENV) or ROUNDS[kind])
     for round_no in range(rounds):
         shifted = shift_time(url, emulator)
         needed += shifted.needs_refresh(MARGIN)
         for reader in warm + cold:
             reader.invalidate()
         calls_before = emulator.token_calls
-        seen, outcomes = play_round(refresh_stores, endpoints, warm, cold)
+        seen, outcomes, durations = play_round(refresh_stores, endpoints, warm, cold)
 
         stored = store_from_url(url).read().token
         # A cold read that starts after the refresh sees it.
@@ -194,8 +236,9 @@ def test_soak_many_refreshers_and_readers(
         min_left = min(min_left, seen.min_left)
         problems = list(seen.errors)
         if calls != 1:
-            problems.append(f"{calls} token-endpoint calls")
-        if sorted(outcomes) != sorted([REFRESHED] + [STILL_FRESH] * (REFRESHERS - 1)):
+            problems.append(f"{calls} token-endpoint calls; refreshers took {durations} ms")
+        expected = [Outcome.REFRESHED] + [Outcome.STILL_FRESH] * (REFRESHERS - 1)
+        if sorted(outcomes) != sorted(expected):
             problems.append(f"outcomes {sorted(outcomes)}")
         if any(access != stored.access_token for access in late):
             problems.append("a read after the refresh returned an older token")
@@ -217,6 +260,7 @@ def test_soak_many_refreshers_and_readers(
     record(
         "soak",
         store=kind,
+        chunk=f"{chunk + 1}/{of}",
         rounds=round_no + 1,
         refreshers=REFRESHERS,
         readers=READERS,
@@ -229,8 +273,8 @@ def test_soak_many_refreshers_and_readers(
         seconds=round(seconds, 1),
     )
     print(
-        f"{kind}: {round_no + 1} rounds in {seconds:.1f} s, {calls_seen} token calls for "
-        f"{needed} due rounds, {total_reads} reads, min left {min_left:.0f} s"
+        f"{kind} {chunk + 1}/{of}: {round_no + 1} rounds in {seconds:.1f} s, {calls_seen} "
+        f"calls for {needed} due rounds, {total_reads} reads, min left {min_left:.0f} s"
     )
     assert not errors, errors
     assert needed == rounds and calls_seen == needed

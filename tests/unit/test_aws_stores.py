@@ -8,10 +8,12 @@ under test runs unchanged, retries included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from typing import Any
 
 import boto3
@@ -21,42 +23,33 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from schwab_tokens import aws
-from schwab_tokens.credentials import load_credentials
+from schwab_tokens.credentials import (
+    AppCredentials,
+    load_credentials,
+    read_credentials,
+    store_credentials,
+)
 from schwab_tokens.errors import (
+    AccessDenied,
     ConfigurationError,
     InvalidTokenDocument,
     LeaseBusy,
     LoginRequired,
     TemporaryFailure,
+    UsageError,
     WriteConflict,
 )
+from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.stores.s3 import S3Store
 from schwab_tokens.stores.secretsmanager import PENDING, SecretsManagerStore
 from schwab_tokens.token import MAX_DOCUMENT_BYTES, Token
-
-# Until tests/conftest.py registers it for every module.
+from tests.helpers import RawBody, free_port, make_token, put_raw
 
 KINDS = ["s3", "secretsmanager"]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def make_token(label: str = "") -> Token:
-    now = int(time.time())
-    return Token(
-        creation_timestamp=now,
-        token={
-            "access_token": f"access-{label}-{uuid.uuid4().hex}",
-            "refresh_token": f"refresh-{uuid.uuid4().hex}",
-            "id_token": "id",
-            "token_type": "Bearer",
-            "expires_in": 1800,
-            "scope": "api",
-            "expires_at": now + 1800,
-        },
-    )
-
-
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore's retries without their sleeps (the retry count is what is under test)."""
@@ -75,29 +68,8 @@ def store_url(
     return s3_store_url() if request.param == "s3" else sm_store_url()
 
 
-def put_raw(store: TokenStore, raw: bytes) -> None:
-    """Store bytes behind the library's back, as another tool (or a mistake) would."""
-    if isinstance(store, S3Store):
-        aws.client("s3").put_object(Bucket=store.bucket, Key=store.key, Body=raw)
-    else:
-        assert isinstance(store, SecretsManagerStore)
-        sm = aws.client("secretsmanager")
-        try:
-            sm.create_secret(Name=store.name, SecretString=raw.decode())
-        except ClientError:
-            sm.put_secret_value(SecretId=store.name, SecretString=raw.decode())
-
-
 def raw_document(store: TokenStore) -> bytes:
-    return store.read_raw()[0]
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
+    return store.read_raw().raw
 
 
 def fail_call(client: Any, operation: str, status: int, code: str, message: str = "") -> list[int]:
@@ -110,7 +82,7 @@ def fail_call(client: Any, operation: str, status: int, code: str, message: str 
 
     def handler(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         calls.append(1)
-        http = AWSResponse("https://example.invalid/", status, {}, _Raw(b""))
+        http = AWSResponse("https://example.invalid/", status, {}, RawBody(b""))
         parsed = {
             "Error": {"Code": code, "Message": message},
             "ResponseMetadata": {"HTTPStatusCode": status},
@@ -134,7 +106,7 @@ def fail_wire(client: Any, operation: str, status: int, body: bytes, headers: di
 
     def handler(request: Any, **_: Any) -> AWSResponse:
         attempts.append(1)
-        return AWSResponse(request.url, status, headers, _Raw(body))
+        return AWSResponse(request.url, status, headers, RawBody(body))
 
     # First, so it answers before moto's own in-process stub does.
     client.meta.events.register_first(f"before-send.{service}.{operation}", handler)
@@ -237,7 +209,7 @@ def test_access_denied_names_the_iam_action(
     store.write(make_token(), None)
     code = "AccessDenied" if kind == "s3" else "AccessDeniedException"
     fail_call(aws.client(kind), operation, 403 if kind == "s3" else 400, code, "denied")
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(AccessDenied) as caught:
         store.read()
     message = str(caught.value)
     assert f"access denied to {url}" in message
@@ -247,14 +219,14 @@ def test_access_denied_names_the_iam_action(
 def test_access_denied_on_write_names_put_object(moto_aws: None, s3_store_url) -> None:
     url = s3_store_url()
     fail_call(aws.client("s3"), "PutObject", 403, "AccessDenied", "Access Denied")
-    with pytest.raises(ConfigurationError, match="s3:PutObject"):
+    with pytest.raises(AccessDenied, match="s3:PutObject"):
         store_from_url(url).write(make_token(), None)
 
 
 def test_kms_denied_names_the_kms_action(moto_aws: None, s3_store_url, sm_store_url) -> None:
     s3 = store_from_url(s3_store_url())
     fail_call(aws.client("s3"), "PutObject", 400, "KMS.DisabledException", "key disabled")
-    with pytest.raises(ConfigurationError, match="kms:GenerateDataKey"):
+    with pytest.raises(AccessDenied, match="kms:GenerateDataKey"):
         s3.write(make_token(), None)
     sm = store_from_url(sm_store_url())
     fail_call(
@@ -264,7 +236,7 @@ def test_kms_denied_names_the_kms_action(moto_aws: None, s3_store_url, sm_store_
         "AccessDeniedException",
         "Access to KMS is not allowed",
     )
-    with pytest.raises(ConfigurationError, match="kms:Decrypt"):
+    with pytest.raises(AccessDenied, match="kms:Decrypt"):
         sm.read()
 
 
@@ -319,8 +291,6 @@ def test_secrets_manager_throttling_is_temporary(moto_aws: None, sm_store_url) -
 
 @pytest.mark.usefixtures("no_backoff")
 def test_unreachable_endpoint_is_temporary(aws_env: None, monkeypatch) -> None:
-    from tests.conftest import free_port
-
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     aws.reset_clients()
     with pytest.raises(TemporaryFailure, match="cannot reach AWS"):
@@ -356,8 +326,8 @@ def _client_error(code: str, status: int, message: str = "", operation: str = "G
 @pytest.mark.parametrize(
     ("exc", "kind", "words"),
     [
-        (_client_error("AccessDenied", 403), ConfigurationError, ["the role needs s3:GetObject"]),
-        (_client_error("403", 403, "Forbidden"), ConfigurationError, ["s3:GetObject"]),
+        (_client_error("AccessDenied", 403), AccessDenied, ["the role needs s3:GetObject"]),
+        (_client_error("403", 403, "Forbidden"), AccessDenied, ["s3:GetObject"]),
         (
             _client_error("NoSuchBucket", 404, "The specified bucket does not exist"),
             ConfigurationError,
@@ -368,16 +338,16 @@ def _client_error(code: str, status: int, message: str = "", operation: str = "G
             ConfigurationError,
             ["s3://b/k does not exist"],
         ),
-        (_client_error("KMS.NotFoundException", 400), ConfigurationError, ["kms:Decrypt"]),
+        (_client_error("KMS.NotFoundException", 400), AccessDenied, ["kms:Decrypt"]),
         (
             _client_error("AccessDenied", 403, "not authorized to perform: kms:Decrypt"),
-            ConfigurationError,
+            AccessDenied,
             ["kms:Decrypt"],
         ),
-        (_client_error("DecryptionFailure", 400), ConfigurationError, ["kms:Decrypt"]),
+        (_client_error("DecryptionFailure", 400), AccessDenied, ["kms:Decrypt"]),
         (
             _client_error("AccessDenied", 403, "not authorized on arn:aws:s3:::my-kms-bucket/k"),
-            ConfigurationError,
+            AccessDenied,
             ["the role needs s3:GetObject"],
         ),
         (_client_error("ExpiredToken", 400), ConfigurationError, ["credentials"]),
@@ -441,19 +411,6 @@ def test_clients_are_made_once_across_threads(moto_aws: None) -> None:
     assert len({id(c) for c in clients}) == 1
 
 
-def test_import_is_cheap() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, schwab_tokens.aws, schwab_tokens.stores.s3\n"
-        "import schwab_tokens.stores.secretsmanager"
-        "\nprint(*(name in sys.modules for name in ('boto3', 'botocore', 'aws_lambda_powertools')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False"]
-
-
 # -- leases ------------------------------------------------------------------------------------
 def test_lease_is_exclusive_until_released(store_url: str) -> None:
     first, second = store_from_url(store_url), store_from_url(store_url)
@@ -469,18 +426,47 @@ def test_lease_is_exclusive_until_released(store_url: str) -> None:
         pass
 
 
+@contextlib.contextmanager
+def store_clock_ahead(seconds: float) -> Iterator[None]:
+    """S3's and Secrets Manager's clock (the ``Date`` of their answers) ``seconds`` ahead of
+    ours: what a lease's expiry is judged on. An ``after-call`` hook on the package's clients."""
+
+    def shift(parsed: dict[str, Any], **_: Any) -> None:
+        headers = parsed.setdefault("ResponseMetadata", {}).setdefault("HTTPHeaders", {})
+        headers["date"] = formatdate(time.time() + seconds, usegmt=True)
+
+    hooked = [(aws.client(kind), f"after-call.{name}") for kind, name in SERVICE_IDS.items()]
+    for client, event in hooked:
+        client.meta.events.register(event, shift)
+    try:
+        yield
+    finally:
+        for client, event in hooked:
+            client.meta.events.unregister(event, shift)
+
+
+SERVICE_IDS = {"s3": "s3", "secretsmanager": "secrets-manager"}
+
+
 def test_a_dead_holder_loses_the_lease_after_its_ttl(store_url: str) -> None:
     first, second, third = (store_from_url(store_url) for _ in range(3))
     first.write(make_token(), None)
-    dead = first.lease(ttl=1, wait=1)
+    dead = first.lease(ttl=60, wait=1)
     dead.__enter__()  # ... and never comes back
-    started = time.monotonic()
-    with second.lease(ttl=30, wait=5):
-        assert time.monotonic() - started < 4.5
+    with pytest.raises(LeaseBusy), second.lease(ttl=30, wait=0.2):
+        pytest.fail("took a live lease")
+    with store_clock_ahead(45), pytest.raises(LeaseBusy), second.lease(ttl=30, wait=0.2):
+        pytest.fail("took a lease before its ttl ran out on the store's clock")
+    with store_clock_ahead(64):  # 60 s ttl, +1 s, +1 s for whole-second dates, +2 s
+        successor = second.lease(ttl=30, wait=1)
+        assert successor.__enter__().held
+    try:
         # The late holder's release must not free the lease its successor now holds.
         dead.__exit__(None, None, None)
         with pytest.raises(LeaseBusy), third.lease(ttl=30, wait=0.2):
             pytest.fail("two holders")
+    finally:
+        successor.__exit__(None, None, None)
     with third.lease(ttl=30, wait=0.5):
         pass
 
@@ -489,33 +475,63 @@ def test_s3_lease_object_is_json_and_removed_on_release(moto_aws: None, s3_store
     store = store_from_url(s3_store_url())
     assert isinstance(store, S3Store)
     s3 = aws.client("s3")
-    with store.lease(ttl=30, wait=1):
+    with store.lease(ttl=30, wait=1) as lease:
+        assert lease.held and lease.valid()
         body = s3.get_object(Bucket=store.bucket, Key=store.key + ".lease")["Body"].read()
         data = json.loads(body)
-        assert set(data) == {"owner", "expires_at"}
-        assert 25 < data["expires_at"] - time.time() <= 30
+        # No expiry time of ours: the store's clock judges (LastModified + ttl).
+        assert set(data) == {"owner", "ttl"} and data["ttl"] == 30
     with pytest.raises(ClientError):
         s3.head_object(Bucket=store.bucket, Key=store.key + ".lease")
 
 
-@pytest.mark.parametrize("leftover", [b"{not json", b'{"owner": "x", "expires_at": 1}'])
-def test_s3_expired_or_unreadable_lease_is_taken_over(
-    leftover: bytes, moto_aws: None, s3_store_url
+@pytest.mark.parametrize(
+    ("leftover", "ttl"),
+    [
+        (b"{not json", 120),  # unreadable: the default ttl
+        (b'{"owner": "x", "expires_at": 1}', 120),  # an older version's record: the same
+        (b'{"owner": "x", "ttl": 30}', 30),
+    ],
+    ids=["garbage", "old-format", "dead-holder"],
+)
+def test_s3_leftover_lease_is_taken_over_once_its_ttl_ran_out(
+    leftover: bytes, ttl: float, moto_aws: None, s3_store_url
 ) -> None:
     store = store_from_url(s3_store_url())
     assert isinstance(store, S3Store)
     aws.client("s3").put_object(Bucket=store.bucket, Key=store.lease_key, Body=leftover)
-    with store.lease(ttl=30, wait=0.5):
-        pass
+    with store_clock_ahead(ttl - 15), pytest.raises(LeaseBusy), store.lease(ttl=30, wait=0.2):
+        pytest.fail("took a lease within its ttl")
+    with store_clock_ahead(ttl + 4), store.lease(ttl=30, wait=0.5) as lease:
+        assert lease.held
 
 
 def test_s3_live_lease_of_another_writer_is_respected(moto_aws: None, s3_store_url) -> None:
     store = store_from_url(s3_store_url())
     assert isinstance(store, S3Store)
-    body = json.dumps({"owner": "someone", "expires_at": time.time() + 60}).encode()
+    body = json.dumps({"owner": "someone", "ttl": 60}).encode()
     aws.client("s3").put_object(Bucket=store.bucket, Key=store.lease_key, Body=body)
+    # Our own clock minutes ahead changes nothing: only S3's clock counts.
     with pytest.raises(LeaseBusy), store.lease(ttl=30, wait=0.3):
         pytest.fail("took a live lease")
+
+
+def test_sm_lease_label_expires_on_secrets_managers_clock(moto_aws: None, sm_store_url) -> None:
+    url = sm_store_url()
+    holder, other = store_from_url(url), store_from_url(url)
+    assert isinstance(holder, SecretsManagerStore)
+    holder.write(make_token(), None)
+    dead = holder.lease(ttl=60, wait=1)
+    dead.__enter__()
+    label = next(x for x in _stages(holder.name)[holder.version()] if x.startswith("lease."))
+    # lease.<expires_at>.<owner>: the answer's Date + 1 + ttl, whole seconds.
+    assert 55 < int(label.split(".")[1]) - time.time() <= 63
+    with store_clock_ahead(45), pytest.raises(LeaseBusy), other.lease(ttl=30, wait=0.2):
+        pytest.fail("took a live lease")
+    with store_clock_ahead(64), other.lease(ttl=30, wait=0.5) as lease:
+        assert lease.held
+        assert label not in _stages(holder.name)[holder.version()]  # the dead label removed
+    dead.__exit__(None, None, None)
 
 
 @pytest.mark.usefixtures("no_backoff")
@@ -747,51 +763,176 @@ def test_sm_lease_on_a_secret_without_a_value_is_a_no_op(moto_aws: None, sm_stor
 
 
 # -- the credentials secret -------------------------------------------------------------------
-def test_credentials_secret_round_trip_and_cache(moto_aws: None, monkeypatch) -> None:
-    aws.put_credentials_secret("schwab/app", "key-1", "secret-1", "https://127.0.0.1:8182")
-    reads: list[int] = []
-
-    def count(**_: Any) -> None:
-        reads.append(1)
-
-    aws.client("secretsmanager").meta.events.register(
-        "before-call.secrets-manager.GetSecretValue", count
+def count_calls(service: str, operation: str) -> list[str]:
+    calls: list[str] = []
+    aws.client(service).meta.events.register(
+        f"before-call.*.{operation}", lambda event_name, **_: calls.append(event_name)
     )
-    document = json.loads(aws.cached_secret("schwab/app", max_age=900))
-    assert document == {
-        "app_key": "key-1",
-        "app_secret": "secret-1",
-        "callback_url": "https://127.0.0.1:8182",
-    }
-    assert aws.cached_secret("schwab/app", max_age=900)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["schwab/app", "ssm:/schwab/app"], ids=["secret", "parameter"])
+def test_credentials_round_trip_and_cache(moto_aws: None, name: str) -> None:
+    store_credentials(name, AppCredentials("key-1", "secret-1", "https://127.0.0.1:8182"))
+    service, operation = (
+        ("ssm", "GetParameter")
+        if name.startswith("ssm:")
+        else (
+            "secretsmanager",
+            "GetSecretValue",
+        )
+    )
+    reads = count_calls(service, operation)
+    first = read_credentials(name)
+    assert (first.app_key, first.app_secret, first.callback_url) == (
+        "key-1",
+        "secret-1",
+        "https://127.0.0.1:8182",
+    )
+    assert read_credentials(name) == first
     assert len(reads) == 1  # the second read came from the cache
-    aws.put_credentials_secret("schwab/app", "key-2", "secret-2", None)
-    assert json.loads(aws.cached_secret("schwab/app", max_age=900))["app_key"] == "key-2"
-    monkeypatch.setenv("SCHWAB_CREDENTIALS_SECRET", "schwab/app")
-    credentials = load_credentials()
+    store_credentials(name, AppCredentials("key-2", "secret-2"))  # and a new value clears it
+    credentials = load_credentials(Settings(credentials_secret=name))
     assert (credentials.app_key, credentials.app_secret) == ("key-2", "secret-2")
     assert "secret-2" not in repr(credentials)
 
 
-def test_put_credentials_secret_does_not_add_versions_for_the_same_value(moto_aws: None) -> None:
-    aws.put_credentials_secret("schwab/app", "k", "s", None)
-    aws.put_credentials_secret("schwab/app", "k", "s", None)
+def test_credentials_from_the_environment_win_over_the_secret(moto_aws: None) -> None:
+    store_credentials("schwab/app", AppCredentials("stored-key", "stored-secret", "https://x"))
+    settings = Settings(app_key="env-key", app_secret="env-secret", credentials_secret="schwab/app")
+    assert load_credentials(settings) == AppCredentials("env-key", "env-secret", None)
+    # A key alone in the environment takes the secret's app secret and callback.
+    only_key = load_credentials(Settings(app_key="env-key", credentials_secret="schwab/app"))
+    assert (only_key.app_key, only_key.app_secret, only_key.callback_url) == (
+        "env-key",
+        "stored-secret",
+        "https://x",
+    )
+    # A manifest entry's own credentials win over everything.
+    store_credentials("kid/app", AppCredentials("kid-key", "kid-secret"))
+    assert load_credentials(settings, source="kid/app").app_key == "kid-key"
+    with pytest.raises(UsageError, match="SCHWAB_APP_KEY"):
+        load_credentials(Settings())
+
+
+def test_storing_the_same_credentials_adds_no_version(moto_aws: None) -> None:
+    store_credentials("schwab/app", AppCredentials("k", "s"))
+    store_credentials("schwab/app", AppCredentials("k", "s"))
     assert _versions("schwab/app") == 1
 
 
-def test_missing_credentials_secret_names_it(moto_aws: None) -> None:
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("schwab/nope", "secret schwab/nope does not exist"),
+        ("ssm:/schwab/nope", "login --credentials-secret ssm:/schwab/nope"),
+    ],
+)
+def test_missing_credentials_name_them(moto_aws: None, name: str, words: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        aws.cached_secret("schwab/nope", max_age=900)
-    assert "secret schwab/nope does not exist" in str(caught.value)
+        read_credentials(name)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [('{"note": "x"}', "lack app_key, app_secret"), ("[1]", "JSON object"), ("{no", "not JSON")],
+)
+def test_unusable_credentials_are_named(moto_aws: None, document: str, words: str) -> None:
+    aws.client("secretsmanager").create_secret(Name="placeholder", SecretString=document)
+    with pytest.raises(ConfigurationError, match=words):
+        read_credentials("placeholder")
 
 
 def test_denied_credentials_secret_names_the_action(moto_aws: None) -> None:
-    aws.put_credentials_secret("schwab/app", "k", "very-secret-value", None)
+    store_credentials("schwab/app", AppCredentials("k", "very-secret-value"))
     fail_call(aws.client("secretsmanager"), "GetSecretValue", 400, "AccessDeniedException", "no")
-    with pytest.raises(ConfigurationError) as caught:
-        aws.cached_secret("schwab/app", max_age=900)
+    with pytest.raises(AccessDenied) as caught:
+        read_credentials("schwab/app")
     assert "secretsmanager:GetSecretValue" in str(caught.value)
     assert "very-secret-value" not in str(caught.value)
+
+
+# -- store URLs, notes, pre-flight --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("s3:/bucket/k", "write it as s3://BUCKET/KEY"),
+        ("S3://bucket/k", "write it as s3://BUCKET/KEY"),
+        ("SecretsManager://name", "secretsmanager://NAME"),
+        ("xyz://thing", "unknown store URL scheme 'xyz'"),
+        ("s3://Bucket/k", "3-63 lowercase"),
+        ("s3://ab/k", "3-63 lowercase"),
+        ("s3://bucket", "s3://BUCKET/KEY"),
+        ("secretsmanager://bad name", "letters"),
+        ("  ", "empty"),
+        ("file:", "file: needs a path"),
+    ],
+)
+def test_store_urls_not_of_our_forms_are_refused(url: str, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        store_from_url(url, Settings())
+
+
+def test_a_path_or_file_url_is_a_file_store(tmp_path) -> None:
+    assert store_from_url("tokens.json").url == "tokens.json"
+    assert store_from_url(f"file:{tmp_path}/t.json").path == tmp_path / "t.json"  # type: ignore[attr-defined]
+
+
+def test_settings_name_the_kms_key_and_the_writer(moto_aws: None, s3_store_url) -> None:
+    settings = Settings(kms_key_id="alias/from-settings", writer="laptop-1")
+    store = store_from_url(s3_store_url(), settings)
+    assert isinstance(store, S3Store)
+    store.write(make_token(), None)
+    head = aws.client("s3").head_object(Bucket=store.bucket, Key=store.key)
+    assert head["SSEKMSKeyId"] == "alias/from-settings" and head["Metadata"]["writer"] == "laptop-1"
+
+
+def test_notes_are_kept_beside_the_token_with_compare_and_swap(store_url: str) -> None:
+    store = store_from_url(store_url)
+    version = store.write(make_token(), None)
+    assert store.read_notes() == ({}, None)
+    first = store.write_notes({"login": 1, "account": "abc"}, None)
+    assert store.read_notes() == ({"login": 1, "account": "abc"}, first)
+    with pytest.raises(WriteConflict):
+        store.write_notes({"login": 2}, None)  # someone wrote notes since
+    second = store.write_notes({"login": 2}, first)
+    with pytest.raises(WriteConflict):
+        store.write_notes({"login": 3}, first)
+    assert store.read_notes() == ({"login": 2}, second)
+    assert store_from_url(store_url).read_notes()[0] == {"login": 2}  # another process sees it
+    assert store.version() == version  # the token itself is untouched
+
+
+def test_notes_live_where_the_docs_say(store_url: str) -> None:
+    store = store_from_url(store_url)
+    store.write(make_token(), None)
+    store.write_notes({"login": 1}, None)
+    if isinstance(store, S3Store):
+        body = aws.client("s3").get_object(Bucket=store.bucket, Key=store.key + ".notes")["Body"]
+        assert json.loads(body.read()) == {"login": 1}
+    else:
+        assert isinstance(store, SecretsManagerStore)
+        versions = _versions(store.name)
+        store.write_notes({"login": 2}, store.read_notes()[1])
+        labels = [x for xs in _stages(store.name).values() for x in xs if x.startswith("notes.")]
+        assert len(labels) == 1 and labels[0].startswith("notes.1.")
+        assert _versions(store.name) == versions  # a label, never a secret version
+
+
+def test_preflight_proves_the_store_can_be_written(store_url: str) -> None:
+    store = store_from_url(store_url)
+    store.preflight()  # no token yet is fine
+    assert store.version() is None
+    store.write(make_token(), None)
+    store.preflight()
+    with store.lease(ttl=30, wait=0.2):  # and it left no lease behind
+        pass
+
+
+def test_preflight_fails_on_a_missing_bucket(moto_aws: None) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        store_from_url("s3://schwab-tokens-no-such-bucket/t.json").preflight()
 
 
 # -- over HTTP, through AWS_ENDPOINT_URL --------------------------------------------------------

@@ -7,11 +7,23 @@ import pytest
 from schwab_tokens.errors import (
     BadAppCredentials,
     CallbackError,
+    InvalidTokenAnswer,
     LoginRequired,
     TemporaryFailure,
+    UsageError,
 )
 from schwab_tokens.oauth import SchwabOAuth, parse_callback
-from tests.helpers import follow_authorize
+from schwab_tokens.settings import Settings
+from schwab_tokens.token import Token
+from tests.helpers import follow_authorize, free_port, oauth_for
+
+
+def logged_in(emulator, **options) -> tuple[SchwabOAuth, dict]:
+    """The client and the answer to a completed login's code exchange."""
+    oauth = oauth_for(emulator, **options)
+    url, state = oauth.authorize_url(emulator.callback_url)
+    code = parse_callback(follow_authorize(url), state)
+    return oauth, oauth.exchange_code(code, emulator.callback_url)
 
 
 def test_authorize_url_carries_app_callback_and_random_state() -> None:
@@ -47,7 +59,7 @@ def test_parse_callback_refuses_unusable_links(link: str, message: str) -> None:
 
 
 def test_code_exchange_and_refresh_against_emulator(emulator) -> None:
-    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
+    oauth = oauth_for(emulator)
     url, state = oauth.authorize_url(emulator.callback_url)
     code = parse_callback(follow_authorize(url), state)
     first = oauth.exchange_code(code, emulator.callback_url)
@@ -70,18 +82,13 @@ def test_code_exchange_and_refresh_against_emulator(emulator) -> None:
         ("unavailable", TemporaryFailure, "503"),
         ("access_denied_html", TemporaryFailure, "HTML error page"),
         ("not_json", TemporaryFailure, "not JSON"),
-        ("missing_access_token", TemporaryFailure, "without an access_token"),
         ("slow", TemporaryFailure, "read timeout"),
         ("drop", TemporaryFailure, "could not reach"),
     ],
 )
 def test_every_answer_is_classified(emulator, fault: str, error: type, message: str) -> None:
     emulator.configure(slow_seconds=1.5)
-    oauth = SchwabOAuth(
-        emulator.app_key, emulator.app_secret, base_url=emulator.base_url, timeout=0.5, retries=1
-    )
-    url, state = oauth.authorize_url(emulator.callback_url)
-    token = oauth.exchange_code(parse_callback(follow_authorize(url), state), emulator.callback_url)
+    oauth, token = logged_in(emulator, timeout=0.5, retries=1)
     emulator.set_fault(fault)
     started = time.monotonic()
     with pytest.raises(error, match=message) as info:
@@ -91,12 +98,20 @@ def test_every_answer_is_classified(emulator, fault: str, error: type, message: 
     assert emulator.app_secret not in str(info.value)
 
 
+def test_an_answer_without_an_access_token_is_refused_by_the_document(emulator) -> None:
+    """The client hands back Schwab's answer as it came; the next document refuses it."""
+    oauth, first = logged_in(emulator)
+    token = Token.from_login(first)
+    emulator.set_fault("missing_access_token")
+    answer = oauth.refresh(first["refresh_token"])
+    assert "access_token" not in answer
+    with pytest.raises(InvalidTokenAnswer, match="has no access_token") as info:
+        token.refreshed(answer)
+    assert isinstance(info.value, TemporaryFailure)
+
+
 def test_transient_fault_is_retried_then_succeeds(emulator) -> None:
-    oauth = SchwabOAuth(
-        emulator.app_key, emulator.app_secret, base_url=emulator.base_url, retries=3
-    )
-    url, state = oauth.authorize_url(emulator.callback_url)
-    token = oauth.exchange_code(parse_callback(follow_authorize(url), state), emulator.callback_url)
+    oauth, token = logged_in(emulator, retries=3)
     emulator.reset_counters()
     emulator.set_fault("unavailable", count=2)
     assert oauth.refresh(token["refresh_token"])["access_token"]
@@ -104,9 +119,7 @@ def test_transient_fault_is_retried_then_succeeds(emulator) -> None:
 
 
 def test_retry_after_is_honoured(emulator) -> None:
-    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
-    url, state = oauth.authorize_url(emulator.callback_url)
-    token = oauth.exchange_code(parse_callback(follow_authorize(url), state), emulator.callback_url)
+    oauth, token = logged_in(emulator)
     emulator.set_fault("rate_limited", count=1)  # answers Retry-After: 1
     started = time.monotonic()
     assert oauth.refresh(token["refresh_token"])["access_token"]
@@ -114,8 +127,76 @@ def test_retry_after_is_honoured(emulator) -> None:
 
 
 def test_connection_refused_is_temporary() -> None:
-    from tests.conftest import free_port
-
     oauth = SchwabOAuth("k", "s", base_url=f"http://127.0.0.1:{free_port()}", retries=1)
     with pytest.raises(TemporaryFailure, match="connection refused"):
         oauth.refresh("r" * 40)
+
+
+def test_a_redirect_is_not_followed(emulator) -> None:
+    """A 3xx from the token endpoint would send the refresh token and the app secret wherever
+    it points: it is a temporary failure, and the other host hears nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_port}/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    schwab = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (other, schwab):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        oauth = SchwabOAuth(
+            "key", "s3cret-value", base_url=f"http://127.0.0.1:{schwab.server_port}"
+        )
+        with pytest.raises(TemporaryFailure, match="redirect, not followed"):
+            oauth.refresh("r" * 40)
+    finally:
+        for server in (other, schwab):
+            server.shutdown()
+            server.server_close()
+    assert hits == []
+
+
+@pytest.mark.parametrize(
+    "base", ["http://api.schwabapi.com", "ftp://127.0.0.1", "https://", "api.schwabapi.com"]
+)
+def test_the_api_base_must_be_https_or_loopback(base: str) -> None:
+    with pytest.raises(UsageError, match="https://"):
+        SchwabOAuth("key", "secret", base_url=base)
+
+
+def test_client_from_settings_uses_their_http_settings() -> None:
+    settings = Settings(api_base="http://127.0.0.1:9", http_timeout=2.5, http_retries=0)
+    oauth = SchwabOAuth.from_settings("key", "secret", settings)
+    assert oauth.base_url == "http://127.0.0.1:9" and oauth.timeout == (2.5, 2.5)
+    assert oauth.retries == 0
+    assert "secret" not in repr(oauth)
+
+
+def test_account_fingerprint_names_the_schwab_login_not_the_token(emulator) -> None:
+    oauth, first = logged_in(emulator)
+    _, second = logged_in(emulator)
+    one = oauth.account_fingerprint(first["access_token"])
+    assert one == oauth.account_fingerprint(second["access_token"])  # same Schwab user
+    assert len(one) == 32 and first["access_token"] not in one
+    with pytest.raises(TemporaryFailure, match="answered 401"):
+        oauth.account_fingerprint("not-a-token-" + "x" * 30)

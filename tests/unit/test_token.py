@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from schwab_tokens.errors import InvalidTokenDocument
-from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token, fingerprint
+from schwab_tokens.token import MAX_TOKEN_CHARS, REFRESH_TOKEN_LIFETIME, Token, fingerprint
 
 LOGIN = 1_732_300_000
 
@@ -62,6 +60,11 @@ def test_refreshed_keeps_login_time_and_refresh_token() -> None:
         (json.dumps(document(access_token="")), "token.access_token"),
         (json.dumps(document(expires_at="soon")), "token.expires_at"),
         ("x" * 70_000, "more than a token document"),
+        (json.dumps(document()).replace(str(LOGIN), "NaN", 1), "NaN is not a JSON value"),
+        (json.dumps(document()).replace(str(LOGIN), "Infinity", 1), "not valid JSON"),
+        (json.dumps(document(expires_at=1)).replace(": 1}", ": 1e400}"), "out of range"),
+        (json.dumps(document(access_token="a" * (MAX_TOKEN_CHARS + 1))), "longer than 2048"),
+        (json.dumps(document(refresh_token="r\u00e9")), "not printable ASCII"),
     ],
 )
 def test_bad_documents_name_the_problem(raw: str | bytes, named: str) -> None:
@@ -83,11 +86,6 @@ def test_fingerprint_is_short_stable_and_not_the_token() -> None:
     assert len(fingerprint("x" * 100)) == 10 and "x" not in fingerprint("x" * 100)
 
 
-def test_token_oauth_and_refresh_modules_import_nothing_from_aws() -> None:
-    code = (
-        "import sys, schwab_tokens.token, schwab_tokens.oauth, schwab_tokens.refresh;"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('boto3', 'botocore', 'aws_lambda_powertools', 's3transfer')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def test_a_token_of_the_longest_allowed_length_is_kept() -> None:
+    token = Token.parse(json.dumps(document(access_token="a" * MAX_TOKEN_CHARS)))
+    assert len(token.access_token) == MAX_TOKEN_CHARS
