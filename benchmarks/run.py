@@ -236,8 +236,8 @@ def scale_child(count: int, emulator_url: str) -> None:
 
     import requests
 
-    from schwab_tokens.login import complete_login
     from schwab_tokens.batch import refresh_all
+    from schwab_tokens.login import complete_login
     from schwab_tokens.manifest import Target
     from schwab_tokens.oauth import SchwabOAuth
     from schwab_tokens.settings import Settings

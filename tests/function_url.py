@@ -8,7 +8,6 @@ Chromium phone test and by ``make demo``. The certificate is self-signed, made a
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schwab_tokens.lambdas.login import handle
-from schwab_tokens.listener import tls_context
+from schwab_tokens.listener import serve_in_background, stop_serving, tls_context
 from schwab_tokens.settings import Settings
 
 
@@ -38,14 +37,11 @@ class FunctionUrl:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
         server.socket = tls_context("127.0.0.1").wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self._server = server
+        self._server = serve_in_background(server, "function-url")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_serving(self._server)
 
     def invoke(self, method: str, target: str, headers: Any) -> dict[str, Any]:
         parts = urlsplit(target)

@@ -26,6 +26,7 @@ import requests
 from schwab_tokens.errors import LoginRequired
 from schwab_tokens.login import complete_login
 from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
 
@@ -55,6 +56,18 @@ def follow_authorize(authorize_url: str) -> str:
 def oauth_for(emulator: Any, **options: Any) -> SchwabOAuth:
     """The emulated app's OAuth client (``timeout``, ``retries`` as ``SchwabOAuth`` takes them)."""
     return SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url, **options)
+
+
+def emulator_settings(emulator: Any, url: str, **options: Any) -> Settings:
+    """The package's settings for a store whose app is the emulator's (``options`` as
+    ``Settings`` takes them: timeouts, a topic, a login URL...)."""
+    return Settings(
+        store_url=url,
+        app_key=emulator.app_key,
+        app_secret=emulator.app_secret,
+        api_base=emulator.base_url,
+        **{"http_timeout": 5, **options},
+    )
 
 
 def login(store: TokenStore, emulator: Any) -> Token:

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,15 @@ def login_process(emulator, tmp_path: Path):
         process.kill()
 
 
+def in_browser(login: LoginProcess, url: str, tmp_path: Path) -> tuple[Any, str, int, str, str]:
+    """Open ``url`` in Chromium while the CLI waits; the browser run, the page it shows, and the
+    CLI's exit code and output."""
+    browser = browse(url, tmp_path / "chromium-profile")
+    code, out, err = login.finish()
+    assert browser.returncode == 0, browser.stderr[-2000:]
+    return browser, browser.stdout, code, out, err
+
+
 @needs_chromium
 def test_browser_login_lands_on_success_page_and_stores_the_token(
     emulator, login_process, tmp_path: Path
@@ -129,11 +139,7 @@ def test_browser_login_lands_on_success_page_and_stores_the_token(
     url = login.authorize_url()
     assert url.startswith(emulator.base_url)
 
-    browser = browse(url, tmp_path / "chromium-profile")
-    code, out, err = login.finish()
-
-    page = browser.stdout
-    assert browser.returncode == 0, browser.stderr[-2000:]
+    browser, page, code, out, err = in_browser(login, url, tmp_path)
     # Our listener's page, reached through the redirect: not the emulator's, not an error page.
     assert "<title>schwab-tokens: Login succeeded</title>" in page, page
     assert "The Schwab login succeeded and the token is stored." in page
@@ -159,11 +165,7 @@ def test_browser_login_denied_shows_why_and_writes_nothing(
     emulator.set_fault("deny")  # the user clicks "Cancel" on Schwab's consent page
     login = login_process(store)
 
-    browser = browse(login.authorize_url(), tmp_path / "chromium-profile")
-    code, out, err = login.finish()
-
-    page = browser.stdout
-    assert browser.returncode == 0, browser.stderr[-2000:]
+    browser, page, code, out, err = in_browser(login, login.authorize_url(), tmp_path)
     assert "<title>schwab-tokens: Login failed</title>" in page, page
     assert "the login was cancelled or access was not granted (access_denied)" in page
     assert "run `schwab-tokens login` again" in page

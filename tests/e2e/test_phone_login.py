@@ -14,12 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from schwab_tokens import tickets
-from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.browser import browse, needs_chromium
 from tests.emulator import Emulator
 from tests.function_url import FunctionUrl
-from tests.helpers import assert_no_secrets, login
+from tests.helpers import assert_no_secrets, emulator_settings, login
 
 
 @needs_chromium
@@ -27,13 +26,7 @@ def test_the_phone_flow_and_a_replayed_link(
     emulator: Emulator, aws_endpoint: str, s3_store_url: Callable[..., str], tmp_path: Path
 ) -> None:
     url = s3_store_url()
-    settings = Settings(
-        store_url=url,
-        app_key=emulator.app_key,
-        app_secret=emulator.app_secret,
-        api_base=emulator.base_url,
-        http_timeout=5,
-    )
+    settings = emulator_settings(emulator, url)
     store = store_from_url(url, settings)
     first = login(store, emulator)  # the laptop login a week ago
     with FunctionUrl(settings) as function:

@@ -42,34 +42,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-TOKEN_FAULT_KINDS: tuple[str, ...] = (
-    "invalid_grant",
-    "unsupported_token_type",
-    "invalid_client",
-    "rate_limited",
-    "server_error",
-    "bad_gateway",
-    "unavailable",
-    "access_denied_html",
-    "not_json",
-    "missing_access_token",
-    "slow",
-    "drop",
-    # Hostile answers, 200 unless said otherwise (see _hostile_token_reply):
-    "nan_expires_in",
-    "infinite_expires_in",
-    "huge_expires_in",
-    "string_expires_in",
-    "non_ascii_token",
-    "huge_token",
-    "huge_answer",
-    "empty_access_token",
-    "array_answer",
-    "nested_answer",
-    "redirect",
-    # A good answer with unknown extra fields: a real, live token of the grant.
-    "extra_fields",
-)
 #: The hostile token-endpoint answers added for answer validation: 200 answers a refresher
 #: has to refuse (bad ``expires_in``, unusable access token, wrong shape, oversized) and a
 #: redirect. None of them changes a grant. (``not_json`` and ``missing_access_token`` are older
@@ -86,6 +58,24 @@ BAD_ANSWER_FAULT_KINDS: tuple[str, ...] = (
     "array_answer",
     "nested_answer",
     "redirect",
+)
+TOKEN_FAULT_KINDS: tuple[str, ...] = (
+    "invalid_grant",
+    "unsupported_token_type",
+    "invalid_client",
+    "rate_limited",
+    "server_error",
+    "bad_gateway",
+    "unavailable",
+    "access_denied_html",
+    "not_json",
+    "missing_access_token",
+    "slow",
+    "drop",
+    # Hostile answers, 200 unless said otherwise (see _hostile_token_reply):
+    *BAD_ANSWER_FAULT_KINDS,
+    # A good answer with unknown extra fields: a real, live token of the grant.
+    "extra_fields",
 )
 AUTHORIZE_FAULT_KINDS: tuple[str, ...] = ("deny",)
 FAULT_KINDS: tuple[str, ...] = TOKEN_FAULT_KINDS + AUTHORIZE_FAULT_KINDS

@@ -22,7 +22,7 @@ from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from tests.emulator import Emulator
-from tests.helpers import follow_authorize, login
+from tests.helpers import emulator_settings, follow_authorize, login
 
 DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 LOGIN_URL = f"https://{DOMAIN}/"
@@ -115,14 +115,7 @@ class World:
 def world(moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]) -> Iterator[World]:
     emulator.register_callback(CALLBACK)
     url = s3_store_url()
-    settings = Settings(
-        store_url=url,
-        app_key=emulator.app_key,
-        app_secret=emulator.app_secret,
-        api_base=emulator.base_url,
-        http_timeout=5,
-        http_retries=0,
-    )
+    settings = emulator_settings(emulator, url, http_retries=0)
     store = store_from_url(url, settings)
     login(store, emulator)  # the first login, from a laptop: it notes the Schwab login
     yield World(emulator, url, settings, store)

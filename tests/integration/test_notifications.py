@@ -22,10 +22,20 @@ from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import assert_no_secrets, follow_authorize
+from tests.helpers import assert_no_secrets, emulator_settings, follow_authorize
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
-STEP = 1800  # one run every 30 simulated minutes: enough to see every transition
+STEP = 1800  # one run every 30 simulated minutes near a change: enough to see it
+QUIET_STEP = 4 * 3600  # elsewhere a run every 4 hours (each one refreshes; nothing changes)
+#: Elapsed times (from the login) around which the runs come every STEP.
+CHANGES = (2 * 86400, 2 * 86400 + 7200, 6 * 86400, 7 * 86400 - 7200, 7 * 86400)
+
+
+def next_step(elapsed: float) -> int:
+    near = any(change - 3 * 3600 <= elapsed <= change + 3 * 3600 for change in CHANGES)
+    return STEP if near else QUIET_STEP
+
+
 LOGIN_URL = "https://abcdefghij.lambda-url.us-east-1.on.aws/"
 
 
@@ -62,15 +72,8 @@ def received(queue: str) -> list[dict[str, Any]]:
 def week(moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]) -> dict[str, Any]:
     topic, queue = subscribed_queue()
     url = s3_store_url()
-    settings = Settings(
-        store_url=url,
-        app_key=emulator.app_key,
-        app_secret=emulator.app_secret,
-        api_base=emulator.base_url,
-        http_timeout=2,
-        http_retries=0,
-        topic_arn=topic,
-        login_url=LOGIN_URL,
+    settings = emulator_settings(
+        emulator, url, http_timeout=2, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
     )
     oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
     authorize, state = oauth.authorize_url(emulator.callback_url)
@@ -117,7 +120,7 @@ def test_a_week_of_runs_notifies_each_change_once(
         else:
             outcomes.append(run(emulator, settings))
         messages += [(elapsed, m) for m in received(queue)]
-        emulator.advance(STEP)
+        emulator.advance(next_step(elapsed))
 
     kinds = [m["kind"] for _, m in messages]
     assert kinds == ["failing", "recovered", "expiring_24h", "expiring_2h", "login_required"]

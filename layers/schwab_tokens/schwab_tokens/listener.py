@@ -62,14 +62,11 @@ class CallbackListener:
         server.socket = tls_context(self.host).wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False
         )
-        threading.Thread(target=server.serve_forever, name="login-callback", daemon=True).start()
-        self._server = server
+        self._server = serve_in_background(server, "login-callback")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_serving(self._server)
 
     def feed_lines(self, stream: Any) -> None:
         """Also accept links pasted on ``stream`` (a background thread; EOF just stops it)."""
@@ -98,6 +95,18 @@ class CallbackListener:
         except ValueError:
             return False
         return values == [self.state]
+
+
+def serve_in_background(server: ThreadingHTTPServer, name: str) -> ThreadingHTTPServer:
+    """Serve ``server`` from a daemon thread (it dies with the process); returns it."""
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    return server
+
+
+def stop_serving(server: ThreadingHTTPServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 class _TLSServer(ThreadingHTTPServer):
@@ -245,4 +254,10 @@ def _self_signed_files(host: str) -> Iterator[tuple[str, str]]:
         yield cert_path, key_path
 
 
-__all__ = ["CallbackListener", "listen_for_login", "tls_context"]
+__all__ = [
+    "CallbackListener",
+    "listen_for_login",
+    "serve_in_background",
+    "stop_serving",
+    "tls_context",
+]
