@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := test
 include mk/tools.mk
 
-.PHONY: setup demo test test-fast unit integration lint lint-python bench reliability clean
+.PHONY: setup demo test test-fast unit integration lint lint-python bench reliability cost clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ lint-python: setup
 
 reliability: setup
 	$(PY) scripts/reliability.py $(PARALLEL)
+
+# The monthly bill of a deployment, from the template and a simulated day of runs on moto.
+cost: setup
+	$(PY) scripts/cost.py
 
 bench: setup build
 	$(PY) benchmarks/run.py

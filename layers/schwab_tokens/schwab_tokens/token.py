@@ -246,7 +246,7 @@ def _lifetime(value: object) -> float | None:
     """An access-token lifetime in seconds (1..86400), or None for anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) and 0 < value <= MAX_EXPIRES_IN else None
+    return float(value) if math.isfinite(value) and 1 <= value <= MAX_EXPIRES_IN else None
 
 
 def _round_trip(token: Token) -> Token:
