@@ -904,6 +904,36 @@ def test_notes_are_kept_beside_the_token_with_compare_and_swap(store_url: str) -
     assert store.version() == version  # the token itself is untouched
 
 
+def test_without_list_bucket_missing_notes_count_as_none(moto_aws: None, s3_store_url) -> None:
+    """Real S3 answers 403, not 404, for a missing object when the caller may not list the
+    bucket (the stack's roles may not); moto always answers 404, so the 403 is sent here while
+    the notes object does not exist. The refresher must still be able to start its notes."""
+    import boto3
+
+    store = store_from_url(s3_store_url())
+    assert isinstance(store, S3Store)
+    store.write(make_token(), None)
+    plain = boto3.client("s3")  # not the package's client: its hook would see this call
+
+    def missing_is_denied(params: dict[str, Any], **_: Any) -> Any:
+        if not params["url_path"].endswith(".notes"):
+            return None
+        try:
+            plain.head_object(Bucket=store.bucket, Key=store.notes_key)
+            return None
+        except plain.exceptions.ClientError:
+            http = AWSResponse("https://example.invalid/", 403, {}, RawBody(b""))
+            error = {"Code": "AccessDenied", "Message": "Access Denied"}
+            return http, {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}
+
+    aws.client("s3").meta.events.register("before-call.s3.GetObject", missing_is_denied)
+    assert store.read_notes() == ({}, None)
+    first = store.write_notes({"login": 1}, None)
+    assert store.read_notes() == ({"login": 1}, first)
+    with pytest.raises(WriteConflict):  # notes that do exist are never overwritten blindly
+        store.write_notes({"login": 2}, None)
+
+
 def test_notes_live_where_the_docs_say(store_url: str) -> None:
     store = store_from_url(store_url)
     store.write(make_token(), None)

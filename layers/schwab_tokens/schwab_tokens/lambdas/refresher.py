@@ -52,13 +52,14 @@ PER_TOKEN_METRICS = frozenset(
 
 
 class RefreshRunFailed(SchwabTokensError):
-    """Raised by the handler after reporting, so the invocation counts as failed."""
+    """Raised by the handler after reporting, so the invocation counts as an error."""
 
 
 def handle(
     event: Any, settings: Settings | None = None, clock: Clock = time.time
 ) -> dict[str, Any]:
-    """One invocation: refresh, report and notify each token, raise if any failed."""
+    """One invocation: refresh, report and notify each token; raise if a token failed in a way
+    the refresher cannot report itself (anything but a temporary failure)."""
     try:
         settings = Settings.from_env() if settings is None else settings
         force, force_before = parse_event(event, clock())
@@ -82,14 +83,18 @@ def handle(
             _emit_per_token(target, result)
     if settings.detailed_metrics:
         _emit_aggregate([result for _, result in results])
-    failed = [(t, r) for t, r in results if r.outcome == Outcome.FAILED]
     summary = {
         "outcome": str(_overall([r for _, r in results])),
         "tokens": [{"token": t.name, **r.to_dict()} for t, r in results],
     }
-    if failed:
-        names = ", ".join(t.name for t, _ in failed)
-        raise RefreshRunFailed(f"refresh failed for {names}: {failed[0][1].error}")
+    # A temporary failure (Schwab or AWS not answering) is the refresher's to report: it logs
+    # it, the next scheduled run retries it, and the "failing for 30 minutes" e-mail says it.
+    # Anything else (no access, a bug) raises, so that Lambda's Errors metric, and with it the
+    # RefresherErrors alarm, counts only what the refresher cannot tell the user itself.
+    unreported = [(t, r) for t, r in results if r.outcome == Outcome.FAILED and not r.temporary]
+    if unreported:
+        names = ", ".join(t.name for t, _ in unreported)
+        raise RefreshRunFailed(f"refresh failed for {names}: {unreported[0][1].error}")
     return summary
 
 

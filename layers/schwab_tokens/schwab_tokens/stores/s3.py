@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .. import aws
-from ..errors import InvalidTokenDocument, WriteConflict
+from ..errors import AccessDenied, InvalidTokenDocument, WriteConflict
 from ..settings import DEFAULT_LEASE_TTL
 from ..token import MAX_DOCUMENT_BYTES, Token
 from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease, response_date
@@ -133,7 +133,13 @@ class S3Store(TokenStore):
 
     # -- notes -------------------------------------------------------------------------------
     def read_notes_raw(self) -> tuple[bytes | None, str | None]:
-        found = self._get(self.notes_key, MAX_NOTES_BYTES)
+        try:
+            found = self._get(self.notes_key, MAX_NOTES_BYTES)
+        except AccessDenied:
+            # Without s3:ListBucket (the stack grants none) S3 answers 403, not 404, for a
+            # missing object. The notes share the token's grant, so this is "no notes yet":
+            # the first write creates them with If-None-Match: *, and a real denial shows there.
+            return None, None
         if found is None:
             return None, None
         return found[0], str(found[1]["ETag"])
