@@ -10,19 +10,22 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 from schwab_tokens import aws, tickets
 from schwab_tokens.lambdas.login import handle
+from schwab_tokens.login import record_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from tests.emulator import Emulator
-from tests.helpers import emulator_settings, follow_authorize, login
+from tests.helpers import emulator_settings, follow_authorize, login, make_token
 
 DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 LOGIN_URL = f"https://{DOMAIN}/"
@@ -112,9 +115,22 @@ class World:
 
 
 @pytest.fixture
-def world(moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest,
+    moto_aws: None,
+    emulator: Emulator,
+    s3_store_url: Callable[..., str],
+    sm_store_url: Callable[..., str],
+    tmp_path: Path,
+) -> Iterator[World]:
+    """S3 unless a test asks for another kind (``indirect`` parametrisation)."""
     emulator.register_callback(CALLBACK)
-    url = s3_store_url()
+    kind = getattr(request, "param", "s3")
+    url = {
+        "s3": s3_store_url,
+        "secretsmanager": sm_store_url,
+        "file": lambda: str(tmp_path / "tokens.json"),
+    }[kind]()
     settings = emulator_settings(emulator, url, http_retries=0)
     store = store_from_url(url, settings)
     login(store, emulator)  # the first login, from a laptop: it notes the Schwab login
@@ -126,6 +142,7 @@ def body(answer: dict[str, Any]) -> str:
 
 
 # -- success ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("world", ["s3", "secretsmanager", "file"], indirect=True)
 def test_a_phone_logs_in_again_through_the_link(world: World) -> None:
     before = world.store.read().token
     phone = Phone()
@@ -255,7 +272,9 @@ def test_a_login_stored_meanwhile_wins(world: World) -> None:
     time.sleep(1.01)
     login(world.store, world.emulator)  # a laptop login between start and callback
     before = world.snapshot()
+    world.emulator.reset_counters()
     refused(world, world.back(phone, callback), before, 410, "already used")
+    assert world.emulator.calls_by_grant == {}  # refused before Schwab's code was spent
 
 
 def test_a_conflicting_write_of_another_login_is_not_overwritten(world: World) -> None:
@@ -304,7 +323,14 @@ def test_a_login_never_noted_asks_for_the_cli(world: World) -> None:
 # -- what a stranger can learn -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/"), ("GET", "/admin"), ("GET", "/start/"), ("POST", "/start"), ("PUT", "/callback")],
+    [
+        ("GET", "/"),
+        ("GET", "/admin"),
+        ("GET", "/start/"),
+        ("POST", "/start"),
+        ("PUT", "/callback"),
+        ("HEAD", "/callback"),  # a link preview must never complete a login
+    ],
 )
 def test_anything_else_is_404(world: World, method: str, path: str) -> None:
     answer = handle(url_event(path, "ticket=x", method=method), settings=world.settings)
@@ -335,3 +361,96 @@ def test_a_cli_paste_login_landing_here_shows_the_address_to_paste(world: World)
     assert "Paste this address in your terminal" in body(answer)
     code = parse_qs(urlsplit(callback).query)["code"][0]
     assert code.replace("@", "%40") in body(answer)
+
+
+def test_a_refused_callback_leaves_the_link_usable(world: World) -> None:
+    """Only a stored login spends a link: after another account was refused, the owner can
+    still log in with the same link."""
+    ticket = world.ticket()
+    phone = Phone()
+    started = world.start(phone, ticket)
+    world.emulator.login_as(["87654321"])
+    assert world.back(phone, world.at_schwab(started))["statusCode"] == 409
+    world.emulator.login_as_default()  # the owner again
+    phone = Phone()
+    done = world.back(phone, world.at_schwab(world.start(phone, ticket)))
+    assert done["statusCode"] == 200, body(done)
+
+
+def test_an_altered_state_with_the_right_cookie_is_refused(world: World) -> None:
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    _payload, _, mac = state.partition(".")
+    other = tickets.mint(world.key, world.url, 1, time.time()).partition(".")[0]
+    altered = callback.replace(state, f"{other}.{mac}")
+    before = world.snapshot()
+    refused(world, world.back(phone, altered), before, 400, "in this browser")
+
+
+def test_a_sign_in_that_outlives_15_minutes_is_refused(world: World) -> None:
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    before = world.snapshot()
+    later = time.time() + tickets.SIGN_IN_SECONDS + 5
+    refused(world, world.back(phone, callback, clock=lambda: later), before, 410, "too long")
+
+
+def test_a_login_whose_notes_cannot_be_written_still_succeeds(world: World) -> None:
+    """The token is the login; the notes beside it only help the next phone login. A failure
+    there (after the token was written) must not show "nothing changed"."""
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    s3 = aws.client("s3")
+    notes_key = urlsplit(world.url).path.lstrip("/") + ".notes"
+
+    def deny_notes(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == notes_key:
+            error = {"Code": "AccessDenied", "Message": "Access Denied"}
+            raise ClientError({"Error": error}, "PutObject")
+
+    s3.meta.events.register_first("before-parameter-build.s3.PutObject", deny_notes)
+    time.sleep(1.01)
+    try:
+        done = world.back(phone, callback)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.PutObject", deny_notes)
+    assert done["statusCode"] == 200, body(done)
+    assert "Logged in" in body(done)
+    # The next link cannot check the login and says so, rather than failing obscurely.
+    refused(world, world.start(Phone(), world.ticket()), world.snapshot(), 409, "on your computer")
+
+
+def test_a_new_login_is_always_later_than_the_one_it_replaces(world: World) -> None:
+    """Even when the clock says otherwise (same second, or a laptop that ran fast), so the
+    link that named the old login can never match the new one."""
+    current = world.store.read().token
+    token = make_token("phone", now=current.creation_timestamp - 600)
+    stored = record_login(world.store, token, "key:account", replaces=current.creation_timestamp)
+    assert stored.creation_timestamp == current.creation_timestamp + 1
+    assert world.store.read().token == stored
+
+
+def test_a_bug_still_answers_with_a_page(world: World) -> None:
+    """An exception nobody anticipated (here from inside boto3's S3 write) ends on the generic
+    page, with nothing but its kind in the log, and the store as it was."""
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    s3 = aws.client("s3")
+
+    def bug(**_: Any) -> None:
+        raise RuntimeError("a bug somewhere")
+
+    s3.meta.events.register_first("before-parameter-build.s3.PutObject", bug)
+    before = world.snapshot()
+    try:
+        answer = world.back(phone, callback)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.PutObject", bug)
+    refused(world, answer, before, 500, "Something went wrong")
+
+
+def test_the_paste_page_shows_only_what_schwab_sent(world: World) -> None:
+    answer = world.back(Phone(), CALLBACK + "?code=C0DE%40&session=S&state=cli&note=%3Cb%3EMARK9Z")
+    assert answer["statusCode"] == 200
+    assert "C0DE" in body(answer) and "MARK9Z" not in body(answer)

@@ -224,7 +224,8 @@ def test_the_functions_environment_is_what_the_library_reads(
         assert login.login_url is None  # derived from the request: no circular reference
         properties = translated(deployment, "LoginFunction")["Properties"]
         assert properties["ReservedConcurrentExecutions"] == 2
-        assert properties["Timeout"] == 30
+        assert properties["Timeout"] == 90
+        assert (login.http_timeout, login.http_retries) == (10, 1)
         assert properties["Architectures"] == ["arm64"]
         assert "TracingConfig" not in properties
 

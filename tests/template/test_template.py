@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
 from tests.template import (
     NO_VALUE,
     REPO,
@@ -564,7 +565,10 @@ def test_the_login_function_is_public_small_and_least_privileged() -> None:
     assert login["CodeUri"].rstrip("/") == "functions/login"
     assert login["FunctionUrlConfig"] == {"AuthType": "NONE", "InvokeMode": "BUFFERED"}
     assert login["ReservedConcurrentExecutions"] == 2
-    assert 20 <= login["Timeout"] <= 60
+    variables = login["Environment"]["Variables"]
+    # Both Schwab calls timing out on every try, plus the notes' lease wait, fit in the timeout.
+    tries, read = int(variables["SCHWAB_HTTP_RETRIES"]) + 1, float(variables["SCHWAB_HTTP_TIMEOUT"])
+    assert 2 * tries * (5 + read) + NOTES_WAIT_SECONDS <= login["Timeout"] <= 120
     assert login["Policies"] == [{"Ref": "TokenWriterPolicy"}]
     assert "Events" not in login and "Tracing" not in login
     assert login["LoggingConfig"] == {"LogGroup": {"Ref": "LoginLogGroup"}}
@@ -573,6 +577,8 @@ def test_the_login_function_is_public_small_and_least_privileged() -> None:
         "TOKEN_STORE_URL",
         "SCHWAB_CREDENTIALS_SECRET",
         "TOKEN_STORE_KMS_KEY_ID",
+        "SCHWAB_HTTP_TIMEOUT",
+        "SCHWAB_HTTP_RETRIES",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_TRACE_DISABLED",
         "POWERTOOLS_LOG_LEVEL",

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
+import requests
 
 from schwab_tokens.errors import (
     BadAppCredentials,
@@ -197,6 +199,19 @@ def test_account_fingerprint_names_the_schwab_login_not_the_token(emulator) -> N
     _, second = logged_in(emulator)
     one = oauth.account_fingerprint(first["access_token"])
     assert one == oauth.account_fingerprint(second["access_token"])  # same Schwab user
-    assert len(one) == 32 and first["access_token"] not in one
+    assert first["access_token"] not in one
+    key_id, _, mac = one.partition(":")
+    assert len(key_id) == 8 and len(mac) == 32
+    # Not a plain hash of the account numbers (short enough to find by trying them all).
+    listed = requests.get(
+        emulator.base_url + "/trader/v1/accounts/accountNumbers",
+        headers={"Authorization": f"Bearer {first['access_token']}"},
+        timeout=5,
+    ).json()
+    numbers = sorted(item["accountNumber"] for item in listed)
+    assert hashlib.sha256("\n".join(numbers).encode()).hexdigest()[:32] != mac
+    # Another app secret: another key id, so a comparison is known to be impossible.
+    other = SchwabOAuth(emulator.app_key, "another-secret", base_url=emulator.base_url)
+    assert other.account_fingerprint(first["access_token"]).partition(":")[0] != key_id
     with pytest.raises(TemporaryFailure, match="answered 401"):
         oauth.account_fingerprint("not-a-token-" + "x" * 30)

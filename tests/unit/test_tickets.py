@@ -61,13 +61,30 @@ def test_unusable_tickets_are_refused_with_their_reason(case: str, reason: str) 
 
 def test_the_state_binds_the_ticket_to_the_browser_nonce() -> None:
     text = tickets.mint(KEY, URL, 7, NOW)
-    state = tickets.state_for(KEY, text, nonce="browser-one")
+    nonce = tickets.new_nonce(NOW)
+    state = tickets.state_for(KEY, text, nonce)
     assert tickets.looks_like_state(state)
-    assert tickets.verify_state(KEY, state, "browser-one", URL, NOW).login == 7
-    for nonce in ("browser-two", None, ""):
+    assert tickets.verify_state(KEY, state, nonce, URL, NOW).login == 7
+    for other in (tickets.new_nonce(NOW), None, ""):
         with pytest.raises(TicketError) as caught:
-            tickets.verify_state(KEY, state, nonce, URL, NOW)
+            tickets.verify_state(KEY, state, other, URL, NOW)
         assert caught.value.reason == "browser"
+
+
+def test_a_sign_in_ends_within_15_minutes_even_with_a_stolen_cookie_and_state() -> None:
+    text = tickets.mint(KEY, URL, 7, NOW)  # the ticket itself is valid for 24 hours
+    nonce = tickets.new_nonce(NOW)
+    state = tickets.state_for(KEY, text, nonce)
+    assert tickets.verify_state(KEY, state, nonce, URL, NOW + tickets.SIGN_IN_SECONDS).login == 7
+    for later in (NOW + tickets.SIGN_IN_SECONDS + 1, NOW + 3600, NOW - 60):
+        with pytest.raises(TicketError) as caught:
+            tickets.verify_state(KEY, state, nonce, URL, later)
+        assert caught.value.reason == "slow"
+    # The time is inside the MACed nonce: moving it forward breaks the state.
+    moved = f"{int(NOW + 3600)}-{nonce.partition('-')[2]}"
+    with pytest.raises(TicketError) as caught:
+        tickets.verify_state(KEY, state, moved, URL, NOW + 3600)
+    assert caught.value.reason == "browser"
 
 
 def test_a_cli_state_does_not_look_like_ours() -> None:

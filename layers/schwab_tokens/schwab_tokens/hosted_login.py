@@ -19,7 +19,6 @@ valid ticket. No AWS here: the Lambda adapter is ``lambdas/login.py``.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,9 +42,11 @@ log = logging.getLogger(__name__)
 
 COOKIE = "__Host-schwab-tokens-login"
 #: Long enough to log in at Schwab (its code itself lives 30 s), short enough to be useless later.
-COOKIE_SECONDS = 900
+COOKIE_SECONDS = tickets.SIGN_IN_SECONDS
 
 App = Callable[[], tuple[SchwabOAuth, bytes]]
+#: The query fields Schwab's redirect carries back to the callback.
+_SCHWAB_FIELDS = ("code", "session", "state")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ _TICKET_PAGES = {
     "invalid": (403, "This login link is not valid", "It may have been cut short or altered."),
     "other_store": (403, "This login link is not valid", "It belongs to another service."),
     "expired": (410, "This login link has expired", "Links work for a limited time."),
+    "slow": (
+        410,
+        "This sign-in took too long",
+        "A sign-in must end within 15 minutes of opening the link; open the link again.",
+    ),
 }
 
 
@@ -99,7 +105,9 @@ class HostedLogin:
     def handle(self, method: str, path: str, query: str, cookies: Sequence[str]) -> Page:
         """Answer one request (path relative to the function URL, raw query string)."""
         route = {"/start": self.start, "/callback": self.callback}.get(path)
-        if method not in ("GET", "HEAD") or route is None:
+        # HEAD (link previews) may look at the start, never complete a login.
+        allowed = ("GET", "HEAD") if path == "/start" else ("GET",)
+        if route is None or method not in allowed:
             return NOT_FOUND
         try:
             params = _params(query)
@@ -122,7 +130,7 @@ class HostedLogin:
         current = self._replaceable(ticket)
         if isinstance(current, Page):
             return current
-        fresh = secrets.token_urlsafe(32)
+        fresh = tickets.new_nonce(self.clock())
         state = tickets.state_for(key, ticket_text, fresh)
         authorize, _ = oauth.authorize_url(self.redirect_uri, state)
         cookie = (
@@ -164,6 +172,8 @@ class HostedLogin:
         expected = self._recorded_account(current)
         if isinstance(expected, Page):
             return expected
+        if account.partition(":")[0] != expected.partition(":")[0]:
+            return _unchecked()  # noted under another app secret: nothing to compare with
         if account != expected:
             return _page(
                 409,
@@ -173,7 +183,7 @@ class HostedLogin:
                 "so nothing changed. Log in with the usual Schwab user. To switch the token to "
                 "another Schwab login on purpose, run `schwab-tokens login` on your computer.",
             )
-        record_login(self.store, token, account, replaces=ticket.login)
+        token = record_login(self.store, token, account, replaces=ticket.login)
         ends = time.strftime("%a %d %b %Y, %H:%M UTC", time.gmtime(token.refresh_expires_at))
         return Page(
             200,
@@ -204,19 +214,14 @@ class HostedLogin:
         notes, _ = self.store.read_notes()
         account = notes.get("account")
         if notes.get("login") != current.token.creation_timestamp or not isinstance(account, str):
-            return _page(
-                409,
-                "unchecked",
-                "Log in on your computer once",
-                "This token's Schwab login was not noted, so a login from here could not be "
-                "checked to be yours. Run `schwab-tokens login` on your computer once; after "
-                "that, login links work.",
-            )
+            return _unchecked()
         return account
 
     def _paste_page(self, params: Mapping[str, str]) -> Page:
         """A login started by ``schwab-tokens login --paste`` lands here: show the address."""
-        address = f"{self.redirect_uri}?{urlencode(params)}"
+        # Only what Schwab sends back: the page never repeats anything else put in the address.
+        fields = {name: value for name, value in params.items() if name in _SCHWAB_FIELDS}
+        address = f"{self.redirect_uri}?{urlencode(fields)}"
         return _page(
             200,
             "paste",
@@ -226,6 +231,17 @@ class HostedLogin:
             "it works once, within about 30 seconds.",
             code=address,
         )
+
+
+def _unchecked() -> Page:
+    return _page(
+        409,
+        "unchecked",
+        "Log in on your computer once",
+        "This token's Schwab login was not noted (or was noted under another app secret), so a "
+        "login from here could not be checked to be yours. Run `schwab-tokens login` on your "
+        "computer once; after that, login links work.",
+    )
 
 
 def _used() -> Page:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from .errors import LoginRequired, SchwabTokensError, UsageError, WriteConflict
@@ -51,20 +52,26 @@ def complete_login(
     """Exchange the code in ``link``, check the answer, and store the new login."""
     code = parse_callback(link, state)
     token = Token.from_login(oauth.exchange_code(code, callback_url), now)
-    record_login(store, token, _account(oauth, token))
-    return token
+    return record_login(store, token, _account(oauth, token))
 
 
 def record_login(
     store: TokenStore, token: Token, account: str | None, *, replaces: int | None = None
-) -> None:
-    """Store a new login's token, then note which Schwab login it is.
+) -> Token:
+    """Store a new login's token, then note which Schwab login it is; returns what was stored.
 
     ``replaces``: the login (``creation_timestamp``) this one may replace; if the store holds
     another one by the time of the write (someone logged in meanwhile), nothing is written and
     ``LoginRequired`` says why. The token write is conditional on the version just read, so a
     refresher's write in between is retried, never overwritten blindly.
+
+    Once the token is written the login has happened: a failure to write the notes is logged,
+    never raised (the next phone login then asks for the CLI once).
     """
+    if replaces is not None and token.creation_timestamp <= replaces:
+        # A new login is always later than the one it replaces (whatever the clocks said), so
+        # a ticket naming the old one never matches again and the refresher never prefers it.
+        token = replace(token, creation_timestamp=replaces + 1)
     for _ in range(WRITE_ATTEMPTS):
         if replaces is None:
             version = store.version()
@@ -80,16 +87,24 @@ def record_login(
             continue
     else:
         raise WriteConflict(f"{store.url} kept changing while the login was being stored")
+    problem = "it kept changing"
     for _ in range(WRITE_ATTEMPTS):
-        _notes, version = store.read_notes()
         try:
+            _notes, version = store.read_notes()
             store.write_notes({"login": token.creation_timestamp, "account": account}, version)
-            return
+            return token
         except WriteConflict:
             continue
+        except SchwabTokensError as exc:
+            problem = str(exc)
+            break
     log.warning(
-        "could not note which login %s holds; a phone login will ask for the CLI", store.url
+        "the login is stored, but which Schwab login it is could not be noted beside %s (%s); "
+        "a phone login will ask for the CLI once",
+        store.url,
+        problem,
     )
+    return token
 
 
 def _account(oauth: SchwabOAuth, token: Token) -> str | None:

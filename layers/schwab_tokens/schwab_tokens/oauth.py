@@ -10,6 +10,7 @@ secret go to the configured host only. No AWS here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from .settings import DEFAULT_API_BASE, DEFAULT_HTTP_RETRIES, DEFAULT_HTTP_TIMEO
 AUTHORIZE_PATH = "/v1/oauth/authorize"
 TOKEN_PATH = "/v1/oauth/token"
 ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
+_ACCOUNT_KEY_LABEL = b"schwab-tokens account fingerprint v1"
 MAX_LINK_LENGTH = 4096
 #: A token answer is a few kilobytes; reading stops here, whatever the server sends.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -151,11 +153,13 @@ class SchwabOAuth:
         return self._post({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
     def account_fingerprint(self, access_token: str) -> str:
-        """Which Schwab login a token belongs to: a hash of its account numbers.
+        """Which Schwab login a token belongs to: ``<key id>:<HMAC of its account numbers>``.
 
-        ``GET /trader/v1/accounts/accountNumbers`` lists the login's accounts; the sorted
-        numbers are hashed so nothing identifying is kept. Two logins to the same Schwab user
-        give the same fingerprint.
+        ``GET /trader/v1/accounts/accountNumbers`` lists the login's accounts. Account numbers
+        are short enough to find from a plain hash by trying them all, so the sorted numbers
+        are MACed with a key derived from the app secret; the key id (a hash of that key) tells
+        a later login whether it can compare at all (after the app secret changed, it cannot).
+        Two logins to the same Schwab user give the same fingerprint.
         """
         try:
             response = self._http().get(
@@ -188,7 +192,10 @@ class SchwabOAuth:
         )
         if not numbers:
             raise TemporaryFailure("Schwab's account route listed no accounts; try again later")
-        return hashlib.sha256("\n".join(numbers).encode()).hexdigest()[:32]
+        key = hmac.new(self._app_secret.encode(), _ACCOUNT_KEY_LABEL, hashlib.sha256).digest()
+        key_id = hashlib.sha256(key).hexdigest()[:8]
+        mac = hmac.new(key, "\n".join(numbers).encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{key_id}:{mac}"
 
     def _post(self, form: Mapping[str, str]) -> dict[str, Any]:
         grant = form["grant_type"]

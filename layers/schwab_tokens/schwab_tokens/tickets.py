@@ -27,6 +27,9 @@ from .errors import SchwabTokensError
 
 DEFAULT_VALID_SECONDS = 24 * 3600
 MAX_VALID_SECONDS = 72 * 3600
+#: How long a sign-in may take from opening the link to Schwab's redirect back (the cookie's
+#: life, and the state's: a stolen state and cookie are worthless after it).
+SIGN_IN_SECONDS = 900
 _KEY_LABEL = b"schwab-tokens login ticket v1"
 #: A ticket or state: two base64url words joined by a dot (checked before anything else).
 _FORM = re.compile(r"^[A-Za-z0-9_-]{1,900}\.[A-Za-z0-9_-]{43}$")
@@ -38,7 +41,7 @@ class TicketError(SchwabTokensError):
     """A ticket or state that cannot be used; ``reason`` is one of the fixed words below."""
 
     #: "invalid" (malformed, forged, altered), "expired", "other_store", "browser" (the state
-    #: does not match this browser's cookie).
+    #: does not match this browser's cookie), "slow" (the sign-in outlived SIGN_IN_SECONDS).
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
@@ -102,6 +105,11 @@ def verify(key: bytes, text: str, store_url: str, now: float) -> Ticket:
     return _check(_decode(payload), store_url, now)
 
 
+def new_nonce(now: float) -> str:
+    """The browser's cookie value for one sign-in: when it started, and 256 random bits."""
+    return f"{int(now)}-{secrets.token_urlsafe(32)}"
+
+
 def state_for(key: bytes, ticket_text: str, nonce: str) -> str:
     """The OAuth ``state`` of a login started with ``ticket_text`` in the browser holding
     ``nonce`` in its cookie."""
@@ -119,6 +127,9 @@ def verify_state(key: bytes, state: str, nonce: str | None, store_url: str, now:
     expected = _mac(key, b"state|" + nonce.encode() + b"|" + payload.encode())
     if not hmac.compare_digest(mac, expected):
         raise TicketError("browser", "the sign-in was started in another browser or tab")
+    started, _, _ = nonce.partition("-")
+    if not started.isdigit() or not 0 <= now - int(started) <= SIGN_IN_SECONDS:
+        raise TicketError("slow", "the sign-in took more than 15 minutes")
     return _check(_decode(payload), store_url, now)
 
 

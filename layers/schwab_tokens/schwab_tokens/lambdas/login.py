@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..credentials import load_credentials
-from ..errors import ConfigurationError, SchwabTokensError
+from ..errors import ConfigurationError, SchwabTokensError, UnexpectedError
 from ..hosted_login import HostedLogin, Page, failure_page
 from ..oauth import SchwabOAuth
 from ..refresh import Clock
@@ -37,6 +37,8 @@ def handle(
         )
     except SchwabTokensError as exc:  # no store configured, a bad setting
         page = failure_page(exc)
+    except Exception as exc:  # a bug: still a page for the person waiting, and only its kind
+        page = failure_page(UnexpectedError.wrap(exc))
     logger.info(
         f"hosted login {path}: {page.event or page.status}",
         extra={"route": path, "status": page.status, "event": page.event},
