@@ -63,3 +63,26 @@ def test_schwab_py_write_of_a_broken_token_is_refused(emulator, tmp_path: Path) 
     with pytest.raises(InvalidTokenDocument, match="access_token"):
         write({"creation_timestamp": 1, "token": {"refresh_token": "x", "expires_at": 1}})
     assert (tmp_path / "tokens.json").read_bytes() == before
+
+
+def test_schwab_py_write_stores_only_what_the_next_run_can_read(emulator, tmp_path: Path) -> None:
+    """authlib keeps whatever Schwab's answer carried (Python's json accepts NaN; a field may be
+    huge); the hook stores the token's own fields only, so the store stays readable."""
+    store = FileStore(tmp_path / "tokens.json")
+    token = login(store, emulator)
+    _, write = TokenReader(store).access_functions()
+    document = token.to_dict()
+    document["token"] = {
+        **document["token"],
+        "access_token": "A" * 40,
+        "expires_in": 1800,
+        "token_type": "Bearer",
+        "odd": float("nan"),
+        "padding": "x" * 70_000,
+    }
+    write(document)
+    stored = FileStore(tmp_path / "tokens.json").read().token  # the next run's parser
+    assert stored.access_token == "A" * 40 and stored.refresh_token == token.refresh_token
+    assert "odd" not in stored.token and "padding" not in stored.token
+    assert stored.token["token_type"] == "Bearer"
+    assert (tmp_path / "tokens.json").stat().st_size < 2048

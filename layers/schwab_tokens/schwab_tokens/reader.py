@@ -130,7 +130,7 @@ class TokenReader:
 
         def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
             del args, kwargs  # authlib passes refresh_token=/access_token=; the document has them
-            token = Token.from_dict(dict(document), source="the token schwab-py wrote")
+            token = Token.from_client(dict(document))
             with self._lock:
                 if self._token is None:
                     self._load()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,11 +122,26 @@ class Token:
         fields.setdefault("refresh_token", self.refresh_token)
         return _round_trip(Token(self.creation_timestamp, _with_expiry(fields, now)))
 
+    @classmethod
+    def from_client(cls, document: Any, *, source: str = "the token schwab-py wrote") -> Token:
+        """A document an OAuth client built from Schwab's answer (what schwab-py hands its write
+        hook): checked like a stored document, then, like an answer, only the known fields are
+        kept (authlib keeps whatever Schwab sent, ``NaN`` included) and the result round-trips.
+        ``InvalidTokenDocument`` if it is not a usable token."""
+        checked = cls.from_dict(document, source=source)
+        try:
+            fields = token_fields(checked.token, need_refresh_token=True)
+            fields["expires_at"] = int(checked.access_expires_at)
+            return _round_trip(cls(checked.creation_timestamp, fields))
+        except InvalidTokenAnswer as exc:
+            raise InvalidTokenDocument(f"{source} is not a usable token: {exc}") from None
+
     def to_dict(self) -> dict[str, Any]:
         return {"creation_timestamp": self.creation_timestamp, "token": dict(self.token)}
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        # allow_nan=False: a document the strict parser would refuse is never produced.
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
 
     # -- arithmetic --------------------------------------------------------------------------
     @property
@@ -246,7 +260,8 @@ def _lifetime(value: object) -> float | None:
     """An access-token lifetime in seconds (1..86400), or None for anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) and 1 <= value <= MAX_EXPIRES_IN else None
+    # Compared before any conversion: float() of a 400-digit integer raises; NaN compares false.
+    return float(value) if 1 <= value <= MAX_EXPIRES_IN else None
 
 
 def _round_trip(token: Token) -> Token:
