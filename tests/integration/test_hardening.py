@@ -167,17 +167,23 @@ def test_version_and_module_form(emulator: Emulator) -> None:
 
 # -- watch stops promptly --------------------------------------------------------------------------
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("tokens", [1, 2])
 def test_watch_stops_within_two_seconds_even_mid_refresh(
-    emulator: Emulator, tmp_path: Path, sig: signal.Signals, code: int
+    emulator: Emulator, tmp_path: Path, sig: signal.Signals, code: int, tokens: int
 ) -> None:
-    store = tmp_path / "tokens.json"
-    login(FileStore(store), emulator)
+    """With several tokens the refresh runs in a thread pool, which must not hold the exit."""
+    stores = [tmp_path / f"tokens-{i}.json" for i in range(tokens)]
+    for store in stores:
+        login(FileStore(store), emulator)
+    manifest = tmp_path / "tokens.manifest.json"
+    manifest.write_text(json.dumps({"tokens": [{"store": s.name} for s in stores]}))
+    which = ["--store", str(stores[0])] if tokens == 1 else ["--manifest", str(manifest)]
     emulator.configure(slow_seconds=30)
     emulator.set_fault("slow")  # Schwab hangs: the refresh is in progress when the signal comes
     env = cli_env(emulator, SCHWAB_HTTP_TIMEOUT="60", SCHWAB_HTTP_RETRIES="0")
     calls = emulator.token_calls
     proc = subprocess.Popen(
-        [*CLI, "watch", "--store", str(store), "--margin", "1800"],
+        [*CLI, "watch", *which, "--margin", "1800"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -193,7 +199,8 @@ def test_watch_stops_within_two_seconds_even_mid_refresh(
     assert time.monotonic() - sent < 2.0
     assert proc.returncode == code, err
     assert_no_secrets(out + err, secrets_of(emulator))
-    assert FileStore(store).read().token  # the store still holds a valid token
+    for store in stores:
+        assert FileStore(store).read().token  # the store still holds a valid token
 
 
 # -- files -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -212,28 +213,43 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     _out(f"watching {', '.join(t.url for t in targets)} every {interval:g} s (Ctrl-C to stop)")
+    done = threading.Event()
     while not stopped:
-        code = _until_stopped(lambda: _watch_round(args, settings), stopped)
+        code = _until_stopped(lambda: _watch_round(args, settings), stopped, done)
         if code is not None:
             return code  # only the user can fix it: a dead login, a wrong app secret
         if not stopped:
             wake.wait(interval)
     _out("stopped")
+    if not done.is_set():
+        # A refresh is still waiting on Schwab, with several tokens in a thread pool that the
+        # interpreter would join at exit. Leaving now is safe (every write is atomic and
+        # conditional); os._exit skips that join.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stopped[0])
     return stopped[0]
 
 
 def _watch_round(args: argparse.Namespace, settings: Settings) -> int | None:
-    """One refresh of every token: the exit code if a failure needs the user, else None."""
+    """One refresh of every token: the exit code if a failure needs the user, else None.
+
+    Temporary failures and bugs (an unexpected error: reported, maybe a full disk) are tried
+    again next round; a dead login or a wrong configuration needs the user."""
     for _, result in _refresh(args, settings, force=False):
         _report(result)
-        if result.error is not None and not result.temporary:
+        needs_user = not (result.temporary or isinstance(result.error, UnexpectedError))
+        if result.error is not None and needs_user:
             return int(result.exit_code)
     return None
 
 
-def _until_stopped(work: Callable[[], int | None], stopped: list[int]) -> int | None:
-    """Run ``work`` in a worker thread; return its answer, or None as soon as a signal came."""
-    done = threading.Event()
+def _until_stopped(
+    work: Callable[[], int | None], stopped: list[int], done: threading.Event
+) -> int | None:
+    """Run ``work`` in a worker thread; return its answer, or None as soon as a signal came
+    (``done`` tells whether the work finished)."""
+    done.clear()
     answer: list[int | None] = []
     failure: list[BaseException] = []
 
