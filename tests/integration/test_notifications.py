@@ -22,7 +22,7 @@ from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import assert_no_secrets, emulator_settings, follow_authorize
+from tests.helpers import assert_no_secrets, emulator_settings, follow_authorize, login
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 STEP = 1800  # one run every 30 simulated minutes near a change: enough to see it
@@ -153,3 +153,30 @@ def test_a_week_of_runs_notifies_each_change_once(
     logs = caplog.text
     assert "notified expiring_24h" in logs
     assert "ticket=" not in logs  # the link goes to the user, never to the log
+
+
+def test_several_tokens_each_get_their_own_message(
+    moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]
+) -> None:
+    """Two tokens whose logins ran out: one message each, naming it; only the stack's own token
+    (the one the login function serves) carries a login link, the other the CLI command."""
+    topic, queue = subscribed_queue()
+    own, extra = s3_store_url(), s3_store_url(key="family/tokens.json")
+    settings = emulator_settings(
+        emulator, own, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
+    ).with_(store_urls=f"own={own},family={extra}")
+    for url in (own, extra):
+        login(store_from_url(url, settings), emulator)
+    emulator.advance(7 * 86400 + 60)
+    summary = handle(EVENT, settings, clock=emulator.now)
+    assert [t["outcome"] for t in summary["tokens"]] == ["reauth_required"] * 2
+    handle(EVENT, settings, clock=emulator.now)  # the same state again: nothing new to say
+    inbox = received(queue)
+    messages = {m["token"]: m for m in inbox}
+    assert len(inbox) == 2 and sorted(messages) == ["family", "own"]
+    for name, message in messages.items():
+        assert message["kind"] == "login_required"
+        assert message["subject"] == f"Schwab login '{name}' is over: your bots have stopped"
+    assert f"{LOGIN_URL}start?ticket=" in messages["own"]["message"]
+    assert LOGIN_URL not in messages["family"]["message"]
+    assert f"schwab-tokens login --store {extra}" in messages["family"]["message"]

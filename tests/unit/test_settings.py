@@ -32,6 +32,7 @@ def test_defaults_are_the_contracts() -> None:
         ("SCHWAB_HTTP_RETRIES", "11"),
         ("SCHWAB_HTTP_RETRIES", "-1"),
         ("SCHWAB_TOKENS_LEASE_TTL", "0"),
+        ("SCHWAB_TOKENS_LEASE_TTL", "0.001"),
         ("SCHWAB_TOKENS_LEASE_TTL", "NaN"),
         ("SCHWAB_TOKENS_DETAILED_METRICS", "maybe"),
     ],

@@ -171,8 +171,11 @@ class _Policy:
 
     def refresh_and_write(self, latest: Stored, lease: Lease) -> tuple[Outcome, Token]:
         self.check_login_alive(latest.token)
+        # The client first (loading the app credentials can take AWS calls), then the lease
+        # check right before the call, so the check is as late as it can be.
+        endpoint = self.endpoint()
         self.check_lease(lease, "did not call Schwab")
-        answer = self.endpoint().refresh(latest.token.refresh_token)
+        answer = endpoint.refresh(latest.token.refresh_token)
         new = latest.token.refreshed(answer, now=self.clock())
         self.check_lease(lease, "did not store the new token (the next run refreshes again)")
         try:

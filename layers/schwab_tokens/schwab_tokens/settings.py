@@ -127,7 +127,8 @@ class Range:
 MARGIN = Range(0, MAX_REFRESH_MARGIN)
 TIMEOUT = Range(0, 300, low_open=True)
 RETRIES = Range(0, 10, integer=True)
-LEASE_TTL = Range(0, 3600, low_open=True)
+# At least 1 s: below that no holder could ever call Schwab (tests use 1.5 s to compress time).
+LEASE_TTL = Range(1, 3600)
 #: ``watch --interval``: anything from a blink to a day.
 INTERVAL = Range(0, 86400, low_open=True)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..batch import refresh_all
 from ..credentials import load_credentials
-from ..errors import Outcome, SchwabTokensError, UsageError
+from ..errors import Outcome, SchwabTokensError, UnexpectedError, UsageError
 from ..manifest import Target, targets_from_settings
 from ..notify import Notice, notify
 from ..refresh import Clock, RunResult
@@ -149,10 +149,12 @@ def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock)
         kind = notify(
             store, target.name, result, publish, _link_maker(target, settings, clock), clock()
         )
-    except SchwabTokensError as exc:
-        # The run's own outcome is already reported; a notification problem must not hide it.
+    except Exception as exc:
+        # The run's own outcome is already reported; a notification problem (even a bug: only
+        # its kind is shown) must not hide it, nor the other tokens' lines and metrics.
+        problem = exc if isinstance(exc, SchwabTokensError) else UnexpectedError.wrap(exc)
         logger.warning(
-            f"token {target.name}: could not notify: {exc}",
+            f"token {target.name}: could not notify: {problem}",
             extra={"token": target.name, "notify_error": type(exc).__name__},
         )
         return
@@ -166,8 +168,11 @@ def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock)
 def _link_maker(
     target: Target, settings: Settings, clock: Clock
 ) -> Callable[[Token], str | None] | None:
-    """A fresh one-time login link per message, when the hosted login is enabled."""
-    if not settings.login_url:
+    """A fresh one-time login link per message, when the hosted login is enabled and serves
+    this token: the login function knows only the stack's own store and app credentials, so
+    another token's e-mail gives the CLI command alone rather than a link that cannot work."""
+    own_app = target.credentials_secret in (None, settings.credentials_secret)
+    if not settings.login_url or target.url != settings.store_url or not own_app:
         return None
     login_url = settings.login_url if settings.login_url.endswith("/") else settings.login_url + "/"
 
