@@ -260,6 +260,8 @@ class FakeEndpoint:
         self.failures = list(failures or [])
         #: Run while the call is in flight (after it arrived, before it answers).
         self.during_call: list[Callable[[], None]] = []
+        #: How long building the client takes (fake time): loading the app credentials.
+        self.factory_seconds = 0.0
         self.calls = 0
         self.factory_calls = 0
         self.refresh_tokens: list[str] = []
@@ -267,6 +269,7 @@ class FakeEndpoint:
     def factory(self) -> FakeEndpoint:
         """What ``refresh.run`` is handed: building the client loads the app credentials."""
         self.factory_calls += 1
+        self.clock.advance(self.factory_seconds)
         return self
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:

@@ -295,7 +295,20 @@ def test_a_lease_lost_before_the_call_calls_nobody_and_writes_nothing(
     assert result.outcome == Outcome.FAILED
     assert isinstance(result.error, LeaseLost) and result.temporary
     assert "did not call Schwab" in str(result.error)
-    assert schwab.calls == 0 and schwab.factory_calls == 0
+    assert schwab.calls == 0
+    assert store.policy_writes == [] and store.token == before
+
+
+def test_a_slow_credentials_load_past_the_lease_calls_nobody(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    """Loading the app credentials (AWS calls) comes before the last lease check, so a load
+    that outlives the lease cannot lead to a call Schwab gets from two holders."""
+    before = logged_in(store, 800)
+    schwab.factory_seconds = DEFAULT_LEASE_TTL - 5
+    result = refresh(store, schwab, lease_ttl=DEFAULT_LEASE_TTL)
+    assert isinstance(result.error, LeaseLost) and "did not call Schwab" in str(result.error)
+    assert schwab.factory_calls == 1 and schwab.calls == 0
     assert store.policy_writes == [] and store.token == before
 
 
