@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from schwab_tokens.errors import LeaseBusy, WriteConflict
+from schwab_tokens.errors import ConfigurationError, ExitCode, LeaseBusy, WriteConflict
 from schwab_tokens.stores import store_from_url
 from tests.helpers import make_token
 
@@ -50,3 +50,14 @@ def test_a_waiter_enters_without_the_lease_once_the_holder_wrote(tmp_path: Path)
         holder.write(make_token("new"), version)
         with waiter.lease(ttl=30, wait=5, abandon_if=lambda: waiter.version() != version) as lease:
             assert not lease.held and not lease  # stopped queueing: nothing to do any more
+
+
+def test_a_file_where_a_folder_should_be_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    """``--store notes.txt/tokens.json`` (a typo): exit 5 naming the path, never a traceback."""
+    (tmp_path / "notes.txt").write_text("not a folder")
+    store = store_from_url(str(tmp_path / "notes.txt" / "tokens.json"))
+    for action in (store.read, lambda: store.write(make_token(), None)):
+        with pytest.raises(ConfigurationError, match=r"notes\.txt") as caught:
+            action()
+        assert caught.value.exit_code == ExitCode.CONFIGURATION
+        assert "check the path" in str(caught.value)

@@ -12,6 +12,7 @@ killed writer left behind are swept by the next writer, under the lock. The note
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -51,16 +52,13 @@ class FileStore(TokenStore):
             return None
 
     def _read(self, path: Path, limit: int) -> tuple[bytes, float] | None:
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(limit + 1)  # the parser refuses anything longer
-                return raw, os.fstat(fh.fileno()).st_mtime
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            raise ConfigurationError(f"{path} is a directory, not a token file") from None
-        except PermissionError:
-            raise AccessDenied(f"cannot read {path}: permission denied") from None
+        with _os_errors(f"read {path}"):
+            try:
+                with open(path, "rb") as fh:
+                    raw = fh.read(limit + 1)  # the parser refuses anything longer
+                    return raw, os.fstat(fh.fileno()).st_mtime
+            except FileNotFoundError:
+                return None
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, token: Token, expected_version: str | None) -> str:
@@ -74,21 +72,19 @@ class FileStore(TokenStore):
     def _replace(self, target: Path, data: bytes) -> None:
         folder = target.parent
         self._make_folder()
-        try:
+        with _os_errors(f"write in {folder}"):
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        except PermissionError:
-            raise AccessDenied(f"cannot write in {folder}: permission denied") from None
-        try:
-            with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(folder)
+            try:
+                with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(folder)
 
     def _make_folder(self) -> None:
         """Create the missing folders 0700 (a token's folder is nobody else's business)."""
@@ -98,11 +94,9 @@ class FileStore(TokenStore):
             missing.append(folder)
             folder = folder.parent
         for each in reversed(missing):
-            try:
+            with _os_errors(f"create the folder {each}"):
                 each.mkdir(mode=0o700, exist_ok=True)
                 os.chmod(each, 0o700)  # mkdir's mode is filtered by the umask
-            except PermissionError:
-                raise AccessDenied(f"cannot create the folder {each}: permission denied") from None
 
     def _sweep(self) -> None:
         """Remove temp files a killed writer left (under the lock: nobody else is writing)."""
@@ -162,32 +156,43 @@ class FileStore(TokenStore):
 
     def _open_lock(self) -> int:
         self._make_folder()
-        try:
-            # O_NOFOLLOW: a symlink planted at the lock's name must not make us create or
-            # truncate a file elsewhere.
-            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except PermissionError:
-            raise AccessDenied(
-                f"cannot create the lock file {self.lock_path}: permission denied"
-            ) from None
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot open the lock file {self.lock_path} ({exc.strerror}); if it is a "
-                "symlink, remove it"
-            ) from None
+        with _os_errors(f"open the lock file {self.lock_path}"):
+            try:
+                # O_NOFOLLOW: a symlink planted at the lock's name must not make us create or
+                # truncate a file elsewhere.
+                return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+        raise ConfigurationError(f"the lock file {self.lock_path} is a symlink; remove it")
 
     def preflight(self) -> None:
         """Besides the lock: the folder must take a new file (a temp file, removed at once)."""
         super().preflight()
         self._make_folder()
-        try:
+        with _os_errors(f"write in {self.path.parent}"):
             fd, tmp = tempfile.mkstemp(
                 prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
             )
-        except PermissionError:
-            raise AccessDenied(f"cannot write in {self.path.parent}: permission denied") from None
-        os.close(fd)
-        os.unlink(tmp)
+            os.close(fd)
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """The file system's refusals as the package's errors, each naming the path: no access is
+    ``AccessDenied``; anything else (a directory where a file should be, a file where a folder
+    should be, a full or read-only disk) is ``ConfigurationError``."""
+    try:
+        yield
+    except PermissionError:
+        raise AccessDenied(f"cannot {what}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"cannot {what}: it is a directory, not a token file") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot {what} ({exc.strerror or type(exc).__name__}); check the path and the disk"
+        ) from None
 
 
 def _try_flock(fd: int) -> bool:
