@@ -70,6 +70,7 @@ def test_a_manifest_files_relative_paths_are_relative_to_it(tmp_path: Path) -> N
         ({"TOKEN_MANIFEST": "{not json"}, "not valid JSON"),
         ({"TOKEN_MANIFEST": '{"tokens": [{"name": "x"}]}'}, "store"),
         ({"TOKEN_MANIFEST": "/nonexistent/manifest.json"}, "cannot read"),
+        ({"TOKEN_MANIFEST": "~no-such-user-x/manifest.json"}, "home folder"),
         ({"TOKEN_MANIFEST": '{"tokens": []}'}, "non-empty list"),
         ({"TOKEN_MANIFEST": '{"tokens": ["a.json"], "extra": 1}'}, "unknown keys"),
         ({"TOKEN_MANIFEST": '[{"store": "a.json", "credential_secret": "x"}]'}, "unknown keys"),

@@ -66,12 +66,15 @@ def test_values_in_range_are_taken() -> None:
         "api.schwabapi.com",
         "https://",
         "http://10.0.0.5:8080",  # plain http only to this machine
+        "https://[x",  # not even a URL
+        "https://me:hunter2@api.schwabapi.com",  # would be repeated in every error message
     ],
 )
 def test_api_base_must_be_https_except_loopback(base: str) -> None:
     with pytest.raises(UsageError) as caught:
         Settings.from_env({"SCHWAB_API_BASE": base})
     assert "SCHWAB_API_BASE" in str(caught.value) and "https" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8700", "http://localhost:1", "https://x.test/"])

@@ -21,6 +21,7 @@ from typing import Any
 from . import strictjson
 from .errors import UsageError
 from .settings import Settings
+from .stores.file import user_path
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENTRY_KEYS = {"name", "store", "credentials_secret"}
@@ -59,7 +60,7 @@ def load_manifest(source: str) -> list[Target]:
     """A manifest given inline (JSON text) or as a path to a JSON file."""
     text, folder = source, None
     if not source.lstrip().startswith(("{", "[")):
-        path = Path(source).expanduser()
+        path = user_path(source)
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
@@ -111,7 +112,7 @@ def _relative_to(url: str, folder: Path | None) -> str:
     if scheme is not None and not url.startswith("file:"):
         return url
     path = url.removeprefix("file:")
-    if not path or Path(path).expanduser().is_absolute():
+    if not path or user_path(path).is_absolute():
         return url
     return str(folder / path)
 

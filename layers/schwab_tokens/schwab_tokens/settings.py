@@ -150,16 +150,20 @@ def flag(env: Mapping[str, str], name: str) -> bool:
 
 def api_base(url: str, name: str = "--api-base") -> str:
     """Schwab's base URL: https, or plain http only to this machine (the emulator)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return url.strip().rstrip("/")
-    if parts.scheme == "http" and host in _LOOPBACK:
-        return url.strip().rstrip("/")
-    raise UsageError(
-        f"{name} must be an https:// URL (plain http only to 127.0.0.1), not {url[:80]!r}: "
-        "the refresh token and the app secret travel in the request"
+    refusal = UsageError(
+        f"{name} must be an https:// URL with a host and no user or password (plain http only "
+        "to 127.0.0.1): the refresh token and the app secret travel in the request"
     )
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unclosed [ in the host
+        raise refusal from None
+    if parts.username is not None or parts.password is not None:
+        raise refusal  # it would be repeated in every error message naming the URL
+    if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in _LOOPBACK):
+        return url.strip().rstrip("/")
+    raise refusal
 
 
 def _writer(function_name: str | None) -> str:

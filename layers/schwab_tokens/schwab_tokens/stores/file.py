@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import AccessDenied, ConfigurationError, LoginRequired
+from ..errors import AccessDenied, ConfigurationError, LoginRequired, UsageError
 from ..token import MAX_DOCUMENT_BYTES, Token
 from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease
 
@@ -29,9 +29,17 @@ from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease
 WRITE_WAIT_SECONDS = 30.0
 
 
+def user_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with ``~`` expanded; a ``~user`` that does not exist is a usage error."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise UsageError(f"{str(path)[:80]!r} names a home folder that does not exist") from None
+
+
 class FileStore(TokenStore):
     def __init__(self, path: str | os.PathLike[str], url: str | None = None) -> None:
-        self.path = Path(path).expanduser()
+        self.path = user_path(path)
         self.url = url or str(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.notes_path = self.path.with_name(self.path.name + ".notes")
