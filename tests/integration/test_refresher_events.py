@@ -97,17 +97,28 @@ def test_force_must_be_a_json_boolean(
     assert line["outcome"] == "failed" and "JSON boolean" in line["reason"]
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"TOKEN_STORE_URL": None}, "TOKEN_STORE_URL"),
+        ({"REFRESH_MARGIN_SECONDS": "NaN"}, "REFRESH_MARGIN_SECONDS"),  # no settings at all
+    ],
+)
 def test_a_configuration_error_logs_one_line_and_the_failure_metric(
     moto_aws: None,
     emulator: Emulator,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    change: dict[str, str | None],
+    named: str,
 ) -> None:
     env = refresher_env(emulator, "unused", SCHWAB_TOKENS_DETAILED_METRICS="true")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("TOKEN_STORE_URL")
-    with pytest.raises(UsageError, match="TOKEN_STORE_URL"):
+    for name, value in {**env, **change}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(UsageError, match=named):
         handle({})
     lines = json_lines(capsys.readouterr().out)
     errors = [r for r in lines if r.get("level") == "ERROR"]

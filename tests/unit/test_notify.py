@@ -183,3 +183,15 @@ def test_every_kind_has_a_lock_screen_subject(kind: Kind, subject: str) -> None:
     notice = compose(kind, "family", "s3://b/k", run, now, None)
     assert notice.subject == subject
     assert "schwab-tokens" in notice.message or kind is Kind.RECOVERED
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_a_long_token_name_never_cuts_the_action_from_the_subject(kind: Kind) -> None:
+    from schwab_tokens.notify import compose
+
+    name = "n" * 64  # the longest name a manifest allows
+    now = T0 + 7 * DAY + 60
+    notice = compose(kind, name, "s3://b/k", result(T0, now, Outcome.FAILED), now, None)
+    assert len(notice.subject) <= 100  # SNS's limit
+    assert notice.subject.endswith(("again", "stopped", "30 min"))
+    assert name in notice.message  # the body still names it in full

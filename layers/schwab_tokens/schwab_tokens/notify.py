@@ -159,6 +159,8 @@ def compose(
     """The e-mail: a subject that is enough on a lock screen, and a body that says what
     happened, when the bots stop, and what to do."""
     token = result.token
+    # SNS cuts a subject at 100 characters: a long token name is shortened, never the action.
+    short = name if len(name) <= 32 else name[:31] + "…"
     login_ends = token.refresh_expires_at if token is not None else now
     access_ends = token.access_expires_at if token is not None else now
     cli = f"schwab-tokens login --store {url}"
@@ -169,7 +171,7 @@ def compose(
         else f"Log in again on your computer: {cli}"
     )
     if kind is Kind.EXPIRING_24H or kind is Kind.EXPIRING_2H:
-        subject = f"Schwab login '{name}' ends in {_left(login_ends - now)}: log in again"
+        subject = f"Schwab login '{short}' ends in {_left(login_ends - now)}: log in again"
         body = (
             f"Your Schwab login for the token '{name}' ends at {_when(login_ends)} "
             f"(in {_left(login_ends - now)}). Schwab lets a login last 7 days; after that the "
@@ -177,7 +179,7 @@ def compose(
             f"{how}"
         )
     elif kind is Kind.LOGIN_REQUIRED:
-        subject = f"Schwab login '{name}' is over: your bots have stopped"
+        subject = f"Schwab login '{short}' is over: your bots have stopped"
         last = (
             f"the last access token works until {_when(access_ends)}, then"
             if access_ends > now
@@ -196,7 +198,7 @@ def compose(
         else:
             stop = f"your bots have had no valid access token since {_when(access_ends)}"
         reason = str(result.error) if result.error is not None else "unknown"
-        subject = f"Schwab token '{name}': refreshes failing for 30 min"
+        subject = f"Schwab token '{short}': refreshes failing for 30 min"
         body = (
             f"Refreshing the token '{name}' has failed for 30 minutes; {stop}. The refresher "
             f"keeps trying every few minutes.\n\nLast error: {reason}\n\n"
@@ -204,7 +206,7 @@ def compose(
             f"`schwab-tokens status --store {url}` and the refresher's log."
         )
     else:
-        subject = f"Schwab token '{name}' works again"
+        subject = f"Schwab token '{short}' works again"
         body = (
             f"Refreshing the token '{name}' works again; the access token is valid until "
             f"{_when(access_ends)}. Nothing to do."

@@ -89,6 +89,12 @@ class Settings:
             debug=flag(env, "SCHWAB_TOKENS_DEBUG"),
         )
 
+    @staticmethod
+    def metrics_wanted(env: Mapping[str, str] | None = None) -> bool:
+        """Whether custom metrics are on, when the rest of the settings could not be read
+        (the failure metric of a broken configuration must still be emitted)."""
+        return flag(os.environ if env is None else env, "SCHWAB_TOKENS_DETAILED_METRICS")
+
     def with_(self, **changes: Any) -> Settings:
         """A copy with some settings replaced (flags given on the command line)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

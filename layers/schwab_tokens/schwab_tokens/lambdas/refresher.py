@@ -70,7 +70,8 @@ def handle(
             f"configuration error: {exc}",
             extra={"outcome": str(Outcome.FAILED), "error": type(exc).__name__, "reason": str(exc)},
         )
-        if settings is not None and settings.detailed_metrics:
+        wanted = Settings.metrics_wanted() if settings is None else settings.detailed_metrics
+        if wanted:
             _emit_aggregate([RunResult("configuration", Outcome.FAILED, error=exc)])
         raise
     results = refresh_all(targets, settings, force=force, force_before=force_before, clock=clock)
