@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -89,3 +90,17 @@ def test_status_shows_all_tokens_of_a_manifest(emulator, three_tokens, tmp_path)
         run_cli(["status", "--json", "--manifest", str(manifest)], cli_env(emulator)).out
     )
     assert [r["healthy"] for r in rows] == [True, True, True]
+
+
+def test_the_cli_takes_the_token_list_from_the_environment_too(emulator, three_tokens) -> None:
+    """TOKEN_STORE_URLS set as for the refresher: status and refresh cover all three tokens
+    rather than quietly falling back to ./tokens.json; --store still picks one."""
+    env = cli_env(emulator, TOKEN_STORE_URLS=os.environ["TOKEN_STORE_URLS"])
+    run = run_cli(["status", "--json"], env)
+    assert run.code == 0, run.err
+    assert sorted(row["token"] for row in json.loads(run.out)) == ["bots", "family", "laptop"]
+    run = run_cli(["refresh"], env)
+    assert run.code == 0, run.err
+    assert all(url in run.out for url in three_tokens.values())
+    one = run_cli(["status", "--json", "--store", three_tokens["laptop"]], env)
+    assert json.loads(one.out)["store"] == three_tokens["laptop"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
-from .manifest import Target, default_name, load_manifest
+from .manifest import Target, default_name, load_manifest, targets_from_settings
 from .settings import INTERVAL, MARGIN, Settings
 from .stores import DEFAULT_STORE_URL, FORMS, TokenStore, store_from_url
 
@@ -44,7 +44,8 @@ exit codes:
   130  stopped by Ctrl-C (SIGINT); `watch` exits 0 on SIGTERM
 
 environment:
-  TOKEN_STORE_URL            the store (default tokens.json); TOKEN_STORE_URLS, TOKEN_MANIFEST
+  TOKEN_STORE_URL            the store (default tokens.json); without --store, refresh, status
+                             and watch take all of TOKEN_MANIFEST or TOKEN_STORE_URLS if set
   SCHWAB_APP_KEY             the Schwab app's key
   SCHWAB_APP_SECRET          the app's secret (never a flag)
   SCHWAB_CREDENTIALS_SECRET  a Secrets Manager secret NAME or ssm:/PARAMETER holding both
@@ -179,7 +180,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .status import describe, describe_all
 
-    if args.manifest:
+    if _several(args, settings):
         rows = describe_all(_targets(args, settings), settings)
         if args.json:
             _out(json.dumps(rows))
@@ -280,9 +281,19 @@ def _store(args: argparse.Namespace, settings: Settings) -> TokenStore:
     return store_from_url(_store_url(args, settings), settings)
 
 
+def _several(args: argparse.Namespace, settings: Settings) -> bool:
+    """Several tokens: ``--manifest``, or, without ``--store``, TOKEN_MANIFEST or
+    TOKEN_STORE_URLS in the environment (as the refresher Lambda reads them)."""
+    if getattr(args, "manifest", None):
+        return True
+    return args.store is None and bool(settings.manifest or settings.store_urls)
+
+
 def _targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
     if getattr(args, "manifest", None):
         return load_manifest(args.manifest)
+    if _several(args, settings):
+        return targets_from_settings(settings)
     url = _store_url(args, settings)
     store_from_url(url, settings)  # a usage error now, not one per round
     return [Target(default_name(url), url)]
