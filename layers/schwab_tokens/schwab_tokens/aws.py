@@ -298,7 +298,7 @@ def publish(topic_arn: str, subject: str, message: str, attributes: dict[str, st
     try:
         client("sns").publish(
             TopicArn=topic_arn,
-            Subject=subject[:100],
+            Subject=subject[:99],  # "less than 100 characters"
             Message=message,
             MessageAttributes={
                 name: {"DataType": "String", "StringValue": value}

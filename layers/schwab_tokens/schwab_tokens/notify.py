@@ -159,8 +159,9 @@ def compose(
     """The e-mail: a subject that is enough on a lock screen, and a body that says what
     happened, when the bots stop, and what to do."""
     token = result.token
-    # SNS cuts a subject at 100 characters: a long token name is shortened, never the action.
-    short = name if len(name) <= 32 else name[:31] + "…"
+    # SNS takes a subject under 100 characters (plain ASCII here, as older SNS docs require):
+    # a long token name is shortened, never the action.
+    short = name if len(name) <= 32 else name[:29] + "..."
     login_ends = token.refresh_expires_at if token is not None else now
     access_ends = token.access_expires_at if token is not None else now
     cli = f"schwab-tokens login --store {url}"
