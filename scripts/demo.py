@@ -10,14 +10,18 @@ and the demo follows it as a browser would. It stops everything, whatever happen
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# The login function's log names its service, as the stack's environment sets it.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "schwab-tokens")
 
 import requests  # noqa: E402
 import urllib3  # noqa: E402
@@ -65,6 +69,11 @@ def main() -> int:
             check(run.code, " ".join(args))
 
         step("schwab-py: client_from_token_file(...).get_account_numbers()")
+        # schwab-py's authlib announces a change to its own httpx module: noise in a demo. Its
+        # module installs an "always" filter on import, so ours goes in after it.
+        import authlib.deprecate  # noqa: F401
+
+        warnings.filterwarnings("ignore", message="The httpx module is deprecated")
         import schwab
 
         client = schwab.auth.client_from_token_file(store, emu.app_key, emu.app_secret)
