@@ -1,16 +1,16 @@
 """In-memory stand-ins for the refresh policy's collaborators, on an injected clock.
 
 ``FakeStore`` implements the real ``TokenStore`` ABC: every write is a compare-and-swap on a
-version, the single-flight lease honours ``held``, ``valid()`` and ``abandon_if`` like the real
-backends' (``stores.base.polled_lease``), and the notes have the same compare-and-swap. Waiting
-for a busy lease advances the clock instead of sleeping, and runs what "the other writers" do
-meanwhile (``while_waiting``), so a test can say exactly what happens while a run queues.
+version, the single-flight lease is the real backends' polling loop (``stores.base.polled_lease``)
+on the fake clock, and the notes have the same compare-and-swap. Waiting for a busy lease
+advances the clock instead of sleeping, and runs what "the other writers" do meanwhile
+(``while_waiting``), so a test can say exactly what happens while a run queues.
 
 ``FakeEndpoint`` is Schwab's token endpoint: it counts calls and the factory's calls (loading the
 app credentials), can fail, can answer slowly (by advancing the clock) and can let another
 writer act while the call is in flight (``during_call``).
 
-Nothing here sleeps; nothing here is the package's code.
+Nothing here sleeps; the only package code here is that polling loop.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from schwab_tokens.errors import LeaseBusy, SchwabTokensError
-from schwab_tokens.stores.base import Lease, RawDocument, TokenStore, safety
+from schwab_tokens.errors import SchwabTokensError
+from schwab_tokens.stores.base import Lease, RawDocument, TokenStore, polled_lease
 from schwab_tokens.token import Token
 
 #: A fixed, plausible "now" (2024-11-22): tests never depend on the real clock.
 EPOCH = 1_732_300_000.0
-#: How much fake time one poll of a busy lease takes.
-POLL_SECONDS = 0.5
 
 
 class FakeClock:
@@ -75,18 +73,6 @@ def token_at(
 
 
 _serial = itertools.count(1)
-
-
-class FakeLease(Lease):
-    """The real ``Lease``, judged on the fake clock (the real one reads ``time.monotonic``)."""
-
-    def __init__(self, store: FakeStore, owner: str | None, deadline: float) -> None:
-        super().__init__(owner is not None, deadline)
-        self.store = store
-        self.owner = owner
-
-    def valid(self) -> bool:
-        return self.held and self.store.clock() < self.deadline
 
 
 @dataclass
@@ -186,33 +172,38 @@ class FakeStore(TokenStore):
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> contextlib.AbstractContextManager[Lease]:
-        return self._lease(ttl, wait, abandon_if)
-
-    @contextlib.contextmanager
-    def _lease(
-        self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None
-    ) -> Iterator[Lease]:
+        """The backends' own polling loop (``polled_lease``) on the fake clock: each pause
+        advances the clock and lets the other writers (``while_waiting``) act."""
         owner = f"policy-{next(self._owners)}"
-        give_up_at = self.clock() + wait
-        while True:
-            taken_at = self.clock()
-            if self._lease_free():
-                self._holder, self._holder_expires = owner, taken_at + ttl
-                break
-            if abandon_if is not None and abandon_if():
-                self.leases_abandoned += 1
-                yield FakeLease(self, None, 0.0)
-                return
-            if self.clock() >= give_up_at:
-                raise LeaseBusy(f"another writer is refreshing {self.url}; try again")
-            self.clock.advance(POLL_SECONDS)
+
+        def try_acquire() -> bool:
+            if not self._lease_free():
+                return False
+            self._holder, self._holder_expires = owner, self.clock() + ttl
+            self.leases_taken += 1
+            return True
+
+        def gave_up() -> bool:
+            if abandon_if is None or not abandon_if():
+                return False
+            self.leases_abandoned += 1
+            return True
+
+        def pause(seconds: float) -> None:
+            self.clock.advance(seconds)
             if self.while_waiting:
                 self.while_waiting.pop(0)()
-        self.leases_taken += 1
-        try:
-            yield FakeLease(self, owner, taken_at + ttl - safety(ttl))
-        finally:
-            self.release_lease(owner)
+
+        return polled_lease(
+            try_acquire,
+            lambda: self.release_lease(owner),
+            wait,
+            ttl,
+            self.url,
+            gave_up,
+            clock=self.clock,
+            sleep=pause,
+        )
 
     def read_notes_raw(self) -> tuple[bytes | None, str | None]:
         if self._notes is None:
@@ -292,4 +283,4 @@ class FakeEndpoint:
         }
 
 
-__all__ = ["EPOCH", "FakeClock", "FakeEndpoint", "FakeLease", "FakeStore", "token_at"]
+__all__ = ["EPOCH", "FakeClock", "FakeEndpoint", "FakeStore", "token_at"]

@@ -35,7 +35,7 @@ from .errors import (
 )
 from .login import record_login
 from .oauth import SchwabOAuth
-from .stores.base import Stored, TokenStore
+from .stores.base import TokenStore
 from .token import Token
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,9 @@ class HostedLogin:
             ticket = tickets.verify(key, ticket_text, self.store.url, self.clock())
         except tickets.TicketError as exc:
             return _ticket_page(exc)
-        current = self._replaceable(ticket)
-        if isinstance(current, Page):
-            return current
+        refusal = self._replaceable(ticket)
+        if isinstance(refusal, Page):
+            return refusal
         fresh = tickets.new_nonce(self.clock())
         state = tickets.state_for(key, ticket_text, fresh)
         authorize, _ = oauth.authorize_url(self.redirect_uri, state)
@@ -161,17 +161,14 @@ class HostedLogin:
             ticket = tickets.verify_state(key, state or "", nonce, self.store.url, self.clock())
         except tickets.TicketError as exc:
             return _ticket_page(exc)
-        current = self._replaceable(ticket)
-        if isinstance(current, Page):
-            return current
+        expected = self._replaceable(ticket)
+        if isinstance(expected, Page):
+            return expected
         code = params.get("code")
         if not code:
             return _page(400, "no_code", "Schwab sent no code", "Nothing changed.", _NEW_LINK)
         token = Token.from_login(oauth.exchange_code(code, self.redirect_uri), self.clock())
         account = oauth.account_fingerprint(token.access_token)
-        expected = self._recorded_account(current)
-        if isinstance(expected, Page):
-            return expected
         if account.partition(":")[0] != expected.partition(":")[0]:
             return _unchecked()  # noted under another app secret: nothing to compare with
         if account != expected:
@@ -199,21 +196,18 @@ class HostedLogin:
         )
 
     # -- checks --------------------------------------------------------------------------------
-    def _replaceable(self, ticket: tickets.Ticket) -> Stored | Page:
-        """The stored token, if it is still the login the ticket may replace."""
+    def _replaceable(self, ticket: tickets.Ticket) -> str | Page:
+        """The Schwab login (account fingerprint) noted for the stored token, if that token is
+        still the login the ticket may replace; else the page that says why not."""
         try:
             current = self.store.read()
         except LoginRequired:
             return _used()
         if current.token.creation_timestamp != ticket.login:
             return _used()
-        recorded = self._recorded_account(current)
-        return recorded if isinstance(recorded, Page) else current
-
-    def _recorded_account(self, current: Stored) -> str | Page:
         notes, _ = self.store.read_notes()
         account = notes.get("account")
-        if notes.get("login") != current.token.creation_timestamp or not isinstance(account, str):
+        if notes.get("login") != ticket.login or not isinstance(account, str):
             return _unchecked()
         return account
 

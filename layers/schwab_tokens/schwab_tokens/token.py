@@ -6,7 +6,6 @@ No AWS and no HTTP here: stores, the reader and the refresh policy all share thi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -140,8 +139,8 @@ class Token:
         return {"creation_timestamp": self.creation_timestamp, "token": dict(self.token)}
 
     def to_json(self) -> bytes:
-        # allow_nan=False: a document the strict parser would refuse is never produced.
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+        # The strict writer: a document the strict parser would refuse is never produced.
+        return strictjson.dumps(self.to_dict())
 
     # -- arithmetic --------------------------------------------------------------------------
     @property

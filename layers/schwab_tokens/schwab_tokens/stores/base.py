@@ -58,12 +58,15 @@ class Lease:
     whatever its wall clock says. A holder past its deadline must neither call Schwab nor write.
     """
 
-    def __init__(self, held: bool, deadline: float = math.inf) -> None:
+    def __init__(
+        self, held: bool, deadline: float = math.inf, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.held = held
         self.deadline = deadline
+        self._clock = clock
 
     def valid(self) -> bool:
-        return self.held and time.monotonic() < self.deadline
+        return self.held and self._clock() < self.deadline
 
     def __bool__(self) -> bool:
         return self.held
@@ -191,29 +194,32 @@ def polled_lease(
     what: str,
     abandon_if: Callable[[], bool] | None = None,
     expires: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Lease]:
     """A lease taken by polling ``try_acquire`` with jittered sleeps until ``wait`` runs out.
 
-    Shared by the backends whose lease is a record (S3 object, secret label, lock file). The
-    deadline of a lease that ``expires`` starts from before the attempt that took it.
+    Shared by the backends whose lease is a record (S3 object, secret label, lock file), and
+    by the tests' in-memory store on its fake ``clock`` and ``sleep``. The deadline of a lease
+    that ``expires`` starts from before the attempt that took it.
     """
-    deadline = time.monotonic() + wait
+    deadline = clock() + wait
     delay = 0.05
     while True:
-        attempt = time.monotonic()
+        attempt = clock()
         if try_acquire():
             break
         if abandon_if is not None and abandon_if():
-            yield Lease(False)
+            yield Lease(False, clock=clock)
             return
-        if time.monotonic() >= deadline:
+        if clock() >= deadline:
             raise LeaseBusy(
                 f"another writer is refreshing {what} and did not finish within {wait:g} s; "
                 "the stored token is untouched, try again"
             )
-        time.sleep(min(delay * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))
+        sleep(min(delay * (0.5 + random.random()), max(0.0, deadline - clock())))
         delay = min(delay * 2, 1.0)
-    lease = Lease(True, attempt + ttl - safety(ttl) if expires else math.inf)
+    lease = Lease(True, attempt + ttl - safety(ttl) if expires else math.inf, clock)
     try:
         yield lease
     finally:
