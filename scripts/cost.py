@@ -267,12 +267,7 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
         if params.get("StoreType", "S3") == "S3"
         else 0.0
     )
-    secrets = counts["secrets"] + (
-        1
-        if params.get("CredentialsStore", "ParameterStore") == "SecretsManager"
-        and counts["secrets"] == 0
-        else 0
-    )
+    secrets = counts["secrets"]  # from the resolved template: the credentials secret included
     lines = [
         ("Lambda requests", runs, "lambda_request", runs * PRICES["lambda_request"]),
         (

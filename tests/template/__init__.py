@@ -187,3 +187,8 @@ def resolved_template(overrides: dict[str, str] | None = None) -> dict[str, Any]
         }
 
     return {**template, "Resources": kept("Resources"), "Outputs": kept("Outputs")}
+
+
+def as_list(value: Any) -> list[Any]:
+    """An IAM element that may be one value or a list of them, as a list."""
+    return value if isinstance(value, list) else [value]

@@ -244,3 +244,12 @@ def managed_policy(session: Any, arn: str) -> dict[str, Any]:
     version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
     document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
     return policy_document(document["Document"])
+
+
+def role_policies(session: Any, role: str) -> list[dict[str, Any]]:
+    """The inline policy documents of an IAM role."""
+    iam = session.client("iam")
+    return [
+        policy_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+    ]

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from schwab_tokens.settings import Settings
-from tests.template import resolve
+from tests.template import as_list, resolve
 from tests.template.stack import (
     ACCOUNT,
     REGION,
     Deployment,
     deploy,
     managed_policy,
-    policy_document,
+    role_policies,
 )
 
 ALL_ON = {
@@ -87,9 +87,11 @@ def stack(request: pytest.FixtureRequest, stacks: Stacks) -> tuple[Deployment, A
     return stacks[request.param]
 
 
-def where(parameter: str, value: str) -> list[str]:
-    """The combinations that set ``parameter`` to ``value`` (for tests of what only they have)."""
-    return sorted(n for n, overrides in COMBINATIONS.items() if overrides.get(parameter) == value)
+def where(parameter: str, value: str) -> pytest.MarkDecorator:
+    """Narrow the ``stack`` fixture to the combinations that set ``parameter`` to ``value`` (for
+    tests of what only they have)."""
+    names = sorted(n for n, overrides in COMBINATIONS.items() if overrides.get(parameter) == value)
+    return pytest.mark.parametrize("stack", names, indirect=True)
 
 
 def on(deployment: Deployment, parameter: str, value: str) -> bool:
@@ -97,11 +99,7 @@ def on(deployment: Deployment, parameter: str, value: str) -> bool:
 
 
 def actions(document: dict[str, Any]) -> set[str]:
-    found: set[str] = set()
-    for statement in document["Statement"]:
-        listed = statement["Action"]
-        found.update([listed] if isinstance(listed, str) else listed)
-    return found
+    return {action for s in document["Statement"] for action in as_list(s["Action"])}
 
 
 def function_env(deployment: Deployment, session: Any, logical: str) -> dict[str, str]:
@@ -230,11 +228,11 @@ def test_the_functions_environment_is_what_the_library_reads(
         assert "TracingConfig" not in properties
 
 
-@pytest.mark.parametrize("name", where("HostedLogin", "Enabled"))
+@where("HostedLogin", "Enabled")
 def test_the_function_url_is_public_and_reaches_only_the_login_function(
-    name: str, stacks: Stacks
+    stack: tuple[Deployment, Any],
 ) -> None:
-    deployment, session = stacks[name]
+    deployment, session = stack
     url = deployment.properties("LoginFunctionUrl")
     login = deployment.physical("LoginFunction")
     assert url == {"TargetFunctionArn": login, "AuthType": "NONE", "InvokeMode": "BUFFERED"}
@@ -306,12 +304,8 @@ def test_policies_as_created_grant_the_store_credentials_and_topic_only(
     iam = session.client("iam")
     writer = managed_policy(session, deployment.physical("TokenWriterPolicy"))
     reader = managed_policy(session, deployment.physical("TokenReaderPolicy"))
-    role = deployment.physical("RefresherFunctionRole")
-    inline = {
-        name: policy_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
-        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
-    }
-    refresher = set().union(*(actions(d) for d in inline.values())) | actions(writer)
+    inline = role_policies(session, deployment.physical("RefresherFunctionRole"))
+    refresher = set().union(*(actions(d) for d in inline)) | actions(writer)
     cmk = on(deployment, "Encryption", "CustomerManagedKey")
     store = (
         {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
@@ -355,11 +349,11 @@ def test_policies_as_created_grant_the_store_credentials_and_topic_only(
         assert iam.list_role_policies(RoleName=login_role)["PolicyNames"] == []
 
 
-@pytest.mark.parametrize("name", where("CredentialsStore", "SecretsManager"))
+@where("CredentialsStore", "SecretsManager")
 def test_only_the_functions_and_administrators_may_read_the_credentials_secret(
-    name: str, stacks: Stacks
+    stack: tuple[Deployment, Any],
 ) -> None:
-    deployment, session = stacks[name]
+    deployment, session = stack
     iam = session.client("iam")
 
     def role_arn(logical: str) -> str:
@@ -423,9 +417,11 @@ def test_alarms_and_topic_policy_name_this_stack(stack: tuple[Deployment, Any]) 
         }
 
 
-@pytest.mark.parametrize("name", where("DetailedMetrics", "Enabled"))
-def test_the_dashboard_shows_the_refresher_and_the_two_alarms(name: str, stacks: Stacks) -> None:
-    deployment, session = stacks[name]
+@where("DetailedMetrics", "Enabled")
+def test_the_dashboard_shows_the_refresher_and_the_two_alarms(
+    stack: tuple[Deployment, Any],
+) -> None:
+    deployment, session = stack
     body = session.client("cloudwatch").get_dashboard(
         DashboardName=deployment.physical("Dashboard")
     )

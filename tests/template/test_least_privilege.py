@@ -41,12 +41,13 @@ from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
 from tests.helpers import follow_authorize, lambda_event, login
+from tests.template import as_list
 from tests.template.stack import (
     REGION,
     Deployment,
     deploy,
     managed_policy,
-    policy_document,
+    role_policies,
 )
 
 DOMAIN = "lpabcdefghijklmnopqrstuvwxyz0123.lambda-url.us-east-1.on.aws"
@@ -176,8 +177,7 @@ def for_moto(document: dict[str, Any]) -> dict[str, Any]:
     with ``Resource: "*"`` (moto compares their resource with "*", see the module docstring)."""
     statements = []
     for statement in document["Statement"]:
-        listed = statement["Action"]
-        names = [listed] if isinstance(listed, str) else list(listed)
+        names = as_list(statement["Action"])
         if not all(name.startswith("s3:") for name in names):
             statement = {**statement, "Resource": "*"}
         statements.append(statement)
@@ -189,12 +189,8 @@ def grants(documents: list[dict[str, Any]]) -> set[tuple[str, str]]:
     found = set()
     for document in documents:
         for statement in document["Statement"]:
-            listed = statement["Action"]
-            names = [listed] if isinstance(listed, str) else listed
-            targets = statement["Resource"]
-            targets = [targets] if isinstance(targets, str) else targets
-            for name in names:
-                for target in targets:
+            for name in as_list(statement["Action"]):
+                for target in as_list(statement["Resource"]):
                     found.add((name, target if name.startswith("s3:") else "*"))
     return found
 
@@ -237,6 +233,15 @@ class World:
             **extra,
         )
 
+    def admin_login(self) -> None:
+        """The laptop, as an administrator: `login --credentials-secret`, then the first login."""
+        with self.acting_as("admin"):
+            creds = AppCredentials(
+                self.emulator.app_key, self.emulator.app_secret, self.emulator.callback_url
+            )
+            store_credentials(self.credentials, creds)
+            login(store_from_url(self.store_url), self.emulator)
+
     def acting_as(self, identity: str) -> Any:
         return acting_as(identity, self.keys[identity], self.record)
 
@@ -260,11 +265,7 @@ def world(
     deployment = deploy(session, f"lp-{request.param}", SCENARIOS[request.param])
     iam = session.client("iam")
     writer = managed_policy(session, deployment.physical("TokenWriterPolicy"))
-    role = deployment.physical("RefresherFunctionRole")
-    inline = [
-        policy_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
-        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
-    ]
+    inline = role_policies(session, deployment.physical("RefresherFunctionRole"))
     policies = {
         "refresher": [writer, *inline],
         "login": [writer],
@@ -312,10 +313,7 @@ def test_every_call_is_allowed_and_every_grant_is_used(
     from schwab_tokens.lambdas import refresher
 
     emulator, record = world.emulator, world.record
-    with world.acting_as("admin"):  # the laptop: `login --credentials-secret`, first login
-        creds = AppCredentials(emulator.app_key, emulator.app_secret, emulator.callback_url)
-        store_credentials(world.credentials, creds)
-        login(store_from_url(world.store_url), emulator)
+    world.admin_login()
 
     with world.acting_as("refresher"):
         settings = world.settings(
@@ -380,11 +378,7 @@ def test_a_consumer_cannot_read_the_app_credentials_or_write_the_token(world: Wo
     import boto3
     from botocore.exceptions import ClientError
 
-    emulator = world.emulator
-    with world.acting_as("admin"):
-        creds = AppCredentials(emulator.app_key, emulator.app_secret, emulator.callback_url)
-        store_credentials(world.credentials, creds)
-        login(store_from_url(world.store_url), emulator)
+    world.admin_login()
     keys = world.keys["reader"]
     session = boto3.session.Session(
         aws_access_key_id=keys["id"], aws_secret_access_key=keys["secret"], region_name=REGION

@@ -23,6 +23,7 @@ from tests.template import (
     NO_VALUE,
     REPO,
     all_combinations,
+    as_list,
     evaluate,
     load_template,
     parameter_values,
@@ -84,10 +85,6 @@ def props(name: str) -> dict[str, Any]:
 def of_type(kind: str, template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     found = (template or load_template())["Resources"]
     return {name: r for name, r in found.items() if r["Type"] == kind}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def sub_text(value: Any) -> str:
