@@ -232,23 +232,15 @@ class FakeStore(TokenStore):
 class FakeEndpoint:
     """Schwab's token endpoint on the fake clock: answers a refresh grant like Schwab does."""
 
-    def __init__(
-        self,
-        clock: FakeClock,
-        *,
-        lifetime: int = 1800,
-        seconds: float = 0.0,
-        answer: Any = None,
-        failures: list[SchwabTokensError] | None = None,
-    ) -> None:
+    def __init__(self, clock: FakeClock, *, lifetime: int = 1800) -> None:
         self.clock = clock
         self.lifetime = lifetime
         #: How long a call takes (fake time).
-        self.seconds = seconds
+        self.seconds = 0.0
         #: Answer this instead of a good token (a malformed 200).
-        self.answer = answer
+        self.answer: Any = None
         #: Raised by the next calls, in order (then answers normally).
-        self.failures = list(failures or [])
+        self.failures: list[SchwabTokensError] = []
         #: Run while the call is in flight (after it arrived, before it answers).
         self.during_call: list[Callable[[], None]] = []
         #: How long building the client takes (fake time): loading the app credentials.

@@ -29,14 +29,13 @@ from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
+from tests.emulator.server import ACCOUNT_NUMBERS_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 _SCRIPT = Path(sys.executable).with_name("schwab-tokens")
 #: The installed console script, as a user runs it (the module form if tests run elsewhere).
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "schwab_tokens"]
-#: The emulator's account route: what a bot calls with the access token.
-ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
 
 
 def free_port() -> int:

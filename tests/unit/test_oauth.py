@@ -4,7 +4,6 @@ import hashlib
 import time
 
 import pytest
-import requests
 
 from schwab_tokens.errors import (
     BadAppCredentials,
@@ -17,6 +16,7 @@ from schwab_tokens.errors import (
 from schwab_tokens.oauth import SchwabOAuth, parse_callback
 from schwab_tokens.settings import Settings
 from schwab_tokens.token import Token
+from tests.emulator import DEFAULT_ACCOUNTS
 from tests.helpers import follow_authorize, free_port, oauth_for
 
 
@@ -137,8 +137,9 @@ def test_connection_refused_is_temporary() -> None:
 def test_a_redirect_is_not_followed(emulator) -> None:
     """A 3xx from the token endpoint would send the refresh token and the app secret wherever
     it points: it is a temporary failure, and the other host hears nothing."""
-    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from schwab_tokens.listener import serve_in_background, stop_serving
 
     hits: list[str] = []
 
@@ -164,7 +165,7 @@ def test_a_redirect_is_not_followed(emulator) -> None:
     other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
     schwab = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
     for server in (other, schwab):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serve_in_background(server, "test-server")
     try:
         oauth = SchwabOAuth(
             "key", "s3cret-value", base_url=f"http://127.0.0.1:{schwab.server_port}"
@@ -173,8 +174,7 @@ def test_a_redirect_is_not_followed(emulator) -> None:
             oauth.refresh("r" * 40)
     finally:
         for server in (other, schwab):
-            server.shutdown()
-            server.server_close()
+            stop_serving(server)
     assert hits == []
 
 
@@ -203,12 +203,7 @@ def test_account_fingerprint_names_the_schwab_login_not_the_token(emulator) -> N
     key_id, _, mac = one.partition(":")
     assert len(key_id) == 8 and len(mac) == 32
     # Not a plain hash of the account numbers (short enough to find by trying them all).
-    listed = requests.get(
-        emulator.base_url + "/trader/v1/accounts/accountNumbers",
-        headers={"Authorization": f"Bearer {first['access_token']}"},
-        timeout=5,
-    ).json()
-    numbers = sorted(item["accountNumber"] for item in listed)
+    numbers = sorted(DEFAULT_ACCOUNTS)  # the emulator's user, who logged in above
     assert hashlib.sha256("\n".join(numbers).encode()).hexdigest()[:32] != mac
     # Another app secret: another key id, so a comparison is known to be impossible.
     other = SchwabOAuth(emulator.app_key, "another-secret", base_url=emulator.base_url)

@@ -20,6 +20,7 @@ from schwab_tokens.errors import (
     LeaseLost,
     LoginRequired,
     Outcome,
+    SchwabTokensError,
     TemporaryFailure,
     WriteConflict,
 )
@@ -362,10 +363,12 @@ def test_no_token_asks_for_a_login(store: FakeStore, schwab: FakeEndpoint) -> No
     ],
     ids=["no-access-token", "empty", "too-long", "not-ascii", "not-text", "not-an-object"],
 )
-def test_a_bad_answer_changes_nothing(store: FakeStore, clock: FakeClock, answer: object) -> None:
+def test_a_bad_answer_changes_nothing(
+    store: FakeStore, schwab: FakeEndpoint, answer: object
+) -> None:
     before = logged_in(store, 800)
     raw = store.raw
-    schwab = FakeEndpoint(clock, answer=answer)
+    schwab.answer = answer
     result = refresh(store, schwab)
     assert result.outcome == Outcome.FAILED
     assert isinstance(result.error, InvalidTokenAnswer)
@@ -384,11 +387,11 @@ def test_a_bad_answer_changes_nothing(store: FakeStore, clock: FakeClock, answer
     ids=["dead-refresh-token", "wrong-app-secret", "schwab-down"],
 )
 def test_schwabs_refusals_change_nothing(
-    store: FakeStore, clock: FakeClock, error: Exception, outcome: Outcome, code: int
+    store: FakeStore, schwab: FakeEndpoint, error: SchwabTokensError, outcome: Outcome, code: int
 ) -> None:
     logged_in(store, 800)
     raw = store.raw
-    schwab = FakeEndpoint(clock, failures=[error])  # type: ignore[list-item]
+    schwab.failures = [error]
     result = refresh(store, schwab)
     assert result.outcome == outcome and result.exit_code == code
     assert result.error is error
