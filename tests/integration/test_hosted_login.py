@@ -336,6 +336,25 @@ def test_anything_else_is_404(world: World, method: str, path: str) -> None:
     assert "schwab" not in body(answer).lower().replace("schwab-tokens", "")
 
 
+def test_absurd_requests_get_a_page_and_change_nothing(world: World) -> None:
+    before = world.snapshot()
+    assert handle("not an event", settings=world.settings)["statusCode"] == 404
+    assert (
+        handle({"rawPath": 7, "requestContext": []}, settings=world.settings)["statusCode"] == 404
+    )
+    crowded = "&".join(f"f{i}=1" for i in range(50))  # far more fields than a login sends
+    assert handle(url_event("/start", crowded), settings=world.settings)["statusCode"] == 400
+    huge = f"ticket={'A' * 70_000}.{'B' * 43}"
+    answer = handle(url_event("/start", huge), settings=world.settings)
+    assert answer["statusCode"] == 403 and "A" * 100 not in body(answer)
+    cookie = [f"__Host-schwab-tokens-login={'9' * 70_000}-x"]
+    phone = Phone()
+    callback = world.at_schwab(world.start(phone, world.ticket()))
+    late = handle(url_event("/callback", urlsplit(callback).query, cookie), settings=world.settings)
+    assert late["statusCode"] == 400
+    assert world.snapshot() == before
+
+
 def test_a_bad_link_looks_the_same_whether_or_not_a_token_exists(
     world: World, s3_store_url: Callable[..., str]
 ) -> None:

@@ -86,6 +86,17 @@ def bucket_hook(url: str, operation: str, raise_: BaseException) -> Callable[[],
     return lambda: s3.meta.events.unregister(event, hook)
 
 
+@pytest.mark.parametrize("when", ["yesterday", "", 1767614400, "+275760-09-13T00:00:00Z"])
+def test_a_forced_events_time_must_be_an_iso_time(
+    two_tokens: tuple[Settings, list[str]], when: Any, emulator: Emulator
+) -> None:
+    """Nothing is forced (nor refreshed) on a time that cannot be read."""
+    emulator.reset_counters()
+    with pytest.raises(UsageError, match="ISO 8601"):
+        handle({**SCHEDULED, "time": when, "detail": {"force": True}})
+    assert emulator.token_calls == 0
+
+
 @pytest.mark.parametrize("force", ["true", 1, "yes", "false", [True], {"on": True}])
 def test_force_must_be_a_json_boolean(
     two_tokens: tuple[Settings, list[str]], force: Any, capsys: pytest.CaptureFixture[str]

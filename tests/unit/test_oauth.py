@@ -210,3 +210,41 @@ def test_account_fingerprint_names_the_schwab_login_not_the_token(emulator) -> N
     assert other.account_fingerprint(first["access_token"]).partition(":")[0] != key_id
     with pytest.raises(TemporaryFailure, match="answered 401"):
         oauth.account_fingerprint("not-a-token-" + "x" * 30)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b"not json",
+        b'[{"accountNumber": 12345678}]',
+        b'{"accountNumber": "12345678"}',
+        b'[{"accountNumber": NaN}]',
+        b'[{"accountNumber": "1"}' + b', {"x": "' + b"y" * 70_000 + b'"}]',
+    ],
+    ids=["empty", "not-json", "number", "object", "nan", "70-kb"],
+)
+def test_an_unusable_account_list_is_a_temporary_failure(body: bytes) -> None:
+    """The login's "same Schwab user" check never decides on an answer it cannot read."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from schwab_tokens.listener import serve_in_background, stop_serving
+
+    class Accounts(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = serve_in_background(ThreadingHTTPServer(("127.0.0.1", 0), Accounts), "accounts")
+    try:
+        oauth = SchwabOAuth("key", "secret", base_url=f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(TemporaryFailure, match="no accounts"):
+            oauth.account_fingerprint("a" * 40)
+    finally:
+        stop_serving(server)

@@ -86,3 +86,13 @@ def test_the_app_secret_is_not_in_the_settings_repr() -> None:
     settings = Settings.from_env({"SCHWAB_APP_KEY": "k", "SCHWAB_APP_SECRET": "s3cret-value-123"})
     assert "s3cret-value-123" not in repr(settings)
     assert settings.app_secret == "s3cret-value-123"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://evil.example/", "javascript:alert(1)", "https://me:pw@x.lambda-url.on.aws/"]
+)
+def test_the_login_url_in_the_e_mails_must_be_https(url: str) -> None:
+    with pytest.raises(UsageError, match="SCHWAB_LOGIN_URL"):
+        Settings.from_env({"SCHWAB_LOGIN_URL": url})
+    good = "https://abc.lambda-url.us-east-1.on.aws/"
+    assert Settings.from_env({"SCHWAB_LOGIN_URL": good}).login_url == good

@@ -84,7 +84,7 @@ class Settings:
             kms_key_id=text("TOKEN_STORE_KMS_KEY_ID"),
             writer=_writer(text("AWS_LAMBDA_FUNCTION_NAME")),
             topic_arn=text("SCHWAB_TOKENS_TOPIC_ARN"),
-            login_url=text("SCHWAB_LOGIN_URL"),
+            login_url=_optional_url(text("SCHWAB_LOGIN_URL"), "SCHWAB_LOGIN_URL"),
             detailed_metrics=flag(env, "SCHWAB_TOKENS_DETAILED_METRICS"),
             debug=flag(env, "SCHWAB_TOKENS_DEBUG"),
         )
@@ -170,6 +170,11 @@ def api_base(url: str, name: str = "--api-base") -> str:
     if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in _LOOPBACK):
         return url.strip().rstrip("/")
     raise refusal
+
+
+def _optional_url(url: str | None, name: str) -> str | None:
+    """An https URL the e-mails send people to (checked like the API base), or None."""
+    return None if url is None else api_base(url, name) + "/"
 
 
 def _writer(function_name: str | None) -> str:

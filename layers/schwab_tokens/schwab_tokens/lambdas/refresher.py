@@ -117,12 +117,14 @@ def parse_event(event: Any, now: float) -> tuple[bool, float | None]:
     if not force:
         return False, None
     when = event.get("time")
-    if isinstance(when, str):
-        try:
-            return True, datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise UsageError(f'"time" must be an ISO 8601 time, not {json_repr(when)}') from None
-    return True, now - FORCE_RETRY_WINDOW_SECONDS
+    if when is None:  # a hand-made event: what was refreshed in the last minutes counts as done
+        return True, now - FORCE_RETRY_WINDOW_SECONDS
+    try:
+        if not isinstance(when, str):
+            raise ValueError(when)
+        return True, datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise UsageError(f'"time" must be an ISO 8601 time, not {json_repr(when)}') from None
 
 
 def json_repr(value: Any) -> str:
