@@ -1,0 +1,109 @@
+"""``schwab-tokens``: the command line, one module per command (``commands/<name>.py``).
+
+Each command module offers ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args, settings) -> exit code``; this package builds the parser from them and maps the
+package's errors onto the exit codes of the contract (``errors.ExitCode``): 0 ok, 1 unexpected,
+2 usage, 3 login required, 4 temporary failure, 5 store or configuration problem, 130 stopped by
+Ctrl-C. Output never carries a token, a code or the app secret: at most a short fingerprint. The
+app secret is never a flag (every local user can read a process's arguments): it comes from the
+environment, the credentials secret, or a hidden prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import NoReturn
+
+from .. import __version__
+from ..errors import ExitCode, SchwabTokensError, UnexpectedError
+from ..settings import Settings
+from ..stores import FORMS
+from . import login, login_link, refresh, status, watch
+from .common import err
+
+#: In the order ``--help`` lists them.
+COMMANDS: tuple[ModuleType, ...] = (login, login_link, refresh, status, watch)
+
+EPILOG = """\
+exit codes:
+  0    ok
+  1    unexpected error (set SCHWAB_TOKENS_DEBUG=1 for the traceback)
+  2    usage: a flag, setting or store URL is not of its form
+  3    login required: no token, or the refresh token is dead or expired
+  4    temporary failure left after retries (network, Schwab 5xx/429, AWS throttling)
+  5    store or configuration problem (corrupt document, access denied, wrong app key/secret)
+  130  stopped by Ctrl-C (SIGINT); `watch` exits 0 on SIGTERM
+
+environment:
+  TOKEN_STORE_URL            the store (default tokens.json); without --store, refresh, status
+                             and watch take all of TOKEN_MANIFEST or TOKEN_STORE_URLS if set
+  SCHWAB_APP_KEY             the Schwab app's key
+  SCHWAB_APP_SECRET          the app's secret (never a flag)
+  SCHWAB_CREDENTIALS_SECRET  a Secrets Manager secret NAME or ssm:/PARAMETER holding both
+  SCHWAB_CALLBACK_URL        the app's registered callback (default https://127.0.0.1:8182)
+  SCHWAB_API_BASE            default https://api.schwabapi.com (https, or http to 127.0.0.1)
+  SCHWAB_LOGIN_URL           the hosted login's URL (the stack's LoginUrl output)
+  REFRESH_MARGIN_SECONDS     refresh below this many seconds left (0-1800, default 900)
+  SCHWAB_HTTP_TIMEOUT        read timeout per try (default 15), SCHWAB_HTTP_RETRIES (0-10, 3)
+  SCHWAB_TOKENS_LEASE_TTL    single-flight lease lifetime in seconds (default 120)
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL...  as boto3 reads them
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    debug = False
+    try:
+        settings = Settings.from_env()
+        debug = settings.debug
+        return int(args.command(args, settings))
+    except SchwabTokensError as exc:
+        err(f"error: {exc}")
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        err("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if debug:
+            raise
+        err(f"error: {UnexpectedError.wrap(exc)}; set SCHWAB_TOKENS_DEBUG=1 to see the traceback")
+        return int(ExitCode.UNEXPECTED)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting with the contract's usage code (2) and a hint to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        err(f"{self.prog}: error: {message} (see --help)")
+        raise SystemExit(int(ExitCode.USAGE))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command line (also what the docs test parses every documented command with)."""
+    top = _Parser(
+        prog="schwab-tokens",
+        description="Keep a Charles Schwab API token fresh in a file, S3 or Secrets Manager.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"schwab-tokens {__version__}")
+    subparsers = top.add_subparsers(dest="name", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        sub = subparsers.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(command=module.run)
+        sub.add_argument("--store", help=f"{FORMS} (default: $TOKEN_STORE_URL, then tokens.json)")
+        module.add_arguments(sub)
+    return top
+
+
+__all__ = ["COMMANDS", "main", "parser"]

@@ -1,0 +1,133 @@
+"""What several commands share: which store or tokens, the app settings, the printing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from ..manifest import Target, default_name, load_manifest, targets_from_settings
+from ..settings import MARGIN, Settings
+from ..stores import DEFAULT_STORE_URL, TokenStore, store_from_url
+
+if TYPE_CHECKING:
+    from ..refresh import RunResult
+
+
+# -- arguments ------------------------------------------------------------------------------------
+def add_manifest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="a JSON manifest of several tokens (overrides --store); see the docs",
+    )
+
+
+def add_app_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--app-key", help="default: $SCHWAB_APP_KEY (the secret: see below)")
+
+
+def add_margin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--margin",
+        help="refresh when fewer seconds than this are left, 0-1800 "
+        "(default: $REFRESH_MARGIN_SECONDS, then 900)",
+    )
+
+
+# -- which store ----------------------------------------------------------------------------------
+def store_url(args: argparse.Namespace, settings: Settings) -> str:
+    if args.store is not None:  # an explicit --store "" is refused, not replaced by a default
+        return str(args.store)
+    return settings.store_url or DEFAULT_STORE_URL
+
+
+def store(args: argparse.Namespace, settings: Settings) -> TokenStore:
+    return store_from_url(store_url(args, settings), settings)
+
+
+def several(args: argparse.Namespace, settings: Settings) -> bool:
+    """Several tokens: ``--manifest``, or, without ``--store``, TOKEN_MANIFEST or
+    TOKEN_STORE_URLS in the environment (as the refresher Lambda reads them)."""
+    if getattr(args, "manifest", None):
+        return True
+    return args.store is None and bool(settings.manifest or settings.store_urls)
+
+
+def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
+    if getattr(args, "manifest", None):
+        return load_manifest(args.manifest)
+    if several(args, settings):
+        return targets_from_settings(settings)
+    url = store_url(args, settings)
+    store_from_url(url, settings)  # a usage error now, not one per round
+    return [Target(default_name(url), url)]
+
+
+def with_app(args: argparse.Namespace, settings: Settings, *, prompt: bool) -> Settings:
+    """The settings with ``--app-key``; the app secret from a hidden prompt if nothing else
+    provides it and a person is at the terminal."""
+    settings = settings.with_(app_key=getattr(args, "app_key", None))
+    if (
+        prompt
+        and settings.app_key
+        and not settings.app_secret
+        and not settings.credentials_secret
+        and sys.stdin.isatty()
+    ):
+        import getpass
+
+        secret = getpass.getpass("Schwab app secret (not shown): ").strip()
+        settings = settings.with_(app_secret=secret or None)
+    return settings
+
+
+def refresh_targets(
+    args: argparse.Namespace, settings: Settings, force: bool
+) -> list[tuple[Target, RunResult]]:
+    """One policy run per token."""
+    from ..batch import refresh_all
+
+    if args.margin is not None:
+        margin = MARGIN.check(args.margin, "--margin")
+        settings = settings.with_(refresh_margin=margin)
+    return refresh_all(targets(args, settings), with_app(args, settings, prompt=False), force=force)
+
+
+# -- printing ------------------------------------------------------------------------------------
+def report(result: RunResult) -> None:
+    data = result.to_dict()
+    if result.error is not None:
+        err(f"{data['outcome']}: {result.error}")
+        return
+    label = "refreshed" if data["outcome"] == "refreshed" else "still fresh"
+    out(
+        f"{label}: {result.store}: access token valid for "
+        f"{duration(data['access_seconds_left'])}, refresh token dies in "
+        f"{duration(data['refresh_hours_left'] * 3600)} (fingerprint {data['fingerprint']})"
+    )
+
+
+def duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} days {hours} hours"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s"
+
+
+def when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

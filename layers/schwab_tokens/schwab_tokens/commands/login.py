@@ -1,0 +1,95 @@
+"""``schwab-tokens login``: log in once in a browser and store the first token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from ..errors import ExitCode
+from ..settings import Settings
+from .common import add_app_key, out, store, when, with_app
+
+if TYPE_CHECKING:
+    from ..token import Token
+
+NAME = "login"
+HELP = "log in once in a browser and store the first token"
+LOGIN_TIMEOUT_SECONDS = 300.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_app_key(parser)
+    parser.add_argument(
+        "--callback-url",
+        help="the app's registered callback "
+        "(default: $SCHWAB_CALLBACK_URL, then https://127.0.0.1:8182)",
+    )
+    parser.add_argument(
+        "--paste",
+        action="store_true",
+        help="print the authorize URL and read the returned link from stdin (any https callback)",
+    )
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    parser.add_argument(
+        "--credentials-secret",
+        metavar="NAME",
+        help="also store the app key and secret in this Secrets Manager secret (or ssm:/NAME)",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from ..credentials import load_credentials
+    from ..listener import CallbackListener, listen_for_login
+    from ..login import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
+    from ..oauth import SchwabOAuth
+
+    target = store(args, settings)
+    creds = load_credentials(with_app(args, settings, prompt=True))
+    callback = check_callback_url(
+        args.callback_url or creds.callback_url or DEFAULT_CALLBACK_URL, listen=not args.paste
+    )
+    # Before the user goes to Schwab: a login that cannot be stored must not spend the code.
+    target.preflight()
+    oauth = SchwabOAuth.from_settings(creds.app_key, creds.app_secret, settings)
+    authorize_url, state = oauth.authorize_url(callback)
+
+    def handle(link: str) -> Token:
+        return complete_login(oauth, target, link, state, callback)
+
+    if args.paste:
+        out("Open this address in a browser, log in to Schwab and approve the app:")
+        out(authorize_url)
+        out(
+            "Then paste here the whole address the browser was sent to (it starts with "
+            f"{callback}):"
+        )
+        token = handle(sys.stdin.readline())
+    else:
+        with CallbackListener(callback, state) as listener:
+            out(
+                f"Listening on {callback} for Schwab's redirect (the browser will warn about "
+                "a self-signed certificate: that is this listener)."
+            )
+            out("Open this address in a browser, log in to Schwab and approve the app:")
+            out(authorize_url)
+            out("Or paste here the address the browser was sent to.")
+            listener.feed_lines(sys.stdin)
+            if not args.no_browser:
+                import webbrowser
+
+                webbrowser.open(authorize_url)
+            token = listen_for_login(listener, handle, LOGIN_TIMEOUT_SECONDS)
+    out(
+        f"Logged in: token stored in {target.url} (fingerprint {token.fingerprint}); the refresh "
+        f"token lasts until {when(token.refresh_expires_at)}."
+    )
+    if args.credentials_secret:
+        # Only after Schwab accepted them: a typo must not replace working credentials.
+        from ..credentials import AppCredentials, store_credentials
+
+        store_credentials(
+            args.credentials_secret, AppCredentials(creds.app_key, creds.app_secret, callback)
+        )
+        out(f"App key and secret stored in {args.credentials_secret}.")
+    return int(ExitCode.OK)

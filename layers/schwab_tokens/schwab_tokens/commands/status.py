@@ -1,0 +1,85 @@
+"""``schwab-tokens status``: the token's expiries and health."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ExitCode
+from ..settings import Settings
+from .common import add_manifest, duration, out, several, store, targets, when
+
+NAME = "status"
+HELP = "show the token's expiry and health"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_manifest(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from ..status import describe, describe_all
+
+    if several(args, settings):
+        rows = describe_all(targets(args, settings), settings)
+        if args.json:
+            out(json.dumps(rows))
+        else:
+            for line in _table(rows):
+                out(line)
+        return int(max(row["exit_code"] for row in rows))
+    status = describe(store(args, settings))
+    if args.json:
+        out(json.dumps(status))
+    else:
+        for label, value in _lines(status):
+            out(f"{label + ':':<16}{value}")
+    alive = status["refresh_seconds_left"] > 0
+    return int(ExitCode.OK if alive else ExitCode.LOGIN_REQUIRED)
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'token':<16}{'access token':<20}{'refresh token':<22}{'healthy':<9}fingerprint"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['token']:<16}{row['outcome']}: {row['error']}")
+            continue
+        access = row["access_seconds_left"]
+        refresh = row["refresh_seconds_left"]
+        lines.append(
+            f"{row['token']:<16}"
+            f"{(duration(access) if access > 0 else 'expired'):<20}"
+            f"{(duration(refresh) if refresh > 0 else 'DEAD: log in'):<22}"
+            f"{('yes' if row['healthy'] else 'no'):<9}{row['fingerprint']}"
+        )
+    return lines
+
+
+def _lines(status: dict[str, Any]) -> list[tuple[str, str]]:
+    access = status["access_seconds_left"]
+    refresh = status["refresh_seconds_left"]
+    last = status["last_refresh"]
+    return [
+        ("store", status["store"]),
+        (
+            "logged in",
+            f"{when(status['creation_timestamp'])} ({duration(status['age_seconds'])} ago)",
+        ),
+        ("last write", when(last) if last else "unknown"),
+        (
+            "access token",
+            f"expires in {duration(access)}"
+            if access > 0
+            else f"expired {duration(-access)} ago (the next refresh renews it)",
+        ),
+        (
+            "refresh token",
+            f"dies in {duration(refresh)} ({when(status['refresh_expires_at'])})"
+            if refresh > 0
+            else "DEAD: run `schwab-tokens login`",
+        ),
+        ("fingerprint", status["fingerprint"]),
+        ("healthy", "yes" if status["healthy"] else "no"),
+    ]
