@@ -56,12 +56,14 @@ build: $(SAM_STAMP)
 # only those Default lines, and fails on a parameter or value that does not exist): together
 # with the template itself they scan both branches of every condition: the S3 and Secrets
 # Manager stores, both encryption modes and credential stores, the hosted login, the detailed
-# metrics and the e-mail subscription.
+# metrics, the e-mail subscription and the reserved concurrency. (The Powertools layer's
+# partition conditions read pseudo parameters, which no Default can change.)
 # --skip-download: no network calls (checkov otherwise fetches guideline links).
 CHECKOV_ARGS := --framework cloudformation --quiet --compact --skip-download
 CHECKOV_DIR := $(TOOLS_DIR)/checkov-variants
 CHECKOV_ALL_ON := Encryption=CustomerManagedKey CredentialsStore=SecretsManager \
-	HostedLogin=Enabled DetailedMetrics=Enabled AlarmEmail=alarms@example.com
+	HostedLogin=Enabled DetailedMetrics=Enabled AlarmEmail=alarms@example.com \
+	ReservedConcurrency=Enabled
 CHECKOV_VARIANTS := all-on-s3 all-on-secretsmanager
 CHECKOV_VARIANT_all-on-s3 := $(CHECKOV_ALL_ON)
 CHECKOV_VARIANT_all-on-secretsmanager := StoreType=SecretsManager $(CHECKOV_ALL_ON)

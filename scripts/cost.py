@@ -6,13 +6,18 @@ Two sources, nothing guessed that can be counted:
   dashboards, customer-managed keys, Secrets Manager secrets, the functions' memory;
 - a simulated day of runs: the real refresher handler, every 5 minutes of the emulator's clock,
   against AWS on moto (in-process) and the Schwab emulator. Every AWS request is counted by
-  service and operation with botocore's own event hooks; the EMF metrics it prints are counted
-  by name and dimensions (each one is a billed custom metric); its log bytes are measured.
+  service and operation with botocore's own event hooks (the token, its notes and lease, and
+  the consumers' access view beside it: on S3 an object read every run and written every
+  refresh, for a Secrets Manager store an SSM SecureString, free on the standard tier but one
+  KMS request a call); the EMF metrics it prints are counted by name and dimensions (each one
+  is a billed custom metric); its log bytes are measured.
 
 What cannot be measured here is an assumption, stated in ASSUMPTIONS and printed with the
 table: request latencies on real AWS (for Lambda's billed duration), how much S3 Bucket Keys
-save KMS, the Lambda platform's own log lines, how many e-mails a month. Prices are us-east-1
-list prices (PRICES); "free tier" means the always-free allowances, not the 12-month ones.
+save KMS (the access view is written without one: a KMS request per view request with the
+stack's key), the Lambda platform's own log lines, how many e-mails a month, object sizes.
+Prices are us-east-1 list prices (PRICES); "free tier" means the always-free allowances, not
+the 12-month ones.
 
     python scripts/cost.py [--hours 24] [--json]
 """
@@ -49,6 +54,8 @@ for _name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 
 HOURS_PER_MONTH = 730.0
+#: botocore's event names for the services whose IAM prefix differs.
+SERVICE_NAMES = {"secrets-manager": "secretsmanager"}
 RUNS_PER_HOUR = 12  # the default schedule, rate(5 minutes)
 
 #: us-east-1 list prices (USD), Nov 2026.
@@ -93,6 +100,7 @@ ASSUMPTIONS = {
     "kms_per_s3_request_with_bucket_key": 0.1,  # S3 Bucket Keys cut KMS calls by ~90-99 %
     "emails_per_month": 9,  # two warnings per weekly login, plus the odd outage
     "document_bytes": 2048,
+    "view_bytes": 512,  # the access view: the access token, its expiry, a fingerprint
     "noncurrent_days": 30,
 }
 COMBINATIONS: dict[str, dict[str, str]] = {
@@ -134,6 +142,8 @@ class Day:
     hours: float
     runs: int = 0
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: The calls (of ``calls``) on the consumers' access view: the S3 object or SSM parameter.
+    view_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     schwab_calls: int = 0
     metrics: set[str] = field(default_factory=set)
     log_bytes: int = 0
@@ -185,14 +195,22 @@ def simulate(store_type: str, credentials: str, detailed: bool, hours: float) ->
         login(store_from_url(url, settings), emulator)
         emulator.reset_counters()
 
+        credentials = (creds_name.removeprefix("ssm:"), creds_name)
+
         def count(event_name: str, params: dict[str, Any], **_: Any) -> None:
             _, service, operation = event_name.split(".")[:3]
-            if params.get("SecretId") == creds_name or service == "ssm":
+            service = SERVICE_NAMES.get(service, service)
+            if params.get("SecretId") in credentials or params.get("Name") in credentials:
                 operation = "credentials"  # priced below from the cache's lifetime
             day.calls[(service, operation)] += 1
+            if str(params.get("Key", "")).endswith(".access.json") or str(
+                params.get("Name", "")
+            ).endswith(".access"):
+                day.view_calls[(service, operation)] += 1
 
         for service in ("s3", "secretsmanager", "ssm", "sns"):
-            aws.client(service).meta.events.register("before-call.*.*", count)
+            # The API parameters (before-call sees the serialized request instead).
+            aws.client(service).meta.events.register("before-parameter-build.*.*", count)
         event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
         log_handlers = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers
         for _ in range(int(hours * RUNS_PER_HOUR)):
@@ -245,15 +263,21 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
     ssm_calls = sum(n for (s, _), n in by_service.items() if s == "ssm")
     aws_calls = sum(by_service.values())
     cmk = params.get("Encryption") == "CustomerManagedKey"
-    kms = ssm_calls  # SecureString decrypts (aws/ssm key)
+    # SecureStrings (the credentials, a Secrets Manager store's access view): one Encrypt or
+    # Decrypt a call, under aws/ssm or the stack's key.
+    kms = ssm_calls
     sm_reads_writes = sum(
         n
         for (s, op), n in by_service.items()
         if s == "secretsmanager" and op in ("GetSecretValue", "PutSecretValue", "CreateSecret")
     )
     kms += sm_reads_writes  # every secret value read or written is one KMS call
+    view = {op: n * scale for op, n in day.view_calls.items()}
+    s3_view = sum(n for (s, op), n in view.items() if s == "s3" and not op.startswith("Delete"))
     if cmk and params.get("StoreType", "S3") == "S3":
-        kms += (s3_reads + s3_writes) * ASSUMPTIONS["kms_per_s3_request_with_bucket_key"]
+        # The token, notes and lease under the bucket key; the view without (its own context).
+        bucket_keyed = s3_reads + s3_writes - s3_view
+        kms += bucket_keyed * ASSUMPTIONS["kms_per_s3_request_with_bucket_key"] + s3_view
     ms = (
         ASSUMPTIONS["run_overhead_ms"] * day.runs
         + ASSUMPTIONS["aws_call_ms"] * sum(day.calls.values())
@@ -262,8 +286,8 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
     gb_seconds = runs * ms / 1000 * counts["memory_mb"] / 1024
     log_gb = (day.log_bytes * scale + runs * ASSUMPTIONS["platform_log_bytes"]) / 1e9
     versions = (day.schwab_calls * scale / HOURS_PER_MONTH) * 24 * ASSUMPTIONS["noncurrent_days"]
-    s3_gb = (
-        versions * ASSUMPTIONS["document_bytes"] / 1e9
+    s3_gb = (  # a new version of the token and of its access view per refresh
+        versions * (ASSUMPTIONS["document_bytes"] + ASSUMPTIONS["view_bytes"]) / 1e9
         if params.get("StoreType", "S3") == "S3"
         else 0.0
     )
@@ -335,6 +359,15 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
         "total_free_tier": sum(r["usd_free_tier"] for r in rows),
         "aws_calls_per_run": aws_calls / runs,
         "billed_ms_per_run": ms,
+        "access_view": {
+            "reads": sum(n for (_, op), n in view.items() if op.startswith("Get")),
+            "writes": sum(n for (_, op), n in view.items() if op.startswith("Put")),
+            "reads_per_run": sum(n for (_, op), n in view.items() if op.startswith("Get")) / runs,
+            "writes_per_refresh": (
+                sum(n for (_, op), n in view.items() if op.startswith("Put"))
+                / max(day.schwab_calls * scale, 1)
+            ),
+        },
     }
 
 
@@ -386,6 +419,13 @@ def main() -> int:
                 f"| {row['item']} | {row['quantity']:,.4g} | {row['usd']:.4f} | "
                 f"{row['usd_free_tier']:.4f} |"
             )
+    access = default["access_view"]
+    print(
+        f"\nThe access view consumers read is in those lines: {access['reads']:,.0f} reads "
+        f"({access['reads_per_run']:.2f} a run) and {access['writes']:,.0f} writes "
+        f"({access['writes_per_refresh']:.2f} a refresh) a month; with StoreType=SecretsManager "
+        "it is an SSM standard parameter (free; a KMS request a call)."
+    )
     print(
         "\nAssumptions (not measurable here): "
         + ", ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items())

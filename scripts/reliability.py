@@ -154,6 +154,21 @@ def summarize(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, 
         )
         phases = Counter(str(r.get("phase")) for r in crashes)
         notes.append("kills landed: " + ", ".join(f"{p} {n}" for p, n in sorted(phases.items())))
+    views = [r for r in faults + crashes if r.get("view")]
+    if views:
+        states = Counter(str(r["view"]) for r in views)
+        wrong = sum(n for state, n in states.items() if state.startswith("WRONG"))
+        repaired = [r for r in views if r.get("recovered") is False or r.get("next_ok") is False]
+        rows.append(
+            (
+                "access view after a fault or kill",
+                f"{len(views)} checked: "
+                + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+                + f"; not repaired by the next run: {len(repaired)}",
+                "matches or older, never another token",
+                wrong == 0 and not repaired,
+            )
+        )
         slowest = max(float(r.get("next_run_seconds") or 0) for r in crashes)
         notes.append(f"longest wait of a next run for a dead holder's lease: {slowest:.1f} s")
     else:

@@ -30,7 +30,7 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's Schwab or AWS settings, and none writes outside tmp_path."""
-    prefixes = ("SCHWAB_", "TOKEN_STORE", "TOKEN_MANIFEST", "AWS_", "REFRESH_MARGIN", "POWERTOOLS_")
+    prefixes = ("SCHWAB_", "TOKEN_", "AWS_", "REFRESH_MARGIN", "POWERTOOLS_")
     for name in list(os.environ):
         if name.startswith(prefixes):
             monkeypatch.delenv(name)

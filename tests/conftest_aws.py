@@ -6,7 +6,11 @@ Two ways to fake AWS, both reached only through boto3's own configuration:
 - ``aws_endpoint``: a real HTTP moto server on 127.0.0.1 (one per session, i.e. one per xdist
   worker; its state reset for every test; its conditional changes made atomic, as on AWS),
   reached through ``AWS_ENDPOINT_URL`` exactly as users point the package at LocalStack or
-  moto, so the endpoint chain itself is tested.
+  moto, so the endpoint chain itself is tested;
+- ``s3_without_listbucket``: ``aws_endpoint``, with S3 alone (``AWS_ENDPOINT_URL_S3``) behind
+  ``tests/s3_proxy.py``, which answers a missing object 403 AccessDenied as S3 does for a
+  caller without ``s3:ListBucket`` (moto answers 404). Yields the ``S3Proxy``: set its
+  ``list_bucket`` to ``True`` to get moto's 404s back; ``rewritten`` counts the 403s it made.
 
 ``schwab_tokens.aws`` caches clients per process; every fixture here resets that cache so a
 test never talks to the previous test's mock or endpoint.
@@ -25,6 +29,7 @@ from typing import Any
 import pytest
 
 from schwab_tokens import aws
+from tests.s3_proxy import S3Proxy
 
 REGION = "us-east-1"
 _buckets = itertools.count(1)
@@ -150,3 +155,30 @@ def sm_store_url() -> Callable[..., str]:
         return f"secretsmanager://{prefix}-{uuid.uuid4().hex[:12]}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_proxy(moto_server: str) -> Iterator[S3Proxy]:
+    """One ``S3Proxy`` in front of the session's moto server (use ``s3_without_listbucket``)."""
+    with S3Proxy(moto_server) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def s3_without_listbucket(
+    s3_proxy: S3Proxy, aws_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[S3Proxy]:
+    """S3 as a caller without ``s3:ListBucket`` sees it: a missing object is 403 AccessDenied.
+
+    Everything of ``aws_endpoint`` (moto's state reset, ``AWS_ENDPOINT_URL`` on moto for the
+    other services), with ``AWS_ENDPOINT_URL_S3`` on the proxy. The proxy's counters start at
+    zero and ``list_bucket`` at ``False``; a test may set ``proxy.list_bucket = True``.
+    """
+    s3_proxy.reset(list_bucket=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_proxy.url)
+    aws.reset_clients()
+    try:
+        yield s3_proxy
+    finally:
+        aws.reset_clients()
+        s3_proxy.reset(list_bucket=False)

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from schwab_tokens.errors import SchwabTokensError
-from schwab_tokens.stores.base import Lease, RawDocument, TokenStore, polled_lease
+from schwab_tokens.access import AccessView
+from schwab_tokens.errors import LoginRequired, SchwabTokensError, WriteConflict
+from schwab_tokens.stores.base import Lease, RawDocument, TokenStore, View, polled_lease
 from schwab_tokens.token import Token
 
 #: A fixed, plausible "now" (2024-11-22): tests never depend on the real clock.
@@ -111,6 +113,7 @@ class FakeStore(TokenStore):
     _notes: bytes | None = None
     _notes_version: int = 0
     _owners: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _view: FakeView = field(default_factory=lambda: FakeView())
 
     # -- what tests see -----------------------------------------------------------------------
     @property
@@ -205,6 +208,10 @@ class FakeStore(TokenStore):
             sleep=pause,
         )
 
+    @property
+    def view(self) -> FakeView:
+        return self._view
+
     def read_notes_raw(self) -> tuple[bytes | None, str | None]:
         if self._notes is None:
             return None, None
@@ -229,6 +236,28 @@ class FakeStore(TokenStore):
         return [w for w in self.writes if w.writer == "policy"]
 
 
+@dataclass
+class FakeView(View):
+    """An access view in memory: what the policy's ``sync_view`` wrote, and how often."""
+
+    url: str = "memory://tokens.access"
+    stored: AccessView | None = None
+    puts: int = 0
+
+    def read_raw(self) -> RawDocument:
+        if self.stored is None:
+            raise LoginRequired("no access view yet")
+        return RawDocument(self.stored.to_json(), str(self.puts))
+
+    def current(self) -> tuple[AccessView | None, str | None]:
+        return self.stored, None if self.stored is None else str(self.puts)
+
+    def put(self, view: AccessView, expected_version: str | None) -> None:
+        if self.current()[1] != expected_version:
+            raise WriteConflict(f"{self.url} changed")
+        self.stored, self.puts = view, self.puts + 1
+
+
 class FakeEndpoint:
     """Schwab's token endpoint on the fake clock: answers a refresh grant like Schwab does."""
 
@@ -248,6 +277,8 @@ class FakeEndpoint:
         self.calls = 0
         self.factory_calls = 0
         self.refresh_tokens: list[str] = []
+        #: The lease time the policy gave each call.
+        self.time_left: list[float] = []
 
     def factory(self) -> FakeEndpoint:
         """What ``refresh.run`` is handed: building the client loads the app credentials."""
@@ -255,8 +286,9 @@ class FakeEndpoint:
         self.clock.advance(self.factory_seconds)
         return self
 
-    def refresh(self, refresh_token: str) -> dict[str, Any]:
+    def refresh(self, refresh_token: str, *, time_left: float = math.inf) -> dict[str, Any]:
         self.calls += 1
+        self.time_left.append(time_left)
         self.refresh_tokens.append(refresh_token)
         for action in self.during_call:
             action()
@@ -275,4 +307,4 @@ class FakeEndpoint:
         }
 
 
-__all__ = ["EPOCH", "FakeClock", "FakeEndpoint", "FakeStore", "token_at"]
+__all__ = ["EPOCH", "FakeClock", "FakeEndpoint", "FakeStore", "FakeView", "token_at"]

@@ -16,8 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +206,16 @@ def paste_login(
 
     ``link_for`` turns the authorize URL into the pasted line (tests use it to tamper).
     """
+    return login_by_listener([*CLI, "login", "--paste", *args], env, link_for)
+
+
+def login_by_listener(
+    argv: list[str], env: Mapping[str, str], link_for: Callable[[str], str] = follow_authorize
+) -> Run:
+    """Any login command line (``--paste`` or the HTTPS listener, which also takes a pasted
+    link): open the authorize URL it prints, as the browser would, and paste where it landed."""
     proc = subprocess.Popen(
-        [*CLI, "login", "--paste", *args],
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -230,24 +237,21 @@ def paste_login(
 # -- the Lambda handlers ---------------------------------------------------------------------------
 @dataclass
 class LambdaContext:
+    """What Lambda hands a handler; each invocation has its own request id (a retry of an
+    asynchronous invocation keeps its id: pass the same context again)."""
+
     function_name: str = "schwab-tokens-refresher"
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = (
         "arn:aws:lambda:us-east-1:123456789012:function:schwab-tokens-refresher"
     )
-    aws_request_id: str = "7e1b2c3d-0000-4000-8000-000000000001"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def lambda_event(name: str) -> dict[str, Any]:
-    """A sample event from events/, as EventBridge sends it: ``time`` is when it was sent, in
-    whole seconds, and a forced run does not refresh tokens issued at or after that time.
-
-    Sent in the next second, so that a token a test issued a moment ago counts as older than
-    the event (as a login minutes before a forced run would)."""
+    """A sample event from events/, exactly as the file holds it (and as the docs tell users to
+    invoke it)."""
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    if "time" in event:
-        sent = datetime.fromtimestamp(int(time.time()) + 1, UTC)
-        event["time"] = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
     return event
 
 

@@ -17,4 +17,4 @@ if TYPE_CHECKING:  # the import costs cold-start time and is only for the annota
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: "LambdaContext") -> dict[str, Any]:
-    return handle(event)
+    return handle(event, request_id=context.aws_request_id)

@@ -22,6 +22,33 @@ Admin routes (JSON bodies; every one answers ``{"ok": true}`` unless said otherw
 - ``POST /_emulator/login_as {"accounts": [...]}``: accounts of the next logins (empty or
   missing: the default user)
 
+One login per app, as Schwab does (``configure(one_login_per_app=True)``, the default): a
+successful ``authorization_code`` exchange revokes every earlier login of the same app
+(``client_id``), so an older refresh token then gets Schwab's dead-token answer
+(``REFRESH_DEAD_BODY``, 400); its access tokens live until they expire. Tests that need two
+live logins of one app at once (two stores fed by one emulator) set it to ``False``.
+
+Token-endpoint faults (``set_fault`` or ``POST /_emulator/fault``); none changes a code, grant
+or token:
+
+- OAuth verdicts on the refresh token ("login required"): ``invalid_grant`` (400),
+  ``unsupported_token_type`` (400, ``REFRESH_DEAD_BODY``), ``invalid_client_400`` (400
+  ``{"error": "invalid_client", "error_description": "refresh token invalid"}``, the dead-token
+  verdict Schwab is reported to send).
+- ``invalid_client``: 401 ``{"error": "invalid_client"}``, a wrong app key or secret.
+- Temporary faults: ``rate_limited`` (429), ``server_error`` (500), ``bad_gateway`` (502),
+  ``unavailable`` (503), ``access_denied_html`` (403 HTML from the edge), ``slow`` (answers
+  after ``slow_seconds``), ``drop`` (closes the connection unanswered). ``rate_limited`` sends
+  ``Retry-After: 1`` and ``unavailable`` none, unless ``configure(retry_after=N)``: then both
+  send ``Retry-After: N`` (whole seconds; ``None`` restores the default).
+- ``EDGE_400_FAULT_KINDS``, 400s that are *not* a verdict on the refresh token (a temporary
+  failure: retry later, touch nothing): ``html_400`` (an HTML "Bad Request" page from the edge,
+  ``text/html``), ``empty_400`` (an empty body, ``Content-Type: application/json``: a client
+  that trusts the header still finds no JSON), ``unknown_400`` (JSON with an error code no
+  OAuth spec or Schwab document defines, ``UNKNOWN_400_BODY``).
+- Bad 200 answers (``not_json``, ``missing_access_token``, ``BAD_ANSWER_FAULT_KINDS``) and
+  ``extra_fields`` (a good answer with unknown members: a real token of the grant).
+
 Nothing here ever prints or logs a token.
 """
 
@@ -31,6 +58,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import secrets
 import sys
 import threading
@@ -41,6 +69,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from tests.background import BackgroundServer
 
 #: The hostile token-endpoint answers added for answer validation: 200 answers a refresher
 #: has to refuse (bad ``expires_in``, unusable access token, wrong shape, oversized) and a
@@ -59,10 +89,17 @@ BAD_ANSWER_FAULT_KINDS: tuple[str, ...] = (
     "nested_answer",
     "redirect",
 )
+#: 400s from Schwab's edge or OAuth server that carry no verdict on the refresh token: an HTML
+#: page, an empty body, JSON with an unknown error code. A temporary failure, never "login
+#: required". None of them changes a grant.
+EDGE_400_FAULT_KINDS: tuple[str, ...] = ("html_400", "empty_400", "unknown_400")
 TOKEN_FAULT_KINDS: tuple[str, ...] = (
     "invalid_grant",
     "unsupported_token_type",
     "invalid_client",
+    # 400 invalid_client "refresh token invalid": a dead-token verdict (unlike the 401 above).
+    "invalid_client_400",
+    *EDGE_400_FAULT_KINDS,
     "rate_limited",
     "server_error",
     "bad_gateway",
@@ -111,6 +148,23 @@ ACCESS_DENIED_HTML = (
     "Reference&#32;&#35;18&#46;emulator\n</BODY></HTML>\n"
 )
 
+#: What Schwab's edge answers to a request it refuses before the OAuth server sees it.
+BAD_REQUEST_HTML = (
+    "<HTML><HEAD><TITLE>Bad Request</TITLE></HEAD><BODY><H1>Bad Request</H1>\n"
+    "Your browser sent a request that this server could not understand.<P>\n"
+    "Reference&#32;&#35;7&#46;emulator\n</BODY></HTML>\n"
+)
+#: A 400 whose error code is no verdict on the refresh token.
+UNKNOWN_400_BODY: dict[str, str] = {
+    "error": "request_rejected",
+    "error_description": "Request could not be processed",
+}
+#: The other dead-token verdict reported from Schwab (400, unlike the 401 for a wrong secret).
+INVALID_CLIENT_400_BODY: dict[str, str] = {
+    "error": "invalid_client",
+    "error_description": "refresh token invalid",
+}
+
 _JSON = "application/json;charset=UTF-8"
 _HTML = "text/html; charset=UTF-8"
 
@@ -147,6 +201,33 @@ def _account_list(accounts: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(result) or DEFAULT_ACCOUNTS
 
 
+_SECONDS_SETTINGS = ("access_lifetime", "refresh_lifetime", "code_lifetime", "slow_seconds")
+
+
+def _seconds(name: str, value: object) -> float:
+    # bool is an int: refuse it, a JSON ``true`` is no duration.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    return float(value)
+
+
+def _retry_after(value: object) -> int | None:
+    """``Retry-After`` in whole seconds (rounded up), or ``None`` for the default behaviour."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"retry_after must be seconds or None, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("retry_after must be a finite number of seconds >= 0")
+    return math.ceil(value)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be true or false, got {type(value).__name__}")
+    return value
+
+
 @dataclass
 class _Grant:
     """One login: everything a single authorization_code exchange produced."""
@@ -155,6 +236,7 @@ class _Grant:
     refresh_token: str
     revoked: bool = False
     accounts: tuple[str, ...] = DEFAULT_ACCOUNTS
+    client_id: str = ""  # the app that logged in: one login per app revokes its older grants
 
 
 @dataclass
@@ -213,8 +295,10 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class Emulator:
+class Emulator(BackgroundServer):
     """Schwab's OAuth server (authorize + token) and ``accountNumbers``, on 127.0.0.1."""
+
+    thread_name = "schwab-emulator"
 
     def __init__(
         self,
@@ -227,8 +311,13 @@ class Emulator:
         code_lifetime: float = 30,
         slow_seconds: float = 5.0,
         callback_urls: Sequence[str] | None = None,
+        retry_after: float | None = None,
+        one_login_per_app: bool = True,
     ) -> None:
-        """``callback_url`` is the app's first registered callback; ``callback_urls`` more."""
+        """``callback_url`` is the app's first registered callback; ``callback_urls`` more.
+
+        ``retry_after`` and ``one_login_per_app``: see ``configure``.
+        """
         self.app_key = app_key
         self.app_secret = app_secret
         self.callback_url = callback_url
@@ -239,6 +328,8 @@ class Emulator:
         self.refresh_lifetime = refresh_lifetime
         self.code_lifetime = code_lifetime
         self.slow_seconds = slow_seconds
+        self.retry_after: int | None = _retry_after(retry_after)
+        self.one_login_per_app: bool = _flag("one_login_per_app", one_login_per_app)
         self._requested_port = port
 
         self._lock = threading.RLock()
@@ -254,51 +345,14 @@ class Emulator:
         self._token_calls = 0
         self._calls_by_grant: dict[str, int] = {}
 
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> Emulator:
-        if self._server is not None:
-            return self
-        server = _Server(("127.0.0.1", self._requested_port), self)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"schwab-emulator-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("emulator is not running")
-        return int(self._server.server_address[1])
+    def new_server(self) -> _Server:
+        return _Server(("127.0.0.1", self._requested_port), self)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     # ------------------------------------------------------------------ clock
 
@@ -384,15 +438,34 @@ class Emulator:
         with self._lock:
             return self._login_accounts
 
-    def configure(self, **settings: float) -> None:
-        """Change lifetimes or ``slow_seconds``; affects tokens issued from now on."""
-        allowed = {"access_lifetime", "refresh_lifetime", "code_lifetime", "slow_seconds"}
+    def configure(self, **settings: float | bool | None) -> None:
+        """Change settings; lifetimes affect tokens issued from now on.
+
+        - ``access_lifetime``, ``refresh_lifetime``, ``code_lifetime``, ``slow_seconds``:
+          seconds.
+        - ``retry_after``: whole seconds (a fraction is rounded up) that the ``rate_limited``
+          (429) and ``unavailable`` (503) faults send as ``Retry-After``; ``None`` (the
+          default): 429 sends ``1``, 503 sends none.
+        - ``one_login_per_app``: ``True`` (the default, Schwab's behaviour): a code exchange
+          revokes the app's earlier logins; ``False``: every login lives its full week.
+
+        Every setting is checked before any is applied: a bad call changes nothing.
+        """
+        allowed = {*_SECONDS_SETTINGS, "retry_after", "one_login_per_app"}
         unknown = set(settings) - allowed
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+        checked: dict[str, Any] = {}
+        for name, value in settings.items():
+            if name == "retry_after":
+                checked[name] = _retry_after(value)
+            elif name == "one_login_per_app":
+                checked[name] = _flag(name, value)
+            else:
+                checked[name] = _seconds(name, value)
         with self._lock:
-            for name, value in settings.items():
-                setattr(self, name, float(value))
+            for name, value in checked.items():
+                setattr(self, name, value)
 
     @property
     def token_calls(self) -> int:
@@ -537,11 +610,20 @@ class Emulator:
             return _json_reply(400, REFRESH_DEAD_BODY)
         if kind == "invalid_client":
             return _json_reply(401, {"error": "invalid_client"})
+        if kind == "invalid_client_400":
+            return _json_reply(400, INVALID_CLIENT_400_BODY)
+        if kind == "html_400":
+            return _html_reply(400, BAD_REQUEST_HTML)
+        if kind == "empty_400":
+            return _Reply(400, b"", _JSON)
+        if kind == "unknown_400":
+            return _json_reply(400, UNKNOWN_400_BODY)
         if kind == "rate_limited":
+            wait = "1" if self.retry_after is None else str(self.retry_after)
             return _json_reply(
                 429,
                 {"error": "rate_limited", "error_description": "Too many requests"},
-                **{"Retry-After": "1"},
+                **{"Retry-After": wait},
             )
         if kind == "server_error":
             return _json_reply(
@@ -550,9 +632,12 @@ class Emulator:
         if kind == "bad_gateway":
             return _html_reply(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
         if kind == "unavailable":
-            return _html_reply(
+            reply = _html_reply(
                 503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
             )
+            if self.retry_after is not None:
+                reply.headers["Retry-After"] = str(self.retry_after)
+            return reply
         if kind == "access_denied_html":
             return _html_reply(403, ACCESS_DENIED_HTML)
         if kind == "not_json":
@@ -696,10 +781,17 @@ class Emulator:
             if problem is not None or code is None:
                 return _json_reply(400, {"error": "invalid_grant", "error_description": problem})
             code.used = True
+            if self.one_login_per_app:
+                # Schwab keeps one login per app: this exchange kills the app's older refresh
+                # tokens at once (their access tokens live until they expire).
+                for older in self._grants_by_refresh.values():
+                    if older.client_id == code.client_id:
+                        older.revoked = True
             login = _Grant(
                 login_time=self.now(),
                 refresh_token=self._new_secret(),
                 accounts=code.accounts,
+                client_id=code.client_id,
             )
             self._grants_by_refresh[login.refresh_token] = login
             return _json_reply(200, self._token_response(login), **{"Cache-Control": "no-store"})
@@ -765,7 +857,8 @@ class Emulator:
             elif path == "/_emulator/reset_counters":
                 self.reset_counters()
             elif path == "/_emulator/callbacks":
-                self.register_callback(payload.get("url"))
+                url: Any = payload.get("url")  # checked by register_callback
+                self.register_callback(url)
             elif path == "/_emulator/login_as":
                 self.login_as(payload.get("accounts") or [])
             else:

@@ -23,11 +23,15 @@ from tests.emulator import EmulatorTransport
 from tests.emulator.server import (
     ACCOUNT_NUMBERS,
     BAD_ANSWER_FAULT_KINDS,
+    BAD_REQUEST_HTML,
     DEFAULT_ACCOUNTS,
+    EDGE_400_FAULT_KINDS,
     FAULT_KINDS,
+    INVALID_CLIENT_400_BODY,
     REDIRECT_LOCATION,
     REFRESH_DEAD_BODY,
     TOKEN_FAULT_KINDS,
+    UNKNOWN_400_BODY,
     Emulator,
     account_hash,
     account_numbers_answer,
@@ -87,7 +91,8 @@ def exchange(emu: Emulator, code: str, redirect_uri: str | None = None) -> reque
 def login(emu: Emulator) -> dict[str, Any]:
     resp = exchange(emu, get_code(emu))
     assert resp.status_code == 200, resp.text
-    return resp.json()
+    body: dict[str, Any] = resp.json()
+    return body
 
 
 def refresh(emu: Emulator, refresh_token: str) -> requests.Response:
@@ -304,6 +309,86 @@ def test_revoke_all_kills_refresh_tokens(emu: Emulator) -> None:
     assert refresh(emu, login(emu)["refresh_token"]).status_code == 200
 
 
+def test_one_login_per_app_is_the_default(emu: Emulator) -> None:
+    assert emu.one_login_per_app is True
+    assert Emulator().one_login_per_app is True
+
+
+def test_new_login_kills_the_older_refresh_token(emu: Emulator) -> None:
+    """Schwab keeps one login per app: the second code exchange kills the first login."""
+    first = login(emu)
+    assert refresh(emu, first["refresh_token"]).status_code == 200
+    second = login(emu)
+    dead = refresh(emu, first["refresh_token"])
+    assert dead.status_code == 400
+    assert dead.json() == REFRESH_DEAD_BODY
+    # The older access token lives until it expires; the new login is alive.
+    assert accounts(emu, first["access_token"]).status_code == 200
+    new = refresh(emu, second["refresh_token"])
+    assert new.status_code == 200
+    assert new.json()["refresh_token"] == second["refresh_token"]
+    # A third login kills the second.
+    third = login(emu)
+    assert refresh(emu, second["refresh_token"]).status_code == 400
+    assert refresh(emu, third["refresh_token"]).status_code == 200
+
+
+def test_a_failed_code_exchange_kills_no_login(emu: Emulator) -> None:
+    used = get_code(emu)
+    assert exchange(emu, used).status_code == 200
+    live = login(emu)
+    # A used, unknown, expired or mis-bound code, or a faulted exchange, is no login.
+    assert exchange(emu, used).status_code == 400
+    assert exchange(emu, "not-a-code").status_code == 400
+    assert exchange(emu, get_code(emu), redirect_uri="https://127.0.0.1:1/other").status_code == 400
+    expired = get_code(emu)
+    emu.advance(31)
+    assert exchange(emu, expired).status_code == 400
+    for kind in ("server_error", "html_400", "nan_expires_in", "missing_access_token"):
+        emu.set_fault(kind, count=1)
+        assert exchange(emu, get_code(emu)).status_code in (200, 400, 500)
+    wrong_secret = token_call(
+        emu,
+        {
+            "grant_type": "authorization_code",
+            "code": get_code(emu),
+            "redirect_uri": emu.callback_url,
+        },
+        auth=(emu.app_key, "nope"),
+    )
+    assert wrong_secret.status_code == 401
+    assert refresh(emu, live["refresh_token"]).status_code == 200
+
+
+def test_one_login_per_app_off_keeps_every_login() -> None:
+    with Emulator(one_login_per_app=False) as emu:
+        first, second = login(emu), login(emu)
+        for tok in (first, second):
+            assert refresh(emu, tok["refresh_token"]).status_code == 200
+        emu.configure(one_login_per_app=True)
+        third = login(emu)
+        for tok in (first, second):
+            assert refresh(emu, tok["refresh_token"]).status_code == 400
+        assert refresh(emu, third["refresh_token"]).status_code == 200
+
+
+def test_one_login_per_app_through_admin_route(emu: Emulator) -> None:
+    assert admin(emu, "config", {"one_login_per_app": False}).status_code == 200
+    assert emu.one_login_per_app is False
+    first, second = login(emu), login(emu)
+    assert refresh(emu, first["refresh_token"]).status_code == 200
+    assert admin(emu, "config", {"one_login_per_app": True}).status_code == 200
+    login(emu)
+    assert refresh(emu, first["refresh_token"]).status_code == 400
+    assert refresh(emu, second["refresh_token"]).status_code == 400
+    nonsense: tuple[Any, ...] = ("false", 0, 1, None)
+    for bad in nonsense:
+        assert admin(emu, "config", {"one_login_per_app": bad}).status_code == 400
+        with pytest.raises(TypeError):
+            emu.configure(one_login_per_app=bad)
+    assert emu.one_login_per_app is True
+
+
 def test_refresh_requires_client_auth(emu: Emulator) -> None:
     tok = login(emu)
     resp = token_call(
@@ -345,6 +430,11 @@ def test_fault_kinds_exported() -> None:
     assert "redirect" in BAD_ANSWER_FAULT_KINDS and "extra_fields" not in BAD_ANSWER_FAULT_KINDS
     assert len(BAD_ANSWER_FAULT_KINDS) == len(set(BAD_ANSWER_FAULT_KINDS))
     assert set(BAD_ANSWER_FAULT_KINDS) <= set(TOKEN_FAULT_KINDS)
+    assert EDGE_400_FAULT_KINDS == ("html_400", "empty_400", "unknown_400")
+    assert set(EDGE_400_FAULT_KINDS) <= set(TOKEN_FAULT_KINDS)
+    assert "invalid_client_400" in TOKEN_FAULT_KINDS
+    assert "invalid_client_400" not in EDGE_400_FAULT_KINDS  # a verdict on the refresh token
+    assert len(TOKEN_FAULT_KINDS) == len(set(TOKEN_FAULT_KINDS))
     with pytest.raises(ValueError):
         Emulator().set_fault("nonsense")
 
@@ -356,6 +446,14 @@ JSON_FAULTS = {
     ),
     "unsupported_token_type": (400, REFRESH_DEAD_BODY),
     "invalid_client": (401, {"error": "invalid_client"}),
+    "invalid_client_400": (
+        400,
+        {"error": "invalid_client", "error_description": "refresh token invalid"},
+    ),
+    "unknown_400": (
+        400,
+        {"error": "request_rejected", "error_description": "Request could not be processed"},
+    ),
 }
 
 
@@ -366,8 +464,66 @@ def test_json_error_faults(emu: Emulator, kind: str) -> None:
     resp = refresh(emu, tok["refresh_token"])
     status, body = JSON_FAULTS[kind]
     assert resp.status_code == status
+    assert resp.headers["Content-Type"].startswith("application/json")
     assert resp.json() == body
     # Faulted calls change nothing: the refresh token still works.
+    assert refresh(emu, tok["refresh_token"]).status_code == 200
+
+
+def test_json_400_constants() -> None:
+    assert JSON_FAULTS["invalid_client_400"][1] == INVALID_CLIENT_400_BODY
+    assert JSON_FAULTS["unknown_400"][1] == UNKNOWN_400_BODY
+
+
+def test_html_400_fault(emu: Emulator) -> None:
+    emu.set_fault("html_400", count=1)
+    resp = refresh(emu, "x")
+    assert resp.status_code == 400
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert resp.text == BAD_REQUEST_HTML
+    assert resp.text.startswith("<HTML><HEAD><TITLE>Bad Request</TITLE></HEAD><BODY>")
+    assert "<H1>Bad Request</H1>" in resp.text
+    assert "error" not in resp.text  # no OAuth JSON, no error code anywhere
+
+
+def test_empty_400_fault(emu: Emulator) -> None:
+    emu.set_fault("empty_400", count=1)
+    resp = refresh(emu, "x")
+    assert resp.status_code == 400
+    assert resp.content == b""
+    assert resp.headers["Content-Length"] == "0"
+    # The header promises JSON; the body has none.
+    assert resp.headers["Content-Type"].startswith("application/json")
+    with pytest.raises(ValueError):
+        resp.json()
+
+
+@pytest.mark.parametrize("kind", [*EDGE_400_FAULT_KINDS, "invalid_client_400"])
+def test_400_faults_change_no_grant(emu: Emulator, kind: str) -> None:
+    """Neither a 400 from the edge nor a faulted verdict touches the login or a code."""
+    tok = login(emu)
+    code = get_code(emu)
+    emu.reset_counters()
+    emu.set_fault(kind, count=2)
+    assert refresh(emu, tok["refresh_token"]).status_code == 400
+    assert exchange(emu, code).status_code == 400
+    assert emu.calls_by_grant == {"refresh_token": 1, "authorization_code": 1}
+    # The faults wore off; the login refreshes and its access token still works.
+    again = refresh(emu, tok["refresh_token"])
+    assert again.status_code == 200
+    assert again.json()["refresh_token"] == tok["refresh_token"]
+    assert accounts(emu, tok["access_token"]).status_code == 200
+    # The code was not consumed by the faulted exchange.
+    assert exchange(emu, code).status_code == 200
+
+
+@pytest.mark.parametrize("kind", [*EDGE_400_FAULT_KINDS, "invalid_client_400"])
+def test_400_faults_through_admin_route(emu: Emulator, kind: str) -> None:
+    tok = login(emu)
+    assert admin(emu, "fault", {"kind": kind, "count": 1}).status_code == 200
+    first = refresh(emu, tok["refresh_token"])
+    assert first.status_code == 400
+    assert first.content != json.dumps(REFRESH_DEAD_BODY).encode()
     assert refresh(emu, tok["refresh_token"]).status_code == 200
 
 
@@ -385,6 +541,57 @@ def test_rate_limited_fault(emu: Emulator) -> None:
 def test_server_side_faults(emu: Emulator, kind: str, status: int) -> None:
     emu.set_fault(kind, count=1)
     assert refresh(emu, "x").status_code == status
+
+
+def retry_after_of(emu: Emulator, kind: str) -> str | None:
+    emu.set_fault(kind, count=1)
+    resp = refresh(emu, "x")
+    assert resp.status_code == {"rate_limited": 429, "unavailable": 503}[kind]
+    return resp.headers.get("Retry-After")
+
+
+def test_retry_after_default(emu: Emulator) -> None:
+    assert emu.retry_after is None
+    assert retry_after_of(emu, "rate_limited") == "1"
+    assert retry_after_of(emu, "unavailable") is None
+
+
+@pytest.mark.parametrize(("seconds", "sent"), [(7, "7"), (0, "0"), (2.5, "3"), (120.0, "120")])
+def test_retry_after_configured(emu: Emulator, seconds: float, sent: str) -> None:
+    emu.configure(retry_after=seconds)
+    assert retry_after_of(emu, "rate_limited") == sent
+    assert retry_after_of(emu, "unavailable") == sent
+    # Other faults send none.
+    emu.set_fault("server_error", count=1)
+    assert "Retry-After" not in refresh(emu, "x").headers
+    emu.configure(retry_after=None)
+    assert retry_after_of(emu, "rate_limited") == "1"
+    assert retry_after_of(emu, "unavailable") is None
+
+
+def test_retry_after_through_constructor_and_admin_route() -> None:
+    with Emulator(retry_after=4) as emu:
+        assert retry_after_of(emu, "unavailable") == "4"
+        assert admin(emu, "config", {"retry_after": 9}).status_code == 200
+        assert retry_after_of(emu, "rate_limited") == "9"
+        assert retry_after_of(emu, "unavailable") == "9"
+        assert admin(emu, "config", {"retry_after": None}).status_code == 200
+        assert retry_after_of(emu, "unavailable") is None
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "5", True, [1]])
+def test_retry_after_refuses_nonsense(emu: Emulator, bad: Any) -> None:
+    emu.configure(retry_after=3)
+    with pytest.raises((TypeError, ValueError)):
+        emu.configure(retry_after=bad)
+    # A refused setting changes nothing, not even the valid settings passed with it.
+    with pytest.raises((TypeError, ValueError)):
+        emu.configure(access_lifetime=60, retry_after=bad)
+    assert emu.retry_after == 3
+    assert emu.access_lifetime == 1800
+    if not isinstance(bad, float):  # JSON has no NaN or Infinity
+        assert admin(emu, "config", {"retry_after": bad}).status_code == 400
+    assert retry_after_of(emu, "rate_limited") == "3"
 
 
 def test_access_denied_html_fault(emu: Emulator) -> None:
@@ -563,7 +770,8 @@ def test_admin_routes_for_callbacks_and_login_as(emu: Emulator) -> None:
     assert accounts(emu, mine["access_token"]).json() == account_numbers_answer(
         ["11112222", "33334444"]
     )
-    for payload in ({}, {"accounts": []}, {"accounts": None}):
+    payloads: tuple[dict[str, Any], ...] = ({}, {"accounts": []}, {"accounts": None})
+    for payload in payloads:
         emu.login_as(["55556666"])
         assert admin(emu, "login_as", payload).status_code == 200
         assert emu.login_accounts == DEFAULT_ACCOUNTS
@@ -817,6 +1025,8 @@ def test_account_hash_is_stable_hex() -> None:
 
 
 def test_each_login_answers_its_own_accounts(emu: Emulator) -> None:
+    # Four logins of one app, all refreshed below: as if each were a different app.
+    emu.configure(one_login_per_app=False)
     first = login(emu)
     emu.login_as(OTHER_ACCOUNTS)
     assert emu.login_accounts == tuple(OTHER_ACCOUNTS)

@@ -13,7 +13,9 @@ import re
 import signal
 import stat
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ import schwab
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.file import FileStore
+from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token
 from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import (
     CLI,
@@ -172,13 +175,14 @@ def test_refresh_policy_from_the_cli(emulator, store_url: str) -> None:
     assert fresh.code == 0 and "still fresh" in fresh.out
     assert emulator.token_calls == 0
 
+    emulator.configure(access_lifetime=600)  # the next access token lives 10 minutes
     forced = run_cli(["refresh", "--force", "--store", store_url], env)
     assert forced.code == 0 and "refreshed" in forced.out
     assert emulator.token_calls == 1
     after_force = json.loads(snapshot(store_url)[0])
 
-    # Within the margin: a 30-minute token is due under a 30-minute margin (the most there is).
-    due = run_cli(["refresh", "--margin", "1800", "--store", store_url], env)
+    # Within the default 900 s margin: due.
+    due = run_cli(["refresh", "--store", store_url], env)
     assert due.code == 0 and "refreshed" in due.out
     assert emulator.token_calls == 2
     doc = json.loads(snapshot(store_url)[0])
@@ -189,8 +193,74 @@ def test_refresh_policy_from_the_cli(emulator, store_url: str) -> None:
         after_force["token"]["access_token"],
     )
     assert doc["token"]["expires_at"] >= after_force["token"]["expires_at"]
-    for run in (fresh, forced, due):
+    # A margin at which every check refreshes is refused, as the template refuses it.
+    every = run_cli(["refresh", "--margin", "1800", "--store", store_url], env)
+    assert every.code == 2 and "from 0 to 900" in every.err
+    assert emulator.token_calls == 2
+    for run in (fresh, forced, due, every):
         assert_no_secrets(run.text, secrets_of(emulator))
+
+
+def test_refresh_and_status_print_the_same_times(emulator, store_url: str) -> None:
+    login(store_from_url(store_url), emulator)
+    env = cli_env(emulator)
+    refreshed = run_cli(["refresh", "--force", "--store", store_url], env)
+    status = run_cli(["status", "--store", store_url], env)
+    assert refreshed.code == 0 and status.code == 0, refreshed.text + status.text
+    # Both print the refresh token's time left from the same seconds, to the minute.
+    left = refreshed.out.split("refresh token dies in ")[1].split(" (")[0]
+    assert f"dies in {left}" in status.out
+
+
+def test_a_login_past_its_7_days_exits_3_and_says_how_long_the_bots_still_work(
+    emulator, store_url: str
+) -> None:
+    """``refresh`` used to print "still fresh" and exit 0 for a fresh access token of a login
+    past its 7 days; the login is over all the same."""
+    store = store_from_url(store_url)
+    token = login(store, emulator)
+    week_ago = Token(
+        token.creation_timestamp - REFRESH_TOKEN_LIFETIME - 60, dict(token.token)
+    )  # the same access token, issued by a login that ended a minute ago
+    put_raw(store, week_ago.to_json())
+    run = run_cli(["refresh", "--store", store_url], cli_env(emulator))
+    assert run.code == 3, run.text
+    assert "ended 7 days after it" in run.err and "still works for 29 min" in run.err
+    assert f"schwab-tokens login --store {store_url}" in run.err
+    status = run_cli(["status", "--json", "--store", store_url], cli_env(emulator))
+    assert status.code == 3 and json.loads(status.out)["healthy"] is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("", "not valid JSON"),
+        ('{"creation_timestamp": 1', "not valid JSON"),  # half-written
+        ('{"token": {"access_token": "a", "refresh_token": "r", "expires_at": 1}}', "no creation"),
+    ],
+    ids=["empty", "half-written", "half-migrated"],
+)
+def test_a_broken_store_names_the_fix_and_status_json_stays_json(
+    emulator, store_url: str, raw: str, problem: str
+) -> None:
+    store = store_from_url(store_url)
+    put_raw(store, raw or " ")  # Secrets Manager refuses an empty value; a blank is as empty
+    for command in (["refresh"], ["status"]):
+        run = run_cli([*command, "--store", store_url], cli_env(emulator))
+        assert run.code == 5, run.text
+        assert problem in run.err
+        assert f"`schwab-tokens login --store {store_url}` replaces it" in run.err
+    status = run_cli(["status", "--json", "--store", store_url], cli_env(emulator))
+    row = json.loads(status.out)
+    assert status.code == 5 and row["healthy"] is False and row["exit_code"] == 5
+    assert "replaces it with a new login" in row["error"]
+
+
+def test_status_json_is_json_even_without_a_token(emulator, store_url: str) -> None:
+    status = run_cli(["status", "--json", "--store", store_url], cli_env(emulator))
+    row = json.loads(status.out)
+    assert status.code == 3 and row["healthy"] is False
+    assert row["outcome"] == "reauth_required" and "schwab-tokens login" in row["error"]
 
 
 FAULTS = [
@@ -360,12 +430,75 @@ def test_watch_stopped_with_ctrl_c_exits_130(emulator, tmp_path: Path) -> None:
     assert "stopped" in run.out
 
 
-def test_watch_exits_on_dead_login(emulator, store_url: str) -> None:
-    login(store_from_url(store_url), emulator)
+def test_watch_waits_out_a_dead_login_and_takes_the_next(emulator, store_url: str) -> None:
+    """A login that is over does not end watch: it says so once, waits, and refreshes the new
+    login as soon as one is stored (from another terminal); only a signal stops it."""
+    emulator.configure(access_lifetime=3)  # every check finds it due
+    store = store_from_url(store_url)
+    login(store, emulator)
     emulator.revoke_all()
-    env = cli_env(emulator)
-    run = run_cli(["watch", "--interval", "0.2", "--margin", "1800", "--store", store_url], env)
-    assert run.code == 3 and "schwab-tokens login" in run.err
+    proc = subprocess.Popen(
+        [*CLI, "watch", "--interval", "0.2", "--store", store_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(emulator),
+    )
+    wait_for(lambda: emulator.calls_by_grant.get("refresh_token", 0) >= 2)  # 2 refused rounds
+    assert proc.poll() is None, "watch ended on a dead login"
+    login(store, emulator)  # the user logs in again
+    calls = emulator.calls_by_grant.get("refresh_token", 0)
+    wait_for(lambda: emulator.calls_by_grant.get("refresh_token", 0) >= calls + 2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert err.count("reauth_required:") == 1, err  # said once, not once per round
+    assert "waiting for a new login" in err and "refreshed" in out
+    assert_no_secrets(out + err, secrets_of(emulator))
+
+
+def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    emulator.configure(access_lifetime=3)
+    login(FileStore(path), emulator)
+    good = path.read_bytes()
+    proc = subprocess.Popen(
+        [*CLI, "watch", "--interval", "0.2", "--store", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(emulator),
+    )
+    said: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: said.extend(proc.stderr or []), daemon=True)
+    reader.start()
+    wait_for(lambda: emulator.token_calls >= 2)
+    path.write_bytes(good[: len(good) // 2])  # another tool's write, cut short
+    wait_for(lambda: any("not valid JSON" in line for line in said))
+    emulator.set_fault("drop")  # and then the network goes
+    path.write_bytes(good)
+    wait_for(lambda: any("could not reach" in line for line in said))
+    time.sleep(1.0)  # a few more rounds of the same outage: nothing more is said
+    assert proc.poll() is None, "watch ended"
+    emulator.clear_faults()
+    calls = emulator.token_calls
+    wait_for(lambda: emulator.token_calls >= calls + 2)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    reader.join(timeout=10)
+    err = "".join(said)
+    assert proc.returncode == 130, err
+    assert err.count("not valid JSON") == 1 and err.count("could not reach") == 1, err
+    assert "watch keeps running" in err
+    assert FileStore(path).read().token
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_file_is_created_private_even_with_open_umask(emulator, tmp_path: Path) -> None:

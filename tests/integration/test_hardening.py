@@ -65,7 +65,8 @@ def test_a_store_url_typo_is_a_usage_error_naming_the_right_form(
     ("args", "env", "named"),
     [
         (["refresh", "--margin", "nan"], {}, "--margin"),
-        (["refresh", "--margin", "1801"], {}, "--margin"),
+        (["refresh", "--margin", "1800"], {}, "--margin"),  # every check would refresh
+        (["refresh", "--margin", "901"], {}, "--margin"),
         (["refresh", "--margin", "-5"], {}, "--margin"),
         (["watch", "--interval", "0"], {}, "--interval"),
         (["watch", "--interval", "-1"], {}, "--interval"),
@@ -173,6 +174,7 @@ def test_watch_stops_within_two_seconds_even_mid_refresh(
 ) -> None:
     """With several tokens the refresh runs in a thread pool, which must not hold the exit."""
     stores = [tmp_path / f"tokens-{i}.json" for i in range(tokens)]
+    emulator.configure(access_lifetime=600)  # due at once under the default 900 s margin
     for store in stores:
         login(FileStore(store), emulator)
     manifest = tmp_path / "tokens.manifest.json"
@@ -183,7 +185,7 @@ def test_watch_stops_within_two_seconds_even_mid_refresh(
     env = cli_env(emulator, SCHWAB_HTTP_TIMEOUT="60", SCHWAB_HTTP_RETRIES="0")
     calls = emulator.token_calls
     proc = subprocess.Popen(
-        [*CLI, "watch", *which, "--margin", "1800"],
+        [*CLI, "watch", *which],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

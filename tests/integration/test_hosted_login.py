@@ -259,9 +259,23 @@ def test_another_schwab_login_is_refused(world: World) -> None:
     started = world.start(phone, world.ticket())
     world.emulator.login_as(["87654321"])  # the link's holder logs in as someone else
     before = world.snapshot()
-    refused(
-        world, world.back(phone, world.at_schwab(started)), before, 409, "different Schwab login"
-    )
+    refused(world, world.back(phone, world.at_schwab(started)), before, 409, "share none with the")
+
+
+@pytest.mark.parametrize("linked", [["11110002"], ["11110003", "11110009"]], ids=["subset", "mix"])
+def test_a_login_that_links_other_accounts_of_the_same_login_is_accepted(
+    world: World, linked: list[str]
+) -> None:
+    """Schwab's consent screen lets the user pick the accounts at each login: a subset, or a
+    mix sharing one account, of the accounts noted at the last login is the same person."""
+    world.emulator.login_as(["11110001", "11110002", "11110003"])
+    login(world.store, world.emulator)  # the laptop login linked three accounts
+    world.emulator.login_as(linked)  # this time, at Schwab, some of them
+    phone = Phone()
+    done = world.back(phone, world.at_schwab(world.start(phone, world.ticket())))
+    assert done["statusCode"] == 200, body(done)
+    notes, _ = world.store.read_notes()
+    assert len(notes["account"].partition(":")[2].split(".")) == len(linked)  # noted afresh
 
 
 def test_a_login_stored_meanwhile_wins(world: World) -> None:

@@ -29,6 +29,9 @@ def three_tokens(emulator, aws_endpoint, s3_store_url, sm_store_url, tmp_path, m
         "bots": sm_store_url(),
         "laptop": str(tmp_path / "laptop.json"),
     }
+    # Several tokens of one emulated app stand for several apps (Schwab keeps one login per
+    # app, so a real deployment gives each token its own app): keep every login alive.
+    emulator.configure(one_login_per_app=False)
     emulator.configure(access_lifetime=300)  # every login's token is already due
     for url in urls.values():
         login(store_from_url(url), emulator)

@@ -1,5 +1,7 @@
-"""The refresher's notifications over a simulated week: the real handler, SNS and SQS on moto, the
-emulator's clock moving, Schwab going down and coming back, the login running out.
+"""The refresher's notifications over a simulated week: the real handler, SNS and SQS on moto's
+server over HTTP, S3 behind a proxy that answers a missing object as S3 does without
+s3:ListBucket (403), the emulator's clock moving, Schwab going down and its edge answering HTML
+400s, the login running out, and the e-mail's login command run as printed.
 
 The topic is subscribed by an SQS queue, so the test reads the messages exactly as an e-mail
 subscriber would receive them (subject, body, the ``kind`` attribute).
@@ -9,27 +11,50 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shlex
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from schwab_tokens import aws, tickets
+from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.refresher import RefreshRunFailed, handle
 from schwab_tokens.login import complete_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import assert_no_secrets, emulator_settings, follow_authorize, login
+from tests.helpers import (
+    CLI,
+    REPO,
+    accepted,
+    assert_no_secrets,
+    emulator_settings,
+    follow_authorize,
+    login,
+    login_by_listener,
+)
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 STEP = 1800  # one run every 30 simulated minutes near a change: enough to see it
 QUIET_STEP = 4 * 3600  # elsewhere a run every 4 hours (each one refreshes; nothing changes)
 #: Elapsed times (from the login) around which the runs come every STEP.
-CHANGES = (2 * 86400, 2 * 86400 + 7200, 6 * 86400, 7 * 86400 - 7200, 7 * 86400)
+CHANGES = (
+    2 * 86400,
+    2 * 86400 + 7200,
+    5 * 86400,
+    5 * 86400 + 3600,
+    6 * 86400,
+    7 * 86400 - 7200,
+    7 * 86400,
+)
+#: Where the stack keeps the app credentials (CredentialsStore=ParameterStore).
+CREDENTIALS = "ssm:/st/credentials"
 
 
 def next_step(elapsed: float) -> int:
@@ -70,11 +95,24 @@ def received(queue: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def week(moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]) -> dict[str, Any]:
+def week(
+    s3_without_listbucket: Any, emulator: Emulator, s3_store_url: Callable[..., str]
+) -> dict[str, Any]:
     topic, queue = subscribed_queue()
     url = s3_store_url()
-    settings = emulator_settings(
-        emulator, url, http_timeout=2, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
+    store_credentials(
+        CREDENTIALS,
+        AppCredentials(emulator.app_key, emulator.app_secret, emulator.callback_url),
+    )
+    settings = Settings(
+        store_url=url,
+        api_base=emulator.base_url,
+        credentials_secret=CREDENTIALS,
+        http_timeout=2,
+        http_retries=0,
+        topic_arn=topic,
+        login_url=LOGIN_URL,
+        region="us-east-1",
     )
     oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
     authorize, state = oauth.authorize_url(emulator.callback_url)
@@ -100,16 +138,18 @@ def run(emulator: Emulator, settings: Settings, *, retried: bool = False) -> str
 
 
 def test_a_week_of_runs_notifies_each_change_once(
-    week: dict[str, Any], emulator: Emulator, caplog: pytest.LogCaptureFixture
+    week: dict[str, Any], emulator: Emulator, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     settings, queue, login = week["settings"], week["queue"], week["login"]
     messages: list[tuple[float, dict[str, Any]]] = []
     outcomes = []
     while emulator.now() < login + 7 * 86400 + 3 * 3600:
         elapsed = emulator.now() - login
-        # Schwab is down for two hours on day 2.
+        # Schwab is down for two hours on day 2; its edge answers HTML 400s for an hour on day 5.
         if 2 * 86400 <= elapsed < 2 * 86400 + 7200:
             emulator.set_fault("unavailable")
+        elif 5 * 86400 <= elapsed < 5 * 86400 + 3600:
+            emulator.set_fault("html_400")
         else:
             emulator.clear_faults()
         if 6 * 86400 < elapsed <= 6 * 86400 + STEP:
@@ -126,10 +166,22 @@ def test_a_week_of_runs_notifies_each_change_once(
         emulator.advance(next_step(elapsed))
 
     kinds = [m["kind"] for _, m in messages]
-    assert kinds == ["failing", "recovered", "expiring_24h", "expiring_2h", "login_required"]
-    at = {m["kind"]: elapsed for elapsed, m in messages}
-    assert 2 * 86400 + 1800 <= at["failing"] <= 2 * 86400 + 3600
-    assert 2 * 86400 + 7200 <= at["recovered"] <= 2 * 86400 + 7200 + STEP
+    assert kinds == [
+        "failing",
+        "recovered",
+        "failing",  # the edge's HTML 400s: a temporary failure, never "login over"
+        "recovered",
+        "expiring_24h",
+        "expiring_2h",
+        "login_required",
+    ]
+    at = {m["kind"]: elapsed for elapsed, m in messages}  # the last of each kind
+    first_failing = next(elapsed for elapsed, m in messages if m["kind"] == "failing")
+    first_recovered = next(elapsed for elapsed, m in messages if m["kind"] == "recovered")
+    assert 2 * 86400 + 1800 <= first_failing <= 2 * 86400 + 3600
+    assert 2 * 86400 + 7200 <= first_recovered <= 2 * 86400 + 7200 + STEP
+    assert 5 * 86400 + 1800 <= at["failing"] <= 5 * 86400 + 3600
+    assert 5 * 86400 + 3600 <= at["recovered"] <= 5 * 86400 + 3600 + STEP
     assert 6 * 86400 < at["expiring_24h"] <= 6 * 86400 + STEP
     assert 7 * 86400 - 7200 < at["expiring_2h"] <= 7 * 86400 - 7200 + STEP
     assert 7 * 86400 <= at["login_required"] <= 7 * 86400 + STEP
@@ -141,7 +193,8 @@ def test_a_week_of_runs_notifies_each_change_once(
     assert by_kind["login_required"]["subject"] == (
         "Schwab login 'tokens' is over: your bots have stopped"
     )
-    assert "503" in by_kind["failing"]["message"]
+    failing = [m["message"] for _, m in messages if m["kind"] == "failing"]
+    assert "503" in failing[0] and "400 without a verdict" in failing[1]
     key = tickets.ticket_key(emulator.app_secret)
     for kind in ("expiring_24h", "expiring_2h", "login_required"):
         link = next(w for w in by_kind[kind]["message"].split() if w.startswith(LOGIN_URL))
@@ -158,6 +211,30 @@ def test_a_week_of_runs_notifies_each_change_once(
     assert "notified expiring_24h" in logs
     assert "ticket=" not in logs  # the link goes to the user, never to the log
 
+    # The 24 h e-mail's command, run as printed on a laptop that has only AWS credentials.
+    printed = by_kind["expiring_24h"]["message"].split("Or, on your computer: ", 1)[1]
+    command = shlex.split(printed.splitlines()[0])
+    assert command[:2] == ["schwab-tokens", "login"] and "--credentials-secret" in command
+    laptop = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        # Where "AWS" and "Schwab" are in this test: moto's server (S3 through its proxy) and
+        # the emulator. Nothing of the app (key, secret, callback) and no region.
+        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+        "AWS_ENDPOINT_URL_S3": os.environ["AWS_ENDPOINT_URL_S3"],
+        "SCHWAB_API_BASE": emulator.base_url,
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+    }
+    before = store_from_url(settings.store_url or "", settings).read().token
+    relogin = login_by_listener([*CLI, *command[1:]], laptop)
+    assert relogin.code == 0, relogin.text
+    after = store_from_url(settings.store_url or "", settings).read().token
+    assert after.creation_timestamp > before.creation_timestamp  # a new 7-day login
+    assert accepted(emulator, after.access_token)
+    assert_no_secrets(relogin.text, emulator.issued_secrets() | {emulator.app_secret})
+
 
 def test_several_tokens_each_get_their_own_message(
     moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]
@@ -166,6 +243,9 @@ def test_several_tokens_each_get_their_own_message(
     (the one the login function serves) carries a login link, the other the CLI command."""
     topic, queue = subscribed_queue()
     own, extra = s3_store_url(), s3_store_url(key="family/tokens.json")
+    # Several tokens of one emulated app stand for several apps (Schwab keeps one login per
+    # app, so a real deployment gives each token its own app): keep every login alive.
+    emulator.configure(one_login_per_app=False)
     settings = emulator_settings(
         emulator, own, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
     ).with_(store_urls=f"own={own},family={extra}")

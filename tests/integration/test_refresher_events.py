@@ -9,7 +9,6 @@ come from botocore hooks on the package's own client (nothing of ours is patched
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from schwab_tokens.errors import SchwabTokensError, UsageError
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import LambdaContext, load_handler, login, refresher_env
+from tests.helpers import LambdaContext, lambda_event, load_handler, login, refresher_env
 
 SCHEDULED = {"source": "aws.events", "time": "2026-01-05T12:00:00Z", "detail": {}}
 
@@ -33,6 +32,9 @@ def two_tokens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[Settings, list[str]]:
     urls = [s3_store_url(), s3_store_url()]
+    # Several tokens of one emulated app stand for several apps (Schwab keeps one login per
+    # app, so a real deployment gives each token its own app): keep every login alive.
+    emulator.configure(one_login_per_app=False)
     for url in urls:
         login(store_from_url(url, Settings()), emulator)
     env = refresher_env(
@@ -48,9 +50,11 @@ def two_tokens(
     return Settings.from_env(), urls
 
 
-def handle(event: dict[str, Any]) -> dict[str, Any]:
-    """One invocation of the deployed handler, as Lambda makes it (a cold start each time)."""
-    result: dict[str, Any] = load_handler("refresher").lambda_handler(event, LambdaContext())
+def handle(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+    """One invocation of the deployed handler, as Lambda makes it (a cold start each time);
+    ``context``: the same one again for Lambda's retry of that invocation."""
+    handler = load_handler("refresher")
+    result: dict[str, Any] = handler.lambda_handler(event, context or LambdaContext())
     return result
 
 
@@ -86,15 +90,26 @@ def bucket_hook(url: str, operation: str, raise_: BaseException) -> Callable[[],
     return lambda: s3.meta.events.unregister(event, hook)
 
 
-@pytest.mark.parametrize("when", ["yesterday", "", 1767614400, "+275760-09-13T00:00:00Z"])
-def test_a_forced_events_time_must_be_an_iso_time(
-    two_tokens: tuple[Settings, list[str]], when: Any, emulator: Emulator
+def test_the_saved_force_event_refreshes_on_any_date(
+    two_tokens: tuple[Settings, list[str]], emulator: Emulator
 ) -> None:
-    """Nothing is forced (nor refreshed) on a time that cannot be read."""
+    """events/force_refresh.json, invoked as the docs say, months after it was written: every
+    invocation refreshes every token (a saved event has no time that could make it a no-op)."""
     emulator.reset_counters()
-    with pytest.raises(UsageError, match="ISO 8601"):
-        handle({**SCHEDULED, "time": when, "detail": {"force": True}})
-    assert emulator.token_calls == 0
+    for _ in range(2):
+        summary = handle(lambda_event("force_refresh.json"))
+        assert [t["outcome"] for t in summary["tokens"]] == ["refreshed", "refreshed"]
+    assert emulator.calls_by_grant.get("refresh_token") == 4
+
+
+def test_an_old_scheduled_event_time_plays_no_part(
+    two_tokens: tuple[Settings, list[str]], emulator: Emulator
+) -> None:
+    emulator.reset_counters()
+    for when in ("2026-01-05T12:00:00Z", "yesterday", 1767614400):
+        summary = handle({**SCHEDULED, "time": when, "detail": {"force": True}})
+        assert summary["outcome"] == "refreshed"
+    assert emulator.calls_by_grant.get("refresh_token") == 6
 
 
 @pytest.mark.parametrize("force", ["true", 1, "yes", "false", [True], {"on": True}])
@@ -143,28 +158,29 @@ def test_a_configuration_error_logs_one_line_and_the_failure_metric(
 def test_a_retried_forced_event_does_not_force_again_what_it_already_refreshed(
     two_tokens: tuple[Settings, list[str]], emulator: Emulator
 ) -> None:
+    """Lambda retries a failed asynchronous invocation with the same event and the same
+    request id: what its first attempt refreshed is not refreshed again."""
     settings, urls = two_tokens
-    # EventBridge stamps the time the event fired (whole seconds): after the logins above,
-    # before the invocation.
-    fired = int(time.time()) + 1
-    time.sleep(fired - time.time() + 0.05)
-    forced = {**SCHEDULED, "time": _iso(fired), "detail": {"force": True}}
+    forced = lambda_event("force_refresh.json")
+    invocation = LambdaContext()
     undo = bucket_hook(urls[1], "PutObject", RuntimeError("the second store is broken"))
     try:
         emulator.reset_counters()
         with failed_run("refresh failed for second"):
-            handle(forced)
+            handle(forced, invocation)
         assert emulator.calls_by_grant.get("refresh_token") == 2  # both tried once
         first = store_from_url(urls[0], settings).read().token
         # Lambda retries the failed invocation with the same event.
         with failed_run("refresh failed for second"):
-            handle(forced)
+            handle(forced, invocation)
     finally:
         undo()
     assert store_from_url(urls[0], settings).read().token == first  # not forced again
     assert emulator.calls_by_grant.get("refresh_token") == 3  # only the failed one again
-    handle(forced)  # the store works again: the retry refreshes the second one
+    handle(forced, invocation)  # the store works again: the retry refreshes the second one
     assert emulator.calls_by_grant.get("refresh_token") == 4
+    handle(forced)  # a new invocation forces both again
+    assert emulator.calls_by_grant.get("refresh_token") == 6
 
 
 def test_one_tokens_unexpected_exception_never_silences_the_others(
@@ -174,7 +190,7 @@ def test_one_tokens_unexpected_exception_never_silences_the_others(
     undo = bucket_hook(urls[0], "GetObject", ValueError("a bug somewhere"))
     try:
         with failed_run("refresh failed for first"):
-            handle({**SCHEDULED, "time": _iso(emulator.now() + 1), "detail": {"force": True}})
+            handle(lambda_event("force_refresh.json"))
     finally:
         undo()
     lines = json_lines(capsys.readouterr().out)
@@ -185,11 +201,3 @@ def test_one_tokens_unexpected_exception_never_silences_the_others(
     assert by_token["second"]["outcome"] == "refreshed"
     per_token = [r for r in lines if "_aws" in r and r.get("Token") == "second"]
     assert per_token, "the other token's metrics were still emitted"
-
-
-def _iso(epoch: float) -> str:
-    import datetime
-
-    return (
-        datetime.datetime.fromtimestamp(int(epoch), datetime.UTC).isoformat().replace("+00:00", "Z")
-    )

@@ -78,6 +78,31 @@ def state(url: str) -> str:
     return f"sha256:{hashlib.sha256(raw).hexdigest()}@{version}"
 
 
+def view_state(url: str) -> str:
+    """How the access view stands to the stored token: ``matches`` it, is ``older`` (a token the
+    store held before; the next run repairs it), ``missing``, or anything else, which is a bug:
+    a view newer than the token, or of a token the store never held."""
+    from schwab_tokens.access import AccessView
+
+    store = store_from_url(url)
+    try:
+        view = AccessView.parse(store.view.read_raw().raw, source=store.view.url)
+    except (LoginRequired, ConfigurationError):  # none yet, or its bucket is gone too
+        return "missing"
+    try:
+        token = store.read().token
+    except (LoginRequired, ConfigurationError):
+        return "older"  # the document is gone or broken: whatever the view holds came before
+    mirror = AccessView.from_token(token)
+    if view == mirror:
+        return "matches"
+    if view.order() <= mirror.order():
+        # Equal: two access tokens issued in the same second (issue times are whole seconds);
+        # which came first cannot be told, and the next run must repair it either way.
+        return "older"
+    return f"WRONG: the view ({view.fingerprint}) is not the stored token ({mirror.fingerprint})"
+
+
 def stored_token(url: str) -> Token:
     return store_from_url(url).read().token
 

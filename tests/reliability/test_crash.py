@@ -41,7 +41,7 @@ from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import Token
 from tests.emulator import Emulator
 from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, login, oauth_for, secrets_of
-from tests.reliability.support import lease_evidence, new_store, record, state
+from tests.reliability.support import lease_evidence, new_store, record, state, view_state
 
 #: Kills per store, over the four strategies.
 KILLS = 50
@@ -230,6 +230,9 @@ def test_sigkill_at_random_points_never_loses_the_token(
             damage.append(f"the store does not parse after the kill: {exc}")
         else:
             damage += works(emulator, token, login_token)
+        view = view_state(url)
+        if view.startswith("WRONG"):
+            damage.append(view)
         lost += bool(damage)
         # The next run: the dead holder's lease frees itself, and the token is refreshed.
         problems: list[str] = []
@@ -244,6 +247,8 @@ def test_sigkill_at_random_points_never_loses_the_token(
             problems.append("the next run did not write")
         else:
             problems += works(emulator, store_from_url(url).read().token, login_token)
+        if view_state(url) != "matches":
+            problems.append(f"the next run left the view {view_state(url)}")
         if damage or problems:
             failures.append(f"kill {killed} ({strategy}, {phase}): {damage + problems}")
         record(
@@ -256,6 +261,7 @@ def test_sigkill_at_random_points_never_loses_the_token(
             next_run_seconds=round(next_seconds, 2),
             next_ok=not problems,
             lost=bool(damage),
+            view=view,
             corrupt=any("parse" in d for d in damage),
             problems=damage + problems,
         )

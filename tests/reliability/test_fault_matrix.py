@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from schwab_tokens.access import AccessView
 from schwab_tokens.errors import ExitCode
 from schwab_tokens.lambdas.refresher import METRIC_FOR_OUTCOME
 from schwab_tokens.oauth import SchwabOAuth
@@ -80,6 +81,7 @@ from tests.reliability.support import (
     stored_token,
     unprivileged,
     vanish,
+    view_state,
 )
 
 STORES = ("file", "s3", "secretsmanager")
@@ -346,6 +348,8 @@ def prepare(row: Row, url: str, emulator: Emulator) -> None:
             {**token.token, "expires_at": token.access_expires_at - 60},
         )
         store.write(earlier, store.version())
+        # The view goes back with it (sync_view itself never moves a view back in time).
+        store.view.put(AccessView.from_token(earlier), store.view.current()[1])
     elif row.prepare == "corrupt":
         put_raw(url, "{not json")
     elif row.prepare == "missing_fields":
@@ -579,7 +583,10 @@ def test_fault(
             seen = observe(ctx, capsys)
         seconds = time.monotonic() - started
         after = state(url)
+        view = view_state(url)
         problems = check(row, ctx, seen, before, after)
+        if view.startswith("WRONG"):
+            problems.append(view)
         problems += [f"the other writer failed: {exc!r}" for exc in ctx.errors]
         if seconds > RUN_LIMIT_SECONDS:
             problems.append(f"the run took {seconds:.1f} s")
@@ -589,9 +596,11 @@ def test_fault(
             # The fault gone, the next run refreshes at once: no lease was left behind.
             monkeypatch.setenv("SCHWAB_API_BASE", emulator.base_url)
             again = run(store_from_url(url), endpoint(emulator), force=True, lease_wait=5)
-            recovered = again.outcome == "refreshed"
+            recovered = again.outcome == "refreshed" and view_state(url) == "matches"
             if not recovered:
-                problems.append(f"the next run ended {again.outcome}: {again.error}")
+                problems.append(
+                    f"the next run ended {again.outcome}: {again.error}; view {view_state(url)}"
+                )
         record(
             "fault",
             store=kind,
@@ -607,6 +616,7 @@ def test_fault(
             if row.after == "refreshed"
             else after == (ctx.theirs if row.after == "theirs" else before),
             recovered=recovered,
+            view=view,
             seconds=round(seconds, 2),
             passed=not problems,
             problems=problems,

@@ -101,7 +101,10 @@ CHOICES = {
     "CredentialsStore": ("ParameterStore", "SecretsManager"),
     "HostedLogin": ("Disabled", "Enabled"),
     "DetailedMetrics": ("Disabled", "Enabled"),
+    "ReservedConcurrency": ("Disabled", "Enabled"),
 }
+#: What the pseudo parameters the Conditions read are where the tests deploy (moto's region).
+PSEUDO_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": "us-east-1"}
 
 
 def all_combinations() -> list[dict[str, str]]:
@@ -145,9 +148,13 @@ def evaluate(node: Any, values: dict[str, str], condition: Any = None) -> Any:
     return node
 
 
-def conditions(template: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
-    """Every Condition of ``template`` evaluated for these parameter values."""
+def conditions(
+    template: dict[str, Any], values: dict[str, str], pseudo: dict[str, str] | None = None
+) -> dict[str, bool]:
+    """Every Condition of ``template`` evaluated for these parameter values, in the partition and
+    region ``pseudo`` names (``PSEUDO_PARAMETERS`` where it names none)."""
     found: dict[str, bool] = {}
+    values = {**PSEUDO_PARAMETERS, **(pseudo or {}), **values}
 
     def condition(name: str) -> bool:
         if name not in found:
@@ -173,11 +180,14 @@ def resolve(value: Any, conds: dict[str, bool]) -> Any:
     return value
 
 
-def resolved_template(overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """template.yaml as deployed with these parameters: only the resources and outputs whose
-    Condition holds, every ``Fn::If`` decided (Ref, Sub and GetAtt stay as they are)."""
+def resolved_template(
+    overrides: dict[str, str] | None = None, pseudo: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """template.yaml as deployed with these parameters (in the partition and region ``pseudo``
+    names): only the resources and outputs whose Condition holds, every ``Fn::If`` decided (Ref,
+    Sub, FindInMap and GetAtt stay as they are)."""
     template = load_template()
-    conds = conditions(template, parameter_values(template, overrides or {}))
+    conds = conditions(template, parameter_values(template, overrides or {}), pseudo)
 
     def kept(section: str) -> dict[str, Any]:
         return {

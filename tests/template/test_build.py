@@ -121,7 +121,7 @@ def test_built_consumer_imports_with_the_layer_and_the_runtimes_boto3(
         [sys.executable, "-S", "-c", code],
         env={
             "PATH": os.environ.get("PATH", ""),
-            "TOKEN_STORE_URL": "s3://example-bucket/schwab/tokens.json",
+            "TOKEN_ACCESS_URL": "s3://example-bucket/schwab/tokens.access.json",
             "AWS_DEFAULT_REGION": "us-east-1",
         },
         capture_output=True,

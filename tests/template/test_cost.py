@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.template import REPO
 
 
@@ -31,4 +33,9 @@ def test_the_defaults_cost_at_most_thirty_cents_a_month() -> None:
     assert items["CloudWatch custom metrics"]["quantity"] == 0
     assert items["KMS customer-managed keys"]["quantity"] == 0
     assert items["Secrets Manager secrets"]["quantity"] == 0
-    assert 3 <= defaults["aws_calls_per_run"] <= 6  # token + notes reads, refreshes, credentials
+    # token, notes and access-view reads, refreshes (lease, token, view), credentials
+    assert 3 <= defaults["aws_calls_per_run"] <= 6
+    # The consumers' access view is counted: read every run, written every refresh.
+    view = defaults["access_view"]
+    assert view["reads_per_run"] == pytest.approx(1.0)
+    assert view["writes_per_refresh"] == pytest.approx(1.0)

@@ -5,11 +5,15 @@ Each combination is a real stack on moto (in-process): Conditions decided by Clo
 references resolved, IAM policies parsed by moto's IAM. What moto cannot create or keeps wrong is
 stood in (``tests.template.stack``: secrets, resource policies, the function URL, alarms, the
 event-invoke config, the layer) and checked from its resolved properties or from the translated
-template. No network, no Docker.
+template. No network (but the Schwab emulator on 127.0.0.1), no Docker.
+
+The example consumer is invoked on the deployed stack after a refresh, with its deployed
+environment and only the reader policy's permissions (moto's IAM enforcement, in-process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +21,10 @@ from typing import Any
 import pytest
 
 from schwab_tokens.settings import Settings
+from schwab_tokens.stores import access_url
+from tests.emulator import Emulator
 from tests.template import as_list, resolve
+from tests.template.iam import DENIED, make_user, with_keys
 from tests.template.stack import (
     ACCOUNT,
     REGION,
@@ -33,6 +40,7 @@ ALL_ON = {
     "HostedLogin": "Enabled",
     "DetailedMetrics": "Enabled",
     "AlarmEmail": "alarms@example.com",
+    "ReservedConcurrency": "Enabled",
 }
 COMBINATIONS = {
     "defaults": {},
@@ -148,6 +156,7 @@ def test_resources_and_outputs_exist_exactly_when_their_parameter_says(
         "RefresherNotRunningAlarm",
         "TokenWriterPolicy",
         "TokenReaderPolicy",
+        "TokenDocumentPolicy",
         "ExampleConsumerFunction",
     ):
         expected[always] = True
@@ -168,9 +177,13 @@ def test_outputs_name_what_the_cli_and_consumers_need(stack: tuple[Deployment, A
     out = deployment.outputs
     name = deployment.name
     if on(deployment, "StoreType", "S3"):
-        assert out["StoreUrl"] == f"s3://{deployment.physical('TokenBucket')}/schwab/tokens.json"
+        bucket = deployment.physical("TokenBucket")
+        assert out["StoreUrl"] == f"s3://{bucket}/schwab/tokens.json"
+        assert out["AccessTokenUrl"] == f"s3://{bucket}/schwab/tokens.access.json"
     else:
         assert out["StoreUrl"] == f"secretsmanager://{name}/tokens"
+        assert out["AccessTokenUrl"] == f"ssm:/{name}/tokens.access"
+    assert access_url(out["StoreUrl"]) == out["AccessTokenUrl"]  # the library's rule
     if on(deployment, "CredentialsStore", "ParameterStore"):
         assert out["CredentialsSecretName"] == f"ssm:/{name}/credentials"
     else:
@@ -178,6 +191,7 @@ def test_outputs_name_what_the_cli_and_consumers_need(stack: tuple[Deployment, A
         assert deployment.properties("CredentialsSecret")["Name"] == f"{name}/credentials"
     assert out["AlarmTopicArn"] == deployment.physical("AlarmTopic")
     assert out["ReaderPolicyArn"] == deployment.physical("TokenReaderPolicy")
+    assert out["TokenDocumentPolicyArn"] == deployment.physical("TokenDocumentPolicy")
     assert out["LayerArn"].startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{name}-")
     if "LoginUrl" in out:
         assert out["LoginUrl"].endswith("/")
@@ -207,10 +221,10 @@ def test_the_functions_environment_is_what_the_library_reads(
     assert refresher["Architectures"] == ["arm64"]
     assert refresher["Layers"][0] == {"Ref": next(n for n in deployment.resources if "Layer" in n)}
     assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in json.dumps(refresher["Layers"][1])
-    assert refresher["ReservedConcurrentExecutions"] == 1
 
     consumer = function_env(deployment, session, "ExampleConsumerFunction")
-    assert consumer == {"TOKEN_STORE_URL": out["StoreUrl"]}
+    assert consumer == {"TOKEN_ACCESS_URL": out["AccessTokenUrl"]}
+    assert Settings.from_env(consumer).access_url == out["AccessTokenUrl"]
     if deployment.has("LoginFunction"):
         login_env = function_env(deployment, session, "LoginFunction")
         login = Settings.from_env(login_env)
@@ -221,11 +235,51 @@ def test_the_functions_environment_is_what_the_library_reads(
         )
         assert login.login_url is None  # derived from the request: no circular reference
         properties = translated(deployment, "LoginFunction")["Properties"]
-        assert properties["ReservedConcurrentExecutions"] == 2
         assert properties["Timeout"] == 90
         assert (login.http_timeout, login.http_retries) == (10, 1)
         assert properties["Architectures"] == ["arm64"]
         assert "TracingConfig" not in properties
+
+
+def test_no_function_reserves_concurrency_unless_enabled(stack: tuple[Deployment, Any]) -> None:
+    """Any reservation fails the deploy on a new account (concurrency quota 10, of which Lambda
+    keeps 10 unreserved): only ReservedConcurrency=Enabled reserves, 1 for the refresher and 2
+    for the login function; in SAM's translation and in the functions as created."""
+    deployment, session = stack
+    enabled = on(deployment, "ReservedConcurrency", "Enabled")
+    expected = {"RefresherFunction": 1, "LoginFunction": 2} if enabled else {}
+    functions = [
+        name for name, (kind, _) in deployment.resources.items() if kind == "AWS::Lambda::Function"
+    ]
+    assert {"RefresherFunction", "ExampleConsumerFunction"} <= set(functions)
+    reserved = {}
+    for name in functions:
+        properties = translated(deployment, name)["Properties"]
+        created = session.client("lambda").get_function(FunctionName=deployment.physical(name))
+        on_moto = created.get("Concurrency", {}).get("ReservedConcurrentExecutions")
+        assert properties.get("ReservedConcurrentExecutions") == on_moto, name
+        if on_moto is not None:
+            reserved[name] = on_moto
+    assert reserved == {n: v for n, v in expected.items() if n in functions}
+
+
+def test_keys_and_the_token_store_are_retained(stack: tuple[Deployment, Any]) -> None:
+    """In SAM's translation (what CloudFormation receives), every KMS key and the resource that
+    holds the token survive the stack's deletion and a replacement."""
+    deployment, _ = stack
+    resources = {
+        name: resolve(r, deployment.conditions)
+        for name, r in deployment.translated["Resources"].items()
+        if deployment.conditions.get(r.get("Condition", ""), True)
+    }
+    keys = {n for n, r in resources.items() if r["Type"] == "AWS::KMS::Key"}
+    store = "TokenBucket" if on(deployment, "StoreType", "S3") else "TokenSecret"
+    assert store in resources and deployment.has(store)
+    assert len(keys) == (1 if on(deployment, "Encryption", "CustomerManagedKey") else 0)
+    for name in keys | {store}:
+        resource = resources[name]
+        policies = (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+        assert policies == ("Retain", "Retain"), name
 
 
 @where("HostedLogin", "Enabled")
@@ -304,17 +358,21 @@ def test_policies_as_created_grant_the_store_credentials_and_topic_only(
     iam = session.client("iam")
     writer = managed_policy(session, deployment.physical("TokenWriterPolicy"))
     reader = managed_policy(session, deployment.physical("TokenReaderPolicy"))
+    bot = managed_policy(session, deployment.physical("TokenDocumentPolicy"))
     inline = role_policies(session, deployment.physical("RefresherFunctionRole"))
     refresher = set().union(*(actions(d) for d in inline)) | actions(writer)
     cmk = on(deployment, "Encryption", "CustomerManagedKey")
+    s3 = on(deployment, "StoreType", "S3")
+    view = {"ssm:GetParameter", "ssm:PutParameter"}
     store = (
-        {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
-        if on(deployment, "StoreType", "S3")
+        {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+        if s3
         else {
             "secretsmanager:GetSecretValue",
             "secretsmanager:DescribeSecret",
             "secretsmanager:PutSecretValue",
             "secretsmanager:UpdateSecretVersionStage",
+            *view,
         }
     )
     credentials = (
@@ -323,27 +381,56 @@ def test_policies_as_created_grant_the_store_credentials_and_topic_only(
         else {"secretsmanager:GetSecretValue"}
     )
     kms = {"kms:Decrypt", "kms:GenerateDataKey"} if cmk else set()
+    if cmk and not s3:
+        kms.add("kms:Encrypt")  # SSM encrypts the view's SecureString under the key
     assert refresher == store | credentials | kms | {"sns:Publish", "sqs:SendMessage"}
-    assert actions(reader) == (
-        {"s3:GetObject"} if on(deployment, "StoreType", "S3") else {"secretsmanager:GetSecretValue"}
-    ) | ({"kms:Decrypt"} if cmk else set())
-    token = (
-        f"arn:aws:s3:::{deployment.physical('TokenBucket')}/schwab/tokens.json"
-        if on(deployment, "StoreType", "S3")
-        else f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{deployment.name}/tokens-AbCdEf"
+    assert actions(bot) == store | kms
+    assert actions(reader) == ({"s3:GetObject"} if s3 else {"ssm:GetParameter"}) | (
+        {"kms:Decrypt"} if cmk else set()
+    )
+    # The reader: the access view's object or parameter, and the key (for the view only).
+    view_arn = (
+        f"arn:aws:s3:::{deployment.physical('TokenBucket')}/schwab/tokens.access.json"
+        if s3
+        else f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/tokens.access"
     )
     key = [deployment.outputs["KmsKeyArn"]] if cmk else []
-    assert sorted(s["Resource"] for s in reader["Statement"]) == sorted([token, *key])
+    assert sorted(s["Resource"] for s in reader["Statement"]) == sorted([view_arn, *key])
+    for statement in reader["Statement"]:
+        if statement["Action"] == "kms:Decrypt":
+            context = {
+                k: v
+                for k, v in statement["Condition"]["StringEquals"].items()
+                if k.startswith("kms:EncryptionContext:")
+            }
+            assert list(context.values()) == [view_arn], context
+    credentials_name = f"{deployment.name}/credentials"  # the parameter's or the secret's
+    assert "tokens.json" not in json.dumps(reader) and credentials_name not in json.dumps(reader)
+    # The bot: the document, the lease and the view; never the notes or the credentials.
+    assert "tokens.json.notes" not in json.dumps(bot) and credentials_name not in json.dumps(bot)
+    if s3:  # listing: the bucket, and only the store's keys
+        bucket = deployment.physical("TokenBucket")
+        for policy, keys in (
+            (writer, ["tokens.json", "tokens.json.notes", "tokens.json.lease"]),
+            (bot, ["tokens.json", "tokens.json.lease"]),
+        ):
+            (listing,) = [s for s in policy["Statement"] if s["Action"] == "s3:ListBucket"]
+            assert listing["Resource"] == f"arn:aws:s3:::{bucket}"
+            prefixes = [f"schwab/{k}" for k in keys] + ["schwab/tokens.access.json"]
+            assert listing["Condition"] == {"StringEquals": {"s3:prefix": prefixes}}
     if on(deployment, "CredentialsStore", "ParameterStore"):
-        (statement,) = [s for s in writer["Statement"] if s["Action"] == "ssm:GetParameter"]
-        assert statement["Resource"] == (
-            f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/credentials"
-        )
+        parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/credentials"
+        reads = [s for s in writer["Statement"] if "ssm:GetParameter" in as_list(s["Action"])]
+        assert parameter in [s["Resource"] for s in reads]
     # The roles that SAM made: the writer policy is attached to the refresher and the login.
     for function in ("RefresherFunctionRole", "LoginFunctionRole"):
         if deployment.has(function):
             attached = translated(deployment, function)["Properties"]["ManagedPolicyArns"]
             assert {"Ref": "TokenWriterPolicy"} in attached, function
+            assert {"Ref": "TokenDocumentPolicy"} not in attached, function
+    consumer = translated(deployment, "ExampleConsumerFunctionRole")["Properties"]
+    assert consumer["ManagedPolicyArns"][-1] == {"Ref": "TokenReaderPolicy"}
+    assert "Policies" not in consumer
     if deployment.has("LoginFunctionRole"):
         login_role = deployment.physical("LoginFunctionRole")
         assert iam.list_role_policies(RoleName=login_role)["PolicyNames"] == []
@@ -436,3 +523,68 @@ def test_the_dashboard_shows_the_refresher_and_the_two_alarms(
     assert deployment.outputs["DashboardUrl"].endswith(
         f"#dashboards:name={deployment.name}-{REGION}"
     )
+
+
+# ---------------------------------------------------------------------------- the consumer
+@pytest.mark.parametrize("stack", ["defaults", "secretsmanager-store"], indirect=True)
+def test_the_example_consumer_reads_the_view_with_only_the_reader_policy(
+    stack: tuple[Deployment, Any], emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a refresh of the deployed store, the example consumer's handler, run with its
+    deployed environment by an IAM user holding only the reader policy, answers the fingerprint
+    of the current access token from the view; the token document is AccessDenied to it.
+
+    moto checks the action (and S3's object) of every call with IAM enforced; it compares other
+    services' resources with "*" (``tests.template.iam.for_moto``), so the SSM parameter's own
+    scoping is checked on the policy as created (test_policies_as_created_...)."""
+    from botocore.exceptions import ClientError
+    from moto.core import enable_iam_authentication
+
+    from schwab_tokens import aws
+    from schwab_tokens.errors import AccessDenied
+    from schwab_tokens.refresh import Outcome, run
+    from schwab_tokens.stores import store_from_url
+    from tests.helpers import LambdaContext, lambda_event, load_handler, login, oauth_for
+
+    deployment, session = stack
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    aws.reset_clients()
+    out = deployment.outputs
+    if not deployment.has("TokenBucket"):  # moto's CloudFormation cannot make the secret
+        with contextlib.suppress(ClientError):
+            session.client("secretsmanager").create_secret(Name=f"{deployment.name}/tokens")
+    # The administrator's first login, then the library's refresh of the deployed store.
+    store = store_from_url(out["StoreUrl"])
+    login(store, emulator)
+    result = run(store, lambda: oauth_for(emulator), force=True, clock=emulator.now)
+    assert result.outcome is Outcome.REFRESHED, result
+    current = store.read().token
+    reader = managed_policy(session, deployment.physical("TokenReaderPolicy"))
+    keys = make_user(session.client("iam"), f"{deployment.name}-consumer", [reader])
+
+    environment = function_env(deployment, session, "ExampleConsumerFunction")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TOKEN_STORE_URL", raising=False)
+    with enable_iam_authentication(), with_keys(keys):
+        consumer = load_handler("example_consumer")  # a cold start: TokenReader.from_env()
+        answer = consumer.lambda_handler(lambda_event("consumer.json"), LambdaContext())
+        assert answer["fingerprint"] == current.fingerprint
+        assert answer["access_seconds_left"] > 0
+        # With only the reader policy, the token document is AccessDenied; the view is not.
+        with pytest.raises(AccessDenied):
+            store_from_url(out["StoreUrl"]).read()
+        denied = session.client(
+            "s3" if deployment.has("TokenBucket") else "secretsmanager",
+            aws_access_key_id=keys["id"],
+            aws_secret_access_key=keys["secret"],
+        )
+        with pytest.raises(ClientError) as refused:
+            if deployment.has("TokenBucket"):
+                bucket = deployment.physical("TokenBucket")
+                denied.get_object(Bucket=bucket, Key="schwab/tokens.json")
+            else:
+                denied.get_secret_value(SecretId=f"{deployment.name}/tokens")
+        assert refused.value.response["Error"]["Code"] in DENIED
+    aws.reset_clients()

@@ -4,45 +4,55 @@ policies, against moto's server with IAM enforcement on, and every call it makes
 For each store the stack is deployed on the server (``tests.template.stack``) and its policies are
 read back from moto's IAM, resolved for the stack's real bucket, secret and topic: the
 refresher's (its role's inline policies and the shared TokenWriterPolicy), the login function's
-(TokenWriterPolicy) and the consumers' (TokenReaderPolicy). One IAM user per identity holds
-exactly those documents; its keys reach the package through boto3's own chain (environment
-variables), with ``schwab_tokens.aws.reset_clients()`` between identities. Then:
+(TokenWriterPolicy), the consumers' (TokenReaderPolicy: the access view only) and the bots'
+(TokenDocumentPolicy: the whole document, for bots that refresh it themselves). One IAM user per
+identity holds exactly those documents; its keys reach the package through boto3's own chain
+(environment variables), with ``schwab_tokens.aws.reset_clients()`` between identities. Then:
 
 - an administrator stores the app credentials and logs in from a "laptop" (Schwab emulator);
 - the refresher runs a forced refresh, then a scheduled run a day before the login ends, which
   refreshes and notifies the topic (with a login link, so it reads the credentials again);
 - the hosted login replaces the login from a "phone" (start, Schwab, callback);
-- a consumer reads the token, and its schwab-py write hook is denied and says nothing;
-- the consumer is denied the app credentials and any write to the token.
+- a consumer reads the access view (TOKEN_ACCESS_URL), and its schwab-py hooks make no call;
+  reading the token document itself is AccessDenied;
+- a bot refreshes through TokenReader's schwab-py write hook, then runs the refresh policy
+  under the lease, with the bot policy alone;
+- the consumer is denied the app credentials, the token document and any write; the bot is
+  denied the app credentials and the notes.
 
 moto 5.2 checks the action of every request and, for S3, the object's ARN; it evaluates neither
 conditions nor resource policies, and compares other services' resources with ``*``: their
-statements are given ``Resource: "*"`` here (the actions stay exactly the template's), and their
-resource scoping is checked on the deployed template (test_deploy, test_template). Every call
-is recorded with botocore's ``after-call`` event; the grants no call used are printed.
+statements are given ``Resource: "*"`` here (``tests.template.iam.for_moto``: the actions stay
+exactly the template's), and their resource scoping and the KMS statements' encryption contexts
+are checked on the template (test_template, test_deploy). Every call is recorded with botocore's
+``after-call`` event; the grants no call used are printed, and there must be none but the ones
+AWS uses on the code's behalf (``USED_BY_LAMBDA``, ``IMPLICIT``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from schwab_tokens import TokenReader, aws, tickets
+from schwab_tokens.access import AccessView
 from schwab_tokens.credentials import AppCredentials, store_credentials
+from schwab_tokens.errors import AccessDenied
+from schwab_tokens.refresh import Outcome, run
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import follow_authorize, lambda_event, login
+from tests.helpers import follow_authorize, lambda_event, login, oauth_for
 from tests.template import as_list
+from tests.template.iam import DENIED, Record, acting_as, grants, make_user
 from tests.template.stack import (
+    ACCOUNT,
     REGION,
     Deployment,
     deploy,
@@ -52,14 +62,18 @@ from tests.template.stack import (
 
 DOMAIN = "lpabcdefghijklmnopqrstuvwxyz0123.lambda-url.us-east-1.on.aws"
 LOGIN_URL = f"https://{DOMAIN}/"
-SERVICES = ("s3", "secretsmanager", "ssm", "sns")
-#: How a denial comes back (moto's JSON services answer a bare 403).
-DENIED = ("AccessDenied", "AccessDeniedException", "403")
-#: Granted until this round, removed because no call needs them (and s3:DeleteObject on the
-#: token object: only the lease object is ever deleted).
-REMOVED_ACTIONS = {"s3:ListBucket", "kms:Encrypt", "secretsmanager:ListSecretVersionIds"}
+#: Granted until an earlier round, removed because no call needs them (and s3:DeleteObject on
+#: the token object: only the lease object is ever deleted). No KMS call is the code's own:
+#: S3, Secrets Manager and SSM call KMS on the caller's behalf (test_template checks those).
+REMOVED_ACTIONS = {"secretsmanager:ListSecretVersionIds"}
 #: Used by Lambda itself on the role's behalf, never by the code: the on-failure destination.
 USED_BY_LAMBDA = {"sqs:SendMessage"}
+#: Evaluated by S3 itself, never called: a GetObject or HeadObject of a missing key answers 404
+#: NoSuchKey only to a caller that may list that key (s3:prefix = the key), 403 AccessDenied to
+#: any other, and the writers must tell a fresh stack's missing token ("login required") from a
+#: denial. moto answers 404 either way, so no recorded call can show it in use; its scoping (the
+#: bucket, the store's keys) is checked on the template (test_template, test_deploy).
+IMPLICIT = {"s3:ListBucket"}
 SCENARIOS = {
     "s3-store": {"StoreType": "S3", "CredentialsStore": "SecretsManager", "HostedLogin": "Enabled"},
     "secretsmanager-store": {
@@ -107,104 +121,6 @@ def iam_enforced(server: str) -> Iterator[None]:
         _post(server, "/moto-api/reset-auth", b"inf")
 
 
-# ---------------------------------------------------------------------------- identities
-@dataclass
-class Call:
-    identity: str
-    action: str  # the IAM action
-    resource: str  # the S3 object's ARN; "*" for other services (what moto checks)
-    error: str | None
-
-
-@dataclass
-class Record:
-    calls: list[Call] = field(default_factory=list)
-
-    def of(self, identity: str) -> list[Call]:
-        return [c for c in self.calls if c.identity == identity]
-
-    def denied(self, identity: str) -> list[Call]:
-        return [c for c in self.of(identity) if c.error in DENIED]
-
-
-def _iam_action(service: str, operation: str) -> str:
-    return (
-        "s3:GetObject" if (service, operation) == ("s3", "HeadObject") else f"{service}:{operation}"
-    )
-
-
-@contextmanager
-def acting_as(identity: str, keys: dict[str, str], record: Record) -> Iterator[None]:
-    """The package's AWS calls made with ``keys`` (environment variables, boto3's own chain),
-    each recorded with the action IAM checks."""
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID=keys["id"], AWS_SECRET_ACCESS_KEY=keys["secret"])
-    aws.reset_clients()
-
-    def after_call(
-        http_response: Any, parsed: Any, model: Any, params: Any = None, **_: Any
-    ) -> None:
-        service = model.service_model.endpoint_prefix
-        resource = "*"
-        if service == "s3":
-            resource = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
-        error = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
-        record.calls.append(Call(identity, _iam_action(service, model.name), resource, error))
-
-    def remember_params(params: Any, context: Any, **_: Any) -> None:
-        context["schwab_tokens_params"] = dict(params)
-
-    def with_params(context: Any, **kwargs: Any) -> None:
-        after_call(params=context.get("schwab_tokens_params"), **kwargs)
-
-    for service in SERVICES:
-        events = aws.client(service).meta.events
-        events.register("provide-client-params.*.*", remember_params)
-        events.register("after-call.*.*", with_params)
-    try:
-        yield
-    finally:
-        aws.reset_clients()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def for_moto(document: dict[str, Any]) -> dict[str, Any]:
-    """The template's document as moto can check it: S3 statements exactly as they are; others
-    with ``Resource: "*"`` (moto compares their resource with "*", see the module docstring)."""
-    statements = []
-    for statement in document["Statement"]:
-        names = as_list(statement["Action"])
-        if not all(name.startswith("s3:") for name in names):
-            statement = {**statement, "Resource": "*"}
-        statements.append(statement)
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
-def grants(documents: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """(action, resource) pairs; resource "*" for services other than S3."""
-    found = set()
-    for document in documents:
-        for statement in document["Statement"]:
-            for name in as_list(statement["Action"]):
-                for target in as_list(statement["Resource"]):
-                    found.add((name, target if name.startswith("s3:") else "*"))
-    return found
-
-
-def make_user(iam: Any, name: str, documents: list[dict[str, Any]]) -> dict[str, str]:
-    iam.create_user(UserName=name)
-    for number, document in enumerate(documents):
-        iam.put_user_policy(
-            UserName=name, PolicyName=f"template-{number}", PolicyDocument=json.dumps(document)
-        )
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
-
-
 # ---------------------------------------------------------------------------- the world
 @dataclass
 class World:
@@ -218,6 +134,10 @@ class World:
     @property
     def store_url(self) -> str:
         return self.deployment.outputs["StoreUrl"]
+
+    @property
+    def access_url(self) -> str:
+        return self.deployment.outputs["AccessTokenUrl"]
 
     @property
     def credentials(self) -> str:
@@ -270,10 +190,11 @@ def world(
         "refresher": [writer, *inline],
         "login": [writer],
         "reader": [managed_policy(session, deployment.physical("TokenReaderPolicy"))],
+        "bot": [managed_policy(session, deployment.physical("TokenDocumentPolicy"))],
         "admin": [{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}],
     }
     keys = {
-        name: make_user(iam, f"{deployment.name}-{name}", [for_moto(d) for d in documents])
+        name: make_user(iam, f"{deployment.name}-{name}", documents)
         for name, documents in policies.items()
     }
     # What the stack makes and moto's CloudFormation cannot (stood in): the empty secrets.
@@ -346,67 +267,182 @@ def test_every_call_is_allowed_and_every_grant_is_used(
             > current.creation_timestamp
         )
 
-    with world.acting_as("reader"):  # a consumer with the reader policy
-        reader = TokenReader(world.store_url)
-        assert reader.access_token()
-        _, write = reader.access_functions()
-        write(reader.document(), refresh_token="r", access_token="a")  # denied, quietly
-    # The write hook's first write call is refused (S3: the conditional put; Secrets Manager:
-    # reading the labels before a new version), and the hook returns without raising.
-    (refused,) = record.denied("reader")
-    assert refused.action in ("s3:PutObject", "secretsmanager:DescribeSecret"), refused
+    with world.acting_as("admin"):
+        stored = store_from_url(world.store_url).read().token
 
-    for identity in ("admin", "refresher", "login"):
+    with world.acting_as("reader"):  # a consumer with the reader policy: the access view
+        reader = TokenReader.from_env({"TOKEN_ACCESS_URL": world.access_url})
+        assert reader.access_token() == stored.access_token  # the login's view, kept by it
+        assert isinstance(reader.token(), AccessView)
+        assert "refresh_token" not in reader.document()["token"]
+        read, write = reader.access_functions()
+        assert read()["token"]["access_token"] == stored.access_token
+        write(read(), refresh_token="r", access_token="a")  # nothing to store: no call at all
+        # The acceptance check: with only the reader policy the token document is AccessDenied.
+        with pytest.raises(AccessDenied):
+            TokenReader(world.store_url).token()
+    (refused,) = record.denied("reader")
+    assert (refused.action, refused.target) in (
+        ("s3:GetObject", world.store_url.replace("s3://", "arn:aws:s3:::")),
+        ("secretsmanager:GetSecretValue", world.store_url.removeprefix("secretsmanager://")),
+    ), refused
+    allowed = [(c.action, c.target) for c in record.of("reader") if c.error is None]
+    assert allowed in (
+        [("s3:GetObject", world.access_url.replace("s3://", "arn:aws:s3:::"))],
+        [("ssm:GetParameter", world.access_url.removeprefix("ssm:"))],
+    ), allowed
+
+    with world.acting_as("bot"):  # a long-running bot that refreshes itself: the bot policy
+        bot = TokenReader(world.store_url)
+        held = bot.token()
+        _, hook = bot.access_functions()
+        # What schwab-py's client does when its token nears expiry: authlib refreshes at
+        # Schwab (the emulator) with the bot's own app, then calls the write hook.
+        answer = oauth_for(emulator).refresh(held.refresh_token)
+        new = held.refreshed(answer, now=emulator.now())
+        hook(
+            new.schwab_py_document(), refresh_token=new.refresh_token, access_token=new.access_token
+        )
+        store = store_from_url(world.store_url)
+        assert store.read().token.access_token == new.access_token
+        view, _ = store.view.current()
+        assert view is not None and view.access_token == new.access_token  # kept in step
+        # The refresh policy under the lease, as `schwab-tokens watch` runs it.
+        result = run(store, lambda: oauth_for(emulator), force=True, clock=emulator.now)
+        assert result.outcome is Outcome.REFRESHED, result
+        assert store.view.current()[0] == AccessView.from_token(store.read().token)
+    # Neither the notes nor the app credentials (the bot brings its own app).
+    touched = {c.target for c in record.of("bot")}
+    assert not [t for t in touched if t.endswith(".notes") or "credentials" in t], touched
+
+    for identity in ("admin", "refresher", "login", "bot"):
         assert not record.denied(identity), record.denied(identity)
 
     with capsys.disabled():
         print(f"\n{world.deployment.name}: grants no call used")
-    for identity in ("refresher", "login", "reader"):
+    for identity in ("refresher", "login", "reader", "bot"):
         granted = grants(world.policies[identity])
         used = {(c.action, c.resource) for c in record.of(identity) if c.error is None}
-        unused = {g for g in granted - used if g[0] not in USED_BY_LAMBDA}
+        unused = {g for g in granted - used if g[0] not in USED_BY_LAMBDA | IMPLICIT}
         with capsys.disabled():
             print(f"  {identity}: {sorted(unused) or 'none'} (of {len(granted)})")
         assert not unused, f"{identity} holds grants no call used: {sorted(unused)}"
-    # What the template granted until this round: no call needs it.
+    # What the template granted until an earlier round: no call needs it.
     functions = [c for c in record.calls if c.identity != "admin"]
-    assert not {c.action for c in functions} & REMOVED_ACTIONS
+    assert not {c.action for c in functions} & (REMOVED_ACTIONS | IMPLICIT)
     assert all(c.resource.endswith(".lease") for c in functions if c.action == "s3:DeleteObject")
 
 
-def test_a_consumer_cannot_read_the_app_credentials_or_write_the_token(world: World) -> None:
+def attempts_denied(world: World, identity: str, attempts: list[Any]) -> None:
     import boto3
     from botocore.exceptions import ClientError
 
-    world.admin_login()
-    keys = world.keys["reader"]
+    keys = world.keys[identity]
     session = boto3.session.Session(
         aws_access_key_id=keys["id"], aws_secret_access_key=keys["secret"], region_name=REGION
     )
-    attempts = []
-    if world.credentials.startswith("ssm:"):
-        name = world.credentials.removeprefix("ssm:")
-        attempts.append(lambda: session.client("ssm").get_parameter(Name=name, WithDecryption=True))
-    else:
-        attempts.append(
-            lambda: session.client("secretsmanager").get_secret_value(SecretId=world.credentials)
-        )
-    if world.deployment.has("TokenBucket"):
-        bucket = world.deployment.physical("TokenBucket")
-        s3 = session.client("s3")
-        for key in ("schwab/tokens.json", "schwab/tokens.json.notes", "schwab/tokens.json.lease"):
-            attempts.append(lambda key=key: s3.put_object(Bucket=bucket, Key=key, Body=b"{}"))
-        attempts.append(lambda: s3.get_object(Bucket=bucket, Key="schwab/tokens.json.notes"))
-        attempts.append(lambda: s3.delete_object(Bucket=bucket, Key="schwab/tokens.json"))
-    else:
-        sm = session.client("secretsmanager")
-        name = f"{world.deployment.name}/tokens"
-        attempts.append(lambda: sm.put_secret_value(SecretId=name, SecretString="{}"))
-        attempts.append(lambda: sm.describe_secret(SecretId=name))
-        attempts.append(
-            lambda: sm.update_secret_version_stage(SecretId=name, VersionStage="lease.x")
-        )
     for attempt in attempts:
         with pytest.raises(ClientError) as denied:
-            attempt()
-        assert denied.value.response["Error"]["Code"] in DENIED
+            attempt(session)
+        assert denied.value.response["Error"]["Code"] in DENIED, attempt
+
+
+def credentials_attempts(world: World) -> list[Any]:
+    """Reading the app credentials (a secret; an SSM parameter only where the identity holds no
+    ssm:GetParameter at all: moto compares SSM resources with "*", so the parameter's own
+    scoping is checked on the policy as created instead, below)."""
+    if world.credentials.startswith("ssm:"):
+        name = world.credentials.removeprefix("ssm:")
+        return [lambda s: s.client("ssm").get_parameter(Name=name, WithDecryption=True)]
+    return [lambda s: s.client("secretsmanager").get_secret_value(SecretId=world.credentials)]
+
+
+def ssm_resources(world: World, identity: str) -> set[str]:
+    return {
+        resource
+        for document in world.policies[identity]
+        for statement in document["Statement"]
+        if any(action.startswith("ssm:") for action in as_list(statement["Action"]))
+        for resource in as_list(statement["Resource"])
+    }
+
+
+def consumer_is_denied_the_token_document_the_credentials_and_any_write(world: World) -> None:
+    view_parameter = (
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{world.deployment.name}/tokens.access"
+    )
+    attempts = []
+    if world.deployment.has("TokenBucket"):
+        bucket = world.deployment.physical("TokenBucket")
+        attempts += credentials_attempts(world)
+        for key in ("tokens.json", "tokens.json.notes", "tokens.json.lease", "tokens.access.json"):
+            attempts.append(
+                lambda s, key=key: s.client("s3").put_object(
+                    Bucket=bucket, Key=f"schwab/{key}", Body=b"{}"
+                )
+            )
+        for key in ("tokens.json", "tokens.json.notes", "tokens.json.lease"):
+            attempts.append(
+                lambda s, key=key: s.client("s3").get_object(Bucket=bucket, Key=f"schwab/{key}")
+            )
+        attempts.append(
+            lambda s: s.client("s3").delete_object(Bucket=bucket, Key="schwab/tokens.json")
+        )
+        assert ssm_resources(world, "reader") == set()
+    else:
+        name = f"{world.deployment.name}/tokens"
+        attempts.append(lambda s: s.client("secretsmanager").get_secret_value(SecretId=name))
+        attempts.append(
+            lambda s: s.client("secretsmanager").put_secret_value(SecretId=name, SecretString="{}")
+        )
+        attempts.append(lambda s: s.client("secretsmanager").describe_secret(SecretId=name))
+        attempts.append(
+            lambda s: s.client("secretsmanager").update_secret_version_stage(
+                SecretId=name, VersionStage="lease.x"
+            )
+        )
+        attempts.append(
+            lambda s: s.client("ssm").put_parameter(
+                Name=f"/{name}.access", Value="{}", Type="SecureString", Overwrite=True
+            )
+        )
+        # The consumer holds ssm:GetParameter on the view's parameter, and on nothing else.
+        assert ssm_resources(world, "reader") == {view_parameter}
+    attempts_denied(world, "reader", attempts)
+
+
+def bot_is_denied_the_app_credentials_and_the_notes(world: World) -> None:
+    """A bot brings its own app key and secret; the notes are the refresher's bookkeeping."""
+    attempts = []
+    if world.deployment.has("TokenBucket"):
+        bucket = world.deployment.physical("TokenBucket")
+        attempts += credentials_attempts(world)
+        attempts.append(
+            lambda s: s.client("s3").get_object(Bucket=bucket, Key="schwab/tokens.json.notes")
+        )
+        attempts.append(
+            lambda s: s.client("s3").put_object(
+                Bucket=bucket, Key="schwab/tokens.json.notes", Body=b"{}"
+            )
+        )
+        attempts.append(
+            lambda s: s.client("s3").delete_object(Bucket=bucket, Key="schwab/tokens.json")
+        )
+    else:
+        # The notes are a staging label of the token's secret (the store's own actions); the
+        # credentials parameter is outside the bot's one SSM resource, the view's parameter.
+        name = world.deployment.name
+        assert ssm_resources(world, "bot") == {
+            f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}/tokens.access"
+        }
+        attempts.append(lambda s: s.client("ssm").delete_parameter(Name=f"/{name}/tokens.access"))
+        attempts.append(
+            lambda s: s.client("secretsmanager").delete_secret(SecretId=f"{name}/tokens")
+        )
+    attempts_denied(world, "bot", attempts)
+
+
+def test_consumers_and_bots_are_denied_what_they_do_not_need(world: World) -> None:
+    world.admin_login()
+    consumer_is_denied_the_token_document_the_credentials_and_any_write(world)
+    bot_is_denied_the_app_credentials_and_the_notes(world)

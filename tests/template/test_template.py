@@ -1,9 +1,9 @@
 """What a security reviewer checks in template.yaml, read statically (no AWS, no network).
 
 Most checks run for every combination of the choice parameters (StoreType, Encryption,
-CredentialsStore, HostedLogin, DetailedMetrics: 32 deployments), on the template as CloudFormation
-would deploy it (``tests.template.resolved_template``: Conditions decided, ``Fn::If`` resolved),
-so both branches of every condition are read.
+CredentialsStore, HostedLogin, DetailedMetrics, ReservedConcurrency: 64 deployments), on the
+template as CloudFormation would deploy it (``tests.template.resolved_template``: Conditions
+decided, ``Fn::If`` resolved), so both branches of every condition are read.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from typing import Any
 
 import pytest
 
+from schwab_tokens.refresh import LEASE_WAIT_SECONDS
+from schwab_tokens.settings import DEFAULT_LEASE_TTL
 from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
 from tests.template import (
     NO_VALUE,
     REPO,
     all_combinations,
     as_list,
+    conditions,
     evaluate,
     load_template,
     parameter_values,
@@ -35,9 +38,20 @@ TOKEN_KEY = "schwab/tokens.json"
 TOKEN = "${TokenBucket.Arn}/" + TOKEN_KEY
 NOTES = TOKEN + ".notes"  # the S3 store's notes object (stores/s3.py)
 LEASE = TOKEN + ".lease"  # the S3 store's lease object
+VIEW_KEY = "schwab/tokens.access.json"  # the S3 store's access view (stores.access_url)
+VIEW = "${TokenBucket.Arn}/" + VIEW_KEY
+#: Every key under schwab/ the stack's writers use: the token, its notes and lease, and the
+#: access view consumers read.
+STORE_KEYS = [TOKEN_KEY, TOKEN_KEY + ".notes", TOKEN_KEY + ".lease", VIEW_KEY]
+BUCKET = "GetAtt:TokenBucket.Arn"
 PARAMETER = (
     "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
     "/${AWS::StackName}/credentials"
+)
+#: The Secrets Manager store's access view: the SSM SecureString /<stack>/tokens.access.
+VIEW_PARAMETER = (
+    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+    "/${AWS::StackName}/tokens.access"
 )
 KEY = "GetAtt:TokenKey.Arn"
 SECRETS_STORE = {
@@ -46,8 +60,12 @@ SECRETS_STORE = {
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
 }
-#: Granted until this round and removed: nobody calls them (test_least_privilege).
-REMOVED = {"s3:ListBucket", "kms:Encrypt", "secretsmanager:ListSecretVersionIds"}
+#: Granted until an earlier round and removed: nobody calls them (test_least_privilege).
+#: (kms:Encrypt is back, for one use only: SSM encrypting the access view's SecureString.)
+REMOVED = {"secretsmanager:ListSecretVersionIds"}
+#: The identities and the policies they hold (``documents``): the two functions that write the
+#: token, the consumers (TokenReaderPolicy) and bots that refresh it (TokenDocumentPolicy).
+MANAGED = {"reader": "TokenReaderPolicy", "bot": "TokenDocumentPolicy"}
 
 #: Actions that change a store, a secret or encrypt with a key: never on "*".
 WRITE_ACTION = re.compile(
@@ -119,8 +137,8 @@ def shape(combo: dict[str, str]) -> dict[str, Any]:
 def documents(template: dict[str, Any], identity: str) -> list[dict[str, Any]]:
     """The policy documents an identity holds: its function's inline ones and managed ones."""
     res = template["Resources"]
-    if identity == "reader":
-        return [res["TokenReaderPolicy"]["Properties"]["PolicyDocument"]]
+    if identity in MANAGED:
+        return [res[MANAGED[identity]]["Properties"]["PolicyDocument"]]
     function = {"refresher": "RefresherFunction", "login": "LoginFunction"}[identity]
     found = []
     for policy in res[function]["Properties"].get("Policies", []):
@@ -187,6 +205,8 @@ def test_parameters_of_the_contract() -> None:
         "Encryption": (["AwsManaged", "CustomerManagedKey"], "AwsManaged"),
         "CredentialsStore": (["ParameterStore", "SecretsManager"], "ParameterStore"),
         "DetailedMetrics": (["Enabled", "Disabled"], "Disabled"),
+        # Any reservation fails the deploy on a new account: opt-in.
+        "ReservedConcurrency": (["Enabled", "Disabled"], "Disabled"),
     }
     for name, (allowed, default) in choices.items():
         assert sorted(params[name]["AllowedValues"]) == sorted(allowed), name
@@ -207,18 +227,172 @@ def test_parameters_of_the_contract() -> None:
     assert resource("AlarmEmailSubscription")["Condition"] == "HasAlarmEmail"
 
 
-def test_the_official_powertools_layer_is_the_default() -> None:
-    for function in ("RefresherFunction", "LoginFunction"):
-        layers = props(function)["Layers"]
-        assert layers[0] == {"Ref": "SchwabTokensLayer"}
-        condition, official, chosen = layers[1]["Fn::If"]
-        assert condition == "UseOfficialPowertools"
-        assert chosen == {"Ref": "PowertoolsLayerArn"}
-        assert re.fullmatch(
-            r"arn:\$\{AWS::Partition\}:lambda:\$\{AWS::Region\}:017000801446:layer:"
-            r"AWSLambdaPowertoolsPythonV3-python312-arm64:\d+",
-            sub_text(official),
-        )
+class MappingNotFound(LookupError):
+    """What CloudFormation stops a deploy with: "Unable to get mapping for Map::Key::Key"."""
+
+
+def evaluate_value(node: Any, values: dict[str, str], conds: dict[str, bool]) -> Any:
+    """A property value as CloudFormation computes it for these parameter and pseudo-parameter
+    values: only the chosen branch of an ``Fn::If`` is evaluated (as CloudFormation does: a
+    lookup in the other one may fail)."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return values[argument]
+        if function == "Fn::If":
+            name, when_true, when_false = argument
+            return evaluate_value(when_true if conds[name] else when_false, values, conds)
+        if function == "Fn::FindInMap":
+            name, *keys = [evaluate_value(a, values, conds) for a in argument]
+            found = load_template()["Mappings"][name]
+            for key in keys:
+                if key not in found:
+                    raise MappingNotFound("::".join([name, *keys]))
+                found = found[key]
+            return found
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            known = dict(values)
+            known.update({k: evaluate_value(v, values, conds) for k, v in variables.items()})
+            return re.sub(r"\$\{([^}]+)\}", lambda m: str(known[m[1]]), text)
+    return node
+
+
+#: A region of each partition, and the partition CloudFormation's AWS::Partition gives there.
+PARTITIONS = {
+    "us-east-1": "aws",
+    "eu-west-1": "aws",
+    "ap-southeast-2": "aws",
+    "cn-north-1": "aws-cn",
+    "cn-northwest-1": "aws-cn",
+    "us-gov-west-1": "aws-us-gov",
+    "us-gov-east-1": "aws-us-gov",
+    "us-iso-east-1": "aws-iso",
+}
+#: The official layer's account where Powertools publishes it (its installation docs).
+POWERTOOLS_ACCOUNTS = {
+    "us-east-1": "017000801446",
+    "eu-west-1": "017000801446",
+    "ap-southeast-2": "017000801446",
+    "cn-north-1": "498634801083",
+    "us-gov-west-1": "165093116878",
+    "us-gov-east-1": "165087284144",
+}
+
+
+def powertools_layer(function: str, region: str, overrides: dict[str, str] | None = None) -> Any:
+    """The function's Powertools layer ARN as CloudFormation resolves it in ``region``."""
+    template = load_template()
+    pseudo = {"AWS::Region": region, "AWS::Partition": PARTITIONS[region]}
+    values = {**parameter_values(template, overrides or {}), **pseudo}
+    layers = template["Resources"][function]["Properties"]["Layers"]
+    assert layers[0] == {"Ref": "SchwabTokensLayer"}
+    return evaluate_value(layers[1], values, conditions(template, values, pseudo))
+
+
+@pytest.mark.parametrize("function", ["RefresherFunction", "LoginFunction"])
+@pytest.mark.parametrize("region", sorted(POWERTOOLS_ACCOUNTS))
+def test_the_official_powertools_layer_resolves_in_each_partition(
+    function: str, region: str
+) -> None:
+    account, partition = POWERTOOLS_ACCOUNTS[region], PARTITIONS[region]
+    assert powertools_layer(function, region) == (
+        f"arn:{partition}:lambda:{region}:{account}:layer:"
+        "AWSLambdaPowertoolsPythonV3-python312-arm64:27"
+    )
+
+
+@pytest.mark.parametrize("function", ["RefresherFunction", "LoginFunction"])
+@pytest.mark.parametrize("region", ["cn-northwest-1", "us-iso-east-1"])
+def test_where_no_official_layer_is_published_the_deploy_stops_on_the_mapping(
+    function: str, region: str
+) -> None:
+    with pytest.raises(MappingNotFound, match=rf"^PowertoolsLayerByRegion::{region}::Account$"):
+        powertools_layer(function, region)
+    # ... and the parameter says where to give one.
+    description = load_template()["Parameters"]["PowertoolsLayerArn"]["Description"]
+    assert "cn-northwest-1" in description and "PowertoolsLayerByRegion" in description
+
+
+@pytest.mark.parametrize("function", ["RefresherFunction", "LoginFunction"])
+@pytest.mark.parametrize("region", sorted(PARTITIONS))
+def test_powertools_layer_arn_overrides_the_official_layer(function: str, region: str) -> None:
+    partition = PARTITIONS[region]
+    mine = f"arn:{partition}:lambda:{region}:123456789012:layer:my-powertools:3"
+    assert powertools_layer(function, region, {"PowertoolsLayerArn": mine}) == mine
+    pattern = re.compile(load_template()["Parameters"]["PowertoolsLayerArn"]["AllowedPattern"])
+    assert pattern.fullmatch(mine)
+
+
+# ---------------------------------------------------------------------------- names
+#: The longest stack name CloudFormation accepts (128 characters of [a-zA-Z][-a-zA-Z0-9]*).
+LONGEST_STACK_NAME = "s" + "-x" * 63 + "y"
+#: The longest region name (us-isof-south-1) and the longest partition.
+LONGEST = {
+    "AWS::StackName": LONGEST_STACK_NAME,
+    "AWS::Region": "us-isof-south-1",
+    "AWS::Partition": "aws-us-gov",
+    "AWS::AccountId": "123456789012",
+}
+#: The limits of every name the template builds from the stack name: (type, property) ->
+#: (maximum length, the characters allowed), from the CloudFormation resource schemas
+#: (LayerName 140, LogGroupName 512, AlarmName 255, AliasName 256, secret Name 512, key
+#: Description 8192) and CloudWatch's PutDashboard (DashboardName 255, A-Z a-z 0-9 - _).
+NAME_LIMITS: dict[tuple[str, str], tuple[int, str]] = {
+    ("AWS::Serverless::LayerVersion", "LayerName"): (140, r"[a-zA-Z0-9_-]+"),
+    ("AWS::Logs::LogGroup", "LogGroupName"): (512, r"[.\-_/#A-Za-z0-9]+"),
+    ("AWS::CloudWatch::Alarm", "AlarmName"): (255, r"\S+"),
+    ("AWS::KMS::Alias", "AliasName"): (256, r"alias/[a-zA-Z0-9:/_-]+"),
+    ("AWS::CloudWatch::Dashboard", "DashboardName"): (255, r"[A-Za-z0-9_-]+"),
+    ("AWS::SecretsManager::Secret", "Name"): (512, r"[A-Za-z0-9/_+=.@-]+"),
+    ("AWS::KMS::Key", "Description"): (8192, r".+"),
+}
+#: An SSM parameter's name may be 1011 characters long counting its whole ARN (the SSM and
+#: CloudFormation docs), in at most 15 levels.
+SSM_NAME_WITH_ARN = 1011
+
+
+def names_from_the_stack_name() -> dict[tuple[str, str, str], str]:
+    """(resource, type, property) -> the value, for every name or description built from the
+    stack's name, resolved for the longest stack name, region and partition."""
+    values = {**parameter_values(load_template(), {}), **LONGEST}
+    found = {}
+    for name, r in resources().items():
+        for key, value in r.get("Properties", {}).items():
+            if (key.endswith("Name") or key == "Description") and "AWS::StackName" in json.dumps(
+                value
+            ):
+                found[(name, r["Type"], key)] = evaluate_value(value, values, {})
+    return found
+
+
+def test_every_name_built_from_the_stack_name_fits_with_the_longest_stack_name() -> None:
+    assert len(LONGEST_STACK_NAME) == 128
+    found = names_from_the_stack_name()
+    # Every such name has its limit here: a new one must be looked up and added.
+    assert {(kind, key) for _, kind, key in found} == set(NAME_LIMITS)
+    for (name, kind, key), value in found.items():
+        limit, allowed = NAME_LIMITS[(kind, key)]
+        assert LONGEST_STACK_NAME in value, (name, value)
+        assert len(value) <= limit, f"{name}.{key}: {len(value)} > {limit} characters"
+        assert re.fullmatch(allowed, value), f"{name}.{key}: {value!r}"
+    # The layer's name was the tightest: 128 + "-layer" of 140.
+    layer = found[("SchwabTokensLayer", "AWS::Serverless::LayerVersion", "LayerName")]
+    assert layer == LONGEST_STACK_NAME + "-layer"
+
+
+def test_the_ssm_parameter_names_fit_with_the_longest_stack_name() -> None:
+    values = {**parameter_values(load_template(), {}), **LONGEST}
+    outputs = load_template()["Outputs"]
+    for arn_text, output in (
+        (PARAMETER, outputs["CredentialsSecretName"]["Value"]["Fn::If"][1]),
+        (VIEW_PARAMETER, outputs["AccessTokenUrl"]["Value"]["Fn::If"][2]),
+    ):
+        arn = evaluate_value({"Fn::Sub": arn_text}, values, {})
+        assert len(arn) <= SSM_NAME_WITH_ARN
+        name = arn.split(":parameter", 1)[1]
+        assert name.startswith("/") and name.count("/") <= 15
+        assert evaluate_value(output, values, {}) == "ssm:" + name
 
 
 # ---------------------------------------------------------------------------- timing
@@ -255,6 +429,20 @@ def test_margins_keep_refreshes_at_least_15_minutes_apart() -> None:
     assert margin["MinValue"] >= 60 * min(RATES.values()) + 360
 
 
+def test_the_refreshers_timeout_covers_its_worst_case() -> None:
+    refresher = props("RefresherFunction")
+    # Another writer's lease waited out, our own lease held to its deadline (Schwab's retries
+    # stop there), the notes' wait on Secrets Manager, and 30 s of AWS calls around them.
+    assert refresher["Timeout"] >= LEASE_WAIT_SECONDS + DEFAULT_LEASE_TTL + NOTES_WAIT_SECONDS + 30
+    assert refresher["Timeout"] <= 300  # and no slack beyond: a hung run is billed to the end
+    # Lambda retries a failed event 1 and then 2 minutes after an attempt: with every attempt
+    # running its full timeout, the last retry still starts before the event is too old.
+    invoke = refresher["EventInvokeConfig"]
+    attempts = 1 + invoke["MaximumRetryAttempts"]
+    last_start = (attempts - 1) * refresher["Timeout"] + 60 + 120
+    assert attempts == 3 and last_start <= invoke["MaximumEventAgeInSeconds"] <= 15 * 60
+
+
 def rules_pass(values: dict[str, str]) -> bool:
     """Evaluate the template's Rules as CloudFormation does for these parameter values."""
     for rule in load_template()["Rules"].values():
@@ -289,7 +477,8 @@ def test_rules_refuse_a_margin_shorter_than_the_interval_plus_360_seconds() -> N
 @each_combination
 def test_no_wildcard_action_and_no_write_on_a_wildcard_resource(combo: dict[str, str]) -> None:
     template = shape(combo)
-    identities = ["refresher", "reader"] + (["login"] if combo["HostedLogin"] == "Enabled" else [])
+    identities = ["refresher", "reader", "bot"]
+    identities += ["login"] if combo["HostedLogin"] == "Enabled" else []
     for identity in identities:
         for statement in statements(documents(template, identity)):
             assert statement["Effect"] == "Allow"
@@ -306,68 +495,224 @@ def test_each_identity_holds_exactly_what_its_calls_need(combo: dict[str, str]) 
     template = shape(combo)
     s3 = combo["StoreType"] == "S3"
     cmk = combo["Encryption"] == "CustomerManagedKey"
+    listing = {("s3:ListBucket", BUCKET)}  # implicit: missing keys answer 404, not 403
     if s3:
-        store = {(a, r) for a in ("s3:GetObject", "s3:PutObject") for r in (TOKEN, NOTES)}
+        token = {(a, r) for a in ("s3:GetObject", "s3:PutObject") for r in (TOKEN, VIEW)}
+        notes = {(a, NOTES) for a in ("s3:GetObject", "s3:PutObject")}
         lease = {(a, LEASE) for a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")}
+        view_read = {("s3:GetObject", VIEW)}
     else:
-        store = {(a, "Ref:TokenSecret") for a in SECRETS_STORE}
-        lease = set()  # staging labels: the store's own actions
+        token = {(a, "Ref:TokenSecret") for a in SECRETS_STORE}
+        token |= {(a, VIEW_PARAMETER) for a in ("ssm:GetParameter", "ssm:PutParameter")}
+        notes = lease = listing = set()  # staging labels: the store's own actions
+        view_read = {("ssm:GetParameter", VIEW_PARAMETER)}
     if combo["CredentialsStore"] == "ParameterStore":
         credentials = {("ssm:GetParameter", PARAMETER)}
     else:
         credentials = {("secretsmanager:GetSecretValue", "Ref:CredentialsSecret")}
     key = {("kms:Decrypt", KEY), ("kms:GenerateDataKey", KEY)} if cmk else set()
-    writer = store | credentials | key
+    if cmk and not s3:  # SSM encrypts the view's SecureString directly under the key
+        key.add(("kms:Encrypt", KEY))
+    writer = token | notes | listing | credentials | key
     assert grants(documents(template, "refresher")) == writer | lease | {
         ("sns:Publish", "Ref:AlarmTopic")
     }
     if combo["HostedLogin"] == "Enabled":
         assert grants(documents(template, "login")) == writer
-    read = ("s3:GetObject", TOKEN) if s3 else ("secretsmanager:GetSecretValue", "Ref:TokenSecret")
-    assert grants(documents(template, "reader")) == {read} | (
+    # Consumers: the access view, read only; bots: the document, the lease and the view.
+    assert grants(documents(template, "reader")) == view_read | (
         {("kms:Decrypt", KEY)} if cmk else set()
     )
-    for identity in ("refresher", "reader"):
+    assert grants(documents(template, "bot")) == token | lease | listing | key
+    for identity in ("refresher", "reader", "bot"):
         held = {action for action, _ in grants(documents(template, identity))}
         assert not held & REMOVED, identity
+    reader = {action for action, _ in grants(documents(template, "reader"))}
+    assert "s3:ListBucket" not in reader  # readers get no view of the bucket's keys
     assert ("s3:DeleteObject", TOKEN) not in grants(documents(template, "refresher"))
 
 
 @each_combination
-def test_kms_use_is_scoped_to_the_services_and_the_token(combo: dict[str, str]) -> None:
+def test_the_reader_policy_names_the_access_view_and_nothing_else(combo: dict[str, str]) -> None:
+    """What a leaked consumer role yields: the access view (30 minutes of API access), never the
+    token document (the refresh token: seven days), the notes, the lease or the credentials."""
     template = shape(combo)
-    kms = {
-        identity: [
-            s
-            for s in statements(documents(template, identity))
-            if any(a.startswith("kms:") for a in as_list(s["Action"]))
-        ]
-        for identity in ("refresher", "reader")
-    }
-    if combo["Encryption"] == "AwsManaged":
-        assert kms == {"refresher": [], "reader": []}
-        return
+    (document,) = documents(template, "reader")
+    view = VIEW if combo["StoreType"] == "S3" else VIEW_PARAMETER
+    for statement in statements([document]):
+        actions = as_list(statement["Action"])
+        if actions == ["kms:Decrypt"]:
+            assert statement["Resource"] == {"Fn::GetAtt": ["TokenKey", "Arn"]}
+            (context,) = [
+                v
+                for k, v in statement["Condition"]["StringEquals"].items()
+                if k.startswith("kms:EncryptionContext:")
+            ]
+            assert sub_text(context) == view  # decrypts the view's ciphertext only
+        else:
+            assert actions in (["s3:GetObject"], ["ssm:GetParameter"]), actions
+            assert [sub_text(r) for r in as_list(statement["Resource"])] == [view]
+        text = json.dumps(statement)
+        for other in ("tokens.json", "TokenSecret", "credentials", "Credentials"):
+            assert other not in text, (other, statement)
 
-    def via(statement: dict[str, Any]) -> set[str]:
-        return {
-            sub_text(v) for v in as_list(statement["Condition"]["StringEquals"]["kms:ViaService"])
+
+@each_combination
+def test_writers_may_list_the_stores_own_keys_only(combo: dict[str, str]) -> None:
+    """S3 answers a GetObject or HeadObject of a missing key with 404 only to a caller that may
+    list it (403 AccessDenied otherwise, which a fresh stack would report as "access denied"
+    instead of "login required"); it evaluates s3:ListBucket with that key as s3:prefix."""
+    template = shape(combo)
+    for policy, keys in (
+        ("TokenWriterPolicy", STORE_KEYS),
+        ("TokenDocumentPolicy", [TOKEN_KEY, TOKEN_KEY + ".lease", VIEW_KEY]),  # no notes
+    ):
+        document = template["Resources"][policy]["Properties"]["PolicyDocument"]
+        listing = [s for s in statements([document]) if "s3:ListBucket" in as_list(s["Action"])]
+        if combo["StoreType"] != "S3":
+            assert listing == []
+            continue
+        (statement,) = listing
+        assert as_list(statement["Action"]) == ["s3:ListBucket"]
+        assert statement["Resource"] == {"Fn::GetAtt": ["TokenBucket", "Arn"]}  # the bucket only
+        assert statement["Condition"] == {"StringEquals": {"s3:prefix": keys}}, policy
+    # Every object a function or a bot reads or writes is one of those keys.
+    identities = ["refresher", "bot"] + (["login"] if combo["HostedLogin"] == "Enabled" else [])
+    for identity in identities:
+        objects = {
+            r.removeprefix("${TokenBucket.Arn}/")
+            for action, r in grants(documents(template, identity))
+            if action != "s3:ListBucket" and action.startswith("s3:")
         }
+        assert objects <= set(STORE_KEYS), identity
 
-    assert [via(s) for s in kms["refresher"]] == [
-        {"s3.${AWS::Region}.amazonaws.com", "secretsmanager.${AWS::Region}.amazonaws.com"},
-        {"sns.${AWS::Region}.amazonaws.com", "sqs.${AWS::Region}.amazonaws.com"},
-    ]
-    (decrypt,) = kms["reader"]
-    assert as_list(decrypt["Action"]) == ["kms:Decrypt"]
-    condition = decrypt["Condition"]["StringEquals"]
-    if combo["StoreType"] == "S3":  # with S3 Bucket Keys the context is the bucket's ARN
-        assert via(decrypt) == {"s3.${AWS::Region}.amazonaws.com"}
-        assert condition["kms:EncryptionContext:aws:s3:arn"] == {
-            "Fn::GetAtt": ["TokenBucket", "Arn"]
+
+@each_combination
+def test_kms_use_is_scoped_to_the_services_and_the_encryption_contexts(
+    combo: dict[str, str],
+) -> None:
+    """Every KMS grant names the stack's key, the services that call KMS on the caller's behalf
+    (kms:ViaService) and, where a service's encryption context can name exactly what is
+    decrypted, that context: S3 gives ``aws:s3:arn`` (the bucket's ARN under the bucket key, the
+    object's own without it: the access view), Secrets Manager ``SecretARN``, SSM
+    ``PARAMETER_ARN`` (a standard SecureString is encrypted directly under the key: Encrypt on
+    PutParameter, Decrypt on GetParameter)."""
+    template = shape(combo)
+    s3 = combo["StoreType"] == "S3"
+
+    def via(service: str) -> str:
+        return f"{service}.${{AWS::Region}}.amazonaws.com"
+
+    def grants_of(identity: str) -> set[tuple[frozenset[str], frozenset[str], str]]:
+        """(actions, services, the encryption-context condition as JSON) per KMS statement."""
+        found = set()
+        for statement in statements(documents(template, identity)):
+            actions = as_list(statement["Action"])
+            if not any(a.startswith("kms:") for a in actions):
+                continue
+            assert all(a.startswith("kms:") for a in actions), statement
+            assert statement["Resource"] == {"Fn::GetAtt": ["TokenKey", "Arn"]}, statement
+            assert list(statement["Condition"]) == ["StringEquals"], statement  # no wildcards
+            condition = dict(statement["Condition"]["StringEquals"])
+            services = frozenset(sub_text(v) for v in as_list(condition.pop("kms:ViaService")))
+            context = {k: [sub_text(target(v)) for v in as_list(c)] for k, c in condition.items()}
+            assert all(k.startswith("kms:EncryptionContext:") for k in context), statement
+            found.add((frozenset(actions), services, json.dumps(context, sort_keys=True)))
+        return found
+
+    def grant(actions: str, services: list[str], **context: list[str]) -> Any:
+        keyed = {f"kms:EncryptionContext:{k.replace('__', ':')}": v for k, v in context.items()}
+        return (
+            frozenset(f"kms:{a}" for a in actions.split()),
+            frozenset(via(s) for s in services),
+            json.dumps(keyed, sort_keys=True),
+        )
+
+    if combo["Encryption"] == "AwsManaged":
+        # aws/ssm (the Secrets Manager store's view) lets the account's principals use it
+        # through SSM by its own key policy: no grant.
+        for identity in ("refresher", "reader", "bot"):
+            assert grants_of(identity) == set(), identity
+        return
+    view_parameter = {"PARAMETER_ARN": [VIEW_PARAMETER]}
+    stores = grant("Decrypt GenerateDataKey", ["s3", "secretsmanager"])
+    topic_and_queue = grant("Decrypt GenerateDataKey", ["sns", "sqs"])
+    ssm_view = grant("Encrypt Decrypt", ["ssm"], **view_parameter)
+    writer = {stores} | (set() if s3 else {ssm_view})
+    assert grants_of("refresher") == writer | {topic_and_queue}
+    if combo["HostedLogin"] == "Enabled":
+        assert grants_of("login") == writer
+    if s3:
+        assert grants_of("reader") == {grant("Decrypt", ["s3"], aws__s3__arn=[VIEW])}
+        assert grants_of("bot") == {
+            grant("Decrypt GenerateDataKey", ["s3"], aws__s3__arn=[BUCKET, VIEW])
         }
     else:
-        assert via(decrypt) == {"secretsmanager.${AWS::Region}.amazonaws.com"}
-        assert condition["kms:EncryptionContext:SecretARN"] == {"Ref": "TokenSecret"}
+        assert grants_of("reader") == {grant("Decrypt", ["ssm"], **view_parameter)}
+        assert grants_of("bot") == {
+            grant("Decrypt GenerateDataKey", ["secretsmanager"], SecretARN=["Ref:TokenSecret"]),
+            ssm_view,
+        }
+    # kms:Encrypt: only SSM, only for the view's parameter.
+    for identity in ("refresher", "reader", "bot"):
+        for actions, services, context in grants_of(identity):
+            if "kms:Encrypt" in actions:
+                assert services == {via("ssm")}
+                assert json.loads(context) == {
+                    "kms:EncryptionContext:PARAMETER_ARN": [VIEW_PARAMETER]
+                }
+
+
+def test_the_bucket_key_gives_the_token_the_buckets_context_and_the_view_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader's and the bot's S3 encryption contexts rest on how the objects are written:
+    the token under the bucket's default (the bucket key: context = the bucket's ARN), the view
+    without the bucket key (context = its own ARN). The writers' own requests, on moto."""
+    from moto import mock_aws
+
+    from schwab_tokens import aws
+    from schwab_tokens.stores import store_from_url
+    from schwab_tokens.token import Token
+
+    bucket = resolved_template({"Encryption": "CustomerManagedKey"})["Resources"]["TokenBucket"]
+    (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["BucketKeyEnabled"] is True
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    puts: dict[str, dict[str, Any]] = {}
+    now = 1_800_000_000
+    token = Token.from_dict(
+        {
+            "creation_timestamp": now,
+            "token": {
+                "access_token": "a" * 40,
+                "refresh_token": "r" * 40,
+                "id_token": "i" * 40,
+                "token_type": "Bearer",
+                "expires_in": 1800,
+                "scope": "api",
+                "expires_at": now + 1800,
+            },
+        }
+    )
+    with mock_aws():
+        aws.reset_clients()
+        key = aws.client("kms").create_key()["KeyMetadata"]["Arn"]
+        aws.client("s3").create_bucket(Bucket="b-tokens")
+        aws.client("s3").meta.events.register(
+            "before-parameter-build.s3.PutObject",
+            lambda params, **_: puts.__setitem__(params["Key"], dict(params)),
+        )
+        monkeypatch.setenv("TOKEN_STORE_KMS_KEY_ID", key)
+        store = store_from_url("s3://b-tokens/" + TOKEN_KEY)
+        store.write(token, None)
+        assert store.sync_view(token) == "written"
+    aws.reset_clients()
+    assert "BucketKeyEnabled" not in puts[TOKEN_KEY]  # the bucket's default: the bucket key
+    view = puts[VIEW_KEY]
+    assert (view["ServerSideEncryption"], view["SSEKMSKeyId"]) == ("aws:kms", key)
+    assert view["BucketKeyEnabled"] is False
 
 
 def test_the_key_policy_guards_every_service_statement() -> None:
@@ -448,6 +793,28 @@ def test_encryption_follows_the_encryption_parameter(combo: dict[str, str]) -> N
             assert env(template, function).get("TOKEN_STORE_KMS_KEY_ID") == (
                 key_arn if cmk else None
             )
+
+
+@each_combination
+def test_keys_and_token_stores_are_retained_on_delete_and_replacement(
+    combo: dict[str, str],
+) -> None:
+    """What holds the token, and every key that encrypts something (the store's old versions, a
+    retained secret), outlives the stack and a replacement: a deleted key would leave retained
+    data unreadable after its waiting period."""
+    res = shape(combo)["Resources"]
+    retained = {
+        name
+        for name, r in res.items()
+        if r.get("DeletionPolicy") == "Retain" and r.get("UpdateReplacePolicy") == "Retain"
+    }
+    keys = set(of_type("AWS::KMS::Key", shape(combo)))
+    stores = {"TokenBucket", "TokenSecret"} & set(res)
+    assert len(stores) == 1  # the one store of this StoreType
+    assert keys | stores <= retained
+    assert bool(keys) is (combo["Encryption"] == "CustomerManagedKey")
+    # Nothing else stays behind: the credentials secret, logs, queue and topic go with the stack.
+    assert retained == keys | stores
 
 
 def test_the_unencrypted_topic_keeps_to_tls_and_this_stacks_alarms() -> None:
@@ -561,7 +928,10 @@ def test_the_login_function_is_public_small_and_least_privileged() -> None:
     assert (metadata["BuildMethod"], metadata["ContextPath"]) == ("makefile", "functions")
     assert login["CodeUri"].rstrip("/") == "functions/login"
     assert login["FunctionUrlConfig"] == {"AuthType": "NONE", "InvokeMode": "BUFFERED"}
-    assert login["ReservedConcurrentExecutions"] == 2
+    # Public: the parameter says what the account's Lambda block public access must allow.
+    description = load_template()["Parameters"]["HostedLogin"]["Description"]
+    for needed in ("BlockPublicAccess", "PublicPolicyException", "Disabled", "schwab-tokens login"):
+        assert needed in description, needed
     variables = login["Environment"]["Variables"]
     # Both Schwab calls timing out on every try, plus the notes' lease wait, fit in the timeout.
     tries, read = int(variables["SCHWAB_HTTP_RETRIES"]) + 1, float(variables["SCHWAB_HTTP_TIMEOUT"])
@@ -589,6 +959,35 @@ def test_the_login_function_is_public_small_and_least_privileged() -> None:
     assert resource("LoginLogGroup")["Condition"] == "HostedLoginEnabled"
 
 
+# ---------------------------------------------------------------------------- concurrency
+@each_combination
+def test_reserved_concurrency_is_opt_in(combo: dict[str, str]) -> None:
+    """A new account (quota 10, of which Lambda keeps 10 unreserved) refuses any reservation:
+    by default no function reserves any; Enabled caps the refresher at 1 and the login at 2."""
+    res = shape(combo)["Resources"]
+    enabled = combo["ReservedConcurrency"] == "Enabled"
+    expected = {"RefresherFunction": 1, "LoginFunction": 2} if enabled else {}
+    reserved = {
+        name: r["Properties"]["ReservedConcurrentExecutions"]
+        for name, r in res.items()
+        if r["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+        and "ReservedConcurrentExecutions" in r["Properties"]
+    }
+    assert reserved == {n: v for n, v in expected.items() if n in res}
+
+
+def test_reserved_concurrency_is_a_refresher_parameter() -> None:
+    template = load_template()
+    (group,) = [
+        g
+        for g in template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        if g["Label"]["default"] == "Refresher"
+    ]
+    assert "ReservedConcurrency" in group["Parameters"]
+    description = template["Parameters"]["ReservedConcurrency"]["Description"]
+    assert "lease" in description and "quota" in description
+
+
 # ---------------------------------------------------------------------------- the refresher
 def test_refresher_schedule_concurrency_and_retries() -> None:
     refresher = props("RefresherFunction")
@@ -596,7 +995,6 @@ def test_refresher_schedule_concurrency_and_retries() -> None:
     assert schedule["Type"] == "Schedule"
     assert schedule["Properties"]["Schedule"] == {"Ref": "ScheduleExpression"}
     assert schedule["Properties"].get("State", "ENABLED") == "ENABLED"
-    assert refresher["ReservedConcurrentExecutions"] == 1
     assert refresher["Timeout"] >= 60  # covers the in-run retries with backoff
     invoke = refresher["EventInvokeConfig"]
     assert invoke["MaximumRetryAttempts"] == 2
@@ -636,7 +1034,7 @@ def test_refresher_environment_is_what_the_library_reads() -> None:
 def test_store_url_output_matches_what_the_functions_read() -> None:
     template = load_template()
     output = template["Outputs"]["StoreUrl"]["Value"]
-    for function in ("RefresherFunction", "LoginFunction", "ExampleConsumerFunction"):
+    for function in ("RefresherFunction", "LoginFunction"):
         assert env(template, function)["TOKEN_STORE_URL"] == output, function
     condition, s3_url, sm_url = output["Fn::If"]
     assert condition == "IsS3"
@@ -644,13 +1042,56 @@ def test_store_url_output_matches_what_the_functions_read() -> None:
     assert sub_text(sm_url) == "secretsmanager://" + sub_text(props("TokenSecret")["Name"])
 
 
+@pytest.mark.parametrize("store", ["S3", "SecretsManager"])
+def test_the_access_view_is_where_the_library_keeps_it(store: str) -> None:
+    """AccessTokenUrl, the example consumer's TOKEN_ACCESS_URL and the reader policy's resource
+    all name the view the library's writers keep beside StoreUrl (stores.access_url)."""
+    from schwab_tokens.stores import access_url
+
+    template = shape({"StoreType": store})
+    outputs = template["Outputs"]
+    values = {
+        "TokenBucket": "my-stack-tokenbucket-abc123",
+        "AWS::StackName": "my-stack",
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": "123456789012",
+    }
+
+    def text(value: Any) -> str:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: values[m[1]], sub_text(value))
+
+    store_url, view_url = (
+        text(outputs["StoreUrl"]["Value"]),
+        text(outputs["AccessTokenUrl"]["Value"]),
+    )
+    assert access_url(store_url) == view_url
+    assert env(template, "ExampleConsumerFunction") == {
+        "TOKEN_ACCESS_URL": outputs["AccessTokenUrl"]["Value"]
+    }
+    (document,) = documents(template, "reader")
+    (read,) = [s for s in statements([document]) if not s["Action"].startswith("kms:")]
+    if store == "S3":
+        bucket, key = view_url.removeprefix("s3://").split("/", 1)
+        values["TokenBucket.Arn"] = f"arn:aws:s3:::{bucket}"
+        assert text(read["Resource"]) == f"arn:aws:s3:::{bucket}/{key}"
+    else:
+        assert view_url.startswith("ssm:/")
+        name = view_url.removeprefix("ssm:")
+        assert text(read["Resource"]) == f"arn:aws:ssm:us-east-1:123456789012:parameter{name}"
+
+
 def test_example_consumer_uses_only_the_layer_and_the_reader_policy() -> None:
     consumer = props("ExampleConsumerFunction")
     assert consumer["Layers"] == [{"Ref": "SchwabTokensLayer"}]
     assert consumer["Policies"] == [{"Ref": "TokenReaderPolicy"}]
-    assert set(consumer["Environment"]["Variables"]) == {"TOKEN_STORE_URL"}
+    # The access view only: with the reader policy it could not read the store anyway.
+    variables = consumer["Environment"]["Variables"]
+    assert variables == {"TOKEN_ACCESS_URL": load_template()["Outputs"]["AccessTokenUrl"]["Value"]}
     assert consumer["CodeUri"].rstrip("/") == "functions/example_consumer"
     assert "Tracing" not in consumer  # its role then needs no X-Ray grant
+    handler = (REPO / "functions/example_consumer/app.py").read_text()
+    assert "TokenReader.from_env()" in handler and "TOKEN_ACCESS_URL" in handler
 
 
 # ---------------------------------------------------------------------------- the store
@@ -807,8 +1248,10 @@ def test_outputs() -> None:
     outputs = load_template()["Outputs"]
     assert set(outputs) >= {
         "StoreUrl",
+        "AccessTokenUrl",
         "LayerArn",
         "ReaderPolicyArn",
+        "TokenDocumentPolicyArn",
         "CredentialsSecretName",
         "AlarmTopicArn",
         "LoginUrl",
@@ -816,6 +1259,15 @@ def test_outputs() -> None:
     }
     assert outputs["LayerArn"]["Value"] == {"Ref": "SchwabTokensLayer"}
     assert outputs["ReaderPolicyArn"]["Value"] == {"Ref": "TokenReaderPolicy"}
+    assert outputs["TokenDocumentPolicyArn"]["Value"] == {"Ref": "TokenDocumentPolicy"}
+    # Each output says who takes it: consumers the view and the reader policy, bots the rest.
+    assert "TOKEN_ACCESS_URL" in outputs["AccessTokenUrl"]["Description"]
+    assert "ReaderPolicyArn" in outputs["TokenDocumentPolicyArn"]["Description"]
+    for name in ("TokenDocumentPolicyArn",):
+        assert "refresh token" in outputs[name]["Description"]
+    description = props("TokenDocumentPolicy")["Description"]
+    assert "refresh token" in description and "lease" in description
+    assert "ReaderPolicyArn" in description
     assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
     assert outputs["LoginUrl"]["Condition"] == "HostedLoginEnabled"
     assert outputs["DashboardUrl"]["Condition"] == "DetailedMetricsEnabled"
@@ -904,7 +1356,7 @@ def test_sample_scheduled_events() -> None:
         k: v for k, v in scheduled.items() if k not in ("id", "time", "detail")
     }
     assert forced["detail"] == {"force": True}
-    assert parse_event(forced, 0)[0] and not parse_event(scheduled, 0)[0]
+    assert parse_event(forced) and not parse_event(scheduled)
     assert isinstance(json.loads((REPO / "events/consumer.json").read_text()), dict)
 
 
@@ -942,4 +1394,5 @@ def test_samconfig_deploy_defaults() -> None:
         "CredentialsStore",
         "HostedLogin",
         "DetailedMetrics",
+        "ReservedConcurrency",
     }

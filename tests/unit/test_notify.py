@@ -101,6 +101,60 @@ def test_deployed_late_in_a_login_warns_once_at_the_current_level() -> None:
     assert next_notes(notes, result(T0, now + STEP), now + STEP)[1] is None
 
 
+def test_a_false_login_over_is_taken_back_and_the_real_end_still_announced() -> None:
+    """A dead-token verdict that was wrong (the same login refreshes again afterwards): the
+    user hears it works again, and the login's real end still gets its warnings."""
+    now = T0 + 3 * DAY
+    notes, kind = next_notes({}, result(T0, now, Outcome.REAUTH_REQUIRED), now)
+    assert kind == Kind.LOGIN_REQUIRED
+    notes, kind = next_notes(notes, result(T0, now + STEP), now + STEP)
+    assert kind == Kind.RECOVERED and "sent" not in notes
+    later = T0 + 6 * DAY + 60
+    notes, kind = next_notes(notes, result(T0, later), later)
+    assert kind == Kind.EXPIRING_24H
+    end = T0 + 7 * DAY + 60
+    assert next_notes(notes, result(T0, end, Outcome.REAUTH_REQUIRED), end)[1] == (
+        Kind.LOGIN_REQUIRED
+    )
+
+
+def test_a_run_never_rewrites_the_notes_of_a_newer_login() -> None:
+    """A login landed after this run read the (older) token: its notes (the account it noted,
+    its warnings) stay as they are, and the old token's state is no news."""
+    newer = {"login": T0 + DAY, "account": "abcd1234:AAAA"}
+    for outcome in Outcome:
+        old_token_run = result(T0, T0 + DAY + 60, outcome)
+        assert next_notes(newer, old_token_run, T0 + DAY + 60) == (newer, None)
+
+
+def test_an_edge_outage_is_failing_and_recovered_never_login_over() -> None:
+    """Schwab's edge answering HTML 400s for an hour on day 5 is a temporary failure: one
+    "failing" after 30 minutes, one "recovered", and the login's own warnings as usual."""
+    notes: dict[str, object] = {}
+    kinds = []
+    now = float(T0)
+    while now < T0 + 7 * DAY + 3600:
+        edge = T0 + 5 * DAY <= now < T0 + 5 * DAY + 3600
+        if edge:
+            outcome = Outcome.FAILED
+        elif now - T0 >= REFRESH_TOKEN_LIFETIME:
+            outcome = Outcome.REAUTH_REQUIRED
+        else:
+            outcome = Outcome.STILL_FRESH
+        notes, kind = next_notes(notes, result(T0, now, outcome), now)
+        if kind is not None:
+            kinds.append((kind, now))
+        now += STEP
+    assert [k for k, _ in kinds] == [
+        Kind.FAILING,
+        Kind.RECOVERED,
+        Kind.EXPIRING_24H,
+        Kind.EXPIRING_2H,
+        Kind.LOGIN_REQUIRED,
+    ]
+    assert all(when >= T0 + 7 * DAY for k, when in kinds if k is Kind.LOGIN_REQUIRED)
+
+
 def test_never_logged_in_sends_nothing() -> None:
     nothing = RunResult("s3://b/k", Outcome.REAUTH_REQUIRED, error=LoginRequired("no token"))
     assert next_notes({}, nothing, T0) == ({}, None)
@@ -183,6 +237,26 @@ def test_every_kind_has_a_lock_screen_subject(kind: Kind, subject: str) -> None:
     notice = compose(kind, "family", "s3://b/k", run, now, None)
     assert notice.subject == subject
     assert "schwab-tokens" in notice.message or kind is Kind.RECOVERED
+
+
+def test_a_login_replaced_by_another_says_so_and_how_to_avoid_it() -> None:
+    from schwab_tokens.errors import LoginReplaced
+    from schwab_tokens.notify import compose
+
+    now = T0 + 2 * DAY
+    replaced = RunResult(
+        "s3://b/k",
+        Outcome.REAUTH_REQUIRED,
+        token=token(T0, now),
+        error=LoginReplaced("another login to this app replaced this one"),
+        checked_at=now,
+    )
+    command = "schwab-tokens login --store s3://b/k --credentials-secret ssm:/st/credentials"
+    notice = compose(Kind.LOGIN_REQUIRED, "family", "s3://b/k", replaced, now, None, command)
+    assert notice.subject == "Schwab login 'family' was replaced by another login: log in again"
+    assert "another login to this app replaced this one" in notice.message
+    assert "one login per app" in notice.message
+    assert command in notice.message  # the command exactly as given, to run as printed
 
 
 @pytest.mark.parametrize("kind", list(Kind))

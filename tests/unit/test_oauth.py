@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 
@@ -10,13 +11,15 @@ from schwab_tokens.errors import (
     CallbackError,
     InvalidTokenAnswer,
     LoginRequired,
+    RefreshTokenRejected,
     TemporaryFailure,
     UsageError,
 )
-from schwab_tokens.oauth import SchwabOAuth, parse_callback
+from schwab_tokens.oauth import SchwabOAuth, parse_callback, shares_accounts
 from schwab_tokens.settings import Settings
 from schwab_tokens.token import Token
 from tests.emulator import DEFAULT_ACCOUNTS
+from tests.emulator.server import EDGE_400_FAULT_KINDS
 from tests.helpers import follow_authorize, free_port, oauth_for
 
 
@@ -75,8 +78,13 @@ def test_code_exchange_and_refresh_against_emulator(emulator) -> None:
 @pytest.mark.parametrize(
     ("fault", "error", "message"),
     [
-        ("unsupported_token_type", LoginRequired, "refresh_token_authentication_error"),
-        ("invalid_grant", LoginRequired, "invalid_grant"),
+        ("unsupported_token_type", RefreshTokenRejected, "refresh_token_authentication_error"),
+        ("invalid_grant", RefreshTokenRejected, "invalid_grant"),
+        ("invalid_client_400", RefreshTokenRejected, "invalid_client"),
+        # A 400 that carries no OAuth verdict on the refresh token is not one.
+        ("html_400", TemporaryFailure, "400 without a verdict .*an HTML error page"),
+        ("empty_400", TemporaryFailure, "400 without a verdict .*an empty body"),
+        ("unknown_400", TemporaryFailure, "400 without a verdict .*request_rejected"),
         ("invalid_client", BadAppCredentials, "app key or secret"),
         ("rate_limited", TemporaryFailure, "429"),
         ("server_error", TemporaryFailure, "500"),
@@ -110,6 +118,42 @@ def test_an_answer_without_an_access_token_is_refused_by_the_document(emulator) 
     with pytest.raises(InvalidTokenAnswer, match="has no access_token") as info:
         token.refreshed(answer)
     assert isinstance(info.value, TemporaryFailure)
+
+
+def test_only_an_oauth_verdict_on_the_refresh_token_means_login_required(emulator) -> None:
+    """An edge's HTML 400, an empty 400 or an unknown error leaves the token for a later try."""
+    oauth, token = logged_in(emulator, retries=0)
+    for fault in EDGE_400_FAULT_KINDS:
+        emulator.set_fault(fault, count=1)
+        with pytest.raises(TemporaryFailure) as info:
+            oauth.refresh(token["refresh_token"])
+        assert not isinstance(info.value, LoginRequired), fault
+    assert oauth.refresh(token["refresh_token"])["access_token"]  # the token was alive all along
+
+
+def test_no_retry_starts_that_could_not_end_before_the_lease(emulator) -> None:
+    """Schwab answers 503 with Retry-After 2: with 5 s left on the lease (a try takes at most
+    1 + 1 s here), the client stops retrying instead of getting an answer too late to store."""
+    oauth, token = logged_in(emulator, timeout=1, retries=5)
+    emulator.configure(retry_after=2)
+    emulator.set_fault("unavailable", count=5)
+    emulator.reset_counters()
+    started = time.monotonic()
+    with pytest.raises(TemporaryFailure, match="no time left on the lease") as info:
+        oauth.refresh(token["refresh_token"], time_left=5)
+    assert time.monotonic() - started < 5
+    assert emulator.token_calls == 2 and "503" in str(info.value)
+    # Less time left than one try: the first try goes (the caller's lease check came just
+    # before), no retry does.
+    emulator.reset_counters()
+    emulator.set_fault("unavailable", count=5)
+    with pytest.raises(TemporaryFailure, match="after 1 tries"):
+        oauth.refresh(token["refresh_token"], time_left=1.5)
+    assert emulator.token_calls == 1
+    emulator.clear_faults()
+    # With time for the retries, the same answers end in a token.
+    emulator.set_fault("unavailable", count=2)
+    assert oauth.refresh(token["refresh_token"], time_left=30)["access_token"]
 
 
 def test_transient_fault_is_retried_then_succeeds(emulator) -> None:
@@ -200,16 +244,42 @@ def test_account_fingerprint_names_the_schwab_login_not_the_token(emulator) -> N
     one = oauth.account_fingerprint(first["access_token"])
     assert one == oauth.account_fingerprint(second["access_token"])  # same Schwab user
     assert first["access_token"] not in one
-    key_id, _, mac = one.partition(":")
-    assert len(key_id) == 8 and len(mac) == 32
+    key_id, _, macs = one.partition(":")
+    assert len(key_id) == 8 and [len(mac) for mac in macs.split(".")] == [4]
     # Not a plain hash of the account numbers (short enough to find by trying them all).
-    numbers = sorted(DEFAULT_ACCOUNTS)  # the emulator's user, who logged in above
-    assert hashlib.sha256("\n".join(numbers).encode()).hexdigest()[:32] != mac
+    (number,) = DEFAULT_ACCOUNTS  # the emulator's user, who logged in above
+    plain = base64.urlsafe_b64encode(hashlib.sha256(number.encode()).digest()[:3]).decode()
+    assert plain != macs and number not in one
     # Another app secret: another key id, so a comparison is known to be impossible.
     other = SchwabOAuth(emulator.app_key, "another-secret", base_url=emulator.base_url)
     assert other.account_fingerprint(first["access_token"]).partition(":")[0] != key_id
+    assert shares_accounts(one, other.account_fingerprint(first["access_token"])) is None
     with pytest.raises(TemporaryFailure, match="answered 401"):
         oauth.account_fingerprint("not-a-token-" + "x" * 30)
+
+
+def test_logins_that_link_overlapping_accounts_share_them(emulator) -> None:
+    """Schwab's consent screen lets the user link other accounts at each login: a subset or
+    another mix of the same accounts overlaps, a stranger's accounts do not."""
+    fingerprints = {}
+    for name, accounts in {
+        "all": ["11110001", "11110002", "11110003"],
+        "subset": ["11110002"],
+        "mix": ["11110003", "11110004"],
+        "stranger": ["99990001", "99990002"],
+    }.items():
+        emulator.login_as(accounts)
+        oauth, answer = logged_in(emulator)
+        fingerprints[name] = oauth.account_fingerprint(answer["access_token"])
+    assert len(fingerprints["all"].partition(":")[2].split(".")) == 3
+    assert shares_accounts(fingerprints["all"], fingerprints["subset"]) is True
+    assert shares_accounts(fingerprints["subset"], fingerprints["all"]) is True
+    assert shares_accounts(fingerprints["all"], fingerprints["mix"]) is True
+    assert shares_accounts(fingerprints["subset"], fingerprints["mix"]) is False
+    assert shares_accounts(fingerprints["all"], fingerprints["stranger"]) is False
+    # A fingerprint noted by an older version (one hash of the whole set) cannot be compared.
+    old = fingerprints["all"].partition(":")[0] + ":" + "ab" * 16
+    assert shares_accounts(old, fingerprints["all"]) is None
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import pytest
 
+from schwab_tokens.access import AccessView
 from schwab_tokens.errors import (
     BadAppCredentials,
     ExitCode,
     InvalidTokenAnswer,
     LeaseBusy,
     LeaseLost,
+    LoginReplaced,
     LoginRequired,
     Outcome,
+    RefreshTokenRejected,
     SchwabTokensError,
     TemporaryFailure,
     WriteConflict,
@@ -69,7 +72,7 @@ def refreshed_elsewhere(store: FakeStore, left: float) -> Token:
 
 
 def refresh(store: FakeStore, schwab: FakeEndpoint, **options: object) -> RunResult:
-    return run(store, schwab.factory, clock=store.clock, **options)  # type: ignore[arg-type]
+    return run(store, schwab.factory, clock=store.clock, sleep=store.clock.advance, **options)  # type: ignore[arg-type]
 
 
 def assert_refreshed_from(result: RunResult, store: FakeStore, before: Token) -> None:
@@ -135,17 +138,13 @@ def test_a_forced_run_keeps_what_another_writer_stored_while_it_waited(
     assert store.leases_abandoned == 1 and store.leases_taken == 0
 
 
-@pytest.mark.parametrize(("issued_ago", "refreshes"), [(100, False), (300, True)])
-def test_a_retried_forced_event_does_not_refresh_again(
-    store: FakeStore, schwab: FakeEndpoint, issued_ago: float, refreshes: bool
-) -> None:
-    """``force_before`` is the forced event's time: a token issued since then (by the event's
-    first attempt) is not refreshed again."""
-    logged_in(store, LIFETIME - issued_ago)
-    result = refresh(store, schwab, force=True, force_before=store.clock() - 200)
-    expected = Outcome.REFRESHED if refreshes else Outcome.STILL_FRESH
-    assert result.outcome == expected
-    assert schwab.calls == int(refreshes)
+def test_schwab_is_given_the_time_left_on_the_lease(store: FakeStore, schwab: FakeEndpoint) -> None:
+    """The token call is told how long the lease still runs, so its retries stop in time."""
+    logged_in(store, 800)
+    schwab.factory_seconds = 30.0  # loading the credentials took a while
+    refresh(store, schwab, lease_ttl=120.0)
+    (left,) = schwab.time_left
+    assert 0 < left <= 120.0 - 30.0
 
 
 # -- writing, and the other writers -------------------------------------------------------------
@@ -344,6 +343,75 @@ def test_a_dead_login_asks_for_a_login_without_calling_schwab(
     assert result.refresh_hours_left is not None and result.refresh_hours_left < 0
 
 
+def test_a_fresh_token_of_a_login_past_its_7_days_is_not_still_fresh(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    """The last access token still works for minutes, but the login is over: say so (exit 3)
+    and how long the bots keep working, instead of "still fresh"."""
+    now = store.clock()
+    token = token_at(store.clock, login=now - REFRESH_TOKEN_LIFETIME - 60, left=1500)
+    store.put(token, writer="login")
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.REAUTH_REQUIRED and result.exit_code == 3
+    assert "still works for 25 min" in str(result.error)
+    assert f"schwab-tokens login --store {store.url}" in str(result.error)
+    assert schwab.calls == 0 and result.token == token
+
+
+def test_a_refresh_token_refused_with_days_left_was_replaced_by_another_login(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    """Schwab keeps one login per app: a dead-token verdict while the login has days left
+    means another login (another tool, a second ``login``) replaced this one: say so."""
+    logged_in(store, 800)
+    raw = store.raw
+    schwab.failures = [RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)")]
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.REAUTH_REQUIRED and result.exit_code == 3
+    assert isinstance(result.error, LoginReplaced)
+    assert "another login to this app replaced this one" in str(result.error)
+    assert "still works for 13 min" in str(result.error)
+    assert store.raw == raw
+
+
+def test_a_refresh_token_refused_near_the_end_of_its_7_days_is_not_replaced(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    now = store.clock()
+    store.put(token_at(store.clock, login=now - REFRESH_TOKEN_LIFETIME + 600, left=800))
+    schwab.failures = [RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)")]
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.REAUTH_REQUIRED
+    assert not isinstance(result.error, LoginReplaced)
+    assert "(7 days)" in str(result.error)
+
+
+def test_a_login_that_lands_seconds_after_the_refusal_is_waited_for(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    """The phone's login killed our refresh token at Schwab and stores its token a few seconds
+    later: the run waits for it instead of reporting "replaced by another login"."""
+    logged_in(store, 800)
+    newer = token_at(store.clock, login=store.clock() + 1, left=1800, refresh="RT-login-0002")
+    schwab.failures = [RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)")]
+    store.on_read[store.reads + 4] = lambda: store.put(newer, writer="login")
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.STILL_FRESH and result.token == newer
+
+
+def test_a_refusal_caused_by_a_login_stored_meanwhile_is_no_failure(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    """The login that killed our refresh token is in the store by now: it is the token."""
+    logged_in(store, 800)
+    newer = token_at(store.clock, login=store.clock() + 1, left=1800, refresh="RT-login-0002")
+    schwab.during_call = [lambda: store.put(newer, writer="login")]
+    schwab.failures = [RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)")]
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.STILL_FRESH and result.ok
+    assert result.token == newer and store.token == newer
+
+
 def test_no_token_asks_for_a_login(store: FakeStore, schwab: FakeEndpoint) -> None:
     result = refresh(store, schwab)
     assert result.outcome == Outcome.REAUTH_REQUIRED
@@ -397,3 +465,67 @@ def test_schwabs_refusals_change_nothing(
     assert result.error is error
     assert store.raw == raw and store.policy_writes == []
     assert store.lease_holder is None  # released on the way out
+
+
+# -- the access view -------------------------------------------------------------------------------
+def test_a_refresh_writes_the_view_after_the_token(store: FakeStore, schwab: FakeEndpoint) -> None:
+    logged_in(store, 800)
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.REFRESHED and result.view == "written"
+    view = store.view.stored
+    assert view is not None and view == AccessView.from_token(store.token)
+    assert "refresh_token" not in view.to_json().decode()
+    assert store.token.refresh_token not in view.to_json().decode()
+
+
+@pytest.mark.parametrize("damage", ["missing", "older", "another-login"])
+def test_a_still_fresh_run_repairs_a_missing_or_stale_view(
+    store: FakeStore, schwab: FakeEndpoint, damage: str
+) -> None:
+    token = logged_in(store, 1500)
+    if damage != "missing":
+        older = token_at(
+            store.clock, left=600, login=token.creation_timestamp - 10 * (damage == "another-login")
+        )
+        store.view.stored = AccessView.from_token(older)
+    result = refresh(store, schwab)
+    assert result.outcome == Outcome.STILL_FRESH and result.view == "written"
+    assert store.view.stored == AccessView.from_token(token)
+    assert schwab.calls == 0
+    assert refresh(store, schwab).view == "current"  # and then it is left alone
+    assert store.view.puts == 1
+
+
+def test_a_view_never_goes_back_to_an_older_token(store: FakeStore, schwab: FakeEndpoint) -> None:
+    """A newer token's view (another writer, after this run read the store) is never replaced
+    by this run's older one."""
+    token = logged_in(store, 1500)
+    newer = token_at(store.clock, left=1800, login=token.creation_timestamp)
+    store.view.stored = AccessView.from_token(newer)
+    assert refresh(store, schwab).view == "current"
+    assert store.view.stored == AccessView.from_token(newer)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        TemporaryFailure("Schwab answered 503"),
+        BadAppCredentials("Schwab rejected the app key or secret (401)"),
+        RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)"),
+    ],
+    ids=["schwab-down", "wrong-secret", "dead"],
+)
+def test_a_failed_run_writes_no_view(
+    store: FakeStore, schwab: FakeEndpoint, failure: SchwabTokensError
+) -> None:
+    logged_in(store, 800)
+    schwab.failures = [failure]
+    assert not refresh(store, schwab).ok
+    assert store.view.stored is None and store.view.puts == 0
+
+
+def test_a_bad_answer_never_reaches_the_view(store: FakeStore, schwab: FakeEndpoint) -> None:
+    logged_in(store, 800)
+    schwab.answer = {"access_token": "caf\u00e9", "expires_in": 1800}
+    assert refresh(store, schwab).outcome == Outcome.FAILED
+    assert store.view.stored is None

@@ -23,7 +23,7 @@ def test_defaults_are_the_contracts() -> None:
         ("REFRESH_MARGIN_SECONDS", "nan"),
         ("REFRESH_MARGIN_SECONDS", "inf"),
         ("REFRESH_MARGIN_SECONDS", "-1"),
-        ("REFRESH_MARGIN_SECONDS", "1801"),
+        ("REFRESH_MARGIN_SECONDS", "901"),
         ("REFRESH_MARGIN_SECONDS", "ten minutes"),
         ("SCHWAB_HTTP_TIMEOUT", "0"),
         ("SCHWAB_HTTP_TIMEOUT", "-5"),

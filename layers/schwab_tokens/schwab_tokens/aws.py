@@ -121,11 +121,43 @@ def _new_client(service: str) -> Any:
         raise translate(exc, what=f"the {service} client", action=f"{service} access") from exc
 
 
+#: What every write of a token needs from S3 (conditional writes, late 2024).
+S3_CONDITIONS = {"PutObject": ("IfMatch", "IfNoneMatch"), "DeleteObject": ("IfMatch",)}
+_missing_conditions: dict[int, list[str]] = {}
+
+
+def require_s3_conditional_writes() -> None:
+    """Refuse to write to S3 with a botocore that cannot send its conditions: it would drop them
+    and write blindly, or fail on every write as a puzzling parameter error. Lambda's bundled
+    boto3 depends on the runtime's version and the region, so this is checked once per process,
+    on the first write, and names the fix."""
+    pid = os.getpid()
+    if pid not in _missing_conditions:
+        model = client("s3").meta.service_model
+        _missing_conditions[pid] = [
+            f"{operation} {name}"
+            for operation, names in S3_CONDITIONS.items()
+            for name in names
+            if name not in model.operation_model(operation).input_shape.members
+        ]
+    missing = _missing_conditions[pid]
+    if missing:
+        import botocore
+
+        raise ConfigurationError(
+            f"this botocore ({botocore.__version__}) cannot send S3's conditional writes "
+            f"({', '.join(missing)}), which every write of the token needs: in Lambda, the "
+            "runtime's bundled boto3 is too old in this region; add a layer with boto3 and "
+            "botocore 1.35.69 or newer (or update the runtime). On a computer: pip install -U boto3"
+        )
+
+
 def reset_clients() -> None:
     """Forget every client and the session (tests; a changed environment)."""
     global _session
     with _lock:
         _clients.clear()
+        _missing_conditions.clear()
         _session = None
     for forget in _on_reset:
         forget()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -32,13 +32,15 @@ def refresh_all(
     targets: Sequence[Target],
     settings: Settings,
     *,
-    force: bool = False,
-    force_before: float | None = None,
+    force: bool | Callable[[Target], bool] = False,
     clock: Clock = time.time,
     max_workers: int = MAX_WORKERS,
 ) -> list[tuple[Target, RunResult]]:
-    """Run the refresh policy on every target; the results come back in the targets' order."""
+    """Run the refresh policy on every target; the results come back in the targets' order.
+
+    ``force``: refresh even fresh tokens (all of them, or those for which it answers true)."""
     endpoints = Endpoints(settings)
+    forced = force if callable(force) else (lambda _target: force)
 
     def one(target: Target) -> tuple[Target, RunResult]:
         started = time.monotonic()
@@ -48,8 +50,7 @@ def refresh_all(
                 store,
                 lambda: endpoints.get(target.credentials_secret),
                 margin=settings.refresh_margin,
-                force=force,
-                force_before=force_before,
+                force=forced(target),
                 lease_ttl=settings.lease_ttl,
                 clock=clock,
             )

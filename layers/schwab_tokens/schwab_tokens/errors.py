@@ -55,6 +55,15 @@ class LoginRequired(SchwabTokensError):
     outcome = Outcome.REAUTH_REQUIRED
 
 
+class RefreshTokenRejected(LoginRequired):
+    """Schwab's OAuth verdict on the refresh token: dead, expired, revoked or superseded."""
+
+
+class LoginReplaced(RefreshTokenRejected):
+    """The refresh token was refused while its login had days left: Schwab keeps one login per
+    app, so another login to the same app (another tool, a second ``login``) ended this one."""
+
+
 class CallbackError(LoginRequired):
     """The link returned by the authorize page cannot be used (no code, wrong state, denied)."""
 

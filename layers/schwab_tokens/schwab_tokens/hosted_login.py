@@ -6,8 +6,10 @@ Two routes under the login function's URL (``<LoginUrl>``):
   fresh nonce and sends the browser to Schwab's authorize page, with ``redirect_uri`` =
   ``<LoginUrl>callback`` and a ``state`` bound to that nonce and the ticket.
 - ``GET callback?code=..&state=..``: checks the state against the cookie, exchanges the code,
-  validates the answer like every token answer, checks that it is the same Schwab login as
-  before (a hash of its account numbers, noted at the previous login), stores the token
+  validates the answer like every token answer, checks that it links at least one of the
+  accounts of the login before (MACs of its account numbers, noted at the previous login;
+  Schwab lets the user pick accounts at each login, so a subset or another mix is fine, a
+  login that shares none is refused), stores the token
   conditionally on the version it read (which spends the ticket: it names the login it
   replaces), and shows when the bots' login now ends.
 
@@ -34,7 +36,7 @@ from .errors import (
     WriteConflict,
 )
 from .login import record_login
-from .oauth import SchwabOAuth
+from .oauth import SchwabOAuth, shares_accounts
 from .stores.base import TokenStore
 from .token import Token
 
@@ -169,16 +171,21 @@ class HostedLogin:
             return _page(400, "no_code", "Schwab sent no code", "Nothing changed.", _NEW_LINK)
         token = Token.from_login(oauth.exchange_code(code, self.redirect_uri), self.clock())
         account = oauth.account_fingerprint(token.access_token)
-        if account.partition(":")[0] != expected.partition(":")[0]:
+        shared = shares_accounts(expected, account)
+        if shared is None:
             return _unchecked()  # noted under another app secret: nothing to compare with
-        if account != expected:
+        if not shared:
+            # Schwab lets the user pick the accounts at each login: a subset, or another mix,
+            # of the same person's accounts is fine; a login sharing none is someone else's.
             return _page(
                 409,
                 "other_account",
-                "This is a different Schwab login",
-                "You logged in to Schwab with another user than the one this token belongs to, "
-                "so nothing changed. Log in with the usual Schwab user. To switch the token to "
-                "another Schwab login on purpose, run `schwab-tokens login` on your computer.",
+                "None of these accounts belong to this token's login",
+                "The accounts you linked at Schwab just now share none with the login your bots "
+                "use, so nothing changed: this is another Schwab user, or you linked only other "
+                "accounts. Open the link again, log in with the usual Schwab user and link at "
+                "least one account your bots trade. To move the token to other accounts on "
+                "purpose, run `schwab-tokens login` on your computer.",
             )
         token = record_login(self.store, token, account, replaces=ticket.login)
         ends = time.strftime("%a %d %b %Y, %H:%M UTC", time.gmtime(token.refresh_expires_at))

@@ -87,6 +87,15 @@ def record_login(
             continue
     else:
         raise WriteConflict(f"{store.url} kept changing while the login was being stored")
+    try:
+        store.sync_view(token)
+    except SchwabTokensError as exc:
+        log.warning(
+            "the login is stored, but the consumers' access view beside %s could not be "
+            "written (%s); the next refresh writes it",
+            store.url,
+            exc,
+        )
     problem = "it kept changing"
     for _ in range(WRITE_ATTEMPTS):
         try:

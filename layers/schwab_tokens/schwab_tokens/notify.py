@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .errors import Outcome, SchwabTokensError, WriteConflict
+from .errors import LoginReplaced, Outcome, SchwabTokensError, WriteConflict
 from .refresh import RunResult
 from .stores.base import TokenStore
 from .token import Token
@@ -77,7 +77,16 @@ def next_notes(
     """
     new = dict(notes)
     token = result.token
-    if token is not None and new.get("login") != token.creation_timestamp:
+    noted_login = new.get("login")
+    if (
+        token is not None
+        and isinstance(noted_login, int | float)
+        and noted_login > token.creation_timestamp
+    ):
+        # A login landed after this run read the token: the notes are that login's (its
+        # account, its warnings), and nothing this run saw is news about it.
+        return notes, None
+    if token is not None and noted_login != token.creation_timestamp:
         # A new login: its notices start afresh; the account fingerprint belongs to the old one.
         new = {"login": token.creation_timestamp}
     level = login_level(result, now)
@@ -94,6 +103,13 @@ def next_notes(
             new["failing_sent"] = True
             return new, Kind.FAILING
         return new, None
+    if result.ok and sent == Kind.LOGIN_REQUIRED and level != Kind.LOGIN_REQUIRED:
+        # "Login over" was wrong after all (the same login refreshes again): take the mark back,
+        # so the real end of this login is announced again, and say it works.
+        new.pop("sent")
+        new.pop("failing_since", None)
+        new.pop("failing_sent", None)
+        return new, Kind.RECOVERED
     if result.ok and "failing_since" in new:
         was_sent = bool(new.pop("failing_sent", False))
         new.pop("failing_since")
@@ -115,17 +131,23 @@ def notify(
     publish: Callable[[Notice], None],
     login_link: Callable[[Token], str | None] | None = None,
     now: float | None = None,
+    login_command: str | None = None,
 ) -> Kind | None:
     """Update the notes for this run and send what changed; returns the kind sent, if any.
 
     The notes are written before the message is sent: of two runs that see the same change,
     only the one whose conditional write wins sends. If sending fails the notes are put back,
-    so the next run tries again.
+    so the next run tries again. ``login_command`` is the command the e-mail tells the user to
+    run (complete: it must work as printed on a laptop with only AWS credentials).
     """
     now = time.time() if now is None else now
     notes, version = store.read_notes()
     new, kind = next_notes(notes, result, now)
     if new == notes:
+        return None
+    if kind is Kind.LOGIN_REQUIRED and _newer_login_stored(store, result):
+        # The refresh token died because a login (the phone's, a laptop's) replaced it, and
+        # that login is stored by now: "login over" would be stale news about the old one.
         return None
     try:
         written = store.write_notes(new, version)
@@ -135,7 +157,8 @@ def notify(
     if kind is None:
         return None
     link = login_link(result.token) if login_link and result.token is not None else None
-    notice = compose(kind, name, store.url, result, now, link)
+    command = login_command or f"schwab-tokens login --store {store.url}"
+    notice = compose(kind, name, store.url, result, now, link, command)
     try:
         publish(notice)
     except SchwabTokensError:
@@ -147,6 +170,16 @@ def notify(
     return kind
 
 
+def _newer_login_stored(store: TokenStore, result: RunResult) -> bool:
+    if result.token is None:
+        return False
+    try:
+        current = store.read().token
+    except SchwabTokensError:
+        return False
+    return current.creation_timestamp > result.token.creation_timestamp
+
+
 # -- the messages ----------------------------------------------------------------------------------
 def compose(
     kind: Kind,
@@ -155,6 +188,7 @@ def compose(
     result: RunResult,
     now: float,
     link: str | None,
+    cli: str | None = None,
 ) -> Notice:
     """The e-mail: a subject that is enough on a lock screen, and a body that says what
     happened, when the bots stop, and what to do."""
@@ -164,7 +198,7 @@ def compose(
     short = name if len(name) <= 32 else name[:29] + "..."
     login_ends = token.refresh_expires_at if token is not None else now
     access_ends = token.access_expires_at if token is not None else now
-    cli = f"schwab-tokens login --store {url}"
+    cli = cli or f"schwab-tokens login --store {url}"
     how = (
         f"Log in again now from your phone: {link}\n(the link works once, for 24 hours)\n\n"
         f"Or, on your computer: {cli}"
@@ -180,16 +214,30 @@ def compose(
             f"{how}"
         )
     elif kind is Kind.LOGIN_REQUIRED:
-        subject = f"Schwab login '{short}' is over: your bots have stopped"
         last = (
             f"the last access token works until {_when(access_ends)}, then"
             if access_ends > now
             else f"the last access token ran out at {_when(access_ends)}, so"
         )
+        if isinstance(result.error, LoginReplaced):
+            subject = f"Schwab login '{short}' was replaced by another login: log in again"
+            why = (
+                "Schwab refused its refresh token although the login had days left: another "
+                "login to this app replaced this one. Schwab keeps one login per app, so a login "
+                "with another tool (schwab-py's easy_client, Schwabdev, a second "
+                "schwab-tokens login) ends the older one"
+            )
+            after = (
+                "\n\nLet only schwab-tokens log in to this app; your other programs can read "
+                "its token (TokenReader, `schwab-tokens export`)."
+            )
+        else:
+            subject = f"Schwab login '{short}' is over: your bots have stopped"
+            why = "the refresh token is dead or expired"
+            after = ""
         body = (
-            f"The Schwab login for the token '{name}' has ended: the refresh token is dead or "
-            f"expired, and {last} your bots get no working token until you log in again.\n\n"
-            f"{how}"
+            f"The Schwab login for the token '{name}' has ended: {why}; {last} your bots get "
+            f"no working token until you log in again.\n\n{how}{after}"
         )
     elif kind is Kind.FAILING:
         if token is None:

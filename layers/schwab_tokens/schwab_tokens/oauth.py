@@ -9,10 +9,14 @@ secret go to the configured host only. No AWS here.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -20,6 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from . import strictjson
@@ -28,7 +33,7 @@ from .errors import (
     CallbackError,
     ConfigurationError,
     InvalidTokenAnswer,
-    LoginRequired,
+    RefreshTokenRejected,
     TemporaryFailure,
     UsageError,
 )
@@ -38,6 +43,8 @@ AUTHORIZE_PATH = "/v1/oauth/authorize"
 TOKEN_PATH = "/v1/oauth/token"
 ACCOUNT_NUMBERS_PATH = "/trader/v1/accounts/accountNumbers"
 _ACCOUNT_KEY_LABEL = b"schwab-tokens account fingerprint v1"
+#: How many of a login's accounts its notes keep (an overlap is looked for among those).
+MAX_NOTED_ACCOUNTS = 8
 MAX_LINK_LENGTH = 4096
 #: A token answer is a few kilobytes; reading stops here, whatever the server sends.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -46,13 +53,36 @@ MAX_ANSWER_BYTES = 64 * 1024
 RETRY_STATUSES = frozenset({403, 429, 500, 502, 503, 504})
 
 
+#: The time budget of the token call in progress on this thread (urllib3 retries on the
+#: calling thread): the monotonic deadline by which the last answer must be in, and how long
+#: one try may take. Per call, because one client serves many tokens on many threads.
+_budget = threading.local()
+
+
 class _BoundedRetry(Retry):
-    """urllib3's Retry, with ``Retry-After`` capped so one answer cannot stall a run for long."""
+    """urllib3's Retry, with ``Retry-After`` capped so one answer cannot stall a run for long,
+    and no new try that could not end before the caller's deadline (a refresh under a lease:
+    an answer that arrived after the lease ran out would be thrown away)."""
 
     MAX_RETRY_AFTER = 20.0
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(super().parse_retry_after(retry_after), self.MAX_RETRY_AFTER)
+
+    def increment(self, *args: Any, **kwargs: Any) -> _BoundedRetry:
+        new = super().increment(*args, **kwargs)  # raises once the tries are used up
+        deadline = getattr(_budget, "deadline", math.inf)
+        if deadline == math.inf:
+            return new
+        response = kwargs.get("response")
+        wait = (new.get_retry_after(response) if response is not None else None) or 0.0
+        wait = max(wait, new.get_backoff_time())
+        if time.monotonic() + wait + getattr(_budget, "try_seconds", 0.0) <= deadline:
+            return new
+        _budget.cut_short = True
+        error = kwargs.get("error")
+        reason = error or ResponseError("no time left for another try before the deadline")
+        raise MaxRetryError(kwargs.get("_pool"), kwargs.get("url") or "", reason) from reason  # type: ignore[arg-type]
 
 
 class SchwabOAuth:
@@ -148,18 +178,31 @@ class SchwabOAuth:
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url}
         return self._post(form)
 
-    def refresh(self, refresh_token: str) -> dict[str, Any]:
-        """The answer to the refresh grant (validate it with ``Token.refreshed``)."""
-        return self._post({"grant_type": "refresh_token", "refresh_token": refresh_token})
+    def refresh(self, refresh_token: str, *, time_left: float = math.inf) -> dict[str, Any]:
+        """The answer to the refresh grant (validate it with ``Token.refreshed``).
+
+        ``time_left``: seconds until the caller's lease ends. No retry starts that could not end
+        before then (a try takes at most the connect plus the read timeout, and ``Retry-After``
+        up to 20 s comes first), so a good answer never arrives too late to be stored: the
+        retries stop early instead (``TemporaryFailure``)."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return self._post(form, time_left)
+
+    @property
+    def try_seconds(self) -> float:
+        """The longest one try can take: connect plus read timeout."""
+        return float(sum(self.timeout))
 
     def account_fingerprint(self, access_token: str) -> str:
-        """Which Schwab login a token belongs to: ``<key id>:<HMAC of its account numbers>``.
+        """Which Schwab accounts a token's login linked: ``<key id>:<mac>.<mac>...``.
 
-        ``GET /trader/v1/accounts/accountNumbers`` lists the login's accounts. Account numbers
-        are short enough to find from a plain hash by trying them all, so the sorted numbers
-        are MACed with a key derived from the app secret; the key id (a hash of that key) tells
-        a later login whether it can compare at all (after the app secret changed, it cannot).
-        Two logins to the same Schwab user give the same fingerprint.
+        ``GET /trader/v1/accounts/accountNumbers`` lists the accounts linked at the login
+        (Schwab's consent screen lets the user pick them at each login, so two logins of one
+        person may link different, overlapping sets). Account numbers are short enough to find
+        from a plain hash by trying them all, so each is MACed with a key derived from the app
+        secret and cut to 24 bits (a stranger's account matches one by chance with p = 2**-24);
+        the key id (a hash of that key) tells a later login whether it can compare at all
+        (after the app secret changed, it cannot). See ``shares_accounts``.
         """
         try:
             response = self._http().get(
@@ -194,11 +237,22 @@ class SchwabOAuth:
             raise TemporaryFailure("Schwab's account route listed no accounts; try again later")
         key = hmac.new(self._app_secret.encode(), _ACCOUNT_KEY_LABEL, hashlib.sha256).digest()
         key_id = hashlib.sha256(key).hexdigest()[:8]
-        mac = hmac.new(key, "\n".join(numbers).encode(), hashlib.sha256).hexdigest()[:32]
-        return f"{key_id}:{mac}"
+        macs = sorted(
+            {
+                base64.urlsafe_b64encode(hmac.new(key, n.encode(), hashlib.sha256).digest()[:3])
+                for n in numbers
+            }
+        )
+        # The notes beside the token are small (a Secrets Manager label): at most this many.
+        return f"{key_id}:{b'.'.join(macs[:MAX_NOTED_ACCOUNTS]).decode()}"
 
-    def _post(self, form: Mapping[str, str]) -> dict[str, Any]:
+    def _post(self, form: Mapping[str, str], time_left: float = math.inf) -> dict[str, Any]:
         grant = form["grant_type"]
+        # The first try goes out whatever is left (the caller checked its lease just before,
+        # and a lease lasts several tries); the retries must fit before the deadline.
+        _budget.deadline = time.monotonic() + time_left
+        _budget.try_seconds = self.try_seconds
+        _budget.cut_short = False
         try:
             response = self._http().post(
                 self.token_url,
@@ -219,10 +273,32 @@ class SchwabOAuth:
             # The exception text can quote the request; name only its kind.
             raise TemporaryFailure(
                 f"could not reach Schwab's token endpoint at {self.token_url} after "
-                f"{self.retries + 1} tries ({_network_fault(exc)}); the stored token is untouched, "
-                "try again later"
+                f"{_tries(None, self.retries + 1)} ({_network_fault(exc)}); the stored token is "
+                "untouched, try again later"
             ) from None
-        return _classify(response, body, grant, self.retries + 1)
+        finally:
+            _budget.deadline = math.inf
+        return _classify(response, body, grant, _tries(response, self.retries + 1))
+
+
+def shares_accounts(noted: str, current: str) -> bool | None:
+    """Whether two logins' account fingerprints share an account; None when they cannot be
+    compared (MACed under another app secret, or noted by an older version as one hash of the
+    whole set)."""
+    noted_key, _, noted_macs = noted.partition(":")
+    key, _, macs = current.partition(":")
+    if noted_key != key or not all(len(mac) == 4 for mac in noted_macs.split(".")):
+        return None
+    return bool(set(noted_macs.split(".")) & set(macs.split(".")))
+
+
+def _tries(response: requests.Response | None, most: int) -> str:
+    """How many tries a call made ("4 tries"), and whether the deadline cut the retries short."""
+    history = getattr(getattr(getattr(response, "raw", None), "retries", None), "history", None)
+    count = len(history) + 1 if isinstance(history, tuple) else most
+    if getattr(_budget, "cut_short", False):
+        return f"{count} tries (no time left on the lease for another)"
+    return f"{count} tries"
 
 
 def _network_fault(exc: BaseException) -> str:
@@ -240,7 +316,7 @@ def _network_fault(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _classify(response: requests.Response, body: bytes, grant: str, tries: int) -> dict[str, Any]:
+def _classify(response: requests.Response, body: bytes, grant: str, tries: str) -> dict[str, Any]:
     status = response.status_code
     if status == 200:
         if len(body) > MAX_ANSWER_BYTES:
@@ -261,7 +337,7 @@ def _classify(response: requests.Response, body: bytes, grant: str, tries: int) 
                 "untouched, try again later"
             )
         return answer
-    reason = _error_reason(response, body)
+    codes, reason = _error_codes(response, body)
     if 300 <= status < 400:
         raise TemporaryFailure(
             f"Schwab's token endpoint answered {status} (a redirect, not followed: the token "
@@ -273,9 +349,14 @@ def _classify(response: requests.Response, body: bytes, grant: str, tries: int) 
             "secret (SCHWAB_APP_KEY/SCHWAB_APP_SECRET or the credentials secret)"
         )
     if status == 400 and grant == "refresh_token":
-        raise LoginRequired(
-            f"Schwab refused the refresh token (400 {reason}): it is dead, expired or "
-            "superseded; run `schwab-tokens login` to log in again"
+        if _dead_token_verdict(codes, body):
+            # The policy says why (expired, or replaced by another login) and what to do.
+            raise RefreshTokenRejected(f"Schwab refused the refresh token (400 {reason})")
+        # No OAuth verdict on the refresh token (an edge's HTML page, an empty body, an error
+        # nobody knows): the token may well be alive. Retry later and touch nothing.
+        raise TemporaryFailure(
+            f"Schwab's token endpoint answered 400 without a verdict on the refresh token "
+            f"({reason}); the stored token is untouched, try again later"
         )
     if status == 400:
         raise CallbackError(
@@ -285,7 +366,7 @@ def _classify(response: requests.Response, body: bytes, grant: str, tries: int) 
     if status in RETRY_STATUSES or status >= 500:
         kind = " (an HTML error page)" if _is_html(response, body) else ""
         raise TemporaryFailure(
-            f"Schwab's token endpoint answered {status}{kind} after {tries} tries; "
+            f"Schwab's token endpoint answered {status}{kind} after {tries}; "
             "the stored token is untouched, try again later"
         )
     raise ConfigurationError(
@@ -297,22 +378,41 @@ def _classify(response: requests.Response, body: bytes, grant: str, tries: int) 
 _ERROR_CODE = re.compile(r'\\*"error\\*"\s*:\s*\\*"([A-Za-z0-9_.\-]{1,64})')
 
 
-def _error_reason(response: requests.Response, raw: bytes) -> str:
-    """The OAuth ``error`` code(s), including the one Schwab nests inside its description."""
+#: OAuth error codes that are Schwab's verdict on the refresh token itself (dead, expired,
+#: revoked or superseded). ``unsupported_token_type`` is how Schwab wraps its nested
+#: ``refresh_token_authentication_error``; ``invalid_client`` counts only when its description
+#: names the refresh token (with 401 it means a wrong app key or secret).
+_DEAD_TOKEN_CODES = frozenset(
+    {"invalid_grant", "refresh_token_authentication_error", "unsupported_token_type"}
+)
+
+
+def _dead_token_verdict(codes: list[str], raw: bytes) -> bool:
+    if _DEAD_TOKEN_CODES.intersection(codes):
+        return True
+    return "invalid_client" in codes and b"refresh token" in raw[:MAX_ANSWER_BYTES].lower()
+
+
+def _error_codes(response: requests.Response, raw: bytes) -> tuple[list[str], str]:
+    """The OAuth ``error`` code(s), including the one Schwab nests inside its description, and
+    how to name them in a message (only OAuth's short codes: a description could quote
+    anything)."""
     try:
         body = strictjson.loads(raw[:MAX_ANSWER_BYTES])
     except strictjson.NotJSON:
-        return "HTML error page" if _is_html(response, raw) else "no JSON body"
+        if _is_html(response, raw):
+            return [], "an HTML error page"
+        return [], "no JSON body" if raw.strip() else "an empty body"
     if not isinstance(body, dict):
-        return "unexpected body"
+        return [], "unexpected body"
     codes = []
     if isinstance(body.get("error"), str):
         codes.append(body["error"])
     description = body.get("error_description")
     if isinstance(description, str):
         codes.extend(code for code in _ERROR_CODE.findall(description) if code not in codes)
-    # Only OAuth's short error codes are echoed: a description could quote anything.
-    return " / ".join(c for c in codes if re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", c)) or "no code"
+    codes = [c for c in codes if re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", c)]
+    return codes, " / ".join(codes) or "no code"
 
 
 def _is_html(response: requests.Response, body: bytes) -> bool:

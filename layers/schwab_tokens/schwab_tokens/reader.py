@@ -1,5 +1,9 @@
 """``TokenReader``: the consumer's one-liner, with a warm in-memory cache and schwab-py hooks.
 
+It reads either an access view (``TOKEN_ACCESS_URL``: the access token and its expiry, no
+refresh token; what consumers should hold) or a whole token document (``TOKEN_STORE_URL``: for
+long-running bots that refresh through schwab-py's hooks under the lease).
+
 The cache is re-read only when the cached access token comes within ``reread_margin`` of
 expiry, so a warm Lambda makes no AWS call per invocation. That margin exceeds schwab-py's 300 s
 refresh leeway: a client built from ``access_functions()`` never starts with a token it would
@@ -16,9 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import AccessDenied, TemporaryFailure, UsageError, WriteConflict
+from .access import AccessView, parse_document
+from .errors import AccessDenied, SchwabTokensError, TemporaryFailure, UsageError, WriteConflict
 from .settings import Settings
-from .stores import TokenStore, store_from_url
+from .stores import TokenStore, View, source_from_url
 from .token import Token
 
 log = logging.getLogger(__name__)
@@ -30,45 +35,51 @@ MIN_REREAD_SECONDS = 2.0
 
 ReadFunc = Callable[[], dict[str, Any]]
 WriteFunc = Callable[..., None]
+#: What a reader holds: a whole token document, or an access view (both answer the same
+#: questions: the access token, its expiry, the login's end, a fingerprint).
+Held = Token | AccessView
 
 
 class TokenReader:
-    """Read the token from a store, cached in memory: the consumer's side of schwab-tokens.
+    """Read the token from a store or its access view, cached in memory.
 
-    ``TokenReader.from_env()`` reads ``TOKEN_STORE_URL``; ``access_token()`` answers from memory
-    while the cached access token has more than ``reread_margin`` seconds left (default 360),
-    then re-reads the store. ``access_functions()`` gives the ``(read, write)`` pair for
+    ``TokenReader.from_env()`` reads ``TOKEN_ACCESS_URL`` (the access view), else
+    ``TOKEN_STORE_URL``; ``access_token()`` answers from memory while the cached access token
+    has more than ``reread_margin`` seconds left (default 360), then re-reads.
+    ``access_functions()`` gives the ``(read, write)`` pair for
     ``schwab.auth.client_from_access_functions``. Thread safe; build one per process (at module
     level in a Lambda) so warm invocations share its cache.
     """
 
     def __init__(
         self,
-        store: str | TokenStore,
+        store: str | TokenStore | View,
         *,
         reread_margin: float = DEFAULT_REREAD_MARGIN,
         min_reread: float = MIN_REREAD_SECONDS,
         settings: Settings | None = None,
     ) -> None:
-        self.store = store_from_url(store, settings) if isinstance(store, str) else store
+        self.store = source_from_url(store, settings) if isinstance(store, str) else store
         self.reread_margin = reread_margin
         self.min_reread = min_reread
         self._lock = threading.Lock()
-        self._token: Token | None = None
+        self._token: Held | None = None
         self._version: str | None = None
         self._access = ""
         self._stale_at = 0.0  # epoch after which the cache must be re-read
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: float) -> TokenReader:
-        """The store named by ``TOKEN_STORE_URL`` (``env`` defaults to the process's)."""
+        """The access view in ``TOKEN_ACCESS_URL`` (the stack's ``AccessTokenUrl`` output), else
+        the store in ``TOKEN_STORE_URL`` (``env`` defaults to the process's)."""
         settings = Settings.from_env(env)
-        if not settings.store_url:
+        url = settings.access_url or settings.store_url
+        if not url:
             raise UsageError(
-                "TOKEN_STORE_URL is not set: give the consumer the store URL the refresher "
-                "uses (the stack's StoreUrl output)"
+                "TOKEN_ACCESS_URL is not set: give the consumer the stack's AccessTokenUrl output "
+                "(or TOKEN_STORE_URL, the StoreUrl output, for a bot that refreshes itself)"
             )
-        return cls(settings.store_url, settings=settings, **options)
+        return cls(url, settings=settings, **options)
 
     # -- reading -----------------------------------------------------------------------------
     def access_token(self) -> str:
@@ -86,8 +97,9 @@ class TokenReader:
             )
         return self._access
 
-    def token(self) -> Token:
-        """The cached ``Token`` (expiries, fingerprint), re-read like ``access_token``."""
+    def token(self) -> Held:
+        """What was read (a ``Token`` or an ``AccessView``: expiries, fingerprint), re-read like
+        ``access_token``."""
         if time.time() < self._stale_at and self._token is not None:
             return self._token
         with self._lock:
@@ -97,14 +109,15 @@ class TokenReader:
             return self._token
 
     def document(self) -> dict[str, Any]:
-        """The schwab-py token document (a fresh copy; changing it changes nothing stored)."""
-        return self.token().to_dict()
+        """The schwab-py token document (a fresh copy; changing it changes nothing stored). From
+        an access view it has no refresh token."""
+        return self.token().schwab_py_document()
 
     def _load(self) -> None:
-        stored = self.store.read()
-        self._remember(stored.token, stored.version)
+        raw, version, _ = self.store.read_raw()
+        self._remember(parse_document(raw, source=self.store.url), version)
 
-    def _remember(self, token: Token, version: str) -> None:
+    def _remember(self, token: Held, version: str) -> None:
         self._token, self._version, self._access = token, version, token.access_token
         now = time.time()
         # A token already inside the margin (refresher late) is re-read, but not on every call.
@@ -118,12 +131,19 @@ class TokenReader:
     def access_functions(self) -> tuple[ReadFunc, WriteFunc]:
         """``(read, write)`` for ``schwab.auth.client_from_access_functions``.
 
-        The refresher owns refreshing; if schwab-py refreshes anyway, ``write`` stores the new
-        document only if the store still holds the version this reader read. A conflict means
-        another writer refreshed first: theirs is kept and re-read, never overwritten. A
-        read-only consumer (the stack's reader policy) is denied the write: the cache is then
-        forgotten, so the next read takes the refresher's token, and nothing is raised.
+        From an access view: the client gets a token with no refresh token that takes the
+        newer access token from the view whenever its own nears expiry, so it never calls
+        Schwab's token endpoint and never tries a refresh it cannot do (once the view itself
+        runs out it raises authlib's ``InvalidTokenError``).
+
+        From a whole document: the refresher owns refreshing; if schwab-py refreshes anyway,
+        ``write`` stores the new document only if the store still holds the version this reader
+        read. A conflict means another writer refreshed first: theirs is kept and re-read, never
+        overwritten. A reader that may not write is denied: the cache is then forgotten, so the
+        next read takes the refresher's token, and nothing is raised.
         """
+        if isinstance(self.token(), AccessView):
+            return self._view_functions()
 
         def read() -> dict[str, Any]:
             return self.document()
@@ -131,20 +151,62 @@ class TokenReader:
         def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
             del args, kwargs  # authlib passes refresh_token=/access_token=; the document has them
             token = Token.from_client(dict(document))
+            store = self.store
+            if not isinstance(store, TokenStore):
+                return
             with self._lock:
                 if self._token is None:
                     self._load()
                 try:
-                    version = self.store.write(token, self._version)
+                    version = store.write(token, self._version)
                 except WriteConflict:
                     self._load()
                     return
                 except AccessDenied:
-                    log.info(
-                        "this reader may not write %s; using the refresher's token", self.store.url
-                    )
+                    log.info("this reader may not write %s; using the refresher's token", store.url)
                     self._stale_at = 0.0
                     return
                 self._remember(token, version)
+            try:
+                store.sync_view(token)
+            except SchwabTokensError as exc:
+                log.warning("the access view of %s could not be written (%s)", store.url, exc)
 
         return read, write
+
+    def _view_functions(self) -> tuple[ReadFunc, WriteFunc]:
+        def read() -> dict[str, Any]:
+            document = self.document()
+            document["token"] = _live_token(self, document["token"])
+            return document
+
+        def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
+            # Unreachable with the live token (it has no refresh token); nothing to store anyway.
+            del document, args, kwargs
+            log.warning("schwab-py refreshed a token read from an access view; not stored")
+
+        return read, write
+
+
+def _live_token(reader: TokenReader, fields: dict[str, Any]) -> dict[str, Any]:
+    """The token schwab-py's session holds, kept current from the reader.
+
+    authlib asks ``token.is_expired(leeway)`` before every request and keeps a subclass of its
+    ``OAuth2Token`` as it is; this one first takes the reader's current access token (in place:
+    the session's auth reads the same dict), so the session never sees an expiring token while
+    the view holds a fresh one, and never refreshes (there is no refresh token to use).
+    """
+    try:
+        from authlib.oauth2.rfc6749 import OAuth2Token
+    except ImportError:  # no schwab-py here: a plain document is all anyone can use
+        return fields
+
+    class LiveToken(OAuth2Token):  # type: ignore[misc]
+        def is_expired(self, leeway: int = 60) -> bool:
+            current = reader.token()
+            if current.access_token != self.get("access_token"):
+                self.update(current.schwab_py_document()["token"])
+            return bool(current.access_seconds_left() < leeway)
+
+    live: dict[str, Any] = LiveToken(fields)
+    return live

@@ -14,8 +14,10 @@ from typing import Any, Protocol
 
 from .errors import (
     LeaseLost,
+    LoginReplaced,
     LoginRequired,
     Outcome,
+    RefreshTokenRejected,
     SchwabTokensError,
     TemporaryFailure,
     WriteConflict,
@@ -29,12 +31,20 @@ LEASE_WAIT_SECONDS = 60.0
 #: A conflicting writer whose document expires earlier than ours is overwritten at most this
 #: many times in one run (each time conditionally on what it wrote).
 CONFLICT_RETRIES = 3
+#: Schwab refusing a refresh token whose login has more than this left is not the 7 days
+#: running out: another login to the same app replaced it (Schwab keeps one login per app).
+REPLACED_IF_LEFT_SECONDS = 3600.0
+#: How long a run so refused waits for the login that replaced it to appear in the store.
+REPLACED_GRACE_SECONDS = 5.0
 
 Clock = Callable[[], float]
 
 
 class TokenEndpoint(Protocol):
-    def refresh(self, refresh_token: str) -> dict[str, Any]: ...
+    def refresh(self, refresh_token: str, *, time_left: float = ...) -> dict[str, Any]:
+        """Schwab's answer to a refresh grant; no try starts that could not end within
+        ``time_left`` seconds (the lease's)."""
+        ...
 
 
 @dataclass
@@ -50,6 +60,8 @@ class RunResult:
     token: Token | None = field(default=None, repr=False)
     error: SchwabTokensError | None = None
     checked_at: float = field(default_factory=time.time)
+    #: What the run did to the access view: "written", "current", or None (not reached).
+    view: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -80,8 +92,10 @@ class RunResult:
             "store": self.store,
             "outcome": str(self.outcome),
             "access_seconds_left": None if left is None else round(left),
+            "refresh_seconds_left": None if hours is None else round(hours * 3600),
             "refresh_hours_left": None if hours is None else round(hours, 2),
             "fingerprint": None if self.token is None else self.token.fingerprint,
+            "access_view": self.view,
             "duration_ms": round(self.duration_ms, 1),
             "error": None if self.error is None else type(self.error).__name__,
             "reason": None if self.error is None else str(self.error),
@@ -94,25 +108,27 @@ def run(
     *,
     margin: float = DEFAULT_REFRESH_MARGIN,
     force: bool = False,
-    force_before: float | None = None,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     lease_wait: float = LEASE_WAIT_SECONDS,
     clock: Clock = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
     """One run of the policy on one store.
 
     ``endpoint`` is a factory so that a run that finds the token fresh never loads the app
     credentials (a Secrets Manager or SSM call in Lambda). ``force`` refreshes a token that is
-    still fresh, unless another writer stores a fresh one while this run waits for the lease,
-    or, given ``force_before``, unless it was issued at or after that time (so a retried forced
-    event does not refresh again what its first attempt refreshed). ``lease_ttl`` bounds how
-    long a crashed holder can block the others.
+    still fresh, unless another writer stores a fresh one while this run waits for the lease.
+    ``lease_ttl`` bounds how long a crashed holder can block the others.
     """
     started = time.monotonic()
-    policy = _Policy(store, endpoint, margin, force, force_before, lease_ttl, lease_wait, clock)
+    policy = _Policy(store, endpoint, margin, force, lease_ttl, lease_wait, clock, sleep)
     try:
         outcome, token = policy.run()
-        result = RunResult(store.url, outcome, token=token, checked_at=clock())
+        # The consumers' view, only now that the token it mirrors is stored: repaired when
+        # missing or behind. Consumers depend on it, so a view that cannot be written fails
+        # the run (the alarm and the e-mails then say so).
+        view = store.sync_view(token)
+        result = RunResult(store.url, outcome, token=token, checked_at=clock(), view=view)
     except SchwabTokensError as exc:
         result = RunResult(
             store.url, exc.outcome, token=policy.last_seen, error=exc, checked_at=clock()
@@ -128,19 +144,19 @@ class _Policy:
         endpoint: Callable[[], TokenEndpoint],
         margin: float,
         force: bool,
-        force_before: float | None,
         lease_ttl: float,
         lease_wait: float,
         clock: Clock,
+        sleep: Callable[[float], None],
     ) -> None:
         self.store = store
         self.endpoint = endpoint
         self.margin = margin
         self.force = force
-        self.force_before = force_before
         self.lease_ttl = lease_ttl
         self.lease_wait = lease_wait
         self.clock = clock
+        self.sleep = sleep
         #: The last document seen, for the report when the run fails half-way.
         self.last_seen: Token | None = None
         self.first_version: str | None = None
@@ -149,8 +165,15 @@ class _Policy:
         first = self.read()
         self.first_version = first.version
         if not self.due(first):
+            # Fresh, but a login past its 7 days is over all the same: say so while the last
+            # access token still works, rather than "still fresh".
+            self.check_login_alive(first.token)
             return Outcome.STILL_FRESH, first.token
-        return self.under_lease(first, stop_when_written=True)
+        try:
+            return self.under_lease(first, stop_when_written=True)
+        except _Rejected as rejected:
+            # Outside the lease: the login that replaced ours may need the store's lock to land.
+            return self.after_rejection(rejected.token, rejected.error)
 
     def under_lease(self, first: Stored, *, stop_when_written: bool) -> tuple[Outcome, Token]:
         """Take the lease, re-read (the previous holder may have refreshed) and refresh if still
@@ -164,6 +187,7 @@ class _Policy:
         with self.store.lease(self.lease_ttl, self.lease_wait, abandon_if) as lease:
             latest = self.read()
             if not self.due(latest):
+                self.check_login_alive(latest.token)
                 return Outcome.STILL_FRESH, latest.token
             if lease.held:
                 return self.refresh_and_write(latest, lease)
@@ -175,7 +199,10 @@ class _Policy:
         # check right before the call, so the check is as late as it can be.
         endpoint = self.endpoint()
         self.check_lease(lease, "did not call Schwab")
-        answer = endpoint.refresh(latest.token.refresh_token)
+        try:
+            answer = endpoint.refresh(latest.token.refresh_token, time_left=lease.time_left())
+        except RefreshTokenRejected as exc:
+            raise _Rejected(latest.token, exc) from None
         new = latest.token.refreshed(answer, now=self.clock())
         self.check_lease(lease, "did not store the new token (the next run refreshes again)")
         try:
@@ -224,18 +251,56 @@ class _Policy:
             return True
         if not self.force:
             return False
-        if self.force_before is not None:
-            return token.issued_at < self.force_before
         # Forced: unless another writer stored a fresh token since this run began.
         return stored.version == self.first_version
 
     def check_login_alive(self, token: Token) -> None:
-        if token.refresh_seconds_left(self.clock()) <= 0:
-            login = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.creation_timestamp))
-            raise LoginRequired(
-                f"the refresh token expired 7 days after the login of {login}; "
-                "run `schwab-tokens login` to log in again"
-            )
+        now = self.clock()
+        if token.refresh_seconds_left(now) > 0:
+            return
+        raise LoginRequired(
+            f"the login of {_when(token.creation_timestamp)} ended 7 days after it, at "
+            f"{_when(token.refresh_expires_at)}; {_access_left(token, now)}; "
+            f"run `schwab-tokens login --store {self.store.url}` to log in again"
+        )
+
+    def after_rejection(self, token: Token, exc: RefreshTokenRejected) -> tuple[Outcome, Token]:
+        """Schwab refused the refresh token. A login stored meanwhile (it is what killed ours:
+        Schwab keeps one login per app) is the token now; otherwise say why it died."""
+        left = token.refresh_seconds_left(self.clock())
+        # With days left, another login killed it. If it is one of ours (the phone's, a laptop's
+        # `login`), its token lands within seconds of Schwab's answer: wait for it a moment
+        # rather than tell the user their fresh login was "replaced".
+        grace = self.clock() + (REPLACED_GRACE_SECONDS if left > REPLACED_IF_LEFT_SECONDS else 0)
+        while True:
+            latest = self.read()
+            if latest.token.creation_timestamp > token.creation_timestamp:
+                if latest.token.needs_refresh(self.margin, self.clock()):
+                    raise TemporaryFailure(
+                        f"{self.store.url} changed while refreshing (a new login) and the new "
+                        "document is not fresh; nothing was overwritten, try again"
+                    )
+                return Outcome.STILL_FRESH, latest.token
+            if self.clock() >= grace:
+                break
+            self.sleep(1.0)
+        now = self.clock()
+        left = token.refresh_seconds_left(now)
+        access = _sentence(_access_left(token, now))
+        command = f"`schwab-tokens login --store {self.store.url}`"
+        if left > REPLACED_IF_LEFT_SECONDS:
+            raise LoginReplaced(
+                f"{exc}, although its login of {_when(token.creation_timestamp)} still had "
+                f"{left / 86400:.1f} days left: another login to this app replaced this one. "
+                "Schwab keeps one login per app, and a login with another tool (schwab-py's "
+                "easy_client, Schwabdev, a second schwab-tokens login) ends the older one. "
+                f"{access}. Run {command} to log in again, and let only this tool log in to "
+                "this app: other programs read its token"
+            ) from None
+        raise LoginRequired(
+            f"{exc}: its login of {_when(token.creation_timestamp)} ends at "
+            f"{_when(token.refresh_expires_at)} (7 days). {access}. Run {command} to log in again"
+        ) from None
 
     def check_lease(self, lease: Lease, consequence: str) -> None:
         if not lease.valid():
@@ -243,6 +308,34 @@ class _Policy:
                 f"the lease on {self.store.url} ran out ({self.lease_ttl:g} s) before the "
                 f"refresh was done, so this run {consequence}; the stored token is untouched"
             )
+
+
+class _Rejected(Exception):
+    """Schwab refused the refresh token: carried out of the lease to ``after_rejection``."""
+
+    def __init__(self, token: Token, error: RefreshTokenRejected) -> None:
+        super().__init__(str(error))
+        self.token = token
+        self.error = error
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def _access_left(token: Token, now: float) -> str:
+    """How long the bots keep working on the last access token."""
+    left = token.access_seconds_left(now)
+    if left <= 0:
+        return f"the last access token ran out at {_when(token.access_expires_at)}"
+    return (
+        f"the last access token still works for {int(left // 60)} min (until "
+        f"{_when(token.access_expires_at)})"
+    )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _better(theirs: Token, ours: Token) -> bool:

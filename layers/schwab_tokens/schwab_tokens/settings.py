@@ -23,7 +23,9 @@ DEFAULT_API_BASE = "https://api.schwabapi.com"
 #: Refresh when fewer seconds than this are left: with the default 5-minute schedule the token is
 #: due 900-600 s before expiry, so one failed run still leaves more than schwab-py's 300 s leeway.
 DEFAULT_REFRESH_MARGIN = 900.0
-MAX_REFRESH_MARGIN = 1800.0
+#: Half of the access token's 30 minutes, as the template allows: a larger margin makes nearly
+#: every check refresh (at 1800, every one), and refreshes less than 15 minutes apart.
+MAX_REFRESH_MARGIN = 900.0
 DEFAULT_HTTP_TIMEOUT = 15.0
 DEFAULT_HTTP_RETRIES = 3
 #: Longer than the slowest token call with its retries, so a live holder keeps the lease.
@@ -37,6 +39,8 @@ class Settings:
     """The package's configuration. Defaults are the contract's; ``from_env`` reads overrides."""
 
     store_url: str | None = None
+    #: A consumer's access view (``TOKEN_ACCESS_URL``: the stack's AccessTokenUrl output).
+    access_url: str | None = None
     store_urls: str = ""
     manifest: str = ""
     api_base: str = DEFAULT_API_BASE
@@ -56,6 +60,8 @@ class Settings:
     topic_arn: str | None = None
     #: The hosted login's function URL (ends with ``/``), when the stack enables it.
     login_url: str | None = None
+    #: The AWS region (boto3 reads it itself; the refresher names it in the commands it e-mails).
+    region: str | None = None
     #: Custom CloudWatch metrics (EMF) besides the log line: opt-in, each costs $0.30 a month.
     detailed_metrics: bool = False
     debug: bool = False
@@ -70,6 +76,7 @@ class Settings:
 
         return cls(
             store_url=text("TOKEN_STORE_URL"),
+            access_url=text("TOKEN_ACCESS_URL"),
             store_urls=text("TOKEN_STORE_URLS") or "",
             manifest=text("TOKEN_MANIFEST") or "",
             api_base=api_base(text("SCHWAB_API_BASE") or DEFAULT_API_BASE, "SCHWAB_API_BASE"),
@@ -85,6 +92,7 @@ class Settings:
             writer=_writer(text("AWS_LAMBDA_FUNCTION_NAME")),
             topic_arn=text("SCHWAB_TOKENS_TOPIC_ARN"),
             login_url=_optional_url(text("SCHWAB_LOGIN_URL"), "SCHWAB_LOGIN_URL"),
+            region=text("AWS_REGION") or text("AWS_DEFAULT_REGION"),
             detailed_metrics=flag(env, "SCHWAB_TOKENS_DETAILED_METRICS"),
             debug=flag(env, "SCHWAB_TOKENS_DEBUG"),
         )

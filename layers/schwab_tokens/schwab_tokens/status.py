@@ -16,10 +16,11 @@ REFRESH_WARNING_SECONDS = 24 * 3600
 
 
 def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
-    """What ``schwab-tokens status --json`` prints for one store: login time, both expiries
-    (epoch seconds) and the seconds left, the last write, a fingerprint, and ``healthy`` (a
-    refresh would work and more than a day is left before a login is due). Raises what
-    ``store.read()`` raises (``LoginRequired`` when there is no token)."""
+    """What ``schwab-tokens status --json`` prints for one store: where consumers read it
+    (``access_url``, the access view), login time, both expiries (epoch seconds) and the
+    seconds left, the last write, a fingerprint, and ``healthy`` (a refresh would work and more
+    than a day is left before a login is due). Raises what ``store.read()`` raises
+    (``LoginRequired`` when there is no token)."""
     now = time.time() if now is None else now
     stored = store.read()
     token = stored.token
@@ -27,6 +28,7 @@ def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
     refresh_left = token.refresh_seconds_left(now)
     return {
         "store": store.url,
+        "access_url": store.view.url,
         "creation_timestamp": token.creation_timestamp,
         "age_seconds": round(now - token.creation_timestamp),
         "last_refresh": stored.written_at,
@@ -49,18 +51,25 @@ def describe_all(
         try:
             row = describe(store_from_url(target.url, settings), now)
         except SchwabTokensError as exc:
-            rows.append(
-                {
-                    "token": target.name,
-                    "store": target.url,
-                    "outcome": exc.outcome,
-                    "error": str(exc),
-                    "healthy": False,
-                    "exit_code": int(exc.exit_code),
-                }
-            )
+            rows.append({"token": target.name, **failure_row(target.url, exc, settings)})
             continue
         dead = row["refresh_seconds_left"] <= 0
         code = ExitCode.LOGIN_REQUIRED if dead else ExitCode.OK
         rows.append({"token": target.name, **row, "exit_code": int(code)})
     return rows
+
+
+def failure_row(url: str, exc: SchwabTokensError, settings: Settings) -> dict[str, Any]:
+    """What ``status --json`` prints for a store it cannot describe (no token, corrupt, denied)."""
+    try:
+        view: str | None = store_from_url(url, settings).view.url
+    except SchwabTokensError:
+        view = None
+    return {
+        "store": url,
+        "access_url": view,
+        "outcome": str(exc.outcome),
+        "error": str(exc),
+        "healthy": False,
+        "exit_code": int(exc.exit_code),
+    }

@@ -38,8 +38,30 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:10]
 
 
+class Expiries:
+    """The time arithmetic a token document and an access view share: each has a login time
+    (``creation_timestamp``) and an access-token expiry (``access_expires_at``)."""
+
+    creation_timestamp: int
+
+    @property
+    def access_expires_at(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def refresh_expires_at(self) -> float:
+        """When the login ends: Schwab kills the refresh token 7 days after it."""
+        return float(self.creation_timestamp + REFRESH_TOKEN_LIFETIME)
+
+    def access_seconds_left(self, now: float | None = None) -> float:
+        return self.access_expires_at - (time.time() if now is None else now)
+
+    def refresh_seconds_left(self, now: float | None = None) -> float:
+        return self.refresh_expires_at - (time.time() if now is None else now)
+
+
 @dataclass(frozen=True)
-class Token:
+class Token(Expiries):
     """A parsed, validated token document: ``{"creation_timestamp": .., "token": {..}}``."""
 
     creation_timestamp: int
@@ -54,21 +76,7 @@ class Token:
         anything over 64 KB, text that is not strict JSON (``NaN``, ``Infinity`` and ``1e400``
         included) and documents that ``from_dict`` refuses.
         """
-        # A str is measured in UTF-8 bytes, as the file or object would be; anything longer
-        # than the limit in characters is already too long, so huge input is never encoded.
-        size = len(raw)
-        if isinstance(raw, str) and size <= MAX_DOCUMENT_BYTES:
-            size = len(raw.encode("utf-8", "surrogatepass"))
-        if size > MAX_DOCUMENT_BYTES:
-            raise InvalidTokenDocument(
-                f"{source} is {size} bytes, more than a token document can be "
-                f"({MAX_DOCUMENT_BYTES}); it is not a schwab-tokens/schwab-py token"
-            )
-        try:
-            data = strictjson.loads(raw)
-        except strictjson.NotJSON as exc:
-            raise InvalidTokenDocument(f"{source} is not valid JSON ({exc.reason})") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(load_json(raw, source), source=source)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "token document") -> Token:
@@ -82,7 +90,7 @@ class Token:
         if created is None:
             raise InvalidTokenDocument(
                 f"{source} has no creation_timestamp (a schwab-py token written by an old version "
-                "or another tool); run `schwab-tokens login` to create a new one"
+                "or another tool)"
             )
         if not _epoch(created) or created < 0:
             raise InvalidTokenDocument(f"{source}: creation_timestamp must be epoch seconds")
@@ -93,7 +101,7 @@ class Token:
             value = inner.get(name)
             if not isinstance(value, str) or not value:
                 raise InvalidTokenDocument(f"{source} is missing token.{name}")
-            problem = _token_string_problem(value)
+            problem = token_string_problem(value)
             if problem:
                 raise InvalidTokenDocument(f"{source}: token.{name} {problem}")
         if not _epoch(inner.get("expires_at")):
@@ -142,6 +150,10 @@ class Token:
         # The strict writer: a document the strict parser would refuse is never produced.
         return strictjson.dumps(self.to_dict())
 
+    def schwab_py_document(self) -> dict[str, Any]:
+        """What schwab-py's token file and access functions hold: the whole document."""
+        return self.to_dict()
+
     # -- arithmetic --------------------------------------------------------------------------
     @property
     def access_token(self) -> str:
@@ -161,16 +173,6 @@ class Token:
         lifetime = _lifetime(self.token.get("expires_in"))
         return self.access_expires_at - (DEFAULT_EXPIRES_IN if lifetime is None else lifetime)
 
-    @property
-    def refresh_expires_at(self) -> float:
-        return float(self.creation_timestamp + REFRESH_TOKEN_LIFETIME)
-
-    def access_seconds_left(self, now: float | None = None) -> float:
-        return self.access_expires_at - (time.time() if now is None else now)
-
-    def refresh_seconds_left(self, now: float | None = None) -> float:
-        return self.refresh_expires_at - (time.time() if now is None else now)
-
     def needs_refresh(self, margin: float, now: float | None = None) -> bool:
         return self.access_seconds_left(now) < margin
 
@@ -188,6 +190,26 @@ class Token:
     __str__ = __repr__
 
 
+def load_json(raw: bytes | str, source: str) -> Any:
+    """A stored document's JSON (a token document or an access view), or
+    ``InvalidTokenDocument``: anything over 64 KB, or text that is not strict JSON (``NaN``,
+    ``Infinity`` and ``1e400`` included), named but never quoted."""
+    # A str is measured in UTF-8 bytes, as the file or object would be; anything longer
+    # than the limit in characters is already too long, so huge input is never encoded.
+    size = len(raw)
+    if isinstance(raw, str) and size <= MAX_DOCUMENT_BYTES:
+        size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise InvalidTokenDocument(
+            f"{source} is {size} bytes, more than a token document can be "
+            f"({MAX_DOCUMENT_BYTES}); it is not a schwab-tokens/schwab-py token"
+        )
+    try:
+        return strictjson.loads(raw)
+    except strictjson.NotJSON as exc:
+        raise InvalidTokenDocument(f"{source} is not valid JSON ({exc.reason})") from None
+
+
 def _epoch(value: object) -> bool:
     """A finite number of seconds in a plausible range (NaN, infinities, 10**400 are not)."""
     return (
@@ -198,7 +220,7 @@ def _epoch(value: object) -> bool:
     )
 
 
-def _token_string_problem(value: str, limit: int = MAX_TOKEN_CHARS) -> str | None:
+def token_string_problem(value: str, limit: int = MAX_TOKEN_CHARS) -> str | None:
     """Why ``value`` cannot be an OAuth token, or None. Tokens are printable ASCII (RFC 6749
     A.12/A.17); anything else cannot travel in a form body or a header."""
     if len(value) > limit:
@@ -227,7 +249,7 @@ def token_fields(answer: Any, *, need_refresh_token: bool) -> dict[str, Any]:
             continue
         if not isinstance(value, str) or not value:
             raise InvalidTokenAnswer(_ANSWER + f"has no {name}" + _UNTOUCHED)
-        problem = _token_string_problem(value)
+        problem = token_string_problem(value)
         if problem:
             raise InvalidTokenAnswer(_ANSWER + f"{name} {problem}" + _UNTOUCHED)
         fields[name] = value
@@ -235,7 +257,7 @@ def token_fields(answer: Any, *, need_refresh_token: bool) -> dict[str, Any]:
         value = answer.get(name)
         if value is None:
             continue
-        if not isinstance(value, str) or _token_string_problem(value, limit):
+        if not isinstance(value, str) or token_string_problem(value, limit):
             # Not needed to refresh or to call the API: drop it rather than fail the refresh.
             log.warning("Schwab's token answer has an unusable %s; it is not stored", name)
             continue

@@ -12,20 +12,22 @@ environment, the credentials secret, or a hidden prompt.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
 from .. import __version__
-from ..errors import ExitCode, SchwabTokensError, UnexpectedError
+from ..errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
 from ..settings import Settings
 from ..stores import FORMS
-from . import login, login_link, refresh, status, watch
+from . import export, login, login_link, refresh, status, watch
 from .common import err
 
 #: In the order ``--help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (login, login_link, refresh, status, watch)
+COMMANDS: tuple[ModuleType, ...] = (login, login_link, refresh, status, watch, export)
 
 EPILOG = """\
 exit codes:
@@ -40,13 +42,14 @@ exit codes:
 environment:
   TOKEN_STORE_URL            the store (default tokens.json); without --store, refresh, status
                              and watch take all of TOKEN_MANIFEST or TOKEN_STORE_URLS if set
+  TOKEN_ACCESS_URL           the access view export reads (default: the store's)
   SCHWAB_APP_KEY             the Schwab app's key
   SCHWAB_APP_SECRET          the app's secret (never a flag)
   SCHWAB_CREDENTIALS_SECRET  a Secrets Manager secret NAME or ssm:/PARAMETER holding both
   SCHWAB_CALLBACK_URL        the app's registered callback (default https://127.0.0.1:8182)
   SCHWAB_API_BASE            default https://api.schwabapi.com (https, or http to 127.0.0.1)
   SCHWAB_LOGIN_URL           the hosted login's URL (the stack's LoginUrl output)
-  REFRESH_MARGIN_SECONDS     refresh below this many seconds left (0-1800, default 900)
+  REFRESH_MARGIN_SECONDS     refresh below this many seconds left (0-900, default 900)
   SCHWAB_HTTP_TIMEOUT        read timeout per try (default 15), SCHWAB_HTTP_RETRIES (0-10, 3)
   SCHWAB_TOKENS_LEASE_TTL    single-flight lease lifetime in seconds (default 120)
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL...  as boto3 reads them
@@ -57,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     debug = False
     try:
+        _use_region(args.region)
         settings = Settings.from_env()
         debug = settings.debug
         return int(args.command(args, settings))
@@ -71,6 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         err(f"error: {UnexpectedError.wrap(exc)}; set SCHWAB_TOKENS_DEBUG=1 to see the traceback")
         return int(ExitCode.UNEXPECTED)
+
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+def _use_region(region: str | None) -> None:
+    """``--region``: the AWS region of the store and the credentials, for boto3 (which reads
+    only its own chain), whatever the profile's default."""
+    if region is None:
+        return
+    if not _REGION.fullmatch(region):
+        raise UsageError(f"--region must be an AWS region such as us-east-1, not {region[:40]!r}")
+    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
         )
         sub.set_defaults(command=module.run)
         sub.add_argument("--store", help=f"{FORMS} (default: $TOKEN_STORE_URL, then tokens.json)")
+        sub.add_argument(
+            "--region", help="the AWS region of the store and credentials (default: boto3's)"
+        )
         module.add_arguments(sub)
     return top
 

@@ -31,7 +31,7 @@ def add_app_key(parser: argparse.ArgumentParser) -> None:
 def add_margin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--margin",
-        help="refresh when fewer seconds than this are left, 0-1800 "
+        help="refresh when fewer seconds than this are left, 0-900 "
         "(default: $REFRESH_MARGIN_SECONDS, then 900)",
     )
 
@@ -105,7 +105,7 @@ def report(result: RunResult) -> None:
     out(
         f"{label}: {result.store}: access token valid for "
         f"{duration(data['access_seconds_left'])}, refresh token dies in "
-        f"{duration(data['refresh_hours_left'] * 3600)} (fingerprint {data['fingerprint']})"
+        f"{duration(data['refresh_seconds_left'])} (fingerprint {data['fingerprint']})"
     )
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..errors import ExitCode
+from ..errors import AccessDenied, ConfigurationError, ExitCode
 from ..settings import Settings
 from .common import add_app_key, out, store, when, with_app
 
 if TYPE_CHECKING:
+    from ..credentials import AppCredentials
     from ..token import Token
 
 NAME = "login"
@@ -34,18 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--credentials-secret",
         metavar="NAME",
-        help="also store the app key and secret in this Secrets Manager secret (or ssm:/NAME)",
+        help="the Secrets Manager secret (or ssm:/NAME parameter) of the app key and secret: "
+        "read from it, or, when SCHWAB_APP_KEY and SCHWAB_APP_SECRET are given, stored in it "
+        "once Schwab accepted them",
     )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..credentials import load_credentials
     from ..listener import CallbackListener, listen_for_login
     from ..login import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
     from ..oauth import SchwabOAuth
 
     target = store(args, settings)
-    creds = load_credentials(with_app(args, settings, prompt=True))
+    creds, given = _credentials(args, settings)
     callback = check_callback_url(
         args.callback_url or creds.callback_url or DEFAULT_CALLBACK_URL, listen=not args.paste
     )
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"Logged in: token stored in {target.url} (fingerprint {token.fingerprint}); the refresh "
         f"token lasts until {when(token.refresh_expires_at)}."
     )
-    if args.credentials_secret:
+    if args.credentials_secret and given:
         # Only after Schwab accepted them: a typo must not replace working credentials.
         from ..credentials import AppCredentials, store_credentials
 
@@ -93,3 +96,34 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         out(f"App key and secret stored in {args.credentials_secret}.")
     return int(ExitCode.OK)
+
+
+def _credentials(args: argparse.Namespace, settings: Settings) -> tuple[AppCredentials, bool]:
+    """The app key and secret, and whether the user gave them (environment, --app-key, the
+    prompt) rather than ``--credentials-secret`` holding them already.
+
+    Given ones win, and are stored in ``--credentials-secret`` after the login. Otherwise the
+    secret (or ``SCHWAB_CREDENTIALS_SECRET``) is read, so the command the e-mails print works
+    on a laptop that has only AWS credentials."""
+    from ..credentials import load_credentials, read_credentials
+
+    name = args.credentials_secret
+    mine = with_app(args, settings, prompt=False)
+    if mine.app_key and mine.app_secret:
+        return load_credentials(mine), True
+    if not name:
+        prompted = with_app(args, settings, prompt=True)
+        return load_credentials(prompted), bool(prompted.app_key and prompted.app_secret)
+    try:
+        return read_credentials(name), False
+    except AccessDenied:
+        raise
+    except ConfigurationError as exc:  # not there yet, or not a key and secret
+        problem = exc
+    prompted = with_app(args, replace(settings, credentials_secret=None), prompt=True)
+    if prompted.app_key and prompted.app_secret:
+        return load_credentials(prompted), True
+    raise ConfigurationError(
+        f"{problem}; to store them there, set SCHWAB_APP_KEY and SCHWAB_APP_SECRET (or give "
+        "--app-key in a terminal and type the secret when asked) and run this again"
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import ExitCode
+from ..errors import ExitCode, SchwabTokensError
 from ..settings import Settings
 from .common import add_manifest, duration, out, several, store, targets, when
 
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..status import describe, describe_all
+    from ..status import describe, describe_all, failure_row
 
     if several(args, settings):
         rows = describe_all(targets(args, settings), settings)
@@ -30,7 +30,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             for line in _table(rows):
                 out(line)
         return int(max(row["exit_code"] for row in rows))
-    status = describe(store(args, settings))
+    target = store(args, settings)
+    try:
+        status = describe(target)
+    except SchwabTokensError as exc:
+        if not args.json:
+            raise
+        # Scripts always get one JSON object, "no token" and a corrupt store included.
+        out(json.dumps(failure_row(target.url, exc, settings)))
+        return int(exc.exit_code)
     if args.json:
         out(json.dumps(status))
     else:
@@ -63,6 +71,7 @@ def _lines(status: dict[str, Any]) -> list[tuple[str, str]]:
     last = status["last_refresh"]
     return [
         ("store", status["store"]),
+        ("access view", status["access_url"]),
         (
             "logged in",
             f"{when(status['creation_timestamp'])} ({duration(status['age_seconds'])} ago)",

@@ -1,4 +1,10 @@
-"""``schwab-tokens watch``: keep the token fresh until stopped (SIGINT/SIGTERM)."""
+"""``schwab-tokens watch``: keep the token fresh until stopped (SIGINT/SIGTERM).
+
+A daemon: it outlives everything that time or a person can fix (a half-written or corrupt store,
+a network outage, Schwab down, a login that is due or over, credentials being changed) and says
+what it waits for, once per change of state; it keeps checking, and picks up a new login or a
+repaired store on its own. Only SIGTERM (exit 0) and SIGINT (exit 130) stop it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,25 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..errors import ExitCode, UnexpectedError
+from ..errors import ExitCode, Outcome, SchwabTokensError, UnexpectedError, UsageError
+from ..manifest import Target
 from ..settings import INTERVAL, Settings
-from .common import add_app_key, add_manifest, add_margin, out, refresh_targets, report, targets
+from .common import (
+    add_app_key,
+    add_manifest,
+    add_margin,
+    err,
+    out,
+    refresh_targets,
+    report,
+    targets,
+    with_app,
+)
+
+if TYPE_CHECKING:
+    from ..refresh import RunResult
 
 NAME = "watch"
 HELP = "keep the token fresh until stopped (SIGINT/SIGTERM)"
@@ -32,6 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     and conditional, so leaving mid-refresh leaves the previous or the new token, never half."""
     interval = INTERVAL.check(args.interval, "--interval")
     watched = targets(args, settings)
+    _check_app(args, settings, watched)
     stopped: list[int] = []
     wake = threading.Event()
 
@@ -43,10 +65,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, on_signal)
     out(f"watching {', '.join(t.url for t in watched)} every {interval:g} s (Ctrl-C to stop)")
     done = threading.Event()
+    said: dict[str, str] = {}
     while not stopped:
-        code = _until_stopped(lambda: _round(args, settings), stopped, done)
-        if code is not None:
-            return code  # only the user can fix it: a dead login, a wrong app secret
+        _until_stopped(lambda: _round(args, settings, said, interval), stopped, done)
         if not stopped:
             wake.wait(interval)
     out("stopped")
@@ -60,39 +81,75 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return stopped[0]
 
 
-def _round(args: argparse.Namespace, settings: Settings) -> int | None:
-    """One refresh of every token: the exit code if a failure needs the user, else None.
+def _check_app(args: argparse.Namespace, settings: Settings, watched: list[Target]) -> None:
+    """What only a restart can fix is refused at once (exit 2): with no app key and secret in
+    the environment and no credentials secret, no round could ever refresh."""
+    app = with_app(args, settings, prompt=False)
+    if (app.app_key and app.app_secret) or app.credentials_secret:
+        return
+    if all(t.credentials_secret for t in watched):
+        return
+    raise UsageError(
+        "watch needs the Schwab app key and secret: set SCHWAB_APP_KEY and SCHWAB_APP_SECRET, "
+        "or name a secret (NAME) or parameter (ssm:/NAME) in SCHWAB_CREDENTIALS_SECRET"
+    )
 
-    Temporary failures and bugs (an unexpected error: reported, maybe a full disk) are tried
-    again next round; a dead login or a wrong configuration needs the user."""
-    for _, result in refresh_targets(args, settings, force=False):
-        report(result)
-        needs_user = not (result.temporary or isinstance(result.error, UnexpectedError))
-        if result.error is not None and needs_user:
-            return int(result.exit_code)
-    return None
+
+def _round(
+    args: argparse.Namespace, settings: Settings, said: dict[str, str], every: float
+) -> None:
+    """One refresh of every token. A refresh is always reported; any other state only when it
+    differs from the last one reported for that token (``said``), with what watch waits for."""
+    try:
+        results = refresh_targets(args, settings, force=False)
+    except SchwabTokensError as exc:  # e.g. a manifest file that is being edited
+        _say(said, "*", f"waiting: {exc}; checking again every {every:g} s", error=True)
+        return
+    for target, result in results:
+        if result.outcome == Outcome.REFRESHED:
+            report(result)
+            said[target.name] = str(Outcome.STILL_FRESH)
+        elif result.error is None:
+            if _say(said, target.name, str(Outcome.STILL_FRESH)):
+                report(result)
+        else:
+            state = f"{result.outcome}:{type(result.error).__name__}"
+            if _say(said, target.name, state):
+                err(f"{result.outcome}: {result.error}")
+                waiting = _waiting_for(result, target)
+                err(f"watch keeps running, {waiting}; checking every {every:g} s")
 
 
-def _until_stopped(
-    work: Callable[[], int | None], stopped: list[int], done: threading.Event
-) -> int | None:
-    """Run ``work`` in a worker thread; return its answer, or None as soon as a signal came
-    (``done`` tells whether the work finished)."""
+def _waiting_for(result: RunResult, target: Target) -> str:
+    if result.outcome == Outcome.REAUTH_REQUIRED:
+        return f"waiting for a new login (`schwab-tokens login --store {target.url}`)"
+    if result.temporary:
+        return "retrying until Schwab, AWS and the network answer again"
+    return "waiting for the store or the credentials to be repaired, or for a new login"
+
+
+def _say(said: dict[str, str], key: str, state: str, *, error: bool = False) -> bool:
+    """Whether ``state`` is news for ``key`` (and remember it); print it if ``error``."""
+    if said.get(key) == state:
+        return False
+    said[key] = state
+    if error:
+        err(state)
+    return True
+
+
+def _until_stopped(work: Callable[[], None], stopped: list[int], done: threading.Event) -> None:
+    """Run ``work`` in a worker thread until it is done or a signal came (``done`` tells which)."""
     done.clear()
-    answer: list[int | None] = []
-    failure: list[BaseException] = []
 
     def target() -> None:
         try:
-            answer.append(work())
-        except BaseException as exc:  # raised again below, in the main thread
-            failure.append(exc)
+            work()
+        except Exception as exc:  # a bug in one round: reported, and the next round tries again
+            err(f"error: {UnexpectedError.wrap(exc)}; watch keeps running")
         finally:
             done.set()
 
     threading.Thread(target=target, name="watch-refresh", daemon=True).start()
     while not done.is_set() and not stopped:
         done.wait(0.1)
-    if failure:
-        raise failure[0]
-    return answer[0] if answer else None

@@ -6,18 +6,25 @@ stack's SNS topic), and, with ``DetailedMetrics`` enabled, one EMF document per 
 ``Token``) plus the run's aggregate metrics. A dead login does not raise (retrying cannot fix it;
 the notification tells the user); any other failure raises after reporting, so Lambda's
 asynchronous retry, its Errors metric and the on-failure destination see it.
+
+A forced event (``{"force": true}``, e.g. ``events/force_refresh.json``) refreshes every token
+once per invocation: Lambda retries a failed asynchronous invocation with the same event and the
+same request id, so the request id is noted beside each token it refreshed, and a retry does
+not refresh those again. The event's ``time`` plays no part (a saved event file keeps its time
+forever).
 """
 
 from __future__ import annotations
 
+import hashlib
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from ..batch import refresh_all
 from ..credentials import load_credentials
-from ..errors import Outcome, SchwabTokensError, UnexpectedError, UsageError
+from ..errors import Outcome, SchwabTokensError, UnexpectedError, UsageError, WriteConflict
 from ..manifest import Target, targets_from_settings
 from ..notify import Notice, notify
 from ..refresh import Clock, RunResult
@@ -26,10 +33,8 @@ from ..stores import store_from_url
 from ..token import Token
 from .observability import logger, metrics
 
-#: A forced event without a time (a hand-made ``{"force": true}``) does not force tokens issued
-#: this recently: Lambda retries a failed asynchronous event within minutes, and the tokens its
-#: first attempt refreshed must not be refreshed again.
-FORCE_RETRY_WINDOW_SECONDS = 600
+#: The notes' key for "this invocation's forced refresh is done" (a hash of the request id).
+FORCED_NOTE = "forced"
 
 METRIC_FOR_OUTCOME = {
     Outcome.REFRESHED: "Refreshed",
@@ -56,14 +61,22 @@ class RefreshRunFailed(SchwabTokensError):
 
 
 def handle(
-    event: Any, settings: Settings | None = None, clock: Clock = time.time
+    event: Any,
+    settings: Settings | None = None,
+    clock: Clock = time.time,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """One invocation: refresh, report and notify each token; raise if a token failed in a way
-    the refresher cannot report itself (anything but a temporary failure)."""
+    the refresher cannot report itself (anything but a temporary failure). ``request_id`` is
+    Lambda's (the same on its retries of an asynchronous invocation)."""
     try:
         settings = Settings.from_env() if settings is None else settings
-        force, force_before = parse_event(event, clock())
+        force = parse_event(event)
         targets = targets_from_settings(settings)
+        if any(t.url.startswith("s3://") for t in targets):
+            from .. import aws
+
+            aws.require_s3_conditional_writes()  # a runtime that cannot: say so at once
     except SchwabTokensError as exc:
         # Nothing was tried: say so in one line (and the failure metric) before Lambda sees it.
         logger.error(
@@ -74,11 +87,15 @@ def handle(
         if wanted:
             _emit_aggregate([RunResult("configuration", Outcome.FAILED, error=exc)])
         raise
-    results = refresh_all(targets, settings, force=force, force_before=force_before, clock=clock)
+    mark = _forced_mark(request_id) if force else None
+    forced = {t.name for t in targets if force and not _already_forced(t, settings, mark)}
+    results = refresh_all(targets, settings, force=lambda t: t.name in forced, clock=clock)
     for target, result in results:
         record = {"token": target.name, **result.to_dict()}
         level = logger.info if result.ok else logger.warning if result.temporary else logger.error
         level(f"token {target.name}: {result.outcome}", extra=record)
+        if mark and target.name in forced and result.outcome == Outcome.REFRESHED:
+            _note_forced(target, settings, mark)
         _notify(target, result, settings, clock)
         if settings.detailed_metrics and len(results) > 1:
             _emit_per_token(target, result)
@@ -99,11 +116,10 @@ def handle(
     return summary
 
 
-def parse_event(event: Any, now: float) -> tuple[bool, float | None]:
-    """``force`` (a JSON boolean, at the top or in EventBridge's ``detail``) and the time before
-    which a forced token must have been issued to be refreshed again."""
+def parse_event(event: Any) -> bool:
+    """``force``: a JSON boolean, at the top or in EventBridge's ``detail``."""
     if event is None:
-        return False, None
+        return False
     if not isinstance(event, Mapping):
         raise UsageError("the refresher's event must be a JSON object")
     detail = event.get("detail")
@@ -111,20 +127,44 @@ def parse_event(event: Any, now: float) -> tuple[bool, float | None]:
     if force is None and isinstance(detail, Mapping):
         force = detail.get("force")
     if force is None:
-        return False, None
+        return False
     if not isinstance(force, bool):
         raise UsageError(f'"force" must be true or false (a JSON boolean), not {json_repr(force)}')
-    if not force:
-        return False, None
-    when = event.get("time")
-    if when is None:  # a hand-made event: what was refreshed in the last minutes counts as done
-        return True, now - FORCE_RETRY_WINDOW_SECONDS
+    return force
+
+
+# -- a forced refresh, once per invocation -------------------------------------------------------
+def _forced_mark(request_id: str | None) -> str | None:
+    """What the notes keep of the request id: short (the notes are small), not the id itself."""
+    if not request_id:
+        return None
+    return hashlib.sha256(request_id.encode()).hexdigest()[:12]
+
+
+def _already_forced(target: Target, settings: Settings, mark: str | None) -> bool:
+    """Whether an earlier attempt of this invocation already refreshed this token."""
+    if mark is None:
+        return False
     try:
-        if not isinstance(when, str):
-            raise ValueError(when)
-        return True, datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise UsageError(f'"time" must be an ISO 8601 time, not {json_repr(when)}') from None
+        notes, _ = store_from_url(target.url, settings).read_notes()
+    except SchwabTokensError:
+        return False  # the run itself reports what is wrong with the store
+    return notes.get(FORCED_NOTE) == mark
+
+
+def _note_forced(target: Target, settings: Settings, mark: str) -> None:
+    """Best effort: if this cannot be noted, a retry of this invocation refreshes once more."""
+    try:
+        store = store_from_url(target.url, settings)
+        for _ in range(3):
+            notes, version = store.read_notes()
+            try:
+                store.write_notes({**notes, FORCED_NOTE: mark}, version)
+                return
+            except WriteConflict:
+                continue
+    except SchwabTokensError as exc:
+        logger.warning(f"token {target.name}: could not note the forced refresh ({exc})")
 
 
 def json_repr(value: Any) -> str:
@@ -150,7 +190,13 @@ def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock)
     try:
         store = store_from_url(target.url, settings)
         kind = notify(
-            store, target.name, result, publish, _link_maker(target, settings, clock), clock()
+            store,
+            target.name,
+            result,
+            publish,
+            _link_maker(target, settings, clock),
+            clock(),
+            login_command(target, settings),
         )
     except Exception as exc:
         # The run's own outcome is already reported; a notification problem (even a bug: only
@@ -166,6 +212,19 @@ def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock)
             f"token {target.name}: notified {kind}",
             extra={"token": target.name, "notified": str(kind)},
         )
+
+
+def login_command(target: Target, settings: Settings) -> str:
+    """The CLI login the e-mails print: complete, so that it works as printed on a laptop with
+    only AWS credentials (the app key and secret come from the stack's credentials; the region
+    is the stack's, whatever the laptop's default)."""
+    words = ["schwab-tokens", "login", "--store", target.url]
+    credentials = target.credentials_secret or settings.credentials_secret
+    if credentials:
+        words += ["--credentials-secret", credentials]
+    if settings.region and (credentials or target.url.startswith(("s3://", "secretsmanager://"))):
+        words += ["--region", settings.region]
+    return shlex.join(words)
 
 
 def _link_maker(

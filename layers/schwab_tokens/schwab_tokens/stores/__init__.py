@@ -3,6 +3,20 @@
 Backends are imported only when asked for, so a file-store user never loads boto3. A URL that
 looks like a scheme but is not one of ours (``s3:/b/k``, ``S3://``, ``xyz://``) is a usage error
 naming the right form, never a file of that odd name.
+
+Every store keeps an access view beside its token (``access.py``), where ``access_url`` says,
+one rule per kind of store, so no writer needs to be told:
+
+- a file ``PATH/NAME.json`` (or ``file:``): ``PATH/NAME.access.json`` (a name without ``.json``
+  gets ``.access.json`` appended);
+- ``s3://BUCKET/KEY``: the same rule on the key, in the same bucket
+  (``s3://b/schwab/tokens.json`` -> ``s3://b/schwab/tokens.access.json``): one more small
+  object, a few cents a year;
+- ``secretsmanager://NAME``: the SSM SecureString parameter ``ssm:/NAME.access`` (``+``, ``=``
+  and ``@``, which SSM names cannot hold, become ``_``). Not a second secret: that would add
+  $0.40 a month, and a standard parameter costs nothing.
+
+``source_from_url`` opens either kind of URL for a reader (``TokenReader``).
 """
 
 from __future__ import annotations
@@ -11,7 +25,7 @@ import re
 
 from ..errors import UsageError
 from ..settings import Settings
-from .base import RawDocument, Stored, TokenStore
+from .base import RawDocument, Stored, TokenStore, View
 
 DEFAULT_STORE_URL = "tokens.json"
 FORMS = "a path, file:PATH, s3://BUCKET/KEY or secretsmanager://NAME"
@@ -59,6 +73,11 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
         from .secretsmanager import SecretsManagerStore
 
         return SecretsManagerStore(name, url=url, kms_key_id=settings.kms_key_id)
+    if scheme.group(1) == "ssm":
+        raise UsageError(
+            f"{url!r} is an access view, not a token store: consumers read it "
+            "(TOKEN_ACCESS_URL); writers take the store's own URL, secretsmanager://NAME"
+        )
     hint = {"s3": "s3://BUCKET/KEY", "secretsmanager": "secretsmanager://NAME"}.get(
         scheme.group(1).lower()
     )
@@ -70,4 +89,56 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
     )
 
 
-__all__ = ["DEFAULT_STORE_URL", "RawDocument", "Stored", "TokenStore", "store_from_url"]
+def view_name(name: str) -> str:
+    """A file name or S3 key's access view: ``tokens.json`` -> ``tokens.access.json``."""
+    return name.removesuffix(".json") + ".access.json"
+
+
+SSM_VIEW = "ssm:"
+_SSM_UNSAFE = re.compile(r"[+=@]")
+
+
+def ssm_view_name(secret_name: str) -> str:
+    """The SSM parameter that holds the view of ``secretsmanager://secret_name``."""
+    return "/" + _SSM_UNSAFE.sub("_", secret_name).lstrip("/") + ".access"
+
+
+def is_view_url(url: str) -> bool:
+    """Whether ``url`` names an access view rather than a token store (by the rule above)."""
+    url = url.strip()
+    return url.startswith(SSM_VIEW) or url.endswith(".access.json")
+
+
+def access_url(url: str, settings: Settings | None = None) -> str:
+    """Where the access view of the store at ``url`` lives (see the module's rules)."""
+    store = store_from_url(url, settings or Settings())
+    return store.view.url
+
+
+def source_from_url(url: str, settings: Settings | None = None) -> TokenStore | View:
+    """What a reader reads: a token store (any store URL) or an access view (a store's view URL,
+    or ``ssm:/NAME`` for a Secrets Manager store's)."""
+    if isinstance(url, str) and url.strip().startswith(SSM_VIEW):
+        from .ssm import SsmView
+
+        view: View = SsmView.from_url(url.strip(), settings or Settings.from_env())
+        return view
+    if isinstance(url, str) and is_view_url(url):
+        # A file or S3 view: opened through the store it belongs to (tokens.json for
+        # tokens.access.json), whose messages then name the store to refresh or log in to.
+        owner = url.strip().removesuffix(".access.json") + ".json"
+        return store_from_url(owner, settings).view
+    return store_from_url(url, settings)
+
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "RawDocument",
+    "Stored",
+    "TokenStore",
+    "View",
+    "access_url",
+    "is_view_url",
+    "source_from_url",
+    "store_from_url",
+]

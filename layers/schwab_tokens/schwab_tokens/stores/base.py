@@ -21,7 +21,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 from .. import strictjson
-from ..errors import LeaseBusy, LoginRequired, SchwabTokensError, WriteConflict
+from ..access import AccessView
+from ..errors import (
+    InvalidTokenDocument,
+    LeaseBusy,
+    LoginRequired,
+    SchwabTokensError,
+    WriteConflict,
+)
 from ..token import Token
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,10 @@ class Lease:
     def valid(self) -> bool:
         return self.held and self._clock() < self.deadline
 
+    def time_left(self) -> float:
+        """Seconds until the deadline (infinite for a lease that never expires, 0 if not held)."""
+        return max(0.0, self.deadline - self._clock()) if self.held else 0.0
+
     def __bool__(self) -> bool:
         return self.held
 
@@ -77,16 +88,51 @@ def safety(ttl: float) -> float:
     return min(10.0, ttl * 0.1)
 
 
+class View(abc.ABC):
+    """Where a store keeps its access view (``access.AccessView``), and how consumers read it."""
+
+    url: str
+
+    @abc.abstractmethod
+    def read_raw(self) -> RawDocument:
+        """The stored view's bytes and version; ``LoginRequired`` if there is none yet."""
+
+    @abc.abstractmethod
+    def current(self) -> tuple[AccessView | None, str | None]:
+        """The stored view if a consumer can use it (None when there is none, it does not parse,
+        or consumers could not read it), and the version a write must name (None: none yet)."""
+
+    @abc.abstractmethod
+    def put(self, view: AccessView, expected_version: str | None) -> None:
+        """Store ``view`` if the stored one is still ``expected_version`` (atomically where the
+        backend can: ``WriteConflict`` otherwise)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
 class TokenStore(abc.ABC):
-    """One token document in one place (a file, an S3 object, a secret), and its notes."""
+    """One token document in one place (a file, an S3 object, a secret), its notes, and the
+    access view beside it."""
 
     url: str
 
     def read(self) -> Stored:
         """The parsed document: ``LoginRequired`` when there is none, ``InvalidTokenDocument``
         when what is there is not a token (it is then never overwritten by a refresh)."""
-        raw, version, written_at = self.read_raw()
-        return Stored(Token.parse(raw, source=self.url), version, written_at)
+        try:
+            raw, version, written_at = self.read_raw()
+            token = Token.parse(raw, source=self.url)
+        except InvalidTokenDocument as exc:
+            raise InvalidTokenDocument(f"{exc}. {self.relogin_fix()}") from None
+        return Stored(token, version, written_at)
+
+    def relogin_fix(self) -> str:
+        """What puts a good document back: a login rewrites whatever is stored."""
+        return (
+            "Nothing refreshes it as it is: `schwab-tokens login --store "
+            f"{self.url}` replaces it with a new login"
+        )
 
     @abc.abstractmethod
     def read_raw(self) -> RawDocument:
@@ -113,6 +159,29 @@ class TokenStore(abc.ABC):
         without the lease (``held`` False), so a loser stops queueing once the holder's work
         makes its own unnecessary.
         """
+
+    # -- the access view ------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def view(self) -> View:
+        """This store's access view (where ``stores.access_url`` says it is)."""
+
+    def sync_view(self, token: Token) -> str:
+        """Make the access view mirror ``token``, a document this store holds (just read, or
+        just written: never one that failed validation). Returns ``"written"``, or
+        ``"current"`` when the view already mirrors it or a newer token: a view never goes back
+        to an older token. Raises what the view's backend raises (no access, no key)."""
+        wanted = AccessView.from_token(token)
+        for _ in range(3):
+            current, version = self.view.current()
+            if current is not None and (current == wanted or current.order() > wanted.order()):
+                return "current"
+            try:
+                self.view.put(wanted, version)
+            except WriteConflict:
+                continue  # another writer's view landed meanwhile: look at it again
+            return "written"
+        return "current"  # others keep writing it; the next run looks again
 
     # -- notes --------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -6,7 +6,8 @@ the store creates are 0700 whatever the umask. One ``flock`` on a sidecar ``<fil
 compare-and-rename, so several processes on one machine never refresh at once; the kernel drops
 the lock when its holder dies, so the lease never outlives a crashed process, and temp files a
 killed writer left behind are swept by the next writer, under the lock. The notes live in
-``<file>.notes`` with the same guard.
+``<file>.notes`` with the same guard, and the access view in ``<name>.access.json`` (see
+``stores.access_url``), written the same way.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import AccessDenied, ConfigurationError, LoginRequired, UsageError
+from ..access import AccessView
+from ..errors import (
+    AccessDenied,
+    ConfigurationError,
+    InvalidTokenDocument,
+    LoginRequired,
+    UsageError,
+)
 from ..token import MAX_DOCUMENT_BYTES, Token
-from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease
+from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, View, polled_lease
 
 #: How long a write waits for another process's lock on the same file.
 WRITE_WAIT_SECONDS = 30.0
@@ -44,6 +52,7 @@ class FileStore(TokenStore):
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.notes_path = self.path.with_name(self.path.name + ".notes")
         self._local = threading.local()
+        self._view = FileView(self)
 
     # -- reading -----------------------------------------------------------------------------
     def read_raw(self) -> RawDocument:
@@ -108,10 +117,15 @@ class FileStore(TokenStore):
 
     def _sweep(self) -> None:
         """Remove temp files a killed writer left (under the lock: nobody else is writing)."""
-        for name in (self.path.name, self.notes_path.name):
+        for name in (self.path.name, self.notes_path.name, self._view.path.name):
             for stale in self.path.parent.glob(f".{name}.*.tmp"):
                 with contextlib.suppress(OSError):
                     stale.unlink()
+
+    # -- the access view -------------------------------------------------------------------------
+    @property
+    def view(self) -> FileView:
+        return self._view
 
     # -- notes -------------------------------------------------------------------------------
     def read_notes_raw(self) -> tuple[bytes | None, str | None]:
@@ -184,6 +198,43 @@ class FileStore(TokenStore):
             )
             os.close(fd)
             os.unlink(tmp)
+
+
+class FileView(View):
+    """The access view beside a token file: ``tokens.json`` -> ``tokens.access.json``, written
+    atomically under the token file's lock, created 0600 like the token."""
+
+    def __init__(self, store: FileStore) -> None:
+        from . import view_name
+
+        self.store = store
+        self.path = store.path.with_name(view_name(store.path.name))
+        head, slash, tail = store.url.rpartition("/")
+        self.url = head + slash + view_name(tail)
+
+    def read_raw(self) -> RawDocument:
+        found = self.store._read(self.path, MAX_DOCUMENT_BYTES)
+        if found is None:
+            raise LoginRequired(
+                f"no access view at {self.url} yet: every writer keeps it beside the token; "
+                f"run `schwab-tokens refresh --store {self.store.url}` (or log in) to write it"
+            )
+        return RawDocument(found[0], _digest(found[0]), found[1])
+
+    def current(self) -> tuple[AccessView | None, str | None]:
+        found = self.store._read(self.path, MAX_DOCUMENT_BYTES)
+        if found is None:
+            return None, None
+        try:
+            return AccessView.parse(found[0], source=self.url), _digest(found[0])
+        except InvalidTokenDocument:
+            return None, _digest(found[0])
+
+    def put(self, view: AccessView, expected_version: str | None) -> None:
+        with self.store._exclusive(WRITE_WAIT_SECONDS):
+            if self.current()[1] != expected_version:
+                raise self.store.changed("access view changed")
+            self.store._replace(self.path, view.to_json())
 
 
 @contextlib.contextmanager

@@ -13,6 +13,11 @@ clock only: a lease is dead once the ``Date`` of a reader's answer is past the l
 clock is minutes off can neither steal a live lease nor keep a dead one. An expired lease is
 taken over with ``If-Match: <its ETag>``, so of two writers that both saw it expire only one
 wins. Release deletes it only while it is still ours (owner checked, then ``If-Match``).
+
+The access view is ``KEY`` with ``.json`` replaced by ``.access.json``, written with the same
+conditions. With a KMS key it is encrypted without the bucket key, so its encryption context is
+the object's own ARN, not the bucket's: the consumers' policy may decrypt the view and nothing
+else in the bucket.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .. import aws
-from ..errors import AccessDenied, InvalidTokenDocument, WriteConflict
+from ..access import AccessView
+from ..errors import AccessDenied, InvalidTokenDocument, LoginRequired, WriteConflict
 from ..settings import DEFAULT_LEASE_TTL
 from ..token import MAX_DOCUMENT_BYTES, Token
-from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, polled_lease, response_date
+from .base import (
+    MAX_NOTES_BYTES,
+    Lease,
+    RawDocument,
+    TokenStore,
+    View,
+    polled_lease,
+    response_date,
+)
 
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_CODES = {"NoSuchKey", "NotFound", "404"}
@@ -54,6 +68,9 @@ class S3Store(TokenStore):
         self._encryption = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
+        #: The KMS key S3 reported for the token object (a laptop's login is not told the key).
+        self.kms_key_seen: str | None = kms_key_id
+        self._view = S3View(self)
 
     # -- reading -----------------------------------------------------------------------------
     def read_raw(self) -> RawDocument:
@@ -61,6 +78,7 @@ class S3Store(TokenStore):
         if found is None:
             raise self.no_token()
         raw, response = found
+        self._saw(response)
         modified = response.get("LastModified")
         return RawDocument(raw, str(response["ETag"]), modified.timestamp() if modified else None)
 
@@ -68,10 +86,19 @@ class S3Store(TokenStore):
         try:
             response = aws.client("s3").head_object(Bucket=self.bucket, Key=self.key)
         except aws.boto_errors() as exc:
-            if aws.error_code(exc) in _MISSING_CODES:
+            if aws.error_code(exc) in _MISSING_CODES or aws.http_status(exc) == 403:
+                # Without s3:ListBucket a missing object answers 403 too. Taken as "none": the
+                # write that follows is If-None-Match: *, so an object that does exist (and is
+                # denied) refuses it, and a real denial shows there, naming the action.
                 return None
             raise aws.translate(exc, what=self.url, action="s3:GetObject") from exc
+        self._saw(response)
         return str(response["ETag"])
+
+    def _saw(self, response: dict[str, Any]) -> None:
+        key = response.get("SSEKMSKeyId")
+        if isinstance(key, str) and key:
+            self.kms_key_seen = key
 
     def _get(self, key: str, limit: int) -> tuple[bytes, dict[str, Any]] | None:
         """The object's bytes (at most ``limit`` + 1) and the answer, or None if it is missing."""
@@ -107,8 +134,14 @@ class S3Store(TokenStore):
         )
 
     def _put_conditional(
-        self, key: str, body: bytes, expected: str | None, metadata: dict[str, str]
+        self,
+        key: str,
+        body: bytes,
+        expected: str | None,
+        metadata: dict[str, str],
+        encryption: dict[str, Any] | None = None,
     ) -> str:
+        aws.require_s3_conditional_writes()
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
             response = aws.client("s3").put_object(
@@ -118,7 +151,7 @@ class S3Store(TokenStore):
                 ContentType="application/json",
                 Metadata=metadata,
                 **condition,
-                **self._encryption,
+                **(self._encryption if encryption is None else encryption),
             )
         except aws.boto_errors() as exc:
             code = aws.error_code(exc)
@@ -129,7 +162,14 @@ class S3Store(TokenStore):
             raise aws.translate(
                 exc, what=f"s3://{self.bucket}/{key}", action="s3:PutObject"
             ) from exc
+        if key == self.key:
+            self._saw(response)
         return str(response["ETag"])
+
+    # -- the access view ----------------------------------------------------------------------
+    @property
+    def view(self) -> S3View:
+        return self._view
 
     # -- notes -------------------------------------------------------------------------------
     def read_notes_raw(self) -> tuple[bytes | None, str | None]:
@@ -154,6 +194,7 @@ class S3Store(TokenStore):
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> AbstractContextManager[Lease]:
+        aws.require_s3_conditional_writes()
         owner = uuid.uuid4().hex
         body = json.dumps({"owner": owner, "ttl": ttl}).encode()
         what = f"s3://{self.bucket}/{self.lease_key}"
@@ -211,7 +252,13 @@ class S3Store(TokenStore):
 
     def _get_lease(self, what: str) -> tuple[dict[str, Any], str, bool] | None:
         """The lease record, its ETag and whether it has expired on S3's clock; None if none."""
-        found = self._get(self.lease_key, 4096)
+        try:
+            found = self._get(self.lease_key, 4096)
+        except AccessDenied:
+            # Without s3:ListBucket, a lease released between our create (refused: it existed)
+            # and this read answers 403, not 404: it is gone, and the next poll takes it. A
+            # real denial of the lease object shows on the create, which needs s3:PutObject.
+            return None
         if found is None:
             return None
         raw, response = found
@@ -232,3 +279,58 @@ class S3Store(TokenStore):
         written = modified.timestamp() if modified else 0.0
         expired = now >= written + float(ttl) + 1.0
         return data, str(response["ETag"]), expired
+
+
+class S3View(View):
+    """The access view beside an S3 token: ``schwab/tokens.json`` -> ``schwab/tokens.access.json``
+    in the same bucket, written conditionally (``If-Match`` / ``If-None-Match: *``)."""
+
+    def __init__(self, store: S3Store) -> None:
+        from . import view_name
+
+        self.store = store
+        self.key = view_name(store.key)
+        self.url = f"s3://{store.bucket}/{self.key}"
+
+    def read_raw(self) -> RawDocument:
+        found = self.store._get(self.key, MAX_DOCUMENT_BYTES)
+        if found is None:
+            raise LoginRequired(
+                f"no access view at {self.url} yet: every writer keeps it beside the token; "
+                f"run `schwab-tokens refresh --store {self.store.url}` (or log in) to write it"
+            )
+        raw, response = found
+        modified = response.get("LastModified")
+        return RawDocument(raw, str(response["ETag"]), modified.timestamp() if modified else None)
+
+    def current(self) -> tuple[AccessView | None, str | None]:
+        try:
+            found = self.store._get(self.key, MAX_DOCUMENT_BYTES)
+        except AccessDenied:
+            # Without s3:ListBucket a missing object answers 403: then there is none yet, and the
+            # If-None-Match write below creates it (a real denial shows there).
+            return None, None
+        if found is None:
+            return None, None
+        raw, response = found
+        version = str(response["ETag"])
+        if response.get("BucketKeyEnabled"):
+            # Encrypted with the bucket key (a writer that knew no KMS key): its encryption
+            # context is then the bucket, which consumers may not decrypt. Write it again.
+            return None, version
+        try:
+            return AccessView.parse(raw, source=self.url), version
+        except InvalidTokenDocument:
+            return None, version
+
+    def put(self, view: AccessView, expected_version: str | None) -> None:
+        key_id = self.store.kms_key_seen
+        encryption = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id, "BucketKeyEnabled": False}
+            if key_id
+            else {}
+        )
+        try:
+            self.store._put_conditional(self.key, view.to_json(), expected_version, {}, encryption)
+        except WriteConflict:
+            raise self.store.changed("access view changed") from None

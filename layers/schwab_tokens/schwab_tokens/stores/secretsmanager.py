@@ -16,7 +16,8 @@ moto 5.2.5 enforces ``RemoveFromVersionId`` exactly like AWS (``InvalidParameter
 "Version stage AWSCURRENT not found in version ..."), and moves ``AWSPREVIOUS`` as AWS does.
 
 The notes are one more staging label, ``notes.<seq>.<base64 of the JSON>``, changed under the
-lease: a label costs no secret version, and the 20-label limit leaves room for one.
+lease: a label costs no secret version, and the 20-label limit leaves room for one. The access
+view is an SSM parameter (``ssm.py``), not a second secret.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .. import aws
 from ..errors import ConfigurationError, SchwabTokensError, WriteConflict
 from ..token import Token
 from .base import Lease, RawDocument, TokenStore, polled_lease, response_date
+from .ssm import SsmView
 
 CURRENT = "AWSCURRENT"
 PENDING = "SCHWAB_TOKENS_PENDING"
@@ -63,6 +65,18 @@ class SecretsManagerStore(TokenStore):
         self.url = url or f"secretsmanager://{name}"
         # A new secret is encrypted with this key when set (else Secrets Manager's default).
         self.kms_key_id = kms_key_id
+        self._view: SsmView | None = None
+
+    @property
+    def view(self) -> SsmView:
+        """The access view: the SSM SecureString ``/NAME.access`` (``stores.access_url``)."""
+        if self._view is None:
+            from . import ssm_view_name
+
+            self._view = SsmView(
+                ssm_view_name(self.name), kms_key_id=self.kms_key_id, store_url=self.url
+            )
+        return self._view
 
     # -- reading -----------------------------------------------------------------------------
     def read_raw(self) -> RawDocument:

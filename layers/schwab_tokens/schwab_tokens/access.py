@@ -1,0 +1,164 @@
+"""The access view: what a consumer may hold, kept beside the token by every writer.
+
+The token document holds the refresh token (seven days of access to a brokerage account) and is
+only for the refresher, ``login`` and long-running bots that refresh under the lease. A consumer
+needs far less: the access token (30 minutes), its expiry, its type and scope, the login time and
+a fingerprint. The view holds exactly that, never the refresh token, the id token or the app
+credentials, so a leaked consumer role yields at most 30 minutes of API access.
+
+Its JSON form is specified by ``schemas/access-view.schema.json`` (``expires_at`` an integer, as
+Go clients parse it). No AWS here: where a view lives is ``stores``' business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import strictjson
+from .errors import InvalidTokenDocument
+from .token import (
+    DEFAULT_EXPIRES_IN,
+    Expiries,
+    Token,
+    fingerprint,
+    load_json,
+    token_string_problem,
+)
+
+#: Names the document's kind and version, so any reader can tell a view from a token document.
+FORMAT = "schwab-tokens-access-view/1"
+
+
+@dataclass(frozen=True)
+class AccessView(Expiries):
+    """The access token and what it takes to use it; no refresh token, no id token."""
+
+    access_token: str
+    expires_at: int
+    creation_timestamp: int
+    expires_in: int = DEFAULT_EXPIRES_IN
+    token_type: str = "Bearer"
+    scope: str = "api"
+
+    @classmethod
+    def from_token(cls, token: Token) -> AccessView:
+        """The view of a token document that was stored (and so validated)."""
+        inner = token.token
+        lifetime = inner.get("expires_in")
+        return cls(
+            access_token=token.access_token,
+            expires_at=int(token.access_expires_at),
+            creation_timestamp=token.creation_timestamp,
+            expires_in=int(lifetime) if isinstance(lifetime, int) else DEFAULT_EXPIRES_IN,
+            token_type=str(inner.get("token_type") or "Bearer"),
+            scope=str(inner.get("scope") or "api"),
+        )
+
+    # -- the JSON form ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "scope": self.scope,
+            "expires_in": self.expires_in,
+            "expires_at": self.expires_at,
+            "creation_timestamp": self.creation_timestamp,
+            "refresh_expires_at": int(self.refresh_expires_at),
+            "fingerprint": self.fingerprint,
+        }
+
+    def to_json(self) -> bytes:
+        return strictjson.dumps(self.to_dict())
+
+    @classmethod
+    def parse(cls, raw: bytes | str, *, source: str = "access view") -> AccessView:
+        """A stored view's bytes (strict JSON, at most 64 KB), or ``InvalidTokenDocument``."""
+        return cls.from_dict(load_json(raw, source), source=source)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "access view") -> AccessView:
+        """A view as stored; ``InvalidTokenDocument`` naming what is wrong (never the token)."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InvalidTokenDocument(f"{source} is not an access view ({FORMAT})")
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise InvalidTokenDocument(f"{source} has no access_token")
+        problem = token_string_problem(access)
+        if problem:
+            raise InvalidTokenDocument(f"{source}: access_token {problem}")
+        numbers: dict[str, int] = {}
+        for name in ("expires_at", "creation_timestamp", "expires_in"):
+            value = data.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**12:
+                raise InvalidTokenDocument(f"{source}: {name} must be whole epoch seconds")
+            numbers[name] = value
+        texts: dict[str, str] = {}
+        for name in ("token_type", "scope"):
+            value = data.get(name)
+            if not isinstance(value, str) or token_string_problem(value, 256):
+                raise InvalidTokenDocument(f"{source}: {name} must be short printable text")
+            texts[name] = value
+        view = cls(
+            access,
+            expires_at=numbers["expires_at"],
+            creation_timestamp=numbers["creation_timestamp"],
+            expires_in=numbers["expires_in"],
+            token_type=texts["token_type"],
+            scope=texts["scope"],
+        )
+        if data.get("fingerprint") != view.fingerprint:
+            raise InvalidTokenDocument(f"{source}: the fingerprint does not match its access token")
+        return view
+
+    # -- what a consumer asks -----------------------------------------------------------------
+    @property
+    def access_expires_at(self) -> float:
+        return float(self.expires_at)
+
+    @property
+    def issued_at(self) -> float:
+        return float(self.expires_at - self.expires_in)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.access_token)
+
+    def schwab_py_document(self) -> dict[str, Any]:
+        """What schwab-py's ``client_from_access_functions`` reads: a token document with no
+        refresh token (so its client can never try a refresh it cannot do)."""
+        return {
+            "creation_timestamp": self.creation_timestamp,
+            "token": {
+                "access_token": self.access_token,
+                "token_type": self.token_type,
+                "scope": self.scope,
+                "expires_in": self.expires_in,
+                "expires_at": self.expires_at,
+            },
+        }
+
+    def order(self) -> tuple[int, float]:
+        """Later logins first, then access tokens issued later: a view never goes back to an
+        older token (issue times, not expiries: a later answer may be shorter-lived)."""
+        return (self.creation_timestamp, self.issued_at)
+
+    def __repr__(self) -> str:  # the dataclass default would print the token
+        return (
+            f"AccessView(fingerprint={self.fingerprint!r}, "
+            f"creation_timestamp={self.creation_timestamp}, expires_at={self.expires_at})"
+        )
+
+    __str__ = __repr__
+
+
+def parse_document(raw: bytes | str, *, source: str) -> Token | AccessView:
+    """A stored document of either kind: a token document, or an access view (``format``)."""
+    data = load_json(raw, source)
+    if isinstance(data, dict) and "format" in data:
+        return AccessView.from_dict(data, source=source)
+    return Token.from_dict(data, source=source)
+
+
+__all__ = ["FORMAT", "AccessView", "parse_document"]

@@ -1,0 +1,108 @@
+"""The access view of a Secrets Manager store: an SSM SecureString parameter, ``ssm:/NAME``.
+
+A standard parameter costs nothing (a second secret would add $0.40 a month), is encrypted with
+KMS (``aws/ssm``, or the stack's key, whose encryption context is the parameter's ARN: consumers
+may decrypt this parameter and nothing else), and can be granted on its own. Parameter Store has
+no conditional write: ``put`` checks the version first, which narrows a race but cannot close it.
+Two writers racing can leave the older of two views; the next run's ``sync_view`` writes the
+current one again. It never holds a token the store did not hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import aws
+from ..access import AccessView
+from ..errors import (
+    ConfigurationError,
+    InvalidTokenDocument,
+    LoginRequired,
+    UsageError,
+    WriteConflict,
+)
+from ..settings import Settings
+from .base import RawDocument, View
+
+PREFIX = "ssm:"
+#: SSM's own rules for names: a-z, A-Z, 0-9, _ . - and / (and never aws* or ssm* at the top).
+_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
+
+
+class SsmView(View):
+    def __init__(self, name: str, *, kms_key_id: str | None = None, store_url: str = "") -> None:
+        top = name.lstrip("/").split("/", 1)[0].lower()
+        if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
+            raise UsageError(
+                f"ssm:{name[:80]} cannot name an SSM parameter: use /NAME of letters, digits and "
+                "_ . - /, not starting with aws or ssm (rename the Secrets Manager store if its "
+                "name starts so)"
+            )
+        self.name = name
+        self.url = PREFIX + name
+        self.kms_key_id = kms_key_id
+        #: The store this view belongs to, for messages ("" when a consumer opened it alone).
+        self.store_url = store_url
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> SsmView:
+        return cls(url.removeprefix(PREFIX), kms_key_id=settings.kms_key_id)
+
+    def read_raw(self) -> RawDocument:
+        response = self._get()
+        if response is None:
+            writer = f" --store {self.store_url}" if self.store_url else ""
+            raise LoginRequired(
+                f"no access view at {self.url} yet: every writer keeps it beside the token; "
+                f"run `schwab-tokens refresh{writer}` (or log in) to write it"
+            )
+        parameter = response["Parameter"]
+        modified = parameter.get("LastModifiedDate")
+        return RawDocument(
+            str(parameter.get("Value", "")).encode(),
+            str(parameter.get("Version")),
+            modified.timestamp() if modified else None,
+        )
+
+    def current(self) -> tuple[AccessView | None, str | None]:
+        response = self._get()
+        if response is None:
+            return None, None
+        parameter = response["Parameter"]
+        version = str(parameter.get("Version"))
+        try:
+            return AccessView.parse(str(parameter.get("Value", "")), source=self.url), version
+        except InvalidTokenDocument:
+            return None, version
+
+    def put(self, view: AccessView, expected_version: str | None) -> None:
+        current = self._get()
+        found = None if current is None else str(current["Parameter"].get("Version"))
+        if found != expected_version:
+            raise WriteConflict(f"{self.url} changed since it was read; not overwritten")
+        options: dict[str, Any] = {"KeyId": self.kms_key_id} if self.kms_key_id else {}
+        try:
+            aws.client("ssm").put_parameter(
+                Name=self.name,
+                Value=view.to_json().decode(),
+                Type="SecureString",
+                Tier="Standard",
+                Overwrite=True,
+                Description="Schwab access token for consumers (schwab-tokens access view)",
+                **options,
+            )
+        except aws.boto_errors() as exc:
+            raise aws.translate(exc, what=self.url, action="ssm:PutParameter") from exc
+
+    def _get(self) -> dict[str, Any] | None:
+        try:
+            response: dict[str, Any] = aws.client("ssm").get_parameter(
+                Name=self.name, WithDecryption=True
+            )
+        except aws.boto_errors() as exc:
+            if aws.error_code(exc) == "ParameterNotFound":
+                return None
+            if aws.error_code(exc) == "ParameterVersionNotFound":
+                raise ConfigurationError(f"{self.url} has no readable version") from None
+            raise aws.translate(exc, what=self.url, action="ssm:GetParameter") from exc
+        return response
