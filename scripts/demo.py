@@ -5,7 +5,8 @@ It starts the Schwab emulator (a real HTTP server on 127.0.0.1), logs in through
 refreshes, prints `status`, lets a real schwab-py client call the account route with the stored
 token, then logs in again "from a phone": `schwab-tokens login-link` prints a one-time link to
 the hosted login (the real login handler behind a local HTTPS stand-in for its Function URL),
-and the demo follows it as a browser would. It stops everything, whatever happens.
+and the demo follows it as a browser would. It ends with `schwab-tokens doctor`, which checks
+the setup item by item. It stops everything, whatever happens.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def main() -> int:
         check(0 if answer.status_code == 200 else 1, "the schwab-py account call")
 
         phone_login(emu, store, env)
+
+        step("schwab-tokens doctor  (the setup, item by item)")
+        run = run_cli(["doctor", "--store", store], env)
+        show(run.out + run.err)
+        check(run.code, "doctor")
 
         print(
             f"\nToken-endpoint calls: {emu.token_calls} "

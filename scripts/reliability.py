@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     fd, name = tempfile.mkstemp(prefix="reliability-", suffix=".jsonl")
     os.close(fd)
     report = Path(name)
-    env = dict(os.environ, **{REPORT_ENV: str(report)})
+    # The soak and the crash runs at their full size (``make test`` runs them smaller).
+    env = dict(os.environ, **{REPORT_ENV: str(report), "RELIABILITY_FULL": "1"})
     # The secret-hygiene plugin reports what it scanned; named here too in case tests/conftest.py
     # does not register it (registering it twice is harmless).
     plugins = ["-p", HYGIENE_PLUGIN] if (REPO / "tests" / "secret_hygiene.py").exists() else []

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,35 @@ def emulator() -> Iterator[Emulator]:
         yield emu
     finally:
         emu.stop()
+
+
+def _children() -> set[int]:
+    """This process's children in its own process group (what a test started; servers meant to
+    outlive a test start their own session)."""
+    me, group = os.getpid(), os.getpgid(0)
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and int(fields[2]) == group:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes() -> Iterator[None]:
+    """A test that fails half-way never leaves its CLI processes running (a `watch` left behind
+    refreshes every 0.2 s until the machine stops, slowing every later test)."""
+    before = _children()
+    yield
+    for pid in _children() - before:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(autouse=True)

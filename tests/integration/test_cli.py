@@ -459,38 +459,39 @@ def test_watch_waits_out_a_dead_login_and_takes_the_next(emulator, store_url: st
 
 def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
-    emulator.configure(access_lifetime=3)
+    emulator.configure(access_lifetime=3)  # due at every check
     login(FileStore(path), emulator)
-    good = path.read_bytes()
+    due = path.read_bytes()
     proc = subprocess.Popen(
         [*CLI, "watch", "--interval", "0.2", "--store", str(path)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env=cli_env(emulator),
     )
     said: list[str] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: said.extend(proc.stderr or []), daemon=True)
+    reader = threading.Thread(target=lambda: said.extend(proc.stdout or []), daemon=True)
     reader.start()
     wait_for(lambda: emulator.token_calls >= 2)
-    path.write_bytes(good[: len(good) // 2])  # another tool's write, cut short
+    emulator.configure(access_lifetime=1800)  # the next refresh is fresh: watch stops writing
+    wait_for(lambda: any(re.search(r"^refreshed: .* valid for (29|30) min", x) for x in said))
+    path.write_bytes(due[: len(due) // 2])  # another tool's write, cut short
     wait_for(lambda: any("not valid JSON" in line for line in said))
-    emulator.set_fault("drop")  # and then the network goes
-    path.write_bytes(good)
+    emulator.set_fault("drop")  # then the network goes, with a token that is due again
+    path.write_bytes(due)
     wait_for(lambda: any("could not reach" in line for line in said))
     time.sleep(1.0)  # a few more rounds of the same outage: nothing more is said
     assert proc.poll() is None, "watch ended"
     emulator.clear_faults()
     calls = emulator.token_calls
-    wait_for(lambda: emulator.token_calls >= calls + 2)
+    wait_for(lambda: emulator.token_calls >= calls + 1)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=10)
     reader.join(timeout=10)
-    err = "".join(said)
-    assert proc.returncode == 130, err
-    assert err.count("not valid JSON") == 1 and err.count("could not reach") == 1, err
-    assert "watch keeps running" in err
+    text = "".join(said)
+    assert proc.returncode == 130, text
+    assert text.count("not valid JSON") == 1 and text.count("could not reach") == 1, text
+    assert "watch keeps running" in text
     assert FileStore(path).read().token
 
 

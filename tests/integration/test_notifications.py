@@ -58,7 +58,7 @@ CREDENTIALS = "ssm:/st/credentials"
 
 
 def next_step(elapsed: float) -> int:
-    near = any(change - 3 * 3600 <= elapsed <= change + 3 * 3600 for change in CHANGES)
+    near = any(change - 2 * 3600 <= elapsed <= change + 2 * 3600 for change in CHANGES)
     return STEP if near else QUIET_STEP
 
 

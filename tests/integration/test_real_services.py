@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +192,7 @@ def test_retry_after_never_costs_a_good_answer(
     env = cli_env(
         emulator, SCHWAB_TOKENS_LEASE_TTL="12", SCHWAB_HTTP_TIMEOUT="2", SCHWAB_HTTP_RETRIES="5"
     )
-    started = time.monotonic()
     run = run_cli(["refresh", "--force", "--json", "--store", url], env)
-    took = time.monotonic() - started
     result = json.loads(run.out)
     assert result["outcome"] == outcome, run.text
     calls = emulator.calls_by_grant["refresh_token"]
@@ -206,4 +203,4 @@ def test_retry_after_never_costs_a_good_answer(
         # Tries at 0, 3 and 6 s; a fourth at 9 s could end after the lease: never sent.
         assert calls == 3 and snapshot(url) == before
         assert "no time left on the lease" in result["reason"]
-    assert took < 12
+    assert result["duration_ms"] < 12_000  # the run itself, lease wait to last answer

@@ -29,6 +29,9 @@ from schwab_tokens.token import Token
 from tests.helpers import RawBody
 
 REPORT_ENV = "RELIABILITY_REPORT"
+#: Set by ``make reliability`` (scripts/reliability.py): the soak and the crash runs at the full
+#: size its table reports. ``make test`` runs the same tests smaller, to stay under 5 minutes.
+FULL = os.environ.get("RELIABILITY_FULL") == "1"
 ABSENT = "absent"
 NO_BUCKET = "no bucket"
 

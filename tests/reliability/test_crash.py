@@ -41,10 +41,18 @@ from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import Token
 from tests.emulator import Emulator
 from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, login, oauth_for, secrets_of
-from tests.reliability.support import lease_evidence, new_store, record, state, view_state
+from tests.reliability.support import (
+    FULL,
+    lease_evidence,
+    new_store,
+    record,
+    state,
+    view_state,
+)
 
 #: Kills per store, over the four strategies.
-KILLS = 50
+#: (``make test`` kills 3 per strategy: 12 a store; ``make reliability``, ``FULL``, 52.)
+KILLS = 50 if FULL else 12
 STRATEGIES = ("random", "lease", "token_call", "write")
 KILLS_PER_STRATEGY = math.ceil(KILLS / len(STRATEGIES))
 #: The part of a refresh each strategy aims at (``phase_of``), reached at least twice.
@@ -286,4 +294,6 @@ def test_sigkill_at_random_points_never_loses_the_token(
     assert killed >= KILLS_PER_STRATEGY, summary
     assert lost == 0 and corrupt == 0, summary
     # The kills reach the part of a refresh this strategy aims at.
-    assert sum(phases.get(phase, 0) for phase in AIMS[strategy]) >= 2, summary
+    # (``make test``'s 3 kills a strategy: the aimed ones must land once; ``random`` anywhere.)
+    aimed = 2 if FULL else 0 if strategy == "random" else 1
+    assert sum(phases.get(phase, 0) for phase in AIMS[strategy]) >= aimed, summary

@@ -101,8 +101,9 @@ CHOICES = {
     "CredentialsStore": ("ParameterStore", "SecretsManager"),
     "HostedLogin": ("Disabled", "Enabled"),
     "DetailedMetrics": ("Disabled", "Enabled"),
-    "ReservedConcurrency": ("Disabled", "Enabled"),
 }
+#: Choices that change one property only: tested on their own rather than doubling every
+#: combination (ReservedConcurrency: test_reserved_concurrency_is_opt_in).
 #: What the pseudo parameters the Conditions read are where the tests deploy (moto's region).
 PSEUDO_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": "us-east-1"}
 

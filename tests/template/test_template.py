@@ -1,7 +1,7 @@
 """What a security reviewer checks in template.yaml, read statically (no AWS, no network).
 
 Most checks run for every combination of the choice parameters (StoreType, Encryption,
-CredentialsStore, HostedLogin, DetailedMetrics, ReservedConcurrency: 64 deployments), on the
+CredentialsStore, HostedLogin, DetailedMetrics: 32 deployments), on the
 template as CloudFormation would deploy it (``tests.template.resolved_template``: Conditions
 decided, ``Fn::If`` resolved), so both branches of every condition are read.
 """
@@ -960,12 +960,14 @@ def test_the_login_function_is_public_small_and_least_privileged() -> None:
 
 
 # ---------------------------------------------------------------------------- concurrency
-@each_combination
-def test_reserved_concurrency_is_opt_in(combo: dict[str, str]) -> None:
+@pytest.mark.parametrize("hosted", ["Disabled", "Enabled"])
+@pytest.mark.parametrize("reserved", [None, "Disabled", "Enabled"])
+def test_reserved_concurrency_is_opt_in(reserved: str | None, hosted: str) -> None:
     """A new account (quota 10, of which Lambda keeps 10 unreserved) refuses any reservation:
     by default no function reserves any; Enabled caps the refresher at 1 and the login at 2."""
+    combo = {"HostedLogin": hosted, **({"ReservedConcurrency": reserved} if reserved else {})}
     res = shape(combo)["Resources"]
-    enabled = combo["ReservedConcurrency"] == "Enabled"
+    enabled = reserved == "Enabled"
     expected = {"RefresherFunction": 1, "LoginFunction": 2} if enabled else {}
     reserved = {
         name: r["Properties"]["ReservedConcurrentExecutions"]

@@ -9,13 +9,13 @@ phone can be refused when it is someone else's. No AWS here.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 from .errors import LoginRequired, SchwabTokensError, UsageError, WriteConflict
 from .oauth import SchwabOAuth, parse_callback
 from .stores import TokenStore
+from .timefmt import minute
 from .token import Token
 
 log = logging.getLogger(__name__)
@@ -129,4 +129,4 @@ def _account(oauth: SchwabOAuth, token: Token) -> str | None:
 
 
 def login_time(token: Token) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.creation_timestamp))
+    return minute(token.creation_timestamp)

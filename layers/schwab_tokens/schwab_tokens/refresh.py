@@ -24,6 +24,7 @@ from .errors import (
 )
 from .settings import DEFAULT_LEASE_TTL, DEFAULT_REFRESH_MARGIN
 from .stores.base import Lease, Stored, TokenStore
+from .timefmt import minute
 from .token import Token
 
 #: How long a loser waits for the holder before giving up for this run.
@@ -35,7 +36,7 @@ CONFLICT_RETRIES = 3
 #: running out: another login to the same app replaced it (Schwab keeps one login per app).
 REPLACED_IF_LEFT_SECONDS = 3600.0
 #: How long a run so refused waits for the login that replaced it to appear in the store.
-REPLACED_GRACE_SECONDS = 5.0
+REPLACED_GRACE_SECONDS = 2.0
 
 Clock = Callable[[], float]
 
@@ -259,8 +260,8 @@ class _Policy:
         if token.refresh_seconds_left(now) > 0:
             return
         raise LoginRequired(
-            f"the login of {_when(token.creation_timestamp)} ended 7 days after it, at "
-            f"{_when(token.refresh_expires_at)}; {_access_left(token, now)}; "
+            f"the login of {minute(token.creation_timestamp)} ended 7 days after it, at "
+            f"{minute(token.refresh_expires_at)}; {_access_left(token, now)}; "
             f"run `schwab-tokens login --store {self.store.url}` to log in again"
         )
 
@@ -290,7 +291,7 @@ class _Policy:
         command = f"`schwab-tokens login --store {self.store.url}`"
         if left > REPLACED_IF_LEFT_SECONDS:
             raise LoginReplaced(
-                f"{exc}, although its login of {_when(token.creation_timestamp)} still had "
+                f"{exc}, although its login of {minute(token.creation_timestamp)} still had "
                 f"{left / 86400:.1f} days left: another login to this app replaced this one. "
                 "Schwab keeps one login per app, and a login with another tool (schwab-py's "
                 "easy_client, Schwabdev, a second schwab-tokens login) ends the older one. "
@@ -298,8 +299,8 @@ class _Policy:
                 "this app: other programs read its token"
             ) from None
         raise LoginRequired(
-            f"{exc}: its login of {_when(token.creation_timestamp)} ends at "
-            f"{_when(token.refresh_expires_at)} (7 days). {access}. Run {command} to log in again"
+            f"{exc}: its login of {minute(token.creation_timestamp)} ends at "
+            f"{minute(token.refresh_expires_at)} (7 days). {access}. Run {command} to log in again"
         ) from None
 
     def check_lease(self, lease: Lease, consequence: str) -> None:
@@ -319,18 +320,14 @@ class _Rejected(Exception):
         self.error = error
 
 
-def _when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
-
-
 def _access_left(token: Token, now: float) -> str:
     """How long the bots keep working on the last access token."""
     left = token.access_seconds_left(now)
     if left <= 0:
-        return f"the last access token ran out at {_when(token.access_expires_at)}"
+        return f"the last access token ran out at {minute(token.access_expires_at)}"
     return (
         f"the last access token still works for {int(left // 60)} min (until "
-        f"{_when(token.access_expires_at)})"
+        f"{minute(token.access_expires_at)})"
     )
 
 

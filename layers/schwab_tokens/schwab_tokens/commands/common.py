@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import TYPE_CHECKING
 
 from ..manifest import Target, default_name, load_manifest, targets_from_settings
 from ..settings import MARGIN, Settings
 from ..stores import DEFAULT_STORE_URL, TokenStore, store_from_url
+from ..timefmt import duration
 
 if TYPE_CHECKING:
     from ..refresh import RunResult
@@ -107,22 +107,6 @@ def report(result: RunResult) -> None:
         f"{duration(data['access_seconds_left'])}, refresh token dies in "
         f"{duration(data['refresh_seconds_left'])} (fingerprint {data['fingerprint']})"
     )
-
-
-def duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} days {hours} hours"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s"
-
-
-def when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def out(text: str) -> None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import AccessDenied, ConfigurationError, ExitCode
 from ..settings import Settings
-from .common import add_app_key, out, store, when, with_app
+from ..timefmt import when
+from .common import add_app_key, out, store, with_app
 
 if TYPE_CHECKING:
     from ..credentials import AppCredentials

@@ -7,7 +7,8 @@ import time
 
 from ..errors import ExitCode, UsageError
 from ..settings import Settings
-from .common import add_app_key, err, out, store, when, with_app
+from ..timefmt import when
+from .common import add_app_key, err, out, store, with_app
 
 NAME = "login-link"
 HELP = "print a one-time link that logs in again from a phone (HostedLogin)"

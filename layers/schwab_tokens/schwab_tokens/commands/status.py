@@ -8,7 +8,8 @@ from typing import Any
 
 from ..errors import ExitCode, SchwabTokensError
 from ..settings import Settings
-from .common import add_manifest, duration, out, several, store, targets, when
+from ..timefmt import duration, when
+from .common import add_manifest, out, several, store, targets
 
 NAME = "status"
 HELP = "show the token's expiry and health"

@@ -65,6 +65,8 @@ class SecretsManagerStore(TokenStore):
         self.url = url or f"secretsmanager://{name}"
         # A new secret is encrypted with this key when set (else Secrets Manager's default).
         self.kms_key_id = kms_key_id
+        #: The customer-managed key DescribeSecret reported for the secret, if any.
+        self.kms_key_seen: str | None = kms_key_id
         self._view: SsmView | None = None
 
     @property
@@ -74,7 +76,10 @@ class SecretsManagerStore(TokenStore):
             from . import ssm_view_name
 
             self._view = SsmView(
-                ssm_view_name(self.name), kms_key_id=self.kms_key_id, store_url=self.url
+                ssm_view_name(self.name),
+                kms_key_id=self.kms_key_id,
+                store_url=self.url,
+                key_of_store=lambda: self.kms_key_seen,
             )
         return self._view
 
@@ -347,6 +352,8 @@ class SecretsManagerStore(TokenStore):
             raise self._translate(exc, "DescribeSecret") from exc
         if response.get("DeletedDate"):
             raise ConfigurationError(f"{self.url} {aws.deletion_hint(self.name)}")
+        if isinstance(response.get("KmsKeyId"), str) and response["KmsKeyId"]:
+            self.kms_key_seen = response["KmsKeyId"]
         stages = response.get("VersionIdsToStages") or {}
         now = response_date(response)
         if now is None:  # no Date header (only fakes): fall back to this process's clock

@@ -10,6 +10,7 @@ current one again. It never holds a token the store did not hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import aws
@@ -30,7 +31,14 @@ _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 
 class SsmView(View):
-    def __init__(self, name: str, *, kms_key_id: str | None = None, store_url: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        kms_key_id: str | None = None,
+        store_url: str = "",
+        key_of_store: Callable[[], str | None] | None = None,
+    ) -> None:
         top = name.lstrip("/").split("/", 1)[0].lower()
         if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
             raise UsageError(
@@ -43,6 +51,9 @@ class SsmView(View):
         self.kms_key_id = kms_key_id
         #: The store this view belongs to, for messages ("" when a consumer opened it alone).
         self.store_url = store_url
+        #: The KMS key the store's secret is encrypted with, as the store last saw it: a
+        #: laptop's login is not told the stack's key, and the view must be under it too.
+        self.key_of_store = key_of_store
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SsmView:
@@ -80,7 +91,8 @@ class SsmView(View):
         found = None if current is None else str(current["Parameter"].get("Version"))
         if found != expected_version:
             raise WriteConflict(f"{self.url} changed since it was read; not overwritten")
-        options: dict[str, Any] = {"KeyId": self.kms_key_id} if self.kms_key_id else {}
+        key = self.kms_key_id or (self.key_of_store() if self.key_of_store else None)
+        options: dict[str, Any] = {"KeyId": key} if key else {}
         try:
             aws.client("ssm").put_parameter(
                 Name=self.name,
