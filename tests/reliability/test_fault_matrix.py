@@ -108,6 +108,8 @@ class Row:
     #: it too).
     calls_schwab: bool | None = True
     stores: tuple[str, ...] = STORES
+    #: Whether the next run, the fault gone, refreshes (not when only a new login can help).
+    recovers: bool = True
 
     def reason_for(self, kind: str) -> str:
         return self.reason if isinstance(self.reason, str) else self.reason[kind]
@@ -139,6 +141,22 @@ ROWS: list[Row] = [
         "connection refused",
         calls_schwab=False,
     ),
+    # Schwab's edge and OAuth server in the wild: only a verdict on the refresh token is one.
+    _token("html_400", "failed", 4, "400 without a verdict on the refresh token (an HTML"),
+    _token("empty_400", "failed", 4, "400 without a verdict on the refresh token (an empty"),
+    _token("unknown_400", "failed", 4, "400 without a verdict on the refresh token"),
+    _token("invalid_client_400", "reauth_required", 3, "400 invalid_client"),
+    # Another tool logged in to the same app before the run: Schwab ended our login.
+    Row(
+        "another_login",
+        "token endpoint",
+        "reauth_required",
+        3,
+        "another login to this app replaced this one",
+        recovers=False,
+    ),
+    # Three 503s with Retry-After inside the lease: the fourth try's good answer is stored.
+    Row("retry_after", "token endpoint", "refreshed", 0, "", after="refreshed"),
     # -- the store ------------------------------------------------------------------------------
     Row("no_document", "store", "reauth_required", 3, "no token at", "none", calls_schwab=False),
     Row("corrupt_json", "store", "failed", 5, "not valid JSON", "corrupt", calls_schwab=False),
@@ -390,6 +408,13 @@ def inject(row: Row, ctx: Ctx) -> None:
     if row.group == "token endpoint":
         if fault == "connection_refused":
             ctx.env["SCHWAB_API_BASE"] = f"http://127.0.0.1:{free_port()}"
+        elif fault == "another_login":
+            login(FileStore(ctx.scratch / f"another-{ctx.mode}.json"), emulator)
+        elif fault == "retry_after":
+            emulator.configure(retry_after=1)
+            emulator.set_fault("unavailable", count=3)
+            ctx.env["SCHWAB_HTTP_RETRIES"] = "3"
+            ctx.undo.append(lambda: emulator.configure(retry_after=None))
         else:
             if fault == "slow":
                 emulator.configure(slow_seconds=1.5)  # past SCHWAB_HTTP_TIMEOUT=1
@@ -592,7 +617,7 @@ def test_fault(
             problems.append(f"the run took {seconds:.1f} s")
         assert_no_secrets(seen.text, secrets_of(emulator))
         recovered = None
-        if row.after == "unchanged" and row.prepare == "login":
+        if row.after == "unchanged" and row.prepare == "login" and row.recovers:
             # The fault gone, the next run refreshes at once: no lease was left behind.
             monkeypatch.setenv("SCHWAB_API_BASE", emulator.base_url)
             again = run(store_from_url(url), endpoint(emulator), force=True, lease_wait=5)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 from .. import strictjson
@@ -244,6 +243,10 @@ def encode_notes(notes: dict[str, Any]) -> bytes:
 
 def response_date(response: dict[str, Any]) -> float | None:
     """The store's clock: the HTTP ``Date`` of an AWS answer (whole seconds), if it has one."""
+    # Imported here: email.utils costs a consumer's cold start ~10 ms, and only an answer from
+    # AWS (after boto3 is loaded anyway) carries a Date.
+    from email.utils import parsedate_to_datetime
+
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     value = headers.get("date")
     if not value:
