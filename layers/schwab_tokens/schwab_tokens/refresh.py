@@ -43,7 +43,7 @@ Clock = Callable[[], float]
 
 class TokenEndpoint(Protocol):
     def refresh(self, refresh_token: str, *, time_left: float = ...) -> dict[str, Any]:
-        """Schwab's answer to a refresh grant; no try starts that could not end within
+        """Schwab's answer to a refresh grant; no retry starts that could not end within
         ``time_left`` seconds (the lease's)."""
         ...
 
