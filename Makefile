@@ -61,3 +61,12 @@ bench: setup build
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# One Lambda handler, run here without Docker: moto's server and the Schwab emulator stand in for
+# AWS and Schwab unless the environment names its own (AWS_ENDPOINT_URL, SCHWAB_API_BASE,
+# TOKEN_STORE_URL...). FUNCTION: refresher, login or example_consumer; EVENT: any event file
+# (default: the function's sample in events/). The result goes to stdout, the logs to stderr.
+FUNCTION ?= refresher
+.PHONY: invoke
+invoke: setup
+	$(PY) scripts/invoke.py $(FUNCTION) $(EVENT)

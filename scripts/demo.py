@@ -69,7 +69,7 @@ def main() -> int:
             show(run.out + run.err)
             check(run.code, " ".join(args))
 
-        step("schwab-py: client_from_token_file(...).get_account_numbers()")
+        step("schwab-py: client_from_access_functions(*TokenReader(file).access_functions())")
         # schwab-py's authlib announces a change to its own httpx module: noise in a demo. Its
         # module installs an "always" filter on import, so ours goes in after it.
         import authlib.deprecate  # noqa: F401
@@ -77,7 +77,13 @@ def main() -> int:
         warnings.filterwarnings("ignore", message="The httpx module is deprecated")
         import schwab
 
-        client = schwab.auth.client_from_token_file(store, emu.app_key, emu.app_secret)
+        from schwab_tokens import TokenReader
+
+        # The reader's hooks, not client_from_token_file: the client then follows the file
+        # `watch` keeps fresh instead of rewriting it behind watch's back.
+        client = schwab.auth.client_from_access_functions(
+            emu.app_key, emu.app_secret, *TokenReader(store).access_functions()
+        )
         point_client_at_emulator(client, emu.base_url)
         answer = client.get_account_numbers()
         show(f"HTTP {answer.status_code}: {len(answer.json())} account(s)")

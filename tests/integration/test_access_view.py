@@ -180,6 +180,32 @@ def test_schwab_py_on_the_view_never_calls_the_token_endpoint(
 
 
 @pytest.mark.parametrize("store_url", ["file"], indirect=True)
+def test_schwab_py_on_the_document_follows_watch_instead_of_refreshing(
+    emulator: Emulator, store_url: str
+) -> None:
+    """The single-machine recipe: a bot's schwab-py client on the token file, `watch` (here one
+    `refresh`) keeping it fresh. The client takes each newer token from the file instead of
+    refreshing by itself, so only the one holding the lease ever calls the token endpoint."""
+    emulator.configure(access_lifetime=330)  # 30 s before schwab-py's leeway begins
+    login(store_from_url(store_url, Settings()), emulator)
+    reader = TokenReader(store_url, reread_margin=329, min_reread=0.1)
+    client = schwab.auth.client_from_access_functions(
+        emulator.app_key, emulator.app_secret, *reader.access_functions()
+    )
+    point_client_at_emulator(client, emulator.base_url)
+    emulator.reset_counters()
+    assert client.get_account_numbers().status_code == 200
+    assert run_cli(["refresh", "--force", "--store", store_url], cli_env(emulator)).code == 0
+    emulator.configure(access_lifetime=200)  # and the next one would be inside the leeway
+    time.sleep(1.2)
+    assert client.get_account_numbers().status_code == 200
+    assert (
+        client.session.token["access_token"] == store_from_url(store_url).read().token.access_token
+    )
+    assert emulator.calls_by_grant == {"refresh_token": 1}  # watch's; none from the bot
+
+
+@pytest.mark.parametrize("store_url", ["file"], indirect=True)
 def test_schwabdev_reads_the_exported_database_without_a_token_call(
     emulator: Emulator, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,9 +131,9 @@ def test_a_holder_past_its_deadline_neither_calls_nor_writes(
     login(store, emulator)
     before = store.read_raw()
     calls = emulator.token_calls
-    emulator.configure(slow_seconds=2.0)
-    emulator.set_fault("slow", count=1)
-    result = run(store, lambda: oauth_for(emulator, timeout=10), force=True, lease_ttl=1.0)
+    emulator.configure(slow_seconds=4.0)
+    emulator.set_fault("slow", count=1)  # the answer comes after the 3 s lease has run out
+    result = run(store, lambda: oauth_for(emulator, timeout=10), force=True, lease_ttl=3.0)
     assert result.outcome == "failed" and "lease" in str(result.error)
     assert store.read_raw() == before  # the answer came after the lease ran out: not written
     assert emulator.token_calls - calls == 1

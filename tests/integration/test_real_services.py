@@ -176,12 +176,12 @@ def test_another_login_to_the_app_is_named_as_the_cause(emulator: Emulator, stor
 
 
 # -- 7. timing: retries sized to the lease ---------------------------------------------------------
-@pytest.mark.parametrize(("unavailable", "outcome"), [(2, "refreshed"), (4, "failed")])
+@pytest.mark.parametrize(("unavailable", "outcome"), [(2, "refreshed"), (8, "failed")])
 def test_retry_after_never_costs_a_good_answer(
     emulator: Emulator, s3_store_url: Any, aws_endpoint: str, unavailable: int, outcome: str
 ) -> None:
-    """Schwab answers 503 with Retry-After; the lease lasts 12 s (10.8 s usable) and a try at
-    most 4 s. Either the good answer comes in time and is stored, or the retries stop while
+    """Schwab answers 503 with Retry-After 3 s; the lease lasts 20 s (18 s usable) and a try
+    at most 4 s. Either the good answer comes in time and is stored, or the retries stop while
     there is still time, and Schwab is not asked again for an answer that could not be kept."""
     url = s3_store_url()
     login(store_from_url(url, Settings()), emulator)
@@ -190,7 +190,7 @@ def test_retry_after_never_costs_a_good_answer(
     emulator.set_fault("unavailable", count=unavailable)
     emulator.reset_counters()
     env = cli_env(
-        emulator, SCHWAB_TOKENS_LEASE_TTL="12", SCHWAB_HTTP_TIMEOUT="2", SCHWAB_HTTP_RETRIES="5"
+        emulator, SCHWAB_TOKENS_LEASE_TTL="20", SCHWAB_HTTP_TIMEOUT="2", SCHWAB_HTTP_RETRIES="9"
     )
     run = run_cli(["refresh", "--force", "--json", "--store", url], env)
     result = json.loads(run.out)
@@ -200,7 +200,8 @@ def test_retry_after_never_costs_a_good_answer(
         assert calls == unavailable + 1 and snapshot(url) != before
         assert accepted(emulator, store_from_url(url, Settings()).read().token.access_token)
     else:
-        # Tries at 0, 3 and 6 s; a fourth at 9 s could end after the lease: never sent.
-        assert calls == 3 and snapshot(url) == before
+        # Tries every 3 s from 0: the last one starts at the latest 4 s (a try) + 3 s (its
+        # Retry-After) before the 18 s are up, and the nine retries allowed are never all used.
+        assert 3 <= calls <= 5 and snapshot(url) == before
         assert "no time left on the lease" in result["reason"]
-    assert result["duration_ms"] < 12_000  # the run itself, lease wait to last answer
+    assert result["duration_ms"] < 20_000  # the run itself: every answer in within the lease

@@ -136,17 +136,22 @@ class TokenReader:
         Schwab's token endpoint and never tries a refresh it cannot do (once the view itself
         runs out it raises authlib's ``InvalidTokenError``).
 
-        From a whole document: the refresher owns refreshing; if schwab-py refreshes anyway,
-        ``write`` stores the new document only if the store still holds the version this reader
-        read. A conflict means another writer refreshed first: theirs is kept and re-read, never
-        overwritten. A reader that may not write is denied: the cache is then forgotten, so the
-        next read takes the refresher's token, and nothing is raised.
+        From a whole document: the refresher (or ``watch``) owns refreshing, and the client takes
+        each newer token from the store the same way, so a long-lived client follows them
+        instead of refreshing. Only when the store's own token runs into schwab-py's leeway
+        (nothing is refreshing it) does schwab-py refresh; ``write`` then stores the new
+        document only if the store still holds the version this reader read. A conflict means
+        another writer refreshed first: theirs is kept and re-read, never overwritten. A reader
+        that may not write is denied: the cache is then forgotten, so the next read takes the
+        refresher's token, and nothing is raised.
         """
         if isinstance(self.token(), AccessView):
             return self._view_functions()
 
         def read() -> dict[str, Any]:
-            return self.document()
+            document = self.document()
+            document["token"] = _live_token(self, document["token"])
+            return document
 
         def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
             del args, kwargs  # authlib passes refresh_token=/access_token=; the document has them
@@ -194,7 +199,8 @@ def _live_token(reader: TokenReader, fields: dict[str, Any]) -> dict[str, Any]:
     authlib asks ``token.is_expired(leeway)`` before every request and keeps a subclass of its
     ``OAuth2Token`` as it is; this one first takes the reader's current access token (in place:
     the session's auth reads the same dict), so the session never sees an expiring token while
-    the view holds a fresh one, and never refreshes (there is no refresh token to use).
+    the store holds a fresh one. From a view it never refreshes (there is no refresh token to
+    use); from a whole document, only if the store's own token is expiring too.
     """
     try:
         from authlib.oauth2.rfc6749 import OAuth2Token

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--valid", default="24h", help="how long the link works (up to 72h; default 24h)"
     )
+    parser.add_argument(
+        "--credentials-secret",
+        metavar="NAME",
+        help="where the app key and secret are (default: $SCHWAB_CREDENTIALS_SECRET); the "
+        "stack's CredentialsSecretName output",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,7 +48,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--valid: {exc}") from None
     target = store(args, settings)
     token = target.read().token
-    creds = load_credentials(with_app(args, settings, prompt=False))
+    app = settings.with_(credentials_secret=args.credentials_secret)
+    creds = load_credentials(with_app(args, app, prompt=False))
     now = time.time()
     ticket = mint(ticket_key(creds.app_secret), target.url, token.creation_timestamp, now, valid)
     out(f"{login_url}/start?ticket={ticket}")

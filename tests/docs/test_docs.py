@@ -1,0 +1,90 @@
+"""README.md and docs/*.md hold to their conventions (``tests/docs/checker.py`` says which):
+links resolve, every documented command parses with the real CLI, every make target exists,
+docs/deploy.md's tables are exactly the template's parameters and outputs, every Python block
+compiles, and every block marked ``<!-- docs-test: consumer -->`` runs as a consumer runs it,
+against the Schwab emulator and moto's server. The checks themselves are tested on sample docs
+in ``test_checker.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from schwab_tokens.commands import parser
+from tests.docs import checker
+from tests.docs.checker import Block, Problem, Project
+from tests.docs.consumer import ConsumerFailed, run_consumer
+from tests.emulator import Emulator
+from tests.helpers import REPO
+from tests.template import load_template
+
+
+@cache
+def project() -> Project:
+    return checker.load_project(REPO, load_template(), parser)
+
+
+def _passes(check: Callable[[Project], list[Problem]]) -> None:
+    problems = check(project())
+    if problems:
+        pytest.fail(checker.report(problems), pytrace=False)
+
+
+def test_the_docs_exist() -> None:
+    names = [doc.name for doc in project().docs]
+    assert "README.md" in names, "README.md is missing"
+    assert any(name.startswith("docs/") for name in names), "docs/ holds no .md page"
+
+
+def test_fences_and_markers_are_well_formed() -> None:
+    _passes(checker.check_structure)
+
+
+def test_relative_links_resolve() -> None:
+    _passes(checker.check_links)
+
+
+def test_every_command_parses_and_every_make_target_exists() -> None:
+    _passes(checker.check_commands)
+
+
+def test_deploy_tables_list_exactly_the_templates_parameters_and_outputs() -> None:
+    _passes(checker.check_tables)
+
+
+def test_parameters_and_outputs_named_in_prose_exist() -> None:
+    _passes(checker.check_mentions)
+
+
+def test_python_blocks_compile() -> None:
+    _passes(checker.check_python)
+
+
+def test_the_docs_hold_a_consumer_snippet() -> None:
+    if not checker.consumer_blocks(project()):
+        pytest.fail(
+            f"no ```python block in README.md or docs/*.md is marked {checker.CONSUMER_MARKER!r} "
+            "(on the line right above its fence): the docs must hold at least one consumer "
+            "snippet, which this test runs against the emulator",
+            pytrace=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "block", checker.consumer_blocks(project()), ids=lambda block: f"{block.path}:{block.line}"
+)
+def test_consumer_snippet_runs(
+    block: Block,
+    consumer_env: dict[str, str],
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    try:
+        run_consumer(block, consumer_env, emulator.base_url, monkeypatch, tmp_path / "tmp")
+    except ConsumerFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
