@@ -132,6 +132,7 @@ def test_listener_shows_denial_page_and_writes_nothing(emulator, tmp_path: Path)
     ],
 )
 @pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("store_url", ["file", "s3"], indirect=True)
 def test_bad_returned_links_change_nothing(
     emulator, store_url: str, case: str, message: str, existing: bool
 ) -> None:
@@ -279,6 +280,9 @@ FAULTS = [
 ]
 
 
+# On the file store: the fault matrix (tests/reliability) runs the same faults through the CLI on
+# S3 and Secrets Manager.
+@pytest.mark.parametrize("store_url", ["file"], indirect=True)
 @pytest.mark.parametrize(("fault", "code", "message"), FAULTS)
 def test_refresh_failures_leave_the_store_untouched(
     emulator, store_url: str, fault: str, code: int, message: str
