@@ -134,8 +134,10 @@ def phone_login(emu: Emulator, store: str, env: dict[str, str]) -> None:
                 break
             url = answer.headers["Location"]
         page = answer.text.split("<body", 1)[-1]  # what the phone shows (not the tab title)
-        text = re.sub(r"<[^>]+>", " ", "<" + page)
-        show(" ".join(text.split()))
+        # One line per heading or paragraph, as the phone lays them out.
+        blocks = re.split(r"</(?:h\d|p)>", "<" + page)
+        lines = [" ".join(re.sub(r"<[^>]+>", " ", block).split()) for block in blocks]
+        show("\n".join(line for line in lines if line))
         check(0 if answer.status_code == 200 else 1, "the phone login")
 
         step("schwab-tokens status  (the login is new: seven more days)")

@@ -312,6 +312,19 @@ def test_missing_credentials_and_region_are_configuration_errors(aws_env: None, 
         store_from_url("secretsmanager://some/secret").read()
 
 
+def test_aws_region_alone_picks_the_region(moto_aws: None, monkeypatch) -> None:
+    """boto3 reads only AWS_DEFAULT_REGION; a user who sets AWS_REGION (as the AWS CLI v2 and
+    Lambda do) must get that region, not "no AWS region"."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    aws.reset_clients()
+    token = make_token()
+    store_from_url("secretsmanager://schwab/tokens").write(token, None)
+    secrets = boto3.client("secretsmanager", region_name="eu-west-1")
+    assert secrets.list_secrets()["SecretList"][0]["Name"] == "schwab/tokens"
+    assert not boto3.client("secretsmanager", region_name="us-east-1").list_secrets()["SecretList"]
+
+
 # -- translate on its own --------------------------------------------------------------------------
 def _client_error(code: str, status: int, message: str = "", operation: str = "GetObject"):
     return ClientError(

@@ -115,8 +115,11 @@ def _new_client(service: str) -> Any:
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )
+    # boto3 reads AWS_DEFAULT_REGION only; Lambda sets both, and the AWS CLI v2 (which users
+    # copy their habits from) reads AWS_REGION. Honour it when boto3's chain found no region.
+    region = None if _session[1].region_name else os.environ.get("AWS_REGION") or None
     try:
-        return _session[1].client(service, config=config)
+        return _session[1].client(service, config=config, region_name=region)
     except boto_errors() as exc:
         raise translate(exc, what=f"the {service} client", action=f"{service} access") from exc
 
