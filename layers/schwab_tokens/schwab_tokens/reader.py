@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
+
+# One global lookup on the warm path (not ``time`` then ``.time``): access_token() is called on
+# every API request a bot makes.
+from time import time as _now
 from typing import Any
 
 from .access import AccessView, parse_document
@@ -86,7 +89,7 @@ class TokenReader:
         """The current access token: from memory while it has more than ``reread_margin`` left.
 
         ``TemporaryFailure`` if the stored one has expired (the refresher is not running)."""
-        if time.time() < self._stale_at:
+        if _now() < self._stale_at:
             return self._access
         token = self.token()
         if token.access_seconds_left() <= 0:
@@ -100,10 +103,10 @@ class TokenReader:
     def token(self) -> Held:
         """What was read (a ``Token`` or an ``AccessView``: expiries, fingerprint), re-read like
         ``access_token``."""
-        if time.time() < self._stale_at and self._token is not None:
+        if _now() < self._stale_at and self._token is not None:
             return self._token
         with self._lock:
-            if time.time() >= self._stale_at or self._token is None:
+            if _now() >= self._stale_at or self._token is None:
                 self._load()
             assert self._token is not None
             return self._token
@@ -119,7 +122,7 @@ class TokenReader:
 
     def _remember(self, token: Held, version: str) -> None:
         self._token, self._version, self._access = token, version, token.access_token
-        now = time.time()
+        now = _now()
         # A token already inside the margin (refresher late) is re-read, but not on every call.
         self._stale_at = max(token.access_expires_at - self.reread_margin, now + self.min_reread)
 
