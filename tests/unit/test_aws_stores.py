@@ -323,6 +323,10 @@ def test_aws_region_alone_picks_the_region(moto_aws: None, monkeypatch) -> None:
     secrets = boto3.client("secretsmanager", region_name="eu-west-1")
     assert secrets.list_secrets()["SecretList"][0]["Name"] == "schwab/tokens"
     assert not boto3.client("secretsmanager", region_name="us-east-1").list_secrets()["SecretList"]
+    monkeypatch.setenv("AWS_REGION", "not a region!")
+    aws.reset_clients()
+    with pytest.raises(ConfigurationError, match="not a region name: set AWS_REGION"):
+        store_from_url("secretsmanager://schwab/tokens").read()
 
 
 # -- translate on its own --------------------------------------------------------------------------

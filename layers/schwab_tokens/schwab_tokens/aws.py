@@ -232,6 +232,11 @@ def translate(exc: BaseException, *, what: str, action: str) -> SchwabTokensErro
             f"no AWS region for {what}: set AWS_REGION (e.g. us-east-1) or a region in your "
             "AWS profile"
         )
+    if isinstance(exc, be.InvalidRegionError):
+        return ConfigurationError(
+            f"the AWS region for {what} is not a region name: set AWS_REGION or "
+            "AWS_DEFAULT_REGION (or --region) to one such as us-east-1"
+        )
     if isinstance(exc, be.HTTPClientError | be.ConnectionError | be.CapacityNotAvailableError):
         return TemporaryFailure(
             f"cannot reach AWS for {what} ({kind}) after {MAX_RETRIES} retries; "
