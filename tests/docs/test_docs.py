@@ -8,6 +8,11 @@ in ``test_checker.py``.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -88,3 +93,40 @@ def test_consumer_snippet_runs(
         run_consumer(block, consumer_env, emulator.base_url, monkeypatch, tmp_path / "tmp")
     except ConsumerFailed as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+UNIT = REPO / "contrib" / "systemd" / "schwab-tokens-watch.service"
+
+
+def test_the_systemd_unit_runs_a_watch_the_cli_accepts() -> None:
+    """docs/local-use.md ships this unit: its ExecStart must be a command line the CLI takes."""
+    exec_start = next(
+        line.split("=", 1)[1]
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("ExecStart=")
+    )
+    argv = shlex.split(exec_start.replace("%h", "/home/you"))
+    assert argv[0] == "/home/you/.local/bin/schwab-tokens"
+    args = parser().parse_args(argv[1:])
+    assert args.name == "watch" and args.store == "/home/you/.local/share/schwab-tokens/tokens.json"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    """systemd parses every line of the unit (it only warns on a bad one, hence the stderr check)
+    and finds the program where ``pipx install .`` puts it."""
+    home = tmp_path / "home"
+    (home / ".local" / "bin").mkdir(parents=True)
+    (home / ".local" / "bin" / "schwab-tokens").symlink_to(
+        Path(sys.executable).with_name("schwab-tokens")
+    )
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", "--user", str(UNIT)],
+        env={**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (verified.returncode, verified.stderr) == (0, "")
