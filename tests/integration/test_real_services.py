@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from schwab_tokens import aws
-from schwab_tokens.errors import ConfigurationError
+from schwab_tokens.errors import AccessDenied, ConfigurationError
 from schwab_tokens.lambdas.refresher import handle
 from schwab_tokens.oauth import parse_callback
+from schwab_tokens.reader import TokenReader
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
@@ -126,6 +127,28 @@ def test_lease_notes_and_view_take_s3s_403_for_absent(
     assert emulator.calls_by_grant == {"refresh_token": 1}
     assert s3_without_listbucket.rewritten > 0  # the 403s really happened
     assert accepted(emulator, store_from_url(url, Settings()).read().token.access_token)
+
+
+def test_a_bot_before_the_first_view_is_told_both_causes_of_s3s_403(
+    s3_without_listbucket: Any, emulator: Emulator, s3_store_url: Any
+) -> None:
+    """A bot may read the view alone (no s3:ListBucket), so before the view's first write S3
+    answers it 403, exactly as it answers a role without the reader policy. The error names
+    both, with the command that writes the view; once written, the same reader works."""
+    url = s3_store_url()
+    login(store_from_url(url, Settings()), emulator)
+    store = store_from_url(url, Settings())
+    bucket, key = store.view.url.removeprefix("s3://").split("/", 1)
+    aws.client("s3").delete_object(Bucket=bucket, Key=key)  # a stack upgraded from before views
+    reader = TokenReader(store.view.url)
+    with pytest.raises(AccessDenied) as denied:
+        reader.access_token()
+    message = str(denied.value)
+    assert "s3:GetObject" in message  # a role without the reader policy
+    assert "no access view yet" in message and f"schwab-tokens refresh --store {url}" in message
+    assert s3_without_listbucket.rewritten > 0
+    assert run_cli(["refresh", "--store", url], cli_env(emulator)).code == 0  # still fresh: repairs
+    assert accepted(emulator, reader.access_token())
 
 
 def _race(count: int, args: list[str], env: dict[str, str]) -> list[Any]:

@@ -293,7 +293,16 @@ class S3View(View):
         self.url = f"s3://{store.bucket}/{self.key}"
 
     def read_raw(self) -> RawDocument:
-        found = self.store._get(self.key, MAX_DOCUMENT_BYTES)
+        try:
+            found = self.store._get(self.key, MAX_DOCUMENT_BYTES)
+        except AccessDenied as exc:
+            # The reader policy grants the view alone (no s3:ListBucket), so S3 answers a view
+            # not written yet (a stack upgraded from before views) 403 too: name both causes.
+            raise AccessDenied(
+                f"{exc}; with the reader policy, this means no access view yet: the refresher "
+                f"writes it on its next run, or run `schwab-tokens refresh --store "
+                f"{self.store.url}` to write it now"
+            ) from None
         if found is None:
             raise LoginRequired(
                 f"no access view at {self.url} yet: every writer keeps it beside the token; "
