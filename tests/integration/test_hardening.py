@@ -71,6 +71,8 @@ def test_a_store_url_typo_is_a_usage_error_naming_the_right_form(
         (["watch", "--interval", "0"], {}, "--interval"),
         (["watch", "--interval", "-1"], {}, "--interval"),
         (["watch", "--interval", "inf"], {}, "--interval"),
+        (["watch", "--margin", "1800"], {}, "--margin"),  # a daemon refuses it at start
+        (["watch", "--margin", "nan"], {}, "--margin"),
         (["refresh"], {"REFRESH_MARGIN_SECONDS": "1e400"}, "REFRESH_MARGIN_SECONDS"),
         (["refresh"], {"SCHWAB_HTTP_TIMEOUT": "0"}, "SCHWAB_HTTP_TIMEOUT"),
         (["refresh"], {"SCHWAB_HTTP_RETRIES": "1.5"}, "SCHWAB_HTTP_RETRIES"),

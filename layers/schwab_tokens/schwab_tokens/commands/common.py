@@ -89,10 +89,15 @@ def refresh_targets(
     """One policy run per token."""
     from ..batch import refresh_all
 
-    if args.margin is not None:
-        margin = MARGIN.check(args.margin, "--margin")
-        settings = settings.with_(refresh_margin=margin)
+    settings = with_margin(args, settings)
     return refresh_all(targets(args, settings), with_app(args, settings, prompt=False), force=force)
+
+
+def with_margin(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``--margin`` in the settings; out of range it is a ``UsageError`` (exit 2)."""
+    if args.margin is None:
+        return settings
+    return settings.with_(refresh_margin=MARGIN.check(args.margin, "--margin"))
 
 
 # -- printing ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .common import (
     report,
     targets,
     with_app,
+    with_margin,
 )
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     command within ``STOP_WITHIN_SECONDS`` even while Schwab is slow: every write is atomic
     and conditional, so leaving mid-refresh leaves the previous or the new token, never half."""
     interval = INTERVAL.check(args.interval, "--interval")
+    # Checked here, not only in each round: a round's errors are waited out, a bad flag is not.
+    settings = with_margin(args, settings)
     watched = targets(args, settings)
     _check_app(args, settings, watched)
     stopped: list[int] = []
