@@ -48,7 +48,15 @@ from schwab_tokens.refresh import Outcome, run
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import follow_authorize, lambda_event, login, oauth_for
+from tests.helpers import (
+    accepted,
+    cli_env,
+    follow_authorize,
+    lambda_event,
+    login,
+    oauth_for,
+    paste_login,
+)
 from tests.template import as_list
 from tests.template.iam import DENIED, Record, acting_as, grants, make_user
 from tests.template.stack import (
@@ -192,6 +200,7 @@ def world(
         "reader": [managed_policy(session, deployment.physical("TokenReaderPolicy"))],
         "bot": [managed_policy(session, deployment.physical("TokenDocumentPolicy"))],
         "admin": [{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}],
+        "laptop": [writer, laptop_extras(deployment)],
     }
     keys = {
         name: make_user(iam, f"{deployment.name}-{name}", documents)
@@ -223,6 +232,30 @@ def url_event(path: str, query: str, cookies: list[str] | None = None) -> dict[s
 
 def cookie_jar(answer: dict[str, Any]) -> list[str]:
     return [c.split(";", 1)[0] for c in answer.get("cookies", []) if c.split(";", 1)[0][-1] != "="]
+
+
+def laptop_extras(deployment: Deployment) -> dict[str, Any]:
+    """What docs/security.md tells a narrower identity to add to TokenWriterPolicy to run
+    `schwab-tokens login`: the lease the login's write check takes (S3), and the first
+    storing of the app credentials."""
+    statements: list[dict[str, Any]] = []
+    if deployment.has("TokenBucket"):
+        lease = f"arn:aws:s3:::{deployment.physical('TokenBucket')}/schwab/tokens.json.lease"
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": lease,
+            }
+        )
+    if deployment.has("CredentialsSecret"):
+        secret = deployment.outputs["CredentialsSecretName"]
+        action, resource = "secretsmanager:PutSecretValue", f"arn:aws:secretsmanager:*:*:{secret}"
+    else:
+        action = "ssm:PutParameter"
+        resource = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/credentials"
+    statements.append({"Effect": "Allow", "Action": action, "Resource": resource})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 # ---------------------------------------------------------------------------- the test
@@ -331,6 +364,54 @@ def test_every_call_is_allowed_and_every_grant_is_used(
     functions = [c for c in record.calls if c.identity != "admin"]
     assert not {c.action for c in functions} & (REMOVED_ACTIONS | IMPLICIT)
     assert all(c.resource.endswith(".lease") for c in functions if c.action == "s3:DeleteObject")
+
+
+def test_a_laptop_with_the_documented_grants_logs_in(world: World) -> None:
+    """docs/security.md: `login` needs TokenWriterPolicy plus ``laptop_extras``. With them the
+    first login (which stores the app credentials) and the weekly one (which reads them) work
+    through the real CLI; with TokenWriterPolicy alone, the first login is refused, naming what
+    is missing, before a Schwab login is spent."""
+    emulator = world.emulator
+
+    def env(identity: str, **extra: str) -> dict[str, str]:
+        keys = world.keys[identity]
+        return cli_env(
+            emulator,
+            AWS_ACCESS_KEY_ID=keys["id"],
+            AWS_SECRET_ACCESS_KEY=keys["secret"],
+            AWS_DEFAULT_REGION=REGION,
+            **extra,
+        )
+
+    args = [
+        "--store",
+        world.store_url,
+        "--credentials-secret",
+        world.credentials,
+        "--callback-url",
+        emulator.callback_url,
+    ]
+    if world.deployment.has("TokenBucket"):
+        # (moto compares SSM resources with "*": the Secrets Manager store's writer holds
+        # ssm:PutParameter for its view, so there the refusal cannot be shown.)
+        refused = paste_login(args, env("login"))
+        assert refused.code == 5, refused.text
+        assert "s3:PutObject" in refused.err and "tokens.json.lease" in refused.err, refused.err
+        assert emulator.token_calls == 0  # refused before Schwab's code was spent
+
+    first = paste_login(args, env("laptop"))
+    assert first.code == 0, first.text
+    assert f"App key and secret stored in {world.credentials}" in first.out
+    weekly = paste_login(args, {k: v for k, v in env("laptop").items() if k != "SCHWAB_APP_SECRET"})
+    assert weekly.code == 0, weekly.text
+    with world.acting_as("admin"):
+        stored = store_from_url(world.store_url).read().token
+    assert accepted(emulator, stored.access_token)
+    assert stored.creation_timestamp >= emulator.now() - 60
+    if not world.deployment.has("TokenBucket"):
+        # A secret the stack did not make: the missing CreateSecret is what the error names.
+        with world.acting_as("laptop"), pytest.raises(AccessDenied, match=":CreateSecret"):
+            store_from_url("secretsmanager://not-made-by-the-stack").write(stored, None)
 
 
 def attempts_denied(world: World, identity: str, attempts: list[Any]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import aws, strictjson
-from .errors import ConfigurationError, SchwabTokensError, UsageError
+from .errors import AccessDenied, ConfigurationError, SchwabTokensError, UsageError
 from .settings import Settings
 
 #: Matches a 5-minute schedule: a warm container reads the credentials about once per 3 runs.
@@ -174,8 +174,11 @@ def _put_secret(name: str, document: str) -> None:
         )
         return
     except aws.boto_errors() as exc:
-        if aws.error_code(exc) != "ResourceExistsException":
-            raise aws.translate(exc, what=what, action="secretsmanager:CreateSecret") from exc
+        # The stack creates the secret (CredentialsStore=SecretsManager), so an identity that
+        # may only put a value into it is refused CreateSecret before AWS says it exists.
+        error = aws.translate(exc, what=what, action="secretsmanager:CreateSecret")
+        if aws.error_code(exc) != "ResourceExistsException" and not isinstance(error, AccessDenied):
+            raise error from exc
     try:
         current = sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
     except aws.boto_errors():

@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .. import aws
-from ..errors import ConfigurationError, SchwabTokensError, WriteConflict
+from ..errors import AccessDenied, ConfigurationError, SchwabTokensError, WriteConflict
 from ..token import Token
 from .base import Lease, RawDocument, TokenStore, polled_lease, response_date
 from .ssm import SsmView
@@ -147,6 +147,7 @@ class SecretsManagerStore(TokenStore):
     def _create(self, document: str) -> str:
         new = str(uuid.uuid4())
         options = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
+        refused: SchwabTokensError | None = None
         try:
             response = aws.client("secretsmanager").create_secret(
                 Name=self.name,
@@ -158,10 +159,16 @@ class SecretsManagerStore(TokenStore):
             return str(response["VersionId"])
         except aws.boto_errors() as exc:
             if aws.error_code(exc) != "ResourceExistsException":
-                raise self._translate(exc, "CreateSecret") from exc
+                refused = self._translate(exc, "CreateSecret")
+                # The stack makes the secret (without a value) and grants its writers no
+                # CreateSecret: IAM refuses that before Secrets Manager could say it exists.
+                if not isinstance(refused, AccessDenied):
+                    raise refused from exc
         # The secret exists: made by the stack without a value, by a rival writer, or by us on
         # an attempt whose answer was lost.
         stages = self._stages()
+        if stages is None and refused is not None:
+            raise refused  # it does not exist, and this identity may not create it
         current = None if stages is None else _current(stages)
         if current == new:
             return new
