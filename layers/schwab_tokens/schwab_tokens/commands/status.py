@@ -17,7 +17,11 @@ HELP = "show the token's expiry and health"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: one object (a list of them with several tokens)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
