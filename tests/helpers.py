@@ -342,3 +342,28 @@ def log_records(stdout: str) -> list[dict[str, Any]]:
 
 def _json_lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines()]  # every line printed is JSON
+
+
+# -- the JSON Schemas (schemas/): every writer's documents hold to them -------------------------
+def valid(kind: str, raw: bytes | str) -> dict[str, Any]:
+    """``raw`` parsed and checked against ``schemas/<kind>.schema.json`` (token, access-view)."""
+    import jsonschema
+
+    document: dict[str, Any] = json.loads(raw)
+    schema = json.loads((REPO / "schemas" / f"{kind}.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    return document
+
+
+def view_of(url: str) -> dict[str, Any]:
+    """The stored view, checked against its schema and against the stored token (itself checked
+    against the token's schema): the same token, and nothing of what only the refresher needs."""
+    store = store_from_url(url, Settings())
+    view = valid("access-view", store.view.read_raw().raw)
+    token = valid("token", store.read_raw().raw)
+    assert view["access_token"] == token["token"]["access_token"]
+    assert view["expires_at"] == token["token"]["expires_at"]
+    assert view["creation_timestamp"] == token["creation_timestamp"]
+    for secret in (token["token"]["refresh_token"], token["token"].get("id_token")):
+        assert secret not in json.dumps(view)
+    return view

@@ -9,13 +9,14 @@ Schwabdev 4. Every document a writer leaves is checked against the JSON Schemas 
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import schwab
 import schwabdev
@@ -24,36 +25,23 @@ from authlib.integrations.base_client.errors import InvalidTokenError
 from schwab_tokens.access import AccessView
 from schwab_tokens.errors import LoginRequired
 from schwab_tokens.exports import SchwabdevTokens
+from schwab_tokens.lambdas.refresher import handle
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import access_url, source_from_url, store_from_url
 from tests.emulator import Emulator
 from tests.emulator.schwabpy import point_client_at_emulator
-from tests.helpers import REPO, cli_env, login, paste_login, run_cli
-
-SCHEMAS = {
-    name: json.loads((REPO / "schemas" / f"{name}.schema.json").read_text())
-    for name in ("token", "access-view")
-}
-
-
-def valid(kind: str, raw: bytes | str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(raw)
-    jsonschema.validate(document, SCHEMAS[kind])
-    return document
-
-
-def view_of(url: str) -> dict[str, Any]:
-    """The stored view, checked against its schema and against the stored token."""
-    store = store_from_url(url, Settings())
-    view = valid("access-view", store.view.read_raw().raw)
-    token = valid("token", store.read_raw().raw)
-    assert view["access_token"] == token["token"]["access_token"]
-    assert view["expires_at"] == token["token"]["expires_at"]
-    assert view["creation_timestamp"] == token["creation_timestamp"]
-    for secret in (token["token"]["refresh_token"], token["token"].get("id_token")):
-        assert secret not in json.dumps(view)
-    return view
+from tests.helpers import (
+    CLI,
+    cli_env,
+    emulator_settings,
+    lambda_event,
+    login,
+    paste_login,
+    run_cli,
+    valid,
+    view_of,
+)
 
 
 def test_the_views_location_derives_from_the_store_url(aws_endpoint: str) -> None:
@@ -80,6 +68,32 @@ def test_every_writer_keeps_the_view_and_the_schemas_hold(
     second = view_of(store_url)
     assert second["expires_at"] >= first["expires_at"]
     assert second["fingerprint"] != first["fingerprint"]
+    # The refresher Lambda's handler, with the stack's forced event.
+    emulator.configure(access_lifetime=600)  # the token it stores is due for watch, below
+    forced = handle(lambda_event("force_refresh.json"), emulator_settings(emulator, store_url))
+    assert forced["outcome"] == "refreshed", forced
+    assert view_of(store_url)["fingerprint"] not in (first["fingerprint"], second["fingerprint"])
+    # watch, finding it due under its 900 s margin.
+    emulator.configure(access_lifetime=1800)
+    watching = subprocess.Popen(
+        [*CLI, "watch", "--interval", "0.2", "--store", store_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    view = store_from_url(store_url, Settings()).view
+    try:
+        deadline = time.monotonic() + 30
+        # The view follows the token's write (the two are never read at one instant here).
+        while json.loads(view.read_raw().raw)["expires_at"] < time.time() + 1000:
+            assert time.monotonic() < deadline, "watch did not refresh"
+            time.sleep(0.1)
+    finally:
+        watching.send_signal(signal.SIGTERM)
+        watching.communicate(timeout=10)
+    assert watching.returncode == 0
+    view_of(store_url)
     # schwab-py refreshing through the whole document's hooks (a bot under the lease).
     reader = TokenReader(store_url)
     read, write = reader.access_functions()

@@ -489,12 +489,23 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     emulator.clear_faults()
     calls = emulator.token_calls
     wait_for(lambda: emulator.token_calls >= calls + 1)
+    # Schwab's edge answers an HTML 400 for a while: no verdict on the token, so no "log in".
+    emulator.set_fault("html_400")
+    path.write_bytes(due)
+    wait_for(lambda: any("without a verdict" in line for line in said))
+    time.sleep(1.0)
+    assert proc.poll() is None, "watch ended on the edge's 400"
+    assert path.read_bytes() == due  # touched nothing
+    emulator.clear_faults()
+    calls = emulator.token_calls
+    wait_for(lambda: emulator.token_calls >= calls + 1)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=10)
     reader.join(timeout=10)
     text = "".join(said)
     assert proc.returncode == 130, text
     assert text.count("not valid JSON") == 1 and text.count("could not reach") == 1, text
+    assert text.count("without a verdict") == 1 and "reauth_required" not in text, text
     assert "watch keeps running" in text
     assert FileStore(path).read().token
 

@@ -25,7 +25,7 @@ from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from tests.emulator import Emulator
-from tests.helpers import emulator_settings, follow_authorize, login, make_token
+from tests.helpers import emulator_settings, follow_authorize, login, make_token, view_of
 
 DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 LOGIN_URL = f"https://{DOMAIN}/"
@@ -175,6 +175,7 @@ def test_a_phone_logs_in_again_through_the_link(world: World) -> None:
     notes, _ = world.store.read_notes()
     assert notes["login"] == after.creation_timestamp and notes["account"]
     assert phone.cookies == {}  # the nonce is cleared
+    assert view_of(world.url)["access_token"] == after.access_token  # both hold to the schemas
 
 
 # -- every refusal leaves the store as it was ------------------------------------------------------
