@@ -25,7 +25,7 @@ from schwab_tokens import aws, tickets
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.refresher import RefreshRunFailed, handle
 from schwab_tokens.login import complete_login
-from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.oauth import SchwabOAuth, parse_callback
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
@@ -38,6 +38,7 @@ from tests.helpers import (
     follow_authorize,
     login,
     login_by_listener,
+    oauth_for,
 )
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
@@ -264,3 +265,54 @@ def test_several_tokens_each_get_their_own_message(
     assert f"{LOGIN_URL}start?ticket=" in messages["own"]["message"]
     assert LOGIN_URL not in messages["family"]["message"]
     assert f"schwab-tokens login --store {extra}" in messages["family"]["message"]
+
+
+def test_a_login_replaced_by_another_tool_is_mailed_as_such(
+    moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]
+) -> None:
+    """Schwab keeps one login per app: another tool's login to the same app ends ours with days
+    left. The refresher's run mails that cause and its fix, not "your login is over"."""
+    topic, queue = subscribed_queue()
+    url = s3_store_url()
+    settings = emulator_settings(
+        emulator, url, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
+    )
+    login(store_from_url(url, settings), emulator)
+    other = oauth_for(emulator)  # schwab-py's easy_client, say, on the same app
+    authorize, state = other.authorize_url(emulator.callback_url)
+    other.exchange_code(parse_callback(follow_authorize(authorize), state), emulator.callback_url)
+    emulator.advance(1200)  # the access token is due: the run calls Schwab
+    summary = handle(EVENT, settings, clock=emulator.now)
+    assert summary["outcome"] == "reauth_required", summary
+    (message,) = received(queue)
+    assert message["kind"] == "login_required"
+    assert message["subject"] == "Schwab login 'tokens' was replaced by another login: log in again"
+    assert "another login to this app replaced this one" in message["message"]
+    assert "one login per app" in message["message"]
+    assert LOGIN_URL in message["message"]  # the phone link to log in again
+    handle(EVENT, settings, clock=emulator.now)
+    assert received(queue) == []  # said once
+
+
+def test_a_false_login_over_is_taken_back_by_the_next_good_run(
+    moto_aws: None, emulator: Emulator, s3_store_url: Callable[..., str]
+) -> None:
+    """A dead-token verdict that proves wrong (Schwab answers invalid_grant once, then refreshes
+    the same login): the next good run mails "recovered" and clears the mark, so the login's
+    real end still gets its warnings."""
+    topic, queue = subscribed_queue()
+    url = s3_store_url()
+    settings = emulator_settings(
+        emulator, url, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
+    )
+    login(store_from_url(url, settings), emulator)
+    emulator.set_fault("invalid_grant")
+    emulator.advance(1200)
+    assert handle(EVENT, settings, clock=emulator.now)["outcome"] == "reauth_required"
+    emulator.clear_faults()
+    emulator.advance(300)
+    assert handle(EVENT, settings, clock=emulator.now)["outcome"] == "refreshed"
+    emulator.advance(6 * 86400 - 1500 + 60)  # a day before the login ends
+    assert handle(EVENT, settings, clock=emulator.now)["outcome"] == "refreshed"
+    kinds = [m["kind"] for m in received(queue)]
+    assert kinds == ["login_required", "recovered", "expiring_24h"]
