@@ -9,6 +9,7 @@ Schwabdev 4. Every document a writer leaves is checked against the JSON Schemas 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -246,7 +247,10 @@ def test_schwabdev_reads_the_exported_database_without_a_token_call(
 
 
 def test_schwabdev_in_a_warm_lambda_follows_the_view(
-    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The Python side of the export: one Schwabdev client per warm container, its row kept
     current from the reader. When its own token nears its 30 minutes, Schwabdev re-reads the
@@ -279,7 +283,16 @@ def test_schwabdev_in_a_warm_lambda_follows_the_view(
         tokens.call_on_auth("https://api.schwabapi.com/v1/oauth/authorize?client_id=x")
     week = later + timedelta(days=6, hours=23, minutes=30)
     monkeypatch.setattr(schwabdev.tokens, "_now", lambda: week)
-    client.linked_accounts()  # returns (its call fails or not): it never waits on a prompt
+
+    def prompt(*_: object) -> str:  # pytest.fail is no Exception: Schwabdev cannot swallow it
+        pytest.fail("Schwabdev prompted for a login on standard input")
+
+    monkeypatch.setattr("builtins.input", prompt)
+    with caplog.at_level(logging.ERROR):
+        client.linked_accounts()  # its call fails or not, but it never waits on a prompt
+    # Schwabdev logs what our call_on_auth raised: the fix, for whoever reads the bot's log.
+    assert "Could not update refresh token" in caplog.text, caplog.text
+    assert "log in again with `schwab-tokens login`" in caplog.text, caplog.text
     assert posts == []
 
 
