@@ -7,6 +7,7 @@ Each failure case checks the store byte for byte (token and notes) against what 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,12 +21,19 @@ from botocore.exceptions import ClientError
 
 from schwab_tokens import aws, tickets
 from schwab_tokens.lambdas.login import handle
-from schwab_tokens.login import record_login
+from schwab_tokens.login import complete_login, record_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from tests.emulator import Emulator
-from tests.helpers import emulator_settings, follow_authorize, login, make_token, view_of
+from tests.helpers import (
+    emulator_settings,
+    follow_authorize,
+    login,
+    make_token,
+    oauth_for,
+    view_of,
+)
 
 DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 LOGIN_URL = f"https://{DOMAIN}/"
@@ -331,6 +339,48 @@ def test_a_login_never_noted_asks_for_the_cli(world: World) -> None:
     world.store.write_notes({}, world.store.read_notes()[1])
     before = world.snapshot()
     refused(world, world.start(Phone(), world.ticket()), before, 409, "on your computer")
+
+
+def test_a_login_landing_mid_run_keeps_its_note_and_its_phone_link(world: World) -> None:
+    """A laptop login lands while a scheduled run waits on Schwab (which then refuses the old
+    refresh token: one login per app). The run must leave the new login's notes alone: its
+    account note is what the next phone link checks (without it: 409, "on your computer")."""
+    from schwab_tokens.lambdas.refresher import handle as refresher
+
+    emulator = world.emulator
+    emulator.configure(slow_seconds=2.0)
+    emulator.set_fault("slow", count=1)
+    calls = emulator.token_calls
+    emulator.advance(1200)  # the access token is due: the run calls Schwab
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    outcome: list[Any] = []
+    run = threading.Thread(
+        target=lambda: outcome.append(refresher(event, world.settings, clock=emulator.now))
+    )
+    run.start()
+    deadline = time.monotonic() + 10
+    while emulator.token_calls == calls:  # the run's call is at Schwab, answering slowly
+        assert time.monotonic() < deadline, "the run never called Schwab"
+        time.sleep(0.01)
+    oauth = oauth_for(emulator)  # the laptop's login, mid-run, at the world's time
+    authorize, state = oauth.authorize_url(emulator.callback_url)
+    newer = complete_login(
+        oauth,
+        world.store,
+        follow_authorize(authorize),
+        state,
+        emulator.callback_url,
+        now=emulator.now(),
+    )
+    run.join(timeout=30)
+    # The run finds the new login in the store (it is what ended the old refresh token).
+    assert outcome and outcome[0]["outcome"] == "still_fresh", outcome
+    assert world.store.read().token.creation_timestamp == newer.creation_timestamp
+    notes, _ = world.store.read_notes()
+    assert notes["login"] == newer.creation_timestamp and notes["account"], notes
+    assert "sent" not in notes  # no "login over" for the login the new one replaced
+    done = world.back(phone := Phone(), world.at_schwab(world.start(phone, world.ticket())))
+    assert done["statusCode"] == 200, body(done)
 
 
 # -- what a stranger can learn -----------------------------------------------------------------
