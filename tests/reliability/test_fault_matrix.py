@@ -5,6 +5,8 @@ real HTTP. Faults reach the package the way they do in production:
 
 - the token endpoint misbehaves: the emulator's fault modes, or nothing listening at all;
 - the store is empty, corrupt or incomplete: bytes put there by another tool;
+- S3 answers a missing object 403, as it does to a role without ``s3:ListBucket``
+  (``tests/s3_proxy.py`` in front of moto's server);
 - the store refuses or throttles: botocore ``before-send`` hooks on the package's own client
   answer with AWS's error (nothing is sent to moto), and botocore parses and retries it as it
   would a real answer; a root-owned file with mode 000 read by a process without root's
@@ -37,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from schwab_tokens import aws
 from schwab_tokens.access import AccessView
 from schwab_tokens.errors import ExitCode
 from schwab_tokens.lambdas.refresher import METRIC_FOR_OUTCOME
@@ -160,6 +163,21 @@ ROWS: list[Row] = [
     Row("retry_after", "token endpoint", "refreshed", 0, "", after="refreshed"),
     # -- the store ------------------------------------------------------------------------------
     Row("no_document", "store", "reauth_required", 3, "no token at", "none", calls_schwab=False),
+    # S3 for a role without s3:ListBucket (tests/s3_proxy.py): a missing object answers 403
+    # AccessDenied, not 404. Missing notes, lease and view are still just absent. A missing
+    # token is indistinguishable from a denied one: the stack grants its writers ListBucket on
+    # the token's key (then it is "no_document" above), and without it the error names it.
+    Row(
+        "no_document_403",
+        "store",
+        "failed",
+        5,
+        "s3:ListBucket",
+        "none",
+        calls_schwab=False,
+        stores=("s3",),
+    ),
+    Row("missing_keys_403", "store", "refreshed", 0, "", after="refreshed", stores=("s3",)),
     Row("corrupt_json", "store", "failed", 5, "not valid JSON", "corrupt", calls_schwab=False),
     Row(
         "missing_fields",
@@ -288,6 +306,8 @@ HOOKED |= {"aws_server_error", "write_answer_lost"}
 #: Faults where another writer acts in the middle of the run.
 MID_RUN = {"conflicting_write", "conflicting_write_stale", "conflicting_write_later", "vanished"}
 MID_RUN |= {"conflicting_login", "conflicting_login_due"}
+#: Run with S3 behind the proxy that answers a missing object 403, as S3 does without ListBucket.
+BEHIND_403_PROXY = {"no_document_403", "missing_keys_403"}
 #: What the other writer's refreshed document claims for ``expires_in`` (None: Schwab's).
 THEIR_LIFETIME = {
     "conflicting_write": 1700,  # expires before ours: refreshed a little earlier
@@ -425,6 +445,12 @@ def inject(row: Row, ctx: Ctx) -> None:
             if fault == "slow":
                 emulator.configure(slow_seconds=1.5)  # past SCHWAB_HTTP_TIMEOUT=1
             emulator.set_fault(fault)
+        return
+    if fault == "missing_keys_403":
+        bucket, key = url.removeprefix("s3://").split("/", 1)
+        view_key = store_from_url(url).view.url.removeprefix(f"s3://{bucket}/")
+        for gone in (f"{key}.notes", view_key):  # and no lease, as between runs
+            aws.client("s3").delete_object(Bucket=bucket, Key=gone)
         return
     if fault in HOOKED and kind == "file":
         prefix = unprivileged()
@@ -602,6 +628,11 @@ def test_fault(
         prepare(row, url, emulator)
         ctx = Ctx(kind, mode, url, emulator, scratch=tmp_path)
         ctx.env = base_env(emulator, url)
+        proxy = None
+        if row.fault in BEHIND_403_PROXY:
+            proxy = request.getfixturevalue("s3_proxy")
+            proxy.reset(list_bucket=False)
+            ctx.env["AWS_ENDPOINT_URL_S3"] = proxy.url
         for name, value in ctx.env.items():
             monkeypatch.setenv(name, value)
         emulator.configure(slow_seconds=5.0)
@@ -611,11 +642,18 @@ def test_fault(
         with injected(row, ctx):
             for name, value in ctx.env.items():  # the in-process handler reads os.environ
                 monkeypatch.setenv(name, value)
+            if proxy is not None:
+                aws.reset_clients()  # clients made before (by prepare) keep their endpoint
             seen = observe(ctx, capsys)
         seconds = time.monotonic() - started
+        if proxy is not None:  # the test itself reads the store as one allowed to list it
+            monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+            aws.reset_clients()
         after = state(url)
         view = view_state(url)
         problems = check(row, ctx, seen, before, after)
+        if proxy is not None and not proxy.rewritten:
+            problems.append("S3 never answered 403 for a missing object: the proxy was not used")
         if view.startswith("WRONG"):
             problems.append(view)
         problems += [f"the other writer failed: {exc!r}" for exc in ctx.errors]
