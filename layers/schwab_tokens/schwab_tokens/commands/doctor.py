@@ -6,8 +6,7 @@ import argparse
 import json
 
 from ..settings import Settings
-from ..stores import DEFAULT_STORE_URL
-from .common import out
+from .common import out, store_url
 
 NAME = "doctor"
 HELP = "check the token (and with --stack, the deployment) item by item, with the fix for each"
@@ -51,12 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..doctor import diagnose
 
-    if args.store is not None:
-        url: str | None = str(args.store)
-    elif args.stack:
-        url = None  # the stack's StoreUrl output
-    else:
-        url = settings.store_url or DEFAULT_STORE_URL
+    # With --stack and no --store, the stack's StoreUrl output (None here) is the store.
+    url = None if args.stack and args.store is None else store_url(args, settings)
     report = diagnose(settings, store_url=url, stack=args.stack, region=args.region)
     if args.json:
         out(json.dumps(report.to_dict()))

@@ -91,10 +91,26 @@ class View(abc.ABC):
     """Where a store keeps its access view (``access.AccessView``), and how consumers read it."""
 
     url: str
+    #: The token store this view belongs to, for messages ("" when a consumer opened it alone).
+    store_url: str = ""
 
     @abc.abstractmethod
     def read_raw(self) -> RawDocument:
         """The stored view's bytes and version; ``LoginRequired`` if there is none yet."""
+
+    def missing(self) -> LoginRequired:
+        writer = f" --store {self.store_url}" if self.store_url else ""
+        return LoginRequired(
+            f"no access view at {self.url} yet: every writer keeps it beside the token; "
+            f"run `schwab-tokens refresh{writer}` (or log in) to write it"
+        )
+
+    def usable(self, raw: bytes | str, version: str) -> tuple[AccessView | None, str | None]:
+        """``current()``'s answer for stored ``raw``: a view that does not parse is rewritten."""
+        try:
+            return AccessView.parse(raw, source=self.url), version
+        except InvalidTokenDocument:
+            return None, version
 
     @abc.abstractmethod
     def current(self) -> tuple[AccessView | None, str | None]:

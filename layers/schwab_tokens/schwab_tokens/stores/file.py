@@ -26,7 +26,6 @@ from ..access import AccessView
 from ..errors import (
     AccessDenied,
     ConfigurationError,
-    InvalidTokenDocument,
     LoginRequired,
     UsageError,
 )
@@ -208,6 +207,7 @@ class FileView(View):
         from . import view_name
 
         self.store = store
+        self.store_url = store.url
         self.path = store.path.with_name(view_name(store.path.name))
         head, slash, tail = store.url.rpartition("/")
         self.url = head + slash + view_name(tail)
@@ -215,20 +215,12 @@ class FileView(View):
     def read_raw(self) -> RawDocument:
         found = self.store._read(self.path, MAX_DOCUMENT_BYTES)
         if found is None:
-            raise LoginRequired(
-                f"no access view at {self.url} yet: every writer keeps it beside the token; "
-                f"run `schwab-tokens refresh --store {self.store.url}` (or log in) to write it"
-            )
+            raise self.missing()
         return RawDocument(found[0], _digest(found[0]), found[1])
 
     def current(self) -> tuple[AccessView | None, str | None]:
         found = self.store._read(self.path, MAX_DOCUMENT_BYTES)
-        if found is None:
-            return None, None
-        try:
-            return AccessView.parse(found[0], source=self.url), _digest(found[0])
-        except InvalidTokenDocument:
-            return None, _digest(found[0])
+        return (None, None) if found is None else self.usable(found[0], _digest(found[0]))
 
     def put(self, view: AccessView, expected_version: str | None) -> None:
         with self.store._exclusive(WRITE_WAIT_SECONDS):

@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import aws
 from ..access import AccessView
-from ..errors import AccessDenied, InvalidTokenDocument, LoginRequired, WriteConflict
+from ..errors import AccessDenied, InvalidTokenDocument, WriteConflict
 from ..settings import DEFAULT_LEASE_TTL
 from ..token import MAX_DOCUMENT_BYTES, Token
 from .base import (
@@ -77,10 +77,8 @@ class S3Store(TokenStore):
         found = self._get(self.key, MAX_DOCUMENT_BYTES)
         if found is None:
             raise self.no_token()
-        raw, response = found
-        self._saw(response)
-        modified = response.get("LastModified")
-        return RawDocument(raw, str(response["ETag"]), modified.timestamp() if modified else None)
+        self._saw(found[1])
+        return _raw_document(*found)
 
     def version(self) -> str | None:
         try:
@@ -289,6 +287,7 @@ class S3View(View):
         from . import view_name
 
         self.store = store
+        self.store_url = store.url
         self.key = view_name(store.key)
         self.url = f"s3://{store.bucket}/{self.key}"
 
@@ -304,13 +303,8 @@ class S3View(View):
                 f"{self.store.url}` to write it now"
             ) from None
         if found is None:
-            raise LoginRequired(
-                f"no access view at {self.url} yet: every writer keeps it beside the token; "
-                f"run `schwab-tokens refresh --store {self.store.url}` (or log in) to write it"
-            )
-        raw, response = found
-        modified = response.get("LastModified")
-        return RawDocument(raw, str(response["ETag"]), modified.timestamp() if modified else None)
+            raise self.missing()
+        return _raw_document(*found)
 
     def current(self) -> tuple[AccessView | None, str | None]:
         try:
@@ -327,10 +321,7 @@ class S3View(View):
             # Encrypted with the bucket key (a writer that knew no KMS key): its encryption
             # context is then the bucket, which consumers may not decrypt. Write it again.
             return None, version
-        try:
-            return AccessView.parse(raw, source=self.url), version
-        except InvalidTokenDocument:
-            return None, version
+        return self.usable(raw, version)
 
     def put(self, view: AccessView, expected_version: str | None) -> None:
         key_id = self.store.kms_key_seen
@@ -343,3 +334,9 @@ class S3View(View):
             self.store._put_conditional(self.key, view.to_json(), expected_version, {}, encryption)
         except WriteConflict:
             raise self.store.changed("access view changed") from None
+
+
+def _raw_document(raw: bytes, response: dict[str, Any]) -> RawDocument:
+    """A GetObject answer's bytes, ETag and time of writing."""
+    modified = response.get("LastModified")
+    return RawDocument(raw, str(response["ETag"]), modified.timestamp() if modified else None)

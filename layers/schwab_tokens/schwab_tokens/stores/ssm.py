@@ -17,8 +17,6 @@ from .. import aws
 from ..access import AccessView
 from ..errors import (
     ConfigurationError,
-    InvalidTokenDocument,
-    LoginRequired,
     UsageError,
     WriteConflict,
 )
@@ -49,7 +47,6 @@ class SsmView(View):
         self.name = name
         self.url = PREFIX + name
         self.kms_key_id = kms_key_id
-        #: The store this view belongs to, for messages ("" when a consumer opened it alone).
         self.store_url = store_url
         #: The KMS key the store's secret is encrypted with, as the store last saw it: a
         #: laptop's login is not told the stack's key, and the view must be under it too.
@@ -62,11 +59,7 @@ class SsmView(View):
     def read_raw(self) -> RawDocument:
         response = self._get()
         if response is None:
-            writer = f" --store {self.store_url}" if self.store_url else ""
-            raise LoginRequired(
-                f"no access view at {self.url} yet: every writer keeps it beside the token; "
-                f"run `schwab-tokens refresh{writer}` (or log in) to write it"
-            )
+            raise self.missing()
         parameter = response["Parameter"]
         modified = parameter.get("LastModifiedDate")
         return RawDocument(
@@ -80,11 +73,7 @@ class SsmView(View):
         if response is None:
             return None, None
         parameter = response["Parameter"]
-        version = str(parameter.get("Version"))
-        try:
-            return AccessView.parse(str(parameter.get("Value", "")), source=self.url), version
-        except InvalidTokenDocument:
-            return None, version
+        return self.usable(str(parameter.get("Value", "")), str(parameter.get("Version")))
 
     def put(self, view: AccessView, expected_version: str | None) -> None:
         current = self._get()
