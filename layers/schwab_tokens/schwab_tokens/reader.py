@@ -14,6 +14,7 @@ no powertools: it is on every consumer's cold start.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -148,13 +149,14 @@ class TokenReader:
         that may not write is denied: the cache is then forgotten, so the next read takes the
         refresher's token, and nothing is raised.
         """
-        if isinstance(self.token(), AccessView):
-            return self._view_functions()
 
         def read() -> dict[str, Any]:
             document = self.document()
             document["token"] = _live_token(self, document["token"])
             return document
+
+        if isinstance(self.token(), AccessView):
+            return read, _view_write
 
         def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
             del args, kwargs  # authlib passes refresh_token=/access_token=; the document has them
@@ -182,18 +184,12 @@ class TokenReader:
 
         return read, write
 
-    def _view_functions(self) -> tuple[ReadFunc, WriteFunc]:
-        def read() -> dict[str, Any]:
-            document = self.document()
-            document["token"] = _live_token(self, document["token"])
-            return document
 
-        def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
-            # Unreachable with the live token (it has no refresh token); nothing to store anyway.
-            del document, args, kwargs
-            log.warning("schwab-py refreshed a token read from an access view; not stored")
-
-        return read, write
+def _view_write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
+    """The write hook on an access view: unreachable with the live token (it has no refresh
+    token), and there is nothing to store anyway."""
+    del document, args, kwargs
+    log.warning("schwab-py refreshed a token read from an access view; not stored")
 
 
 def _live_token(reader: TokenReader, fields: dict[str, Any]) -> dict[str, Any]:
@@ -205,17 +201,30 @@ def _live_token(reader: TokenReader, fields: dict[str, Any]) -> dict[str, Any]:
     the store holds a fresh one. From a view it never refreshes (there is no refresh token to
     use); from a whole document, only if the store's own token is expiring too.
     """
+    live_token = _live_token_class()
+    if live_token is None:  # no schwab-py here: a plain document is all anyone can use
+        return fields
+    live: dict[str, Any] = live_token(fields)
+    live.reader = reader  # type: ignore[attr-defined]
+    return live
+
+
+@functools.cache
+def _live_token_class() -> type | None:
+    """authlib's ``OAuth2Token`` kept current from a reader (made once, when schwab-py is
+    there: authlib is its dependency, not ours)."""
     try:
         from authlib.oauth2.rfc6749 import OAuth2Token
-    except ImportError:  # no schwab-py here: a plain document is all anyone can use
-        return fields
+    except ImportError:
+        return None
 
     class LiveToken(OAuth2Token):  # type: ignore[misc]
+        reader: TokenReader
+
         def is_expired(self, leeway: int = 60) -> bool:
-            current = reader.token()
+            current = self.reader.token()
             if current.access_token != self.get("access_token"):
                 self.update(current.schwab_py_document()["token"])
             return bool(current.access_seconds_left() < leeway)
 
-    live: dict[str, Any] = LiveToken(fields)
-    return live
+    return LiveToken
