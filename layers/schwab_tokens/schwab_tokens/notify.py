@@ -157,8 +157,7 @@ def notify(
     if kind is None:
         return None
     link = login_link(result.token) if login_link and result.token is not None else None
-    command = login_command or f"schwab-tokens login --store {store.url}"
-    notice = compose(kind, name, store.url, result, now, link, command)
+    notice = compose(kind, name, store.url, result, now, link, login_command)
     try:
         publish(notice)
     except SchwabTokensError:
