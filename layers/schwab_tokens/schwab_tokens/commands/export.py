@@ -10,8 +10,7 @@ from pathlib import Path
 
 from ..errors import ConfigurationError, ExitCode, UsageError
 from ..settings import Settings
-from ..stores import DEFAULT_STORE_URL
-from .common import err, out
+from .common import err, out, store_url
 
 NAME = "export"
 HELP = "write the access token for another client: access view, schwab-py or Schwabdev"
@@ -39,7 +38,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..reader import TokenReader
     from ..stores import is_view_url, store_from_url
 
-    url = args.store or settings.access_url or settings.store_url or DEFAULT_STORE_URL
+    # TOKEN_ACCESS_URL comes before TOKEN_STORE_URL; --store before both (as for every command).
+    url = settings.access_url if args.store is None and settings.access_url else None
+    url = url or store_url(args, settings)
     if not is_view_url(url):
         url = store_from_url(url, settings).view.url  # a token store's URL: its access view
     held = TokenReader(url, settings=settings).token()
