@@ -273,6 +273,8 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
     )
     kms += sm_reads_writes  # every secret value read or written is one KMS call
     view = {op: n * scale for op, n in day.view_calls.items()}
+    view_reads = sum(n for (_, op), n in view.items() if op.startswith("Get"))
+    view_writes = sum(n for (_, op), n in view.items() if op.startswith("Put"))
     s3_view = sum(n for (s, op), n in view.items() if s == "s3" and not op.startswith("Delete"))
     if cmk and params.get("StoreType", "S3") == "S3":
         # The token, notes and lease under the bucket key; the view without (its own context).
@@ -360,13 +362,10 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
         "aws_calls_per_run": aws_calls / runs,
         "billed_ms_per_run": ms,
         "access_view": {
-            "reads": sum(n for (_, op), n in view.items() if op.startswith("Get")),
-            "writes": sum(n for (_, op), n in view.items() if op.startswith("Put")),
-            "reads_per_run": sum(n for (_, op), n in view.items() if op.startswith("Get")) / runs,
-            "writes_per_refresh": (
-                sum(n for (_, op), n in view.items() if op.startswith("Put"))
-                / max(day.schwab_calls * scale, 1)
-            ),
+            "reads": view_reads,
+            "writes": view_writes,
+            "reads_per_run": view_reads / runs,
+            "writes_per_refresh": view_writes / max(day.schwab_calls * scale, 1),
         },
     }
 

@@ -248,6 +248,19 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
+def start_watch(
+    url: str, env: Mapping[str, str], interval: float = 0.2, *, merge_stderr: bool = False
+) -> subprocess.Popen[str]:
+    """``schwab-tokens watch --store url`` in the background (stop it with a signal)."""
+    return subprocess.Popen(
+        [*CLI, "watch", "--interval", f"{interval:g}", "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        env=dict(env),
+    )
+
+
 def lambda_event(name: str) -> dict[str, Any]:
     """A sample event from events/, exactly as the file holds it (and as the docs tell users to
     invoke it)."""

@@ -12,7 +12,6 @@ import json
 import logging
 import signal
 import sqlite3
-import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -33,13 +32,13 @@ from schwab_tokens.stores import access_url, source_from_url, store_from_url
 from tests.emulator import Emulator
 from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import (
-    CLI,
     cli_env,
     emulator_settings,
     lambda_event,
     login,
     paste_login,
     run_cli,
+    start_watch,
     valid,
     view_of,
 )
@@ -76,13 +75,7 @@ def test_every_writer_keeps_the_view_and_the_schemas_hold(
     assert view_of(store_url)["fingerprint"] not in (first["fingerprint"], second["fingerprint"])
     # watch, finding it due under its 900 s margin.
     emulator.configure(access_lifetime=1800)
-    watching = subprocess.Popen(
-        [*CLI, "watch", "--interval", "0.2", "--store", store_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    watching = start_watch(store_url, env)
     view = store_from_url(store_url, Settings()).view
     try:
         deadline = time.monotonic() + 30

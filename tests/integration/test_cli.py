@@ -40,6 +40,7 @@ from tests.helpers import (
     run_cli,
     secrets_of,
     snapshot,
+    start_watch,
 )
 
 
@@ -405,13 +406,7 @@ def watch_until(emulator, store_url: str, calls: int, stop: signal.Signals) -> R
     emulator.configure(access_lifetime=3)  # every check finds it due
     login(store_from_url(store_url), emulator)
     emulator.reset_counters()
-    proc = subprocess.Popen(
-        [*CLI, "watch", "--interval", "0.3", "--store", store_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(emulator),
-    )
+    proc = start_watch(store_url, cli_env(emulator), interval=0.3)
     deadline = time.monotonic() + 20
     while emulator.token_calls < calls and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -441,13 +436,7 @@ def test_watch_waits_out_a_dead_login_and_takes_the_next(emulator, store_url: st
     store = store_from_url(store_url)
     login(store, emulator)
     emulator.revoke_all()
-    proc = subprocess.Popen(
-        [*CLI, "watch", "--interval", "0.2", "--store", store_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(emulator),
-    )
+    proc = start_watch(store_url, cli_env(emulator))
     wait_for(lambda: emulator.calls_by_grant.get("refresh_token", 0) >= 2)  # 2 refused rounds
     assert proc.poll() is None, "watch ended on a dead login"
     login(store, emulator)  # the user logs in again
@@ -466,13 +455,7 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     emulator.configure(access_lifetime=3)  # due at every check
     login(FileStore(path), emulator)
     due = path.read_bytes()
-    proc = subprocess.Popen(
-        [*CLI, "watch", "--interval", "0.2", "--store", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=cli_env(emulator),
-    )
+    proc = start_watch(str(path), cli_env(emulator), merge_stderr=True)
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(proc.stdout or []), daemon=True)
     reader.start()

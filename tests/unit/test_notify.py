@@ -130,21 +130,8 @@ def test_a_run_never_rewrites_the_notes_of_a_newer_login() -> None:
 def test_an_edge_outage_is_failing_and_recovered_never_login_over() -> None:
     """Schwab's edge answering HTML 400s for an hour on day 5 is a temporary failure: one
     "failing" after 30 minutes, one "recovered", and the login's own warnings as usual."""
-    notes: dict[str, object] = {}
-    kinds = []
-    now = float(T0)
-    while now < T0 + 7 * DAY + 3600:
-        edge = T0 + 5 * DAY <= now < T0 + 5 * DAY + 3600
-        if edge:
-            outcome = Outcome.FAILED
-        elif now - T0 >= REFRESH_TOKEN_LIFETIME:
-            outcome = Outcome.REAUTH_REQUIRED
-        else:
-            outcome = Outcome.STILL_FRESH
-        notes, kind = next_notes(notes, result(T0, now, outcome), now)
-        if kind is not None:
-            kinds.append((kind, now))
-        now += STEP
+    sent = week(outage=(T0 + 5 * DAY, T0 + 5 * DAY + 3600), relogin_at=T0 + 15 * DAY)
+    kinds = [(kind, when) for when, kind in sent]
     assert [k for k, _ in kinds] == [
         Kind.FAILING,
         Kind.RECOVERED,
