@@ -469,9 +469,11 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     wait_for(lambda: any("could not reach" in line for line in said))
     time.sleep(1.0)  # a few more rounds of the same outage: nothing more is said
     assert proc.poll() is None, "watch ended"
+    refreshed = sum(line.startswith("refreshed:") for line in said)
     emulator.clear_faults()
-    calls = emulator.token_calls
-    wait_for(lambda: emulator.token_calls >= calls + 1)
+    # Until the refresh has landed (reported), not just reached Schwab: a token written over
+    # below while that refresh is still storing its own would lose to it.
+    wait_for(lambda: sum(line.startswith("refreshed:") for line in said) > refreshed)
     # Schwab's edge answers an HTML 400 for a while: no verdict on the token, so no "log in".
     emulator.set_fault("html_400")
     path.write_bytes(due)
