@@ -435,21 +435,24 @@ def test_a_dead_login_exits_3_with_the_login_line(stack: Deployed) -> None:
     assert run.code == 3, run.text
 
 
-def test_a_login_the_refresher_found_over_exits_3(stack: Deployed) -> None:
+@pytest.mark.parametrize(
+    "noted", [{"over": 1}, {"sent": "login_required"}], ids=["over", "older-version"]
+)
+def test_a_login_the_refresher_found_over_exits_3(stack: Deployed, noted: dict) -> None:
     # Schwab refused the refresh token although the login has days left (another login to the
-    # app replaced it): the refresher noted it beside the token.
+    # app replaced it): a run noted it beside the token (an older refresher as "sent").
     store = store_from_url(stack.store_url)
     token = store.read().token
-    store.write_notes({"login": token.creation_timestamp, "sent": "login_required"}, None)
+    store.write_notes({"login": token.creation_timestamp, **noted}, None)
 
     run = doctor("--stack", STACK)
 
-    assert line(run, "refresher runs") == (
-        "FAIL  refresher runs: the refresher found this login over: Schwab refused its refresh "
-        "token (another login to the same app ends the older one); "
-        f"schwab-tokens login --store {stack.store_url}"
+    assert line(run, "login") == (
+        "FAIL  login: a refresh found this login over: Schwab refused its refresh token although "
+        "it had days left: another login to this app replaced it (Schwab keeps one login per "
+        f"app); schwab-tokens login --store {stack.store_url}"
     )
-    assert statuses(run)["login"] == "ok"
+    assert statuses(run)["refresher runs"] == "ok"
     assert run.code == 3, run.text
 
 

@@ -90,20 +90,20 @@ def test_warm_reader_makes_no_aws_call(emulator, kind: str, request) -> None:
     emulator.configure(access_lifetime=400)
     login(store_from_url(url), emulator)
     calls: list[str] = []
-    service = "s3" if kind == "s3" else "secretsmanager"
-    aws.client(service).meta.events.register(
-        "before-call.*.*", lambda event_name, **_: calls.append(event_name)
-    )
+    for service in ("s3", "secretsmanager", "ssm"):
+        aws.client(service).meta.events.register(
+            "before-call.*.*", lambda event_name, **_: calls.append(event_name)
+        )
     reader = TokenReader(url, reread_margin=360)
     token = reader.access_token()
-    assert len(calls) == 1
+    assert len(calls) == 2  # the document, and its view (does it say the login is over?)
     assert all(reader.access_token() == token for _ in range(10_000))
-    assert len(calls) == 1
-    # Crossing the margin: one read, then warm again.
+    assert len(calls) == 2
+    # Crossing the margin: one load, then warm again.
     reader.invalidate()  # same as waiting 40 s for the 400 s token to pass 360 s left
     reader.access_token()
     reader.access_token()
-    assert len(calls) == 2
+    assert len(calls) == 4
 
 
 @pytest.mark.parametrize("kind", ["s3", "secretsmanager"])

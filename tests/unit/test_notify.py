@@ -106,9 +106,12 @@ def test_a_false_login_over_is_taken_back_and_the_real_end_still_announced() -> 
     user hears it works again, and the login's real end still gets its warnings."""
     now = T0 + 3 * DAY
     notes, kind = next_notes({}, result(T0, now, Outcome.REAUTH_REQUIRED), now)
-    assert kind == Kind.LOGIN_REQUIRED
+    assert kind == Kind.LOGIN_REQUIRED and notes["over"] == 1
+    # A token found fresh proves nothing about its login: still over, nothing said.
     notes, kind = next_notes(notes, result(T0, now + STEP), now + STEP)
-    assert kind == Kind.RECOVERED and "sent" not in notes
+    assert kind is None and notes["over"] == 1
+    notes, kind = next_notes(notes, result(T0, now + 2 * STEP, Outcome.REFRESHED), now + 2 * STEP)
+    assert kind == Kind.RECOVERED and "sent" not in notes and "over" not in notes
     later = T0 + 6 * DAY + 60
     notes, kind = next_notes(notes, result(T0, later), later)
     assert kind == Kind.EXPIRING_24H

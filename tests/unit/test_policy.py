@@ -511,9 +511,8 @@ def test_a_view_never_goes_back_to_an_older_token(store: FakeStore, schwab: Fake
     [
         TemporaryFailure("Schwab answered 503"),
         BadAppCredentials("Schwab rejected the app key or secret (401)"),
-        RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)"),
     ],
-    ids=["schwab-down", "wrong-secret", "dead"],
+    ids=["schwab-down", "wrong-secret"],
 )
 def test_a_failed_run_writes_no_view(
     store: FakeStore, schwab: FakeEndpoint, failure: SchwabTokensError
@@ -522,6 +521,28 @@ def test_a_failed_run_writes_no_view(
     schwab.failures = [failure]
     assert not refresh(store, schwab).ok
     assert store.view.stored is None and store.view.puts == 0
+    assert "over" not in store.read_notes()[0]
+
+
+def test_a_dead_login_marks_the_view_and_the_notes_until_a_refresh_works(
+    store: FakeStore, schwab: FakeEndpoint
+) -> None:
+    """Schwab's verdict on the refresh token is noted where every reader looks: the notes
+    (status, doctor) and the view's login_required (bots). A run that merely finds the token
+    fresh keeps the mark; only a refresh of that login takes it back."""
+    token = logged_in(store, 800)
+    schwab.failures = [RefreshTokenRejected("Schwab refused the refresh token (400 invalid_grant)")]
+    assert refresh(store, schwab).outcome == Outcome.REAUTH_REQUIRED
+    assert store.view.stored == AccessView.from_token(token, login_required=True)
+    assert store.read_notes()[0] == {"login": token.creation_timestamp, "over": 1}
+    assert store.token == token  # the token itself is untouched
+
+    assert refresh(store, schwab, force=False, margin=0).outcome == Outcome.STILL_FRESH
+    assert store.view.stored is not None and store.view.stored.login_required
+
+    assert refresh(store, schwab).outcome == Outcome.REFRESHED
+    assert store.view.stored is not None and not store.view.stored.login_required
+    assert store.read_notes()[0] == {"login": token.creation_timestamp}
 
 
 def test_a_bad_answer_never_reaches_the_view(store: FakeStore, schwab: FakeEndpoint) -> None:

@@ -12,11 +12,11 @@ Go clients parse it). No AWS here: where a view lives is ``stores``' business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import strictjson
-from .errors import InvalidTokenDocument
+from .errors import InvalidTokenDocument, MisplacedDocument
 from .token import (
     DEFAULT_EXPIRES_IN,
     Expiries,
@@ -40,9 +40,12 @@ class AccessView(Expiries):
     expires_in: int = DEFAULT_EXPIRES_IN
     token_type: str = "Bearer"
     scope: str = "api"
+    #: A writer found the login over (Schwab refused its refresh token, or its 7 days ended):
+    #: consumers stop with "login required" instead of waiting for a token that cannot come.
+    login_required: bool = False
 
     @classmethod
-    def from_token(cls, token: Token) -> AccessView:
+    def from_token(cls, token: Token, *, login_required: bool = False) -> AccessView:
         """The view of a token document that was stored (and so validated)."""
         inner = token.token
         lifetime = inner.get("expires_in")
@@ -53,11 +56,23 @@ class AccessView(Expiries):
             expires_in=int(lifetime) if isinstance(lifetime, int) else DEFAULT_EXPIRES_IN,
             token_type=str(inner.get("token_type") or "Bearer"),
             scope=str(inner.get("scope") or "api"),
+            login_required=login_required,
         )
+
+    def covers(self, other: AccessView) -> bool:
+        """Whether this stored view makes writing ``other`` unnecessary: it mirrors a later
+        token, or the same one with at least as much known (a mark that the login is over is
+        removed only by a newer token, never by a run that merely found the token fresh)."""
+        if self.order() != other.order():
+            return self.order() > other.order()
+        unmarked = replace(self, login_required=False) == replace(other, login_required=False)
+        return unmarked and self.login_required >= other.login_required
 
     # -- the JSON form ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        mark = {"login_required": True} if self.login_required else {}
         return {
+            **mark,
             "format": FORMAT,
             "access_token": self.access_token,
             "token_type": self.token_type,
@@ -80,6 +95,13 @@ class AccessView(Expiries):
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "access view") -> AccessView:
         """A view as stored; ``InvalidTokenDocument`` naming what is wrong (never the token)."""
+        if holds_refresh_token(data):
+            raise MisplacedDocument(
+                f"{source} holds a whole token document, refresh token included, where only the "
+                "access view belongs (bots and the reader policy read there): the store is "
+                "misconfigured. Delete it, give the token store's URL (not the view's) to the "
+                "writers, and log in again there: a new login ends the exposed refresh token"
+            )
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InvalidTokenDocument(f"{source} is not an access view ({FORMAT})")
         access = data.get("access_token")
@@ -100,6 +122,9 @@ class AccessView(Expiries):
             if not isinstance(value, str) or token_string_problem(value, 256):
                 raise InvalidTokenDocument(f"{source}: {name} must be short printable text")
             texts[name] = value
+        mark = data.get("login_required", False)
+        if not isinstance(mark, bool):
+            raise InvalidTokenDocument(f"{source}: login_required must be true or false")
         view = cls(
             access,
             expires_at=numbers["expires_at"],
@@ -107,6 +132,7 @@ class AccessView(Expiries):
             expires_in=numbers["expires_in"],
             token_type=texts["token_type"],
             scope=texts["scope"],
+            login_required=mark,
         )
         if data.get("fingerprint") != view.fingerprint:
             raise InvalidTokenDocument(f"{source}: the fingerprint does not match its access token")
@@ -153,6 +179,14 @@ class AccessView(Expiries):
     __str__ = __repr__
 
 
+def holds_refresh_token(data: Any) -> bool:
+    """Whether a parsed document carries a refresh token (at the top, or in ``token``)."""
+    if not isinstance(data, dict):
+        return False
+    inner = data.get("token")
+    return "refresh_token" in data or (isinstance(inner, dict) and "refresh_token" in inner)
+
+
 def parse_document(raw: bytes | str, *, source: str) -> Token | AccessView:
     """A stored document of either kind: a token document, or an access view (``format``)."""
     data = load_json(raw, source)
@@ -161,4 +195,4 @@ def parse_document(raw: bytes | str, *, source: str) -> Token | AccessView:
     return Token.from_dict(data, source=source)
 
 
-__all__ = ["FORMAT", "AccessView", "parse_document"]
+__all__ = ["FORMAT", "AccessView", "holds_refresh_token", "parse_document"]

@@ -44,6 +44,8 @@ from .errors import (
     LoginRequired,
     SchwabTokensError,
 )
+from .notes import LOGIN, failing, login_over
+from .refresh import REPLACED_IF_LEFT_SECONDS
 from .settings import Settings
 from .stores import TokenStore, store_from_url
 from .timefmt import duration, when
@@ -257,6 +259,19 @@ class _Doctor:
     def login(self, store: TokenStore, token: Token, now: float) -> Check:
         left = token.refresh_seconds_left(now)
         ends = when(token.refresh_expires_at)
+        if left > 0 and _found_over(store, token):
+            why = (
+                "although it had days left: another login to this app replaced it (Schwab keeps "
+                "one login per app)"
+                if left > REPLACED_IF_LEFT_SECONDS
+                else "before its end"
+            )
+            return fail(
+                "login",
+                f"a refresh found this login over: Schwab refused its refresh token {why}",
+                self.login_command(store),
+                ExitCode.LOGIN_REQUIRED,
+            )
         if left <= 0:
             return fail(
                 "login",
@@ -586,21 +601,14 @@ class _Doctor:
         notes: dict[str, Any] = {}
         if store is not None and token is not None:
             notes = store.read_notes()[0]
-            if notes.get("login") != token.creation_timestamp:
+            if notes.get(LOGIN) != token.creation_timestamp:
                 notes = {}  # another login's notes: nothing said about this one yet
-        if notes.get("sent") == "login_required":
-            assert store is not None
-            return fail(
-                "refresher runs",
-                "the refresher found this login over: Schwab refused its refresh token "
-                "(another login to the same app ends the older one)",
-                self.login_command(store),
-                ExitCode.LOGIN_REQUIRED,
-            )
+        # A login found over is the "login" check's line (it is the token's state, whoever
+        # found it); this one is about the refresher's failures.
         problems: list[str] = []
-        since = notes.get("failing_since")
-        if isinstance(since, int | float) and not isinstance(since, bool):
-            problems.append(f"refreshes have failed since {when(since)}")
+        noted = failing(notes)
+        if noted is not None:
+            problems.append(f"refreshes have failed since {when(noted[0])}")
         errors = self._errors(name, now)
         if errors:
             problems.append(f"{_plural(errors, 'failed run')} in the last hour (AWS/Lambda Errors)")
@@ -688,6 +696,15 @@ def notifications_check(topic: str, subscriptions: list[dict[str, Any]], region:
         f"nobody is subscribed to {topic}, so nobody gets the refresher's e-mails",
         f"subscribe one: {subscribe} (then confirm the e-mail AWS sends)",
     )
+
+
+def _found_over(store: TokenStore, token: Token) -> bool:
+    """Whether a run noted this login over beside the token (unreadable notes say nothing)."""
+    try:
+        notes, _ = store.read_notes()
+    except SchwabTokensError:
+        return False
+    return login_over(notes, token)
 
 
 # -- reading the credentials without keeping or printing them --------------------------------------

@@ -100,12 +100,22 @@ class InvalidTokenDocument(ConfigurationError):
     """The stored document does not parse or lacks a field; it is never overwritten by a refresh."""
 
 
+class MisplacedDocument(InvalidTokenDocument):
+    """A whole token document, refresh token included, where only the access view belongs (where
+    bots and the reader policy read): the store is misconfigured."""
+
+
 class BadAppCredentials(ConfigurationError):
     """Schwab answered 401 ``invalid_client``: the app key or secret is wrong."""
 
 
 class AccessDenied(ConfigurationError):
     """AWS (or the file system) refused an action: the role or user lacks a permission."""
+
+
+class NotesTooLarge(SchwabTokensError):
+    """Notes larger than every store can keep (``stores.base.MAX_NOTES_BYTES``): a bug, refused
+    before any store is called."""
 
 
 class UsageError(SchwabTokensError):

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import LoginReplaced, Outcome, SchwabTokensError, WriteConflict
+from .notes import FAILING, LOGIN, SENT, failing, normalized, with_verdict
 from .refresh import RunResult
 from .stores.base import TokenStore
 from .token import Token
@@ -73,11 +74,12 @@ def next_notes(
     """The notes after this run, and the notification to send (at most one per run).
 
     Pure: the same notes and result always give the same answer, which is what makes a
-    compare-and-swap of the notes a sufficient guard against sending twice.
+    compare-and-swap of the notes a sufficient guard against sending twice. The run's verdict on
+    the login (``notes.with_verdict``) is part of it.
     """
-    new = dict(notes)
     token = result.token
-    noted_login = new.get("login")
+    new = normalized(notes)
+    noted_login = new.get(LOGIN)
     if (
         token is not None
         and isinstance(noted_login, int | float)
@@ -86,34 +88,38 @@ def next_notes(
         # A login landed after this run read the token: the notes are that login's (its
         # account, its warnings), and nothing this run saw is news about it.
         return notes, None
-    if token is not None and noted_login != token.creation_timestamp:
-        # A new login: its notices start afresh; the account fingerprint belongs to the old one.
-        new = {"login": token.creation_timestamp}
+    if token is not None:
+        if noted_login != token.creation_timestamp:
+            # A new login: its notices start afresh; the account fingerprint belongs to the old one.
+            new = {LOGIN: token.creation_timestamp}
+        new = dict(with_verdict(new, token, result.outcome))
+    else:
+        new = dict(new)
     level = login_level(result, now)
-    sent = new.get("sent")
+    sent = new.get(SENT)
     if level is not None and _rank(level) > _rank(sent):
-        new["sent"] = str(level)
+        new[SENT] = str(level)
         return new, level
+    noted_failing = failing(new)
     if result.outcome == Outcome.FAILED:
-        since = new.get("failing_since")
-        if not isinstance(since, int | float):
-            new["failing_since"] = int(now)
+        if noted_failing is None:
+            new[FAILING] = [int(now), False]
             return new, None
-        if not new.get("failing_sent") and now - since >= FAILING_AFTER_SECONDS:
-            new["failing_sent"] = True
+        since, said = noted_failing
+        if not said and now - since >= FAILING_AFTER_SECONDS:
+            new[FAILING] = [int(since), True]
             return new, Kind.FAILING
         return new, None
-    if result.ok and sent == Kind.LOGIN_REQUIRED and level != Kind.LOGIN_REQUIRED:
-        # "Login over" was wrong after all (the same login refreshes again): take the mark back,
-        # so the real end of this login is announced again, and say it works.
-        new.pop("sent")
-        new.pop("failing_since", None)
-        new.pop("failing_sent", None)
+    if result.outcome == Outcome.REFRESHED and sent == Kind.LOGIN_REQUIRED:
+        # "Login over" was wrong after all (the same login refreshed again): take the mark back,
+        # so the real end of this login is announced again, and say it works. Only a refresh
+        # proves it: a token found fresh says nothing about its login.
+        new.pop(SENT)
+        new.pop(FAILING, None)
         return new, Kind.RECOVERED
-    if result.ok and "failing_since" in new:
-        was_sent = bool(new.pop("failing_sent", False))
-        new.pop("failing_since")
-        return new, Kind.RECOVERED if was_sent else None
+    if result.ok and FAILING in new:
+        new.pop(FAILING)
+        return new, Kind.RECOVERED if noted_failing is not None and noted_failing[1] else None
     return new, None
 
 

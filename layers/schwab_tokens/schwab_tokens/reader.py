@@ -5,7 +5,10 @@ refresh token; what consumers should hold) or a whole token document (``TOKEN_ST
 long-running bots that refresh through schwab-py's hooks under the lease).
 
 The cache is re-read only when the cached access token comes within ``reread_margin`` of
-expiry, so a warm Lambda makes no AWS call per invocation. That margin exceeds schwab-py's 300 s
+expiry (or the login reaches its 7 days), so a warm Lambda makes no AWS call per invocation.
+Once a writer has found the login over (the view's ``login_required``, or the login past its 7
+days), every read raises ``LoginRequired`` naming the login that fixes it, until a new login
+is stored. That margin exceeds schwab-py's 300 s
 refresh leeway: a client built from ``access_functions()`` never starts with a token it would
 refresh itself. (The refresher's own ``refresh_margin``, 900 s, is larger still: the stored
 token is renewed well before readers would re-read it.) This module imports no HTTP client and
@@ -19,15 +22,23 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-# One global lookup on the warm path (not ``time`` then ``.time``): access_token() is called on
-# every API request a bot makes.
+# The default clock, the builtin itself: access_token() is called on every API request a bot
+# makes, and calls it once.
 from time import time as _now
 from typing import Any
 
-from .access import AccessView, parse_document
-from .errors import AccessDenied, SchwabTokensError, TemporaryFailure, UsageError, WriteConflict
+from .access import AccessView
+from .errors import (
+    AccessDenied,
+    LoginRequired,
+    SchwabTokensError,
+    TemporaryFailure,
+    UsageError,
+    WriteConflict,
+)
 from .settings import Settings
 from .stores import TokenStore, View, source_from_url
+from .timefmt import minute
 from .token import Token
 
 log = logging.getLogger(__name__)
@@ -62,18 +73,22 @@ class TokenReader:
         reread_margin: float = DEFAULT_REREAD_MARGIN,
         min_reread: float = MIN_REREAD_SECONDS,
         settings: Settings | None = None,
+        clock: Callable[[], float] = _now,
     ) -> None:
         self.store = source_from_url(store, settings) if isinstance(store, str) else store
         self.reread_margin = reread_margin
         self.min_reread = min_reread
+        #: Epoch seconds now (tests age a token with a fake clock instead of sleeping).
+        self.clock = clock
         self._lock = threading.Lock()
         self._token: Held | None = None
         self._version: str | None = None
         self._access = ""
+        self._over: LoginRequired | None = None  # the login was found over
         self._stale_at = 0.0  # epoch after which the cache must be re-read
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **options: float) -> TokenReader:
+    def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> TokenReader:
         """The access view in ``TOKEN_ACCESS_URL`` (the stack's ``AccessTokenUrl`` output), else
         the store in ``TOKEN_STORE_URL`` (``env`` defaults to the process's)."""
         settings = Settings.from_env(env)
@@ -89,26 +104,29 @@ class TokenReader:
     def access_token(self) -> str:
         """The current access token: from memory while it has more than ``reread_margin`` left.
 
-        ``TemporaryFailure`` if the stored one has expired (the refresher is not running)."""
-        if _now() < self._stale_at:
+        ``LoginRequired`` once the login is over; ``TemporaryFailure`` if the stored access
+        token has expired (the refresher is not running)."""
+        if self.clock() < self._stale_at:
             return self._access
         token = self.token()
-        if token.access_seconds_left() <= 0:
+        left = token.access_seconds_left(self.clock())
+        if left <= 0:
             raise TemporaryFailure(
-                f"the access token in {self.store.url} expired "
-                f"{-token.access_seconds_left():.0f} s ago: is the refresher running? "
-                "(`schwab-tokens status` tells)"
+                f"the access token in {self.store.url} expired {-left:.0f} s ago: is the "
+                "refresher running? (`schwab-tokens status` tells)"
             )
         return self._access
 
     def token(self) -> Held:
         """What was read (a ``Token`` or an ``AccessView``: expiries, fingerprint), re-read like
-        ``access_token``."""
-        if _now() < self._stale_at and self._token is not None:
+        ``access_token``; ``LoginRequired`` once the login is over."""
+        if self.clock() < self._stale_at and self._token is not None:
             return self._token
         with self._lock:
-            if _now() >= self._stale_at or self._token is None:
+            if self.clock() >= self._stale_at or self._token is None:
                 self._load()
+            if self._over is not None:
+                raise self._over
             assert self._token is not None
             return self._token
 
@@ -119,13 +137,45 @@ class TokenReader:
 
     def _load(self) -> None:
         raw, version, _ = self.store.read_raw()
-        self._remember(parse_document(raw, source=self.store.url), version)
+        held: Held
+        if isinstance(self.store, View):
+            # A view's place holding a whole document (refresh token included) is refused.
+            held = AccessView.parse(raw, source=self.store.url)
+        else:
+            held = Token.parse(raw, source=self.store.url)
+        self._remember(held, version)
 
     def _remember(self, token: Held, version: str) -> None:
         self._token, self._version, self._access = token, version, token.access_token
-        now = _now()
-        # A token already inside the margin (refresher late) is re-read, but not on every call.
-        self._stale_at = max(token.access_expires_at - self.reread_margin, now + self.min_reread)
+        now = self.clock()
+        self._over = self._login_over(token, now)
+        if self._over is not None:
+            # Re-read now and then: a new login makes the reader work again by itself.
+            self._stale_at = now + self.min_reread
+            return
+        # A token already inside the margin (refresher late) is re-read, but not on every call,
+        # and the cache never outlives the login.
+        fresh_until = min(token.access_expires_at - self.reread_margin, token.refresh_expires_at)
+        self._stale_at = max(fresh_until, now + self.min_reread)
+
+    def _login_over(self, held: Held, now: float) -> LoginRequired | None:
+        """Why the login behind ``held`` is over, if it is: a writer marked the view (Schwab
+        refused the refresh token), or its 7 days have passed."""
+        if held.refresh_seconds_left(now) <= 0:
+            why = f"it ended at {minute(held.refresh_expires_at)}, 7 days after the login"
+        elif _marked_over(self.store, held):
+            why = (
+                "Schwab refused its refresh token (another login to this app replaced it, or it "
+                "was revoked)"
+            )
+        else:
+            return None
+        store = getattr(self.store, "store_url", "") or self.store.url
+        where = f"--store {store}" if store else "--store <the stack's StoreUrl output>"
+        return LoginRequired(
+            f"the Schwab login behind {self.store.url} is over: {why}. No new access token "
+            f"comes until someone logs in again: run `schwab-tokens login {where}`"
+        )
 
     def invalidate(self) -> None:
         """Forget the cache: the next call reads the store."""
@@ -185,6 +235,25 @@ class TokenReader:
         return read, write
 
 
+def _marked_over(source: TokenStore | View, held: Held) -> bool:
+    """Whether the view says a writer found ``held``'s login over. A reader of the whole
+    document asks the view beside it (whose ``login_required`` every writer keeps); a view
+    that cannot be read says nothing."""
+    if isinstance(held, AccessView):
+        return held.login_required
+    if not isinstance(source, TokenStore):
+        return False
+    try:
+        view, _ = source.view.current()
+    except SchwabTokensError:
+        return False
+    return (
+        view is not None
+        and view.login_required
+        and view.order() == AccessView.from_token(held).order()
+    )
+
+
 def _view_write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
     """The write hook on an access view: unreachable with the live token (it has no refresh
     token), and there is nothing to store anyway."""
@@ -225,6 +294,6 @@ def _live_token_class() -> type | None:
             current = self.reader.token()
             if current.access_token != self.get("access_token"):
                 self.update(current.schwab_py_document()["token"])
-            return bool(current.access_seconds_left() < leeway)
+            return bool(current.access_seconds_left(self.reader.clock()) < leeway)
 
     return LiveToken

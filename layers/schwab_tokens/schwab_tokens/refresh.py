@@ -1,6 +1,6 @@
 """The refresh policy: read, decide, refresh under the lease, write conditionally, report.
 
-It never writes on a failure and never raises for an expected one: every run ends in a
+It never writes the token on a failure and never raises for an expected one: every run ends in a
 ``RunResult`` that the CLI turns into an exit code and the handler into logs and metrics. No AWS
 and no HTTP here; the store, the token endpoint and the clock are handed in.
 """
@@ -22,6 +22,7 @@ from .errors import (
     TemporaryFailure,
     WriteConflict,
 )
+from .notes import record_verdict
 from .settings import DEFAULT_LEASE_TTL, DEFAULT_REFRESH_MARGIN
 from .stores.base import Lease, Stored, TokenStore
 from .timefmt import minute
@@ -134,6 +135,9 @@ def run(
         result = RunResult(
             store.url, exc.outcome, token=policy.last_seen, error=exc, checked_at=clock()
         )
+    # Whoever runs the policy (the refresher, `refresh`, `watch`) notes a login found over, and
+    # a refresh that proves it alive, so that status, doctor and readers say the same.
+    record_verdict(store, result.token, result.outcome)
     result.duration_ms = (time.monotonic() - started) * 1000
     return result
 

@@ -8,8 +8,11 @@ from typing import Any
 
 from .errors import ExitCode, SchwabTokensError
 from .manifest import Target
+from .notes import login_over
+from .refresh import REPLACED_IF_LEFT_SECONDS
 from .settings import Settings
 from .stores import TokenStore, store_from_url
+from .token import Token
 
 #: Below this the refresh token is "about to die": the alarm threshold, and ``healthy`` turns false.
 REFRESH_WARNING_SECONDS = 24 * 3600
@@ -18,14 +21,17 @@ REFRESH_WARNING_SECONDS = 24 * 3600
 def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
     """What ``schwab-tokens status --json`` prints for one store: where consumers read it
     (``access_url``, the access view), login time, both expiries (epoch seconds) and the
-    seconds left, the last write, a fingerprint, and ``healthy`` (a refresh would work and more
-    than a day is left before a login is due). Raises what ``store.read()`` raises
-    (``LoginRequired`` when there is no token)."""
+    seconds left, the last write, a fingerprint, ``login_required`` (the login is over: past
+    its 7 days, or a run found Schwab refusing its refresh token) and ``healthy`` (a refresh
+    would work and more than a day is left before a login is due). Raises what
+    ``store.read()`` raises (``LoginRequired`` when there is no token)."""
     now = time.time() if now is None else now
     stored = store.read()
     token = stored.token
     access_left = token.access_seconds_left(now)
     refresh_left = token.refresh_seconds_left(now)
+    refused = _found_over(store, token)
+    over = refused or refresh_left <= 0
     return {
         "store": store.url,
         "access_url": store.view.url,
@@ -37,9 +43,30 @@ def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
         "access_seconds_left": round(access_left),
         "refresh_seconds_left": round(refresh_left),
         "fingerprint": token.fingerprint,
+        "login_required": over,
+        "login_required_reason": _reason(token, now, refused) if over else None,
         # Healthy: a refresh would work and there is a day's notice left before a login is due.
-        "healthy": refresh_left > REFRESH_WARNING_SECONDS,
+        "healthy": not over and refresh_left > REFRESH_WARNING_SECONDS,
     }
+
+
+def _found_over(store: TokenStore, token: Token) -> bool:
+    """Whether a run (the refresher, ``refresh``, ``watch``) noted this login over. Notes that
+    cannot be read say nothing (a read-only identity may see the token but not the notes)."""
+    try:
+        notes, _ = store.read_notes()
+    except SchwabTokensError:
+        return False
+    return login_over(notes, token)
+
+
+def _reason(token: Token, now: float, refused: bool) -> str:
+    """``expired`` (its 7 days are over), ``replaced`` (refused with more than an hour left:
+    the refresh policy's rule for another login to the app) or ``refused``."""
+    left = token.refresh_seconds_left(now)
+    if left <= 0:
+        return "expired"
+    return "replaced" if refused and left > REPLACED_IF_LEFT_SECONDS else "refused"
 
 
 def describe_all(
@@ -53,8 +80,7 @@ def describe_all(
         except SchwabTokensError as exc:
             rows.append({"token": target.name, **failure_row(target.url, exc, settings)})
             continue
-        dead = row["refresh_seconds_left"] <= 0
-        code = ExitCode.LOGIN_REQUIRED if dead else ExitCode.OK
+        code = ExitCode.LOGIN_REQUIRED if row["login_required"] else ExitCode.OK
         rows.append({"token": target.name, **row, "exit_code": int(code)})
     return rows
 

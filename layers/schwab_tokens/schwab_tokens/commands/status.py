@@ -49,8 +49,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for label, value in _lines(status):
             out(f"{label + ':':<16}{value}")
-    alive = status["refresh_seconds_left"] > 0
-    return int(ExitCode.OK if alive else ExitCode.LOGIN_REQUIRED)
+    return int(ExitCode.LOGIN_REQUIRED if status["login_required"] else ExitCode.OK)
+
+
+#: What ``status`` says of a login that is over, by ``login_required_reason``.
+_OVER = {
+    "expired": "OVER: its 7 days have ended",
+    "replaced": "OVER: Schwab refused it although it had days left (another login to this app "
+    "replaced it)",
+    "refused": "OVER: Schwab refused it",
+}
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
@@ -64,7 +72,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"{row['token']:<16}"
             f"{(duration(access) if access > 0 else 'expired'):<20}"
-            f"{(duration(refresh) if refresh > 0 else 'DEAD: log in'):<22}"
+            f"{(duration(refresh) if not row['login_required'] else 'OVER: log in'):<22}"
             f"{('yes' if row['healthy'] else 'no'):<9}{row['fingerprint']}"
         )
     return lines
@@ -91,8 +99,9 @@ def _lines(status: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "refresh token",
             f"dies in {duration(refresh)} ({when(status['refresh_expires_at'])})"
-            if refresh > 0
-            else "DEAD: run `schwab-tokens login`",
+            if not status["login_required"]
+            else f"{_OVER[status['login_required_reason']]}: log in again with "
+            f"`schwab-tokens login --store {status['store']}`",
         ),
         ("fingerprint", status["fingerprint"]),
         ("healthy", "yes" if status["healthy"] else "no"),

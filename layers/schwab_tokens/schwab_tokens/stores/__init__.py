@@ -44,6 +44,15 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
     if not isinstance(url, str) or not url.strip():
         raise UsageError(f"the store URL is empty: give {FORMS}")
     url = url.strip()
+    if is_view_url(url):
+        # The view is where bots and the reader policy read: a document (refresh token
+        # included) written there, or a refresh run on it, would put seven days of access
+        # where read-only roles reach.
+        raise UsageError(
+            f"{url!r} is an access view (the access token alone, for consumers: "
+            f"TOKEN_ACCESS_URL), not a token store; give the token store's URL: "
+            f"{document_url(url)}"
+        )
     scheme = _SCHEME.match(url)
     if scheme is None or scheme.group(1) == "file":
         from .file import FileStore
@@ -55,7 +64,12 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
     settings = Settings.from_env() if settings is None else settings
     if url.startswith("s3://"):
         bucket, _, key = url[len("s3://") :].partition("/")
-        if not _BUCKET.fullmatch(bucket) or not key:
+        if _BUCKET.fullmatch(bucket) and not key:
+            raise UsageError(
+                f"{url!r} names a bucket but no key: an S3 store URL is s3://BUCKET/KEY, e.g. "
+                f"s3://{bucket}/schwab/tokens.json (the stack's StoreUrl output)"
+            )
+        if not _BUCKET.fullmatch(bucket):
             raise UsageError(
                 f"an S3 store URL is s3://BUCKET/KEY with a bucket name of 3-63 lowercase "
                 f"letters, digits, dots or hyphens, not {url!r}"
@@ -73,11 +87,6 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
         from .secretsmanager import SecretsManagerStore
 
         return SecretsManagerStore(name, url=url, kms_key_id=settings.kms_key_id)
-    if scheme.group(1) == "ssm":
-        raise UsageError(
-            f"{url!r} is an access view, not a token store: consumers read it "
-            "(TOKEN_ACCESS_URL); writers take the store's own URL, secretsmanager://NAME"
-        )
     hint = {"s3": "s3://BUCKET/KEY", "secretsmanager": "secretsmanager://NAME"}.get(
         scheme.group(1).lower()
     )
@@ -109,6 +118,17 @@ def is_view_url(url: str) -> bool:
     return url.startswith(SSM_VIEW) or url.endswith(".access.json")
 
 
+def document_url(view_url: str) -> str:
+    """The token store whose access view ``view_url`` is, by the rule above (for a Secrets
+    Manager store's ``ssm:/NAME.access`` the name as written: ``+``, ``=`` and ``@`` became
+    ``_`` in it, so the stack's StoreUrl output is named too)."""
+    view_url = view_url.strip()
+    if view_url.startswith(SSM_VIEW):
+        name = view_url.removeprefix(SSM_VIEW).strip("/").removesuffix(".access")
+        return f"secretsmanager://{name} (the stack's StoreUrl output)"
+    return view_url.removesuffix(".access.json") + ".json"
+
+
 def access_url(url: str, settings: Settings | None = None) -> str:
     """Where the access view of the store at ``url`` lives (see the module's rules)."""
     store = store_from_url(url, settings or Settings())
@@ -126,8 +146,7 @@ def source_from_url(url: str, settings: Settings | None = None) -> TokenStore | 
     if isinstance(url, str) and is_view_url(url):
         # A file or S3 view: opened through the store it belongs to (tokens.json for
         # tokens.access.json), whose messages then name the store to refresh or log in to.
-        owner = url.strip().removesuffix(".access.json") + ".json"
-        return store_from_url(owner, settings).view
+        return store_from_url(document_url(url), settings).view
     return store_from_url(url, settings)
 
 
@@ -138,6 +157,7 @@ __all__ = [
     "TokenStore",
     "View",
     "access_url",
+    "document_url",
     "is_view_url",
     "source_from_url",
     "store_from_url",

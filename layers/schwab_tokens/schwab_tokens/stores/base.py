@@ -25,6 +25,7 @@ from ..errors import (
     InvalidTokenDocument,
     LeaseBusy,
     LoginRequired,
+    NotesTooLarge,
     SchwabTokensError,
     WriteConflict,
 )
@@ -32,8 +33,10 @@ from ..token import Token
 
 log = logging.getLogger(__name__)
 
-#: The notes record is tiny (a login time, a hash, a few notification marks).
-MAX_NOTES_BYTES = 512
+#: The notes (``notes.py``: a login time, an account fingerprint, a few marks) as JSON bytes, in
+#: every store. Secrets Manager keeps them in a staging label of at most 256 characters,
+#: ``notes.<sequence, up to 12 digits>.<base64>``, which leaves 237 characters: 177 bytes.
+MAX_NOTES_BYTES = 176
 
 
 class RawDocument(NamedTuple):
@@ -181,15 +184,16 @@ class TokenStore(abc.ABC):
     def view(self) -> View:
         """This store's access view (where ``stores.access_url`` says it is)."""
 
-    def sync_view(self, token: Token) -> str:
+    def sync_view(self, token: Token, *, login_required: bool = False) -> str:
         """Make the access view mirror ``token``, a document this store holds (just read, or
-        just written: never one that failed validation). Returns ``"written"``, or
-        ``"current"`` when the view already mirrors it or a newer token: a view never goes back
-        to an older token. Raises what the view's backend raises (no access, no key)."""
-        wanted = AccessView.from_token(token)
+        just written: never one that failed validation), marked ``login_required`` when a run
+        found its login over. Returns ``"written"``, or ``"current"`` when the view already
+        covers it (``AccessView.covers``): a view never goes back to an older token, nor loses
+        the mark for the same token. Raises what the view's backend raises (no access, no key)."""
+        wanted = AccessView.from_token(token, login_required=login_required)
         for _ in range(3):
             current, version = self.view.current()
-            if current is not None and (current == wanted or current.order() > wanted.order()):
+            if current is not None and current.covers(wanted):
                 return "current"
             try:
                 self.view.put(wanted, version)
@@ -221,6 +225,8 @@ class TokenStore(abc.ABC):
         return (data if isinstance(data, dict) else {}), version
 
     def write_notes(self, notes: dict[str, Any], expected_version: str | None) -> str:
+        """Replace the notes if their version is still ``expected_version``; the new version.
+        ``NotesTooLarge`` past ``MAX_NOTES_BYTES``, ``WriteConflict`` if they changed."""
         raw = encode_notes(notes)
         return self.write_notes_raw(raw, expected_version)
 
@@ -251,9 +257,13 @@ class TokenStore(abc.ABC):
 
 
 def encode_notes(notes: dict[str, Any]) -> bytes:
+    """The notes as stored; ``NotesTooLarge`` (before any store is called) past the limit."""
     raw = strictjson.dumps(notes)
     if len(raw) > MAX_NOTES_BYTES:
-        raise ValueError(f"notes of {len(raw)} bytes exceed {MAX_NOTES_BYTES}")
+        raise NotesTooLarge(
+            f"notes of {len(raw)} bytes exceed the {MAX_NOTES_BYTES} every store can keep; "
+            "nothing was written (please report it)"
+        )
     return raw
 
 

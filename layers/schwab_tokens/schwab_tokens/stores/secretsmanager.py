@@ -34,7 +34,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .. import aws
-from ..errors import AccessDenied, ConfigurationError, SchwabTokensError, WriteConflict
+from ..errors import (
+    AccessDenied,
+    ConfigurationError,
+    NotesTooLarge,
+    SchwabTokensError,
+    WriteConflict,
+)
 from ..token import Token
 from .base import Lease, RawDocument, TokenStore, polled_lease, response_date
 from .ssm import SsmView
@@ -45,6 +51,8 @@ PENDING = "SCHWAB_TOKENS_PENDING"
 NOTES_WAIT_SECONDS = 30.0
 
 _LEASE_LABEL = re.compile(r"^lease\.(\d{10})\.([0-9a-f]{32})$")
+#: Secrets Manager's longest staging label.
+MAX_LABEL_CHARS = 256
 _NOTES_LABEL = re.compile(r"^notes\.(\d{1,12})\.([A-Za-z0-9_-]{0,240})$")
 _GONE = {"InvalidParameterException", "ResourceNotFoundException"}
 
@@ -311,8 +319,10 @@ class SecretsManagerStore(TokenStore):
                 raise self.changed("notes changed")
             seq = 0 if found is None else found[0] + 1
             label = f"notes.{seq}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
-            if len(label) > 256 or not _NOTES_LABEL.match(label):
-                raise ValueError("the notes are too long for a staging label")
+            if len(label) > MAX_LABEL_CHARS or not _NOTES_LABEL.match(label):
+                # Unreachable within MAX_NOTES_BYTES (see there) unless the sequence outgrew
+                # 12 digits: refused like any oversized notes, before anything is written.
+                raise NotesTooLarge(f"the notes of {self.url} do not fit a staging label")
             if not self._add_label(label, current):
                 raise self.changed("notes changed")
             for version, labels in stages.items():
