@@ -13,6 +13,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from .errors import LoginRequired, SchwabTokensError, UsageError, WriteConflict
+from .notes import ACCOUNT, LOGIN
 from .oauth import SchwabOAuth, parse_callback
 from .stores import TokenStore
 from .timefmt import minute
@@ -100,7 +101,7 @@ def record_login(
     for _ in range(WRITE_ATTEMPTS):
         try:
             _notes, version = store.read_notes()
-            store.write_notes({"login": token.creation_timestamp, "account": account}, version)
+            store.write_notes({LOGIN: token.creation_timestamp, ACCOUNT: account}, version)
             return token
         except WriteConflict:
             continue

@@ -26,15 +26,13 @@ from ..batch import refresh_all
 from ..credentials import load_credentials
 from ..errors import Outcome, SchwabTokensError, UnexpectedError, UsageError, WriteConflict
 from ..manifest import Target, targets_from_settings
+from ..notes import FORCED
 from ..notify import Notice, notify
 from ..refresh import Clock, RunResult
 from ..settings import Settings
 from ..stores import store_from_url
 from ..token import Token
 from .observability import logger, metrics
-
-#: The notes' key for "this invocation's forced refresh is done" (a hash of the request id).
-FORCED_NOTE = "forced"
 
 METRIC_FOR_OUTCOME = {
     Outcome.REFRESHED: "Refreshed",
@@ -87,7 +85,7 @@ def handle(
         if wanted:
             _emit_aggregate([RunResult("configuration", Outcome.FAILED, error=exc)])
         raise
-    mark = _forced_mark(request_id) if force else None
+    mark = forced_mark(request_id) if force else None
     forced = {t.name for t in targets if force and not _already_forced(t, settings, mark)}
     results = refresh_all(targets, settings, force=lambda t: t.name in forced, clock=clock)
     for target, result in results:
@@ -134,8 +132,9 @@ def parse_event(event: Any) -> bool:
 
 
 # -- a forced refresh, once per invocation -------------------------------------------------------
-def _forced_mark(request_id: str | None) -> str | None:
-    """What the notes keep of the request id: short (the notes are small), not the id itself."""
+def forced_mark(request_id: str | None) -> str | None:
+    """What the notes keep of the request id (``notes.FORCED``, "this invocation's forced
+    refresh is done"): short (the notes are small), not the id itself."""
     if not request_id:
         return None
     return hashlib.sha256(request_id.encode()).hexdigest()[:12]
@@ -149,7 +148,7 @@ def _already_forced(target: Target, settings: Settings, mark: str | None) -> boo
         notes, _ = store_from_url(target.url, settings).read_notes()
     except SchwabTokensError:
         return False  # the run itself reports what is wrong with the store
-    return notes.get(FORCED_NOTE) == mark
+    return notes.get(FORCED) == mark
 
 
 def _note_forced(target: Target, settings: Settings, mark: str) -> None:
@@ -159,7 +158,7 @@ def _note_forced(target: Target, settings: Settings, mark: str) -> None:
         for _ in range(3):
             notes, version = store.read_notes()
             try:
-                store.write_notes({**notes, FORCED_NOTE: mark}, version)
+                store.write_notes({**notes, FORCED: mark}, version)
                 return
             except WriteConflict:
                 continue
