@@ -289,7 +289,7 @@ def scale_child(count: int, emulator_url: str) -> None:
     results = refresh_all(targets, settings)
     wall = time.perf_counter() - started
     peak = _status_kb("VmHWM")
-    outcomes = Counter(outcome.outcome for _, outcome in results)
+    outcomes = Counter(each.result.outcome for each in results)
     print(
         json.dumps(
             {

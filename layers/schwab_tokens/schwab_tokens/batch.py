@@ -2,7 +2,9 @@
 
 One token's failure, expected or not, never stops another's run, log line or metric. Token
 endpoints are built lazily and shared per app: a run where every token is fresh never reads
-the app credentials, and 1,000 tokens of one app reuse one connection pool.
+the app credentials, and 1,000 tokens of one app reuse one connection pool. Each token's store
+is opened once and handed back with its result, so what follows the run (notes, notifications)
+uses the same store and whatever it learnt (the KMS key it saw).
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .credentials import load_credentials
 from .errors import SchwabTokensError, UnexpectedError
 from .manifest import Target
 from .refresh import Clock, RunResult, run
 from .settings import Settings
-from .stores import store_from_url
+from .stores import TokenStore, store_from_url
 
 if TYPE_CHECKING:  # requests loads only when a token is due: a fresh run's cold start skips it
     from .oauth import SchwabOAuth
@@ -28,31 +30,44 @@ if TYPE_CHECKING:  # requests loads only when a token is due: a fresh run's cold
 MAX_WORKERS = 16
 
 
+class TokenRun(NamedTuple):
+    """One token's run: its target, its store (None when the URL is unusable) and the result."""
+
+    target: Target
+    store: TokenStore | None
+    result: RunResult
+
+
 def refresh_all(
     targets: Sequence[Target],
     settings: Settings,
     *,
-    force: bool | Callable[[Target], bool] = False,
+    force: bool | Callable[[Target, TokenStore], bool] = False,
     clock: Clock = time.time,
     max_workers: int = MAX_WORKERS,
-) -> list[tuple[Target, RunResult]]:
-    """Run the refresh policy on every target; the results come back in the targets' order.
+) -> list[TokenRun]:
+    """Run the refresh policy on every target; the runs come back in the targets' order.
 
     ``force``: refresh even fresh tokens (all of them, or those for which it answers true)."""
     endpoints = Endpoints(settings)
-    forced = force if callable(force) else (lambda _target: force)
 
-    def one(target: Target) -> tuple[Target, RunResult]:
+    def one(target: Target) -> TokenRun:
         started = time.monotonic()
+        store: TokenStore | None = None
         try:
             store = store_from_url(target.url, settings)
-            return target, run(
+            forced = force(target, store) if callable(force) else force
+            return TokenRun(
+                target,
                 store,
-                lambda: endpoints.get(target.credentials_secret),
-                margin=settings.refresh_margin,
-                force=forced(target),
-                lease_ttl=settings.lease_ttl,
-                clock=clock,
+                run(
+                    store,
+                    lambda: endpoints.get(target.credentials_secret),
+                    margin=settings.refresh_margin,
+                    force=forced,
+                    lease_ttl=settings.lease_ttl,
+                    clock=clock,
+                ),
             )
         except SchwabTokensError as exc:  # the store URL itself is unusable
             error: SchwabTokensError = exc
@@ -60,7 +75,7 @@ def refresh_all(
             error = UnexpectedError.wrap(exc)
         result = RunResult(target.url, error.outcome, error=error, checked_at=clock())
         result.duration_ms = (time.monotonic() - started) * 1000
-        return target, result
+        return TokenRun(target, store, result)
 
     if len(targets) == 1:
         return [one(targets[0])]

@@ -90,7 +90,8 @@ def refresh_targets(
     from ..batch import refresh_all
 
     settings = with_margin(args, settings)
-    return refresh_all(targets(args, settings), with_app(args, settings, prompt=False), force=force)
+    runs = refresh_all(targets(args, settings), with_app(args, settings, prompt=False), force=force)
+    return [(each.target, each.result) for each in runs]
 
 
 def with_margin(args: argparse.Namespace, settings: Settings) -> Settings:

@@ -30,7 +30,7 @@ from ..notes import FORCED
 from ..notify import Notice, notify
 from ..refresh import Clock, RunResult
 from ..settings import Settings
-from ..stores import store_from_url
+from ..stores import TokenStore
 from ..token import Token
 from .observability import logger, metrics
 
@@ -86,16 +86,25 @@ def handle(
             _emit_aggregate([RunResult("configuration", Outcome.FAILED, error=exc)])
         raise
     mark = forced_mark(request_id) if force else None
-    forced = {t.name for t in targets if force and not _already_forced(t, settings, mark)}
-    results = refresh_all(targets, settings, force=lambda t: t.name in forced, clock=clock)
-    for target, result in results:
+    forced: set[str] = set()
+
+    def to_force(target: Target, store: TokenStore) -> bool:
+        if force and not _already_forced(store, mark):
+            forced.add(target.name)
+        return target.name in forced
+
+    runs = refresh_all(targets, settings, force=to_force, clock=clock)
+    results = [(each.target, each.result) for each in runs]
+    for target, store, result in runs:
         record = {"token": target.name, **result.to_dict()}
         level = logger.info if result.ok else logger.warning if result.temporary else logger.error
         level(f"token {target.name}: {result.outcome}", extra=record)
+        if store is None:
+            continue  # its URL is unusable: reported above, nothing to note or notify
         if mark and target.name in forced and result.outcome == Outcome.REFRESHED:
-            _note_forced(target, settings, mark)
-        _notify(target, result, settings, clock)
-        if settings.detailed_metrics and len(results) > 1:
+            _note_forced(target, store, mark)
+        _notify(target, store, result, settings, clock)
+        if settings.detailed_metrics and len(runs) > 1:
             _emit_per_token(target, result)
     if settings.detailed_metrics:
         _emit_aggregate([result for _, result in results])
@@ -140,21 +149,20 @@ def forced_mark(request_id: str | None) -> str | None:
     return hashlib.sha256(request_id.encode()).hexdigest()[:12]
 
 
-def _already_forced(target: Target, settings: Settings, mark: str | None) -> bool:
+def _already_forced(store: TokenStore, mark: str | None) -> bool:
     """Whether an earlier attempt of this invocation already refreshed this token."""
     if mark is None:
         return False
     try:
-        notes, _ = store_from_url(target.url, settings).read_notes()
+        notes, _ = store.read_notes()
     except SchwabTokensError:
         return False  # the run itself reports what is wrong with the store
     return notes.get(FORCED) == mark
 
 
-def _note_forced(target: Target, settings: Settings, mark: str) -> None:
+def _note_forced(target: Target, store: TokenStore, mark: str) -> None:
     """Best effort: if this cannot be noted, a retry of this invocation refreshes once more."""
     try:
-        store = store_from_url(target.url, settings)
         for _ in range(3):
             notes, version = store.read_notes()
             try:
@@ -171,7 +179,9 @@ def json_repr(value: Any) -> str:
 
 
 # -- notifications -------------------------------------------------------------------------------
-def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock) -> None:
+def _notify(
+    target: Target, store: TokenStore, result: RunResult, settings: Settings, clock: Clock
+) -> None:
     if not settings.topic_arn:
         return
     topic = settings.topic_arn
@@ -187,7 +197,6 @@ def _notify(target: Target, result: RunResult, settings: Settings, clock: Clock)
         )
 
     try:
-        store = store_from_url(target.url, settings)
         kind = notify(
             store,
             target.name,
