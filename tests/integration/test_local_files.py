@@ -1,6 +1,6 @@
 """What the CLI leaves on this machine's disk, run as a user runs it (a subprocess, Schwab on the
-emulator): `export` writes private files atomically and never through a symlink, and a failed
-login leaves nothing behind.
+emulator): `export` writes private files atomically and never through a symlink, a failed login
+leaves nothing behind, and the checkout ignores the token files a user or the demo makes there.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from schwab_tokens.stores.file import FileStore
 from tests.emulator import Emulator
 from tests.helpers import (
     CLI,
+    REPO,
     Run,
     cli_env,
     follow_authorize,
@@ -196,3 +197,35 @@ def test_a_login_still_refuses_a_symlink_at_the_lock_before_going_to_schwab(
     assert run.code == 5 and "symlink" in run.err, run.err
     assert "/v1/oauth/authorize?" not in run.out
     assert not victim.exists() and not (tmp_path / "tokens.json").exists()
+
+
+# -- the checkout ----------------------------------------------------------------------------------
+NAMES = (
+    "tokens.json",
+    "tokens.json.lock",
+    "tokens.json.notes",
+    "tokens.access.json",
+    "demo-tokens.json",
+    "docs/tokens.json",
+)
+
+
+def test_the_checkout_ignores_every_token_file() -> None:
+    """`git status` never offers a token, its lock, notes or view for a commit, wherever in the
+    checkout a user ran the CLI; and no file the repository tracks is ignored by it."""
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *NAMES],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sorted(ignored.stdout.split()) == sorted(NAMES), ignored.stderr
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--ignored", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert tracked.stdout == ""
