@@ -20,12 +20,14 @@ import requests
 from botocore.exceptions import ClientError
 
 from schwab_tokens import aws, tickets
+from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.login import handle
 from schwab_tokens.login import complete_login, record_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from tests.emulator import Emulator
+from tests.function_url import FunctionUrl
 from tests.helpers import (
     emulator_settings,
     follow_authorize,
@@ -34,6 +36,7 @@ from tests.helpers import (
     oauth_for,
     view_of,
 )
+from tests.s3_proxy import S3Proxy
 
 DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 LOGIN_URL = f"https://{DOMAIN}/"
@@ -535,3 +538,141 @@ def test_the_paste_page_shows_only_what_schwab_sent(world: World) -> None:
     answer = world.back(Phone(), CALLBACK + "?code=C0DE%40&session=S&state=cli&note=%3Cb%3EMARK9Z")
     assert answer["statusCode"] == 200
     assert "C0DE" in body(answer) and "MARK9Z" not in body(answer)
+
+
+# -- a request without a valid ticket or state costs no AWS call ---------------------------------
+@dataclass
+class Counted:
+    """The login function behind a local Function URL, its app credentials in a Secrets Manager
+    secret (as the stack keeps them) and AWS on moto's server behind a proxy that counts every
+    request, whatever the service."""
+
+    emulator: Emulator
+    proxy: S3Proxy
+    function: FunctionUrl
+    store: TokenStore
+    offset: list[float]
+
+    def get(self, target: str, cookie: str = "") -> tuple[requests.Response, int]:
+        """The answer to ``GET <LoginUrl>target``, and how many AWS requests it took."""
+        aws.reset_clients()  # nothing cached: a credentials read shows in the count
+        self.proxy.reset(list_bucket=True)
+        answer = requests.get(
+            self.function.login_url + target.lstrip("/"),
+            headers={"Cookie": cookie} if cookie else {},
+            allow_redirects=False,
+            timeout=30,
+            verify=False,  # the stand-in's certificate is self-signed
+        )
+        return answer, self.proxy.requests
+
+    def ticket(self, now: float | None = None, key: bytes | None = None) -> str:
+        return tickets.mint(
+            key or tickets.ticket_key(self.emulator.app_secret),
+            self.store.url,
+            self.store.read().token.creation_timestamp,
+            time.time() if now is None else now,
+        )
+
+    def started(self) -> tuple[str, str]:
+        """A sign-in started in a browser: the callback Schwab sends it to, and its cookie."""
+        answer, _ = self.get(f"start?ticket={self.ticket()}")
+        assert answer.status_code == 302, answer.text
+        cookie = answer.headers["Set-Cookie"].split(";", 1)[0]
+        return follow_authorize(answer.headers["Location"]), cookie
+
+
+@pytest.fixture
+def counted(
+    emulator: Emulator,
+    aws_endpoint: str,
+    s3_proxy: S3Proxy,
+    s3_store_url: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Counted]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)  # every service, not only S3
+    aws.reset_clients()
+    secret = "schwab-tokens/test/credentials"  # moto starts empty for each test
+    store_credentials(secret, AppCredentials(emulator.app_key, emulator.app_secret))
+    url = s3_store_url()
+    login(store_from_url(url), emulator)
+    settings = Settings(
+        store_url=url,
+        credentials_secret=secret,  # no key or secret in the settings: read like the stack's
+        api_base=emulator.base_url,
+        http_timeout=5,
+        http_retries=0,
+    )
+    offset = [0.0]
+    try:
+        with FunctionUrl(settings, clock=lambda: time.time() + offset[0]) as function:
+            emulator.register_callback(function.login_url + "callback")
+            yield Counted(emulator, s3_proxy, function, store_from_url(url), offset)
+    finally:
+        aws.reset_clients()
+        s3_proxy.reset(list_bucket=False)
+
+
+NO_COOKIE = ""
+BAD_COOKIE = "__Host-schwab-tokens-login=not-a-nonce"
+#: Each request a stranger (or a stale tab) may send, the answer it got before this was checked
+#: first, and what stands in for the real thing: {ticket} an expired ticket of this store,
+#: {state} the state of a sign-in started in another browser, {cookie} that browser's cookie.
+REFUSALS = {
+    "no ticket": ("start", NO_COOKIE, 403, "not valid"),
+    "empty ticket": ("start?ticket=", NO_COOKIE, 403, "not valid"),
+    "malformed": ("start?ticket=AAAA.BBBB", NO_COOKIE, 403, "not valid"),
+    "its form, not a ticket": (f"start?ticket={'A' * 40}.{'B' * 43}", NO_COOKIE, 403, "not valid"),
+    "two tickets": ("start?ticket=A.B&ticket=C.D", NO_COOKIE, 400, "not complete"),
+    "expired": ("start?ticket={ticket}", NO_COOKIE, 410, "has expired"),
+    "unknown route": ("admin?ticket={ticket}", NO_COOKIE, 404, "nothing here"),
+    "no state": ("callback", NO_COOKIE, 200, "Paste this address"),
+    "no cookie": ("callback?code=C&state={state}", NO_COOKIE, 400, "in this browser"),
+    "bad cookie": ("callback?code=C&state={state}", BAD_COOKIE, 400, "in this browser"),
+    "no code": ("callback?state={state}", "{cookie}", 400, "Schwab sent no code"),
+    "too late": ("callback?code=C&state={state}", "{cookie}", 410, "took too long"),
+}
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("case", REFUSALS)
+def test_a_request_without_a_valid_ticket_or_state_makes_no_aws_call(
+    counted: Counted, case: str
+) -> None:
+    """Refused before the app credentials are read: a stranger's requests cost nothing and reach
+    nothing. The answers are the pages these refusals always gave."""
+    target, cookie, status, phrase = REFUSALS[case]
+    callback, started = counted.started()
+    fill = {
+        "ticket": counted.ticket(now=time.time() - tickets.DEFAULT_VALID_SECONDS - 1),
+        "state": parse_qs(urlsplit(callback).query)["state"][0],
+        "cookie": started,
+    }
+    if case == "too late":
+        counted.offset[0] = tickets.SIGN_IN_SECONDS + 5
+    answer, calls = counted.get(target.format(**fill), cookie.format(**fill))
+    assert answer.status_code == status, answer.text
+    assert phrase in answer.text
+    assert calls == 0
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_only_a_signature_check_reads_the_credentials(counted: Counted) -> None:
+    """A ticket or state of the right form, unexpired, whose signature is wrong: checking a
+    signature needs the key derived from the app secret, so the credentials are read (one
+    request), and nothing else: the store is not looked at."""
+    forged = counted.ticket(key=tickets.ticket_key("a guessed secret"))
+    answer, calls = counted.get(f"start?ticket={forged}")
+    assert (answer.status_code, calls) == (403, 1), answer.text
+    assert "not valid" in answer.text
+    callback, cookie = counted.started()
+    query = urlsplit(callback).query
+    state = parse_qs(query)["state"][0]
+    altered = query.replace(state, state.partition(".")[0] + "." + "A" * 43)
+    answer, calls = counted.get(f"callback?{altered}", cookie)
+    assert (answer.status_code, calls) == (400, 1), answer.text
+    assert "in this browser" in answer.text
+    # The count is not blind: the genuine callback reads the credentials, then the store.
+    answer, calls = counted.get(f"callback?{query}", cookie)
+    assert answer.status_code == 200 and "Logged in" in answer.text
+    assert calls > 2

@@ -61,3 +61,43 @@ def test_a_file_where_a_folder_should_be_is_a_clear_configuration_error(tmp_path
             action()
         assert caught.value.exit_code == ExitCode.CONFIGURATION
         assert "check the path" in str(caught.value)
+
+
+def test_the_check_before_a_login_leaves_nothing_behind(tmp_path: Path) -> None:
+    """No lock, temp file or folder is left by ``preflight``: a login that then fails (a bad
+    link, Ctrl-C, Schwab refusing the code) leaves the disk as it was. The first write still
+    makes the folders 0700 and the lock 0600."""
+    path = tmp_path / "new" / "deeper" / "tokens.json"
+    store = store_from_url(str(path))
+    store.preflight()
+    assert list(tmp_path.iterdir()) == []
+    store.write(make_token(), None)
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.with_name("tokens.json.lock").stat().st_mode) == 0o600
+    store.preflight()  # an existing lock is taken and released, and stays
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tokens.json", "tokens.json.lock"]
+
+
+@pytest.mark.parametrize("name", ["tokens.json", "tokens.json.notes", "tokens.access.json"])
+def test_a_symlink_where_the_store_writes_is_refused_before_a_login(
+    tmp_path: Path, name: str
+) -> None:
+    """Replacing the link would cut it (and a second link to the same file would have its own
+    lock); writing through it would write wherever it points. ``preflight`` refuses it, so a
+    login does not spend Schwab's code first, and so does every write."""
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("not yours")
+    path = tmp_path / "tokens.json"
+    (tmp_path / name).symlink_to(elsewhere)
+    store = store_from_url(str(path))
+    with pytest.raises(ConfigurationError, match=f"{name} is a symbolic link") as caught:
+        store.preflight()
+    assert caught.value.exit_code == ExitCode.CONFIGURATION
+    with pytest.raises(ConfigurationError, match="remove it, or name the file it points to"):
+        if name == "tokens.json.notes":
+            store.write_notes({"login": 1}, store.read_notes_raw()[1])
+        elif name == "tokens.access.json":
+            store.sync_view(make_token())
+        else:
+            store.write(make_token(), store.version())
+    assert elsewhere.read_text() == "not yours" and (tmp_path / name).is_symlink()

@@ -88,6 +88,46 @@ def test_a_sign_in_ends_within_15_minutes_even_with_a_stolen_cookie_and_state() 
     assert caught.value.reason == "browser"
 
 
+def test_what_no_key_could_make_usable_is_refused_without_the_key() -> None:
+    """``precheck`` and ``precheck_state`` take no key: the hosted login runs them before it
+    reads the app credentials. A forged ticket of the right form passes them: only the
+    signature (with the key) can refuse it."""
+    text = tickets.mint(KEY, URL, 7, NOW, valid=3600)
+    for bad, reason in (("", "invalid"), ("AAAA.BBBB", "invalid"), (text + "\n", "invalid")):
+        with pytest.raises(TicketError) as caught:
+            tickets.precheck(bad, NOW)
+        assert caught.value.reason == reason
+    with pytest.raises(TicketError) as caught:
+        tickets.precheck(text, NOW + 3600)
+    assert caught.value.reason == "expired"
+    forged = tickets.mint(tickets.ticket_key("a guess"), URL, 7, NOW)
+    tickets.precheck(forged, NOW)
+    nonce = tickets.new_nonce(NOW)
+    state = tickets.state_for(KEY, text, nonce)
+    tickets.precheck_state(state, nonce, NOW)
+    for cookie, now, reason in (
+        (None, NOW, "browser"),
+        ("not-a-nonce", NOW, "browser"),
+        (nonce + "\n", NOW, "browser"),
+        (nonce, NOW + tickets.SIGN_IN_SECONDS + 1, "slow"),
+    ):
+        with pytest.raises(TicketError) as caught:
+            tickets.precheck_state(state, cookie, now)
+        assert caught.value.reason == reason
+
+
+def test_another_store_is_named_only_for_a_ticket_that_verifies() -> None:
+    """Before the MAC, "another store" would confirm a stranger's guess of the store URL."""
+    other = "s3://bucket-b/schwab/tokens.json"
+    forged = tickets.mint(tickets.ticket_key("a guess"), other, 7, NOW)
+    with pytest.raises(TicketError) as caught:
+        tickets.verify(KEY, forged, URL, NOW)
+    assert caught.value.reason == "invalid"
+    with pytest.raises(TicketError) as caught:
+        tickets.verify(KEY, tickets.mint(KEY, other, 7, NOW), URL, NOW)
+    assert caught.value.reason == "other_store"
+
+
 def test_a_cli_state_does_not_look_like_ours() -> None:
     assert not tickets.looks_like_state("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA")
     assert not tickets.looks_like_state(None)

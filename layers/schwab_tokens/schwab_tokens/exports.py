@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from . import strictjson
 from .access import AccessView
 from .errors import ConfigurationError, LoginRequired
+from .stores.file import refuse_symlink, write_private
 from .token import Token
 
 if TYPE_CHECKING:
@@ -57,11 +58,39 @@ def schwab_py_json(held: Token | AccessView) -> bytes:
     return strictjson.dumps(held.schwab_py_document())
 
 
+def schwabdev_database(held: Token | AccessView) -> bytes:
+    """Schwabdev 4's tokens database with this token as its one row: the bytes of a SQLite
+    file, for ``stores.file.write_private`` (``export`` writes a new file, renamed over the
+    old)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        _fill(db, held)
+        return db.serialize()
+
+
 def write_schwabdev(held: Token | AccessView, path: str | os.PathLike[str]) -> None:
-    """Schwabdev 4's tokens database at ``path`` with this token as its one row, created 0600
-    (a new file) in one transaction: a Schwabdev client reading it meanwhile sees the old row or
-    the new one, never none."""
+    """Schwabdev 4's tokens database at ``path`` with this token as its one row.
+
+    A new file is written whole, 0600 (``write_private``). An existing one is updated in place,
+    in one transaction: a Schwabdev client keeps its database open, so it would never see a
+    file renamed over it, and it sees the old row or the new one, never none. Raises
+    ``ConfigurationError`` naming the path (a symlink there included)."""
     target = Path(path).expanduser()
+    refuse_symlink(target)
+    if not target.exists():
+        write_private(target, schwabdev_database(held))
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(target, timeout=30)) as db:
+            _fill(db, held)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigurationError(
+            f"cannot write the Schwabdev tokens database {target} ({type(exc).__name__}); "
+            "check the path (in Lambda, under /tmp)"
+        ) from None
+
+
+def _fill(db: sqlite3.Connection, held: Token | AccessView) -> None:
+    """Make ``held`` the one row of the ``schwabdev`` table, in one transaction."""
     fields = held.schwab_py_document()["token"]
     row = (
         _iso(held.issued_at),
@@ -74,19 +103,10 @@ def write_schwabdev(held: Token | AccessView, path: str | os.PathLike[str]) -> N
         str(fields.get("token_type") or "Bearer"),
         str(fields.get("scope") or "api"),
     )
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        with contextlib.closing(sqlite3.connect(target, timeout=30)) as db, db:
-            db.execute(_SCHWABDEV_TABLE)
-            db.execute("DELETE FROM schwabdev")
-            db.execute("INSERT INTO schwabdev VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-    except (OSError, sqlite3.Error) as exc:
-        raise ConfigurationError(
-            f"cannot write the Schwabdev tokens database {target} ({type(exc).__name__}); "
-            "check the path (in Lambda, under /tmp)"
-        ) from None
+    with db:
+        db.execute(_SCHWABDEV_TABLE)
+        db.execute("DELETE FROM schwabdev")
+        db.execute("INSERT INTO schwabdev VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
 
 def _iso(epoch: float) -> str:
@@ -134,5 +154,6 @@ __all__ = [
     "SchwabdevTokens",
     "access_json",
     "schwab_py_json",
+    "schwabdev_database",
     "write_schwabdev",
 ]

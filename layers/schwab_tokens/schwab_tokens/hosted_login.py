@@ -15,7 +15,11 @@ Two routes under the login function's URL (``<LoginUrl>``):
 
 Every failure shows a page that says what happened and what to do, and changes nothing. Any
 other path is 404, and no answer tells whether a store or a token exists to someone without a
-valid ticket. No AWS here: the Lambda adapter is ``lambdas/login.py``.
+valid ticket. Whatever can be refused without the app credentials (a missing or malformed ticket,
+state, cookie or code, an expired link, a sign-in over 15 minutes) is refused before they are
+read: such a request costs no AWS call. Only a signature check needs them (its key derives from
+the app secret), and the store is read only once it passed. No AWS here: the Lambda adapter is
+``lambdas/login.py``.
 """
 
 from __future__ import annotations
@@ -124,9 +128,13 @@ class HostedLogin:
     def start(self, params: Mapping[str, str], nonce: str | None) -> Page:
         del nonce  # a new login gets a new nonce, whatever the browser had
         ticket_text = params.get("ticket", "")
-        oauth, key = self.app()
+        now = self.clock()
         try:
-            ticket = tickets.verify(key, ticket_text, self.store.url, self.clock())
+            tickets.precheck(ticket_text, now)
+            # Only the signature is left to check, and its key derives from the app secret:
+            # the credentials read (the first AWS call) cannot come later than this.
+            oauth, key = self.app()
+            ticket = tickets.verify(key, ticket_text, self.store.url, now)
         except tickets.TicketError as exc:
             return _ticket_page(exc)
         refusal = self._replaceable(ticket)
@@ -158,17 +166,20 @@ class HostedLogin:
                 "Login cancelled" if cancelled else "Schwab did not complete the login",
                 "Nothing changed. Open the login link again to log in.",
             )
-        oauth, key = self.app()
+        code = params.get("code")
+        if not code:
+            return _page(400, "no_code", "Schwab sent no code", "Nothing changed.", _NEW_LINK)
+        now = self.clock()
         try:
-            ticket = tickets.verify_state(key, state or "", nonce, self.store.url, self.clock())
+            tickets.precheck_state(state or "", nonce, now)
+            # As for the start: the signature, last, is the one check that needs the credentials.
+            oauth, key = self.app()
+            ticket = tickets.verify_state(key, state or "", nonce, self.store.url, now)
         except tickets.TicketError as exc:
             return _ticket_page(exc)
         expected = self._replaceable(ticket)
         if isinstance(expected, Page):
             return expected
-        code = params.get("code")
-        if not code:
-            return _page(400, "no_code", "Schwab sent no code", "Nothing changed.", _NEW_LINK)
         token = Token.from_login(oauth.exchange_code(code, self.redirect_uri), self.clock())
         account = oauth.account_fingerprint(token.access_token)
         shared = shares_accounts(expected, account)

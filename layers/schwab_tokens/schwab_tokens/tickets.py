@@ -33,6 +33,8 @@ SIGN_IN_SECONDS = 900
 _KEY_LABEL = b"schwab-tokens login ticket v1"
 #: A ticket or state: two base64url words joined by a dot (checked before anything else).
 _FORM = re.compile(r"^[A-Za-z0-9_-]{1,900}\.[A-Za-z0-9_-]{43}$")
+#: The browser's cookie, as ``new_nonce`` makes it: a Unix time, a dash, 256 random bits.
+_NONCE = re.compile(r"^[0-9]{1,12}-[A-Za-z0-9_-]{43}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -95,14 +97,20 @@ def mint(
     return f"{payload}.{_mac(key, b'ticket|' + payload.encode())}"
 
 
+def precheck(text: str, now: float) -> None:
+    """Refuse (``TicketError``) a ticket that no key could make usable: malformed, or expired by
+    the time it carries in clear. Needs no key, so the hosted login runs it before reading the
+    app credentials; ``verify`` runs it too."""
+    _claims(_payload(text), now)
+
+
 def verify(key: bytes, text: str, store_url: str, now: float) -> Ticket:
     """The ticket in ``text`` if it is authentic, unexpired and for this store."""
-    if not isinstance(text, str) or not _FORM.match(text):
-        raise TicketError("invalid", "the login link is incomplete or not a login link")
     payload, _, mac = text.partition(".")
+    claims = _claims(_payload(text), now)
     if not hmac.compare_digest(mac, _mac(key, b"ticket|" + payload.encode())):
         raise TicketError("invalid", "the login link is not valid (altered or not ours)")
-    return _check(_decode(payload), store_url, now)
+    return _for_store(claims, store_url)
 
 
 def new_nonce(now: float) -> str:
@@ -117,32 +125,41 @@ def state_for(key: bytes, ticket_text: str, nonce: str) -> str:
     return f"{payload}.{_mac(key, b'state|' + nonce.encode() + b'|' + payload.encode())}"
 
 
+def precheck_state(state: str, nonce: str | None, now: float) -> None:
+    """Refuse (``TicketError``) a returning ``state`` that no key could make usable: malformed,
+    no cookie or not one of ours, a sign-in older than ``SIGN_IN_SECONDS``, an expired ticket.
+    Needs no key (see ``precheck``); ``verify_state`` runs it too."""
+    _state_claims(state, nonce, now)
+
+
 def verify_state(key: bytes, state: str, nonce: str | None, store_url: str, now: float) -> Ticket:
     """The ticket a returning ``state`` was started with, if it was started in this browser."""
-    if not isinstance(state, str) or not _FORM.match(state):
-        raise TicketError("invalid", "the sign-in did not start from a schwab-tokens link")
+    claims, cookie = _state_claims(state, nonce, now)
     payload, _, mac = state.partition(".")
-    if not nonce or not nonce.isascii():
-        raise TicketError("browser", "this browser did not start the sign-in (no cookie)")
-    expected = _mac(key, b"state|" + nonce.encode() + b"|" + payload.encode())
+    # The time in the nonce is under this MAC: a cookie moved forward in time fails here.
+    expected = _mac(key, b"state|" + cookie.encode() + b"|" + payload.encode())
     if not hmac.compare_digest(mac, expected):
         raise TicketError("browser", "the sign-in was started in another browser or tab")
-    started, _, _ = nonce.partition("-")
-    # A minute's grace backwards: the start and the callback may run on two Lambda instances.
-    if not (started.isdigit() and len(started) <= 12) or not (
-        -60 <= now - int(started) <= SIGN_IN_SECONDS
-    ):
-        raise TicketError("slow", "the sign-in took more than 15 minutes")
-    return _check(_decode(payload), store_url, now)
+    return _for_store(claims, store_url)
 
 
 def looks_like_state(state: str | None) -> bool:
     """Whether ``state`` has the form of ours (a CLI's state is one random word, no dot)."""
-    return isinstance(state, str) and bool(_FORM.match(state))
+    return isinstance(state, str) and bool(_FORM.fullmatch(state))
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _check(data: dict[str, object], store_url: str, now: float) -> Ticket:
+def _payload(text: str, malformed: str = "the login link is incomplete or not a login link") -> str:
+    """The payload word of a ticket or state of our form (checked before anything else)."""
+    if not isinstance(text, str) or not _FORM.fullmatch(text):
+        raise TicketError("invalid", malformed)
+    return text.partition(".")[0]
+
+
+def _claims(payload: str, now: float) -> Ticket:
+    """What a payload says, not yet verified: its fields must have the types ``mint`` writes,
+    and it must not have expired."""
+    data = _decode(payload)
     store, login, expires, nonce = data.get("s"), data.get("l"), data.get("e"), data.get("n")
     if not (
         isinstance(store, str)
@@ -151,11 +168,30 @@ def _check(data: dict[str, object], store_url: str, now: float) -> Ticket:
         and isinstance(nonce, str)
     ):
         raise TicketError("invalid", "the login link is not valid")
-    if store != store_id(store_url):
-        raise TicketError("other_store", "the login link is for another token store")
     if now >= expires:
         raise TicketError("expired", "the login link has expired")
     return Ticket(store, login, expires, nonce)
+
+
+def _state_claims(state: str, nonce: str | None, now: float) -> tuple[Ticket, str]:
+    """What a returning state says (not yet verified), and the browser's cookie, if it is one
+    of ours and the sign-in is recent."""
+    payload = _payload(state, "the sign-in did not start from a schwab-tokens link")
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise TicketError("browser", "this browser did not start the sign-in (no cookie)")
+    started = int(nonce.partition("-")[0])
+    # A minute's grace backwards: the start and the callback may run on two Lambda instances.
+    if not -60 <= now - started <= SIGN_IN_SECONDS:
+        raise TicketError("slow", "the sign-in took more than 15 minutes")
+    return _claims(payload, now), nonce
+
+
+def _for_store(claims: Ticket, store_url: str) -> Ticket:
+    """The ticket, if it is for this store. Checked only once the MAC verified: before that,
+    "another store" would tell a stranger whether a guessed store URL is this one."""
+    if claims.store != store_id(store_url):
+        raise TicketError("other_store", "the login link is for another token store")
+    return claims
 
 
 def _decode(payload: str) -> dict[str, object]:

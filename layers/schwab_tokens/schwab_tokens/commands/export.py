@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 
-from ..errors import ConfigurationError, ExitCode, UsageError
+from ..errors import ExitCode, UsageError
 from ..settings import Settings
 from .common import err, out, store_url
 
@@ -27,16 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         metavar="PATH",
-        help="the file to write (created 0600, replaced atomically); default: standard output",
+        help="the file to write: 0600, through a temporary file and a rename (a symlink there "
+        "is refused), missing folders 0700; default: standard output",
     )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Reads the access view (of ``--store``, or ``TOKEN_ACCESS_URL``): an export never holds
     the refresh token, so no client built on it refreshes behind the refresher's back."""
-    from ..exports import access_json, schwab_py_json, write_schwabdev
+    from ..exports import access_json, schwab_py_json, schwabdev_database
     from ..reader import TokenReader
     from ..stores import is_view_url, store_from_url
+    from ..stores.file import user_path, write_private
 
     # TOKEN_ACCESS_URL comes before TOKEN_STORE_URL; --store before both (as for every command).
     url = settings.access_url if args.store is None and settings.access_url else None
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.format == "schwabdev":
         if not args.output:
             raise UsageError("--format schwabdev writes a SQLite database: give --output PATH")
-        write_schwabdev(held, args.output)
+        write_private(user_path(args.output), schwabdev_database(held))
         err(f"Schwabdev tokens database written to {args.output} (fingerprint {held.fingerprint})")
         return int(ExitCode.OK)
     data = access_json(held) if args.format == "access" else schwab_py_json(held)
@@ -55,22 +54,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.buffer.write(data + b"\n")
         sys.stdout.flush()
         return int(ExitCode.OK)
-    _write_private(Path(args.output).expanduser(), data + b"\n")
+    write_private(user_path(args.output), data + b"\n")
     out(f"{args.format} token written to {args.output} (fingerprint {held.fingerprint})")
     return int(ExitCode.OK)
-
-
-def _write_private(target: Path, data: bytes) -> None:
-    """Atomically, 0600: an access token is a secret for its 30 minutes."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write {target} ({exc.strerror})") from None

@@ -1,7 +1,8 @@
 """The local JSON file: the embedded default, and what schwab-py's own token file is.
 
 Writes are atomic (temp file in the same folder, fsync, rename) and created mode 0600; folders
-the store creates are 0700 whatever the umask. One ``flock`` on a sidecar ``<file>.lock``
+the store creates are 0700 whatever the umask; a symlink where a file would be written is
+refused (``write_private``, which ``export`` uses too). One ``flock`` on a sidecar ``<file>.lock``
 (opened without following symlinks) is both the single-flight lease and the guard of the
 compare-and-rename, so several processes on one machine never refresh at once; the kernel drops
 the lock when its holder dies, so the lease never outlives a crashed process, and temp files a
@@ -82,37 +83,8 @@ class FileStore(TokenStore):
         with self._exclusive(WRITE_WAIT_SECONDS):
             if self.version() != expected_version:
                 raise self.changed()
-            self._replace(self.path, data)
+            write_private(self.path, data)
         return _digest(data)
-
-    def _replace(self, target: Path, data: bytes) -> None:
-        folder = target.parent
-        self._make_folder()
-        with _os_errors(f"write in {folder}"):
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(folder)
-
-    def _make_folder(self) -> None:
-        """Create the missing folders 0700 (a token's folder is nobody else's business)."""
-        missing = []
-        folder = self.path.parent
-        while not folder.exists() and folder != folder.parent:
-            missing.append(folder)
-            folder = folder.parent
-        for each in reversed(missing):
-            with _os_errors(f"create the folder {each}"):
-                each.mkdir(mode=0o700, exist_ok=True)
-                os.chmod(each, 0o700)  # mkdir's mode is filtered by the umask
 
     def _sweep(self) -> None:
         """Remove temp files a killed writer left (under the lock: nobody else is writing)."""
@@ -137,7 +109,7 @@ class FileStore(TokenStore):
         with self._exclusive(WRITE_WAIT_SECONDS):
             if self.read_notes_raw()[1] != expected_version:
                 raise self.changed("notes changed")
-            self._replace(self.notes_path, raw)
+            write_private(self.notes_path, raw)
         return _digest(raw)
 
     # -- the lease ---------------------------------------------------------------------------
@@ -176,7 +148,7 @@ class FileStore(TokenStore):
             os.close(fd)  # closing the descriptor drops the flock
 
     def _open_lock(self) -> int:
-        self._make_folder()
+        make_private_folders(self.path.parent)
         with _os_errors(f"open the lock file {self.lock_path}"):
             try:
                 # O_NOFOLLOW: a symlink planted at the lock's name must not make us create or
@@ -188,15 +160,30 @@ class FileStore(TokenStore):
         raise ConfigurationError(f"the lock file {self.lock_path} is a symlink; remove it")
 
     def preflight(self) -> None:
-        """Besides the lock: the folder must take a new file (a temp file, removed at once)."""
-        super().preflight()
-        self._make_folder()
-        with _os_errors(f"write in {self.path.parent}"):
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-            )
-            os.close(fd)
-            os.unlink(tmp)
+        """Prove that a login can be stored here, leaving nothing behind if it then fails (no
+        lock, notes or view of a login that never happened): the token must be readable (none
+        is fine), none of the files a login writes a symlink, an existing lock must open and
+        lock, and the folder must take a new file (a temp file, removed at once: the lock, the
+        token and its notes and view are all made in that folder, by the same user)."""
+        with contextlib.suppress(LoginRequired):
+            self.read_raw()
+        for path in (self.path, self.notes_path, self._view.path):
+            refuse_symlink(path)
+        if os.path.lexists(self.lock_path):  # lexists: a dangling link is refused, not skipped
+            with self.lease(30.0, 10.0):
+                pass
+        created = make_private_folders(self.path.parent)
+        try:
+            with _os_errors(f"write in {self.path.parent}"):
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+                )
+                os.close(fd)
+                os.unlink(tmp)
+        finally:
+            for folder in reversed(created):  # the login creates them again if it stores
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 class FileView(View):
@@ -226,7 +213,58 @@ class FileView(View):
         with self.store._exclusive(WRITE_WAIT_SECONDS):
             if self.current()[1] != expected_version:
                 raise self.store.changed("access view changed")
-            self.store._replace(self.path, view.to_json())
+            write_private(self.path, view.to_json())
+
+
+def write_private(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` so that only its owner can read it, atomically: a temp
+    file (mkstemp: 0600) in the same folder, fsynced, renamed over it; a reader sees the old
+    file or the new one, never half of one, and an old file's wider mode goes with it. Missing
+    folders are created 0700. Raises ``ConfigurationError`` for a symlink at ``target`` (see
+    ``refuse_symlink``), ``AccessDenied`` or ``ConfigurationError`` for what the file system
+    refuses, naming the path."""
+    folder = target.parent
+    make_private_folders(folder)
+    refuse_symlink(target)
+    with _os_errors(f"write in {folder}"):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # A symlink planted since the check is replaced, never written through.
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(folder)
+
+
+def refuse_symlink(target: Path) -> None:
+    """``ConfigurationError`` if ``target`` is a symlink: writing through it would write
+    wherever it points, and replacing it would silently cut the user's link (and, for a token,
+    put its lock in another folder than another link's to the same file)."""
+    if target.is_symlink():
+        raise ConfigurationError(
+            f"{target} is a symbolic link, which schwab-tokens does not write through or "
+            "replace: remove it, or name the file it points to"
+        )
+
+
+def make_private_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents 0700 whatever the umask (a token's folder is
+    nobody else's business); returns those it created, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        with _os_errors(f"create the folder {each}"):
+            each.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(each, 0o700)  # mkdir's mode is filtered by the umask
+    return missing[::-1]
 
 
 @contextlib.contextmanager
