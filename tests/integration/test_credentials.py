@@ -8,10 +8,15 @@ import json
 import pytest
 
 from schwab_tokens import aws
-from schwab_tokens.credentials import AppCredentials, load_credentials, store_credentials
+from schwab_tokens.credentials import (
+    AppCredentials,
+    CredentialsNotFound,
+    load_credentials,
+    store_credentials,
+)
 from schwab_tokens.errors import ConfigurationError, UsageError
 from schwab_tokens.settings import Settings
-from tests.helpers import assert_no_secrets, cli_env, paste_login, run_cli, secrets_of
+from tests.helpers import RawBody, assert_no_secrets, cli_env, paste_login, run_cli, secrets_of
 
 
 def stored_credentials(name: str) -> dict:
@@ -84,3 +89,33 @@ def test_a_wrong_app_secret_is_not_stored(emulator, aws_endpoint, s3_store_url) 
     )
     assert run.code == 5 and "app key or secret" in run.err
     assert stored_credentials(name)["app_secret"] == emulator.app_secret
+
+
+def test_a_secret_that_holds_no_value_is_not_called_a_typo(aws_endpoint) -> None:
+    """A secret created without a value: AWS answers GetSecretValue with ResourceNotFoundException
+    naming the staging label (moto, asked for AWSCURRENT, says the secret itself is missing, so
+    AWS's answer is given here). The name is right: it is not reported as missing."""
+    from botocore.awsrequest import AWSResponse
+
+    name = "schwab-tokens/empty"
+    sm = aws.client("secretsmanager")
+    sm.create_secret(Name=name)
+    body = json.dumps(
+        {
+            "__type": "ResourceNotFoundException",
+            "Message": "Secrets Manager can't find the specified secret value for staging "
+            "label: AWSCURRENT",
+        }
+    ).encode()
+    answered: list[int] = []
+
+    def as_aws_answers(request, **_) -> AWSResponse:
+        answered.append(1)
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        return AWSResponse(request.url, 400, headers, RawBody(body))
+
+    sm.meta.events.register("before-send.secrets-manager.GetSecretValue", as_aws_answers)
+    with pytest.raises(CredentialsNotFound) as info:
+        load_credentials(Settings(credentials_secret=name))
+    assert answered and "holds no value yet" in str(info.value)
+    assert "does not exist" not in str(info.value)

@@ -27,6 +27,10 @@ _lock = threading.Lock()
 _providers: dict[tuple[str, int], Any] = {}
 
 
+class CredentialsNotFound(ConfigurationError):
+    """The named secret or parameter does not exist (or holds no value yet)."""
+
+
 @dataclass(frozen=True)
 class AppCredentials:
     app_key: str
@@ -52,7 +56,8 @@ def load_credentials(settings: Settings, *, source: str | None = None) -> AppCre
         )
     raise UsageError(
         "the Schwab app key and secret are needed: set SCHWAB_APP_KEY and SCHWAB_APP_SECRET, "
-        "or name a secret (NAME) or parameter (ssm:/NAME) in SCHWAB_CREDENTIALS_SECRET"
+        "or name a secret (NAME) or parameter (ssm:/NAME) holding both with --credentials-secret "
+        "or SCHWAB_CREDENTIALS_SECRET"
     )
 
 
@@ -122,10 +127,9 @@ def _cached(name: str) -> str:
         # powertools re-raises inside its except block: the botocore error is the context.
         cause = exc.__cause__ or exc.__context__
         if cause is not None and isinstance(cause, aws.boto_errors()):
-            if aws.error_code(cause) == "ParameterNotFound":
-                raise ConfigurationError(
-                    f"{what} does not exist: run `schwab-tokens login --credentials-secret {name}`"
-                ) from None
+            missing = _missing(cause, what, service)
+            if missing is not None:
+                raise missing from None
             raise aws.translate(cause, what=what, action=action) from cause
         raise SchwabTokensError(f"cannot read {what}") from exc
     if isinstance(value, bytes):
@@ -136,6 +140,28 @@ def _cached(name: str) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{what} has no text value")
     return value
+
+
+def _missing(exc: BaseException, what: str, service: str) -> CredentialsNotFound | None:
+    """The error for a secret or parameter that does not exist (most often a typo in its name),
+    else None. The name is never echoed back in a command to run: a login run with a misspelt
+    name would store the credentials under it."""
+    code = aws.error_code(exc)
+    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message") or "")
+    if code == "ResourceNotFoundException" and "staging label" in message:
+        # Secrets Manager's answer for a secret that exists but holds no value yet.
+        return CredentialsNotFound(
+            f"{what} holds no value yet: `schwab-tokens login` given the app key and secret "
+            "(SCHWAB_APP_KEY and SCHWAB_APP_SECRET) and this name stores them in it"
+        )
+    if code not in ("ParameterNotFound", "ResourceNotFoundException"):
+        return None
+    region = aws.client(service).meta.region_name or "this region"
+    return CredentialsNotFound(
+        f"{what} does not exist in {region}: check the name (the stack's CredentialsSecretName "
+        "output) and the region (--region); only `schwab-tokens login` given the app key and "
+        "secret (SCHWAB_APP_KEY and SCHWAB_APP_SECRET) creates one"
+    )
 
 
 def _provider(service: str) -> Any:
@@ -205,4 +231,10 @@ def _put_parameter(name: str, document: str) -> None:
         raise aws.translate(exc, what=f"parameter {name}", action="ssm:PutParameter") from exc
 
 
-__all__ = ["AppCredentials", "load_credentials", "read_credentials", "store_credentials"]
+__all__ = [
+    "AppCredentials",
+    "CredentialsNotFound",
+    "load_credentials",
+    "read_credentials",
+    "store_credentials",
+]

@@ -68,6 +68,11 @@ class CallbackError(LoginRequired):
     """The link returned by the authorize page cannot be used (no code, wrong state, denied)."""
 
 
+class UnusableLink(CallbackError):
+    """The link is not this login's answer from Schwab (another login's state, no code, not a
+    URL): a mistake in what was pasted, not Schwab's verdict, so another link may still work."""
+
+
 class TemporaryFailure(SchwabTokensError):
     """Network trouble, 5xx, 429, Schwab's HTML error page, AWS throttling: retry later."""
 

@@ -6,6 +6,10 @@ Each connection's TLS handshake happens in that connection's own thread, with a 
 idle or slow client cannot stall the accept loop. A request whose ``state`` is not this login's
 (an old tab, a stray probe) gets a page saying so and is otherwise ignored: the listener keeps
 waiting for the real one until the login times out.
+
+Links pasted in the terminal join the same queue (``LinkQueue``, which ``login --paste`` uses
+alone). A pasted link that is not this login's answer is refused with the reason and the next
+one is awaited at once: Schwab's code in the browser's address bar lives about 30 seconds.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import queue
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import pages
-from .errors import CallbackError, SchwabTokensError, UsageError
+from .errors import CallbackError, SchwabTokensError, UnusableLink, UsageError
 from .login import check_callback_url
 from .token import Token
 
@@ -32,22 +37,51 @@ from .token import Token
 Reply = Callable[[bool, str], None]
 #: How long a client may take to finish the TLS handshake and send its request.
 CONNECTION_TIMEOUT_SECONDS = 10.0
+#: How many links that are not this login's answer (pasted or from the browser) one login
+#: takes before it stops: enough for a few slips, not an endless loop fed by a script.
+MAX_UNUSABLE_LINKS = 5
+#: A queued link, and how to answer the browser tab that delivered it (None: it was pasted).
+#: A link of None is the end of the pasted input.
+Arrival = tuple[str | None, Reply | None]
 
 
-class CallbackListener:
+class LinkQueue:
+    """The links of one login, in the order they arrive: lines pasted on a stream, then its end
+    (which cancels the login)."""
+
+    def __init__(self) -> None:
+        self.links: queue.Queue[Arrival] = queue.Queue()
+
+    def feed_lines(self, stream: Any) -> None:
+        """Accept links pasted on ``stream``, one a line (a background thread)."""
+
+        def pump() -> None:
+            for line in iter(stream.readline, ""):
+                if line.strip():
+                    self.links.put((line.strip(), None))
+            self.links.put((None, None))
+
+        threading.Thread(target=pump, name="login-paste", daemon=True).start()
+
+    def next_link(self, timeout: float | None) -> Arrival:
+        """The next arrival; ``queue.Empty`` when none came within ``timeout`` seconds."""
+        return self.links.get(timeout=None if timeout is None else max(timeout, 0.0))
+
+
+class CallbackListener(LinkQueue):
     """An HTTPS server on the callback URL handing each returned link of this login (its
-    ``state``) to the caller."""
+    ``state``) to the caller, besides the pasted ones."""
 
     def __init__(
         self, callback_url: str, state: str | None = None, reply_timeout: float = 60.0
     ) -> None:
+        super().__init__()
         parts = urlsplit(check_callback_url(callback_url))
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 443
         self.path = parts.path or "/"
         self.state = state
         self.reply_timeout = reply_timeout
-        self.links: queue.Queue[tuple[str, Reply | None]] = queue.Queue()
         self._server: ThreadingHTTPServer | None = None
 
     def __enter__(self) -> CallbackListener:
@@ -67,24 +101,6 @@ class CallbackListener:
 
     def __exit__(self, *exc: object) -> None:
         stop_serving(self._server)
-
-    def feed_lines(self, stream: Any) -> None:
-        """Also accept links pasted on ``stream`` (a background thread; EOF just stops it)."""
-
-        def pump() -> None:
-            for line in iter(stream.readline, ""):
-                if line.strip():
-                    self.links.put((line.strip(), None))
-
-        threading.Thread(target=pump, name="login-paste", daemon=True).start()
-
-    def next_link(self, timeout: float) -> tuple[str, Reply | None]:
-        try:
-            return self.links.get(timeout=timeout)
-        except queue.Empty:
-            raise CallbackError(
-                f"no login arrived within {timeout:.0f} s; run `schwab-tokens login` again"
-            ) from None
 
     def is_ours(self, query: str) -> bool:
         """Whether a request's ``state`` is this login's (any state when none was given)."""
@@ -183,25 +199,61 @@ def _handler_for(listener: CallbackListener) -> type[BaseHTTPRequestHandler]:
 
 
 def listen_for_login(
-    listener: CallbackListener,
+    links: LinkQueue,
     handle: Callable[[str], Token],
-    timeout: float,
+    timeout: float | None,
+    say: Callable[[str], None] | None = None,
 ) -> Token:
-    """Wait for a link (browser or paste), complete the login, and answer the browser tab."""
-    link, reply = listener.next_link(timeout)
-    try:
-        token = handle(link)
-    except SchwabTokensError as exc:
-        if reply is not None:
-            reply(False, f"{exc} The token store was not changed.")
-        raise
-    except BaseException:
-        if reply is not None:
-            reply(False, "An unexpected error stopped the login; see the terminal.")
-        raise
+    """Wait for a link (browser or paste), complete the login, and answer the browser tab.
+
+    A link that is not this login's answer (``UnusableLink``) is refused with the reason, told
+    to ``say``, and the next one awaited. The login ends with ``CallbackError`` (exit 3) after
+    ``MAX_UNUSABLE_LINKS`` such links, at the end of the pasted input, or after ``timeout``
+    seconds (None: no limit); with Schwab's own errors as they come."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    refused = 0
+    while True:
+        try:
+            link, reply = links.next_link(None if deadline is None else deadline - time.monotonic())
+        except queue.Empty:
+            raise CallbackError(
+                f"no login arrived within {timeout:.0f} s; run `schwab-tokens login` again"
+            ) from None
+        if link is None:
+            raise CallbackError(
+                "login cancelled: the input ended before this login's link was pasted; the token "
+                "store was not changed"
+            )
+        try:
+            token = handle(link)
+        except UnusableLink as exc:
+            refused += 1
+            left = MAX_UNUSABLE_LINKS - refused
+            if not left:
+                _answer(reply, False, f"{exc}. The token store was not changed.")
+                raise CallbackError(
+                    f"{exc}; {MAX_UNUSABLE_LINKS} links were not this login's answer, so it "
+                    "stops: run `schwab-tokens login` again"
+                ) from None
+            _answer(reply, False, f"{exc}. The terminal is still waiting for this login.")
+            if say is not None:
+                tries = "1 more try" if left == 1 else f"{left} more tries"
+                say(f"{exc}\nPaste the address the browser was sent to ({tries}):")
+            continue
+        except SchwabTokensError as exc:
+            _answer(reply, False, f"{exc} The token store was not changed.")
+            raise
+        except BaseException:
+            _answer(reply, False, "An unexpected error stopped the login; see the terminal.")
+            raise
+        _answer(reply, True, "The Schwab login succeeded and the token is stored.")
+        return token
+
+
+def _answer(reply: Reply | None, ok: bool, message: str) -> None:
+    """Answer the browser tab that delivered the link (a pasted one has none)."""
     if reply is not None:
-        reply(True, "The Schwab login succeeded and the token is stored.")
-    return token
+        reply(ok, message)
 
 
 def tls_context(host: str) -> ssl.SSLContext:
@@ -255,7 +307,9 @@ def _self_signed_files(host: str) -> Iterator[tuple[str, str]]:
 
 
 __all__ = [
+    "MAX_UNUSABLE_LINKS",
     "CallbackListener",
+    "LinkQueue",
     "listen_for_login",
     "serve_in_background",
     "stop_serving",

@@ -35,6 +35,7 @@ from .errors import (
     InvalidTokenAnswer,
     RefreshTokenRejected,
     TemporaryFailure,
+    UnusableLink,
     UsageError,
 )
 from .settings import DEFAULT_API_BASE, DEFAULT_HTTP_RETRIES, DEFAULT_HTTP_TIMEOUT, api_base
@@ -421,30 +422,32 @@ def _is_html(response: requests.Response, body: bytes) -> bool:
 
 # -- the returned link --------------------------------------------------------------------------
 def parse_callback(link: str, expected_state: str | None) -> str:
-    """The authorization code from the link the browser was sent to, or a clear ``CallbackError``.
+    """The authorization code from the link the browser was sent to, or a clear ``CallbackError``:
+    ``UnusableLink`` when the link is not this login's answer (another link may follow),
+    a plain ``CallbackError`` for Schwab's own ``error=`` verdict.
 
     A link without ``code`` is refused: a naive client would fall back to another grant and get
     a token that cannot be refreshed.
     """
     if not isinstance(link, str):
-        raise CallbackError("the returned link must be text")
+        raise UnusableLink("the returned link must be text")
     link = link.strip()
     if not link:
-        raise CallbackError("no link was given: paste the whole address the browser was sent to")
+        raise UnusableLink("no link was given: paste the whole address the browser was sent to")
     if len(link) > MAX_LINK_LENGTH:
-        raise CallbackError(f"the returned link is longer than {MAX_LINK_LENGTH} characters")
+        raise UnusableLink(f"the returned link is longer than {MAX_LINK_LENGTH} characters")
     try:
         query = urlsplit(link).query
         params = parse_qs(query, keep_blank_values=True, max_num_fields=50)
     except ValueError:
-        raise CallbackError(
+        raise UnusableLink(
             "the returned link cannot be parsed: paste the whole address the browser was sent to"
         ) from None
     state = _single(params, "state")
     if expected_state is not None and state is not None and state != expected_state:
-        raise CallbackError(
-            "the returned link's state does not match this login (an old or foreign link); "
-            "run `schwab-tokens login` again and use the link it opens"
+        raise UnusableLink(
+            "the returned link's state does not match this login (an old or foreign link): use "
+            "the address the browser reached from this login's Schwab address"
         )
     error = _single(params, "error")
     if error is not None:
@@ -457,14 +460,14 @@ def parse_callback(link: str, expected_state: str | None) -> str:
         raise CallbackError(f"{hint} ({shown}); run `schwab-tokens login` again")
     code = _single(params, "code")
     if not code:
-        raise CallbackError(
+        raise UnusableLink(
             "the returned link has no code= parameter: paste the full address of the page the "
             "browser landed on after the Schwab login (it starts with your callback URL)"
         )
     if expected_state is not None and state is None:
-        raise CallbackError(
-            "the returned link has no state= parameter, so it cannot be matched to this login; "
-            "run `schwab-tokens login` again"
+        raise UnusableLink(
+            "the returned link has no state= parameter, so it cannot be matched to this login: "
+            "paste the whole address the browser was sent to"
         )
     return code
 
@@ -474,5 +477,5 @@ def _single(params: Mapping[str, list[str]], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise CallbackError(f"the returned link carries {name}= more than once")
+        raise UnusableLink(f"the returned link carries {name}= more than once")
     return values[0]

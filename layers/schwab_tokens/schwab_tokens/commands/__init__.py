@@ -1,7 +1,8 @@
 """``schwab-tokens``: the command line, one module per command (``commands/<name>.py``).
 
 Each command module offers ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args, settings) -> exit code``; this package builds the parser from them and maps the
+``run(args, settings) -> exit code`` (and ``STORE_DEFAULT``, if its ``--store`` defaults to
+something else than every command's); this package builds the parser from them and maps the
 package's errors onto the exit codes of the contract (``errors.ExitCode``): 0 ok, 1 unexpected,
 2 usage, 3 login required, 4 temporary failure, 5 store or configuration problem, 130 stopped by
 Ctrl-C. Output never carries a token, a code or the app secret: at most a short fingerprint. The
@@ -33,8 +34,8 @@ EPILOG = """\
 exit codes:
   0    ok
   1    unexpected error (set SCHWAB_TOKENS_DEBUG=1 for the traceback)
-  2    usage: a flag, setting or store URL is not of its form
-  3    login required: no token, or the refresh token is dead or expired
+  2    usage: a flag, setting, manifest or store URL is not of its form, or a flag is unknown
+  3    login required: no token, the refresh token dead or expired, or a login cancelled
   4    temporary failure left after retries (network, Schwab 5xx/429, AWS throttling)
   5    store or configuration problem (corrupt document, access denied, wrong app key/secret)
   130  stopped by Ctrl-C (SIGINT); `watch` exits 0 on SIGTERM
@@ -99,16 +100,38 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(int(ExitCode.USAGE))
 
 
+class _TopParser(_Parser):
+    """The top level. argparse hands a subcommand's unknown flags up to the top and checks the
+    required COMMAND before them, so ``schwab-tokens --bogus`` would only say that a command is
+    missing: here an unknown flag is named first, with the usage of the command it was given
+    to."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, unknown = self.parse_known_args(args, namespace)
+        command = self.commands.get(parsed.name) if parsed.name else None
+        if unknown:
+            (command or self).error(f"unrecognized arguments: {' '.join(unknown)}")
+        if command is None:
+            self.error(f"name a command: {', '.join(self.commands)}")
+        return parsed
+
+
 def parser() -> argparse.ArgumentParser:
     """The whole command line (also what the docs test parses every documented command with)."""
-    top = _Parser(
+    top = _TopParser(
         prog="schwab-tokens",
         description="Keep a Charles Schwab API token fresh in a file, S3 or Secrets Manager.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     top.add_argument("--version", action="version", version=f"schwab-tokens {__version__}")
-    subparsers = top.add_subparsers(dest="name", required=True, metavar="COMMAND")
+    # Not required=True: _TopParser checks it, after naming any unknown flag.
+    subparsers = top.add_subparsers(dest="name", metavar="COMMAND")
+    top.commands = {}
     for module in COMMANDS:
         sub = subparsers.add_parser(
             module.NAME,
@@ -117,8 +140,10 @@ def parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        top.commands[module.NAME] = sub
         sub.set_defaults(command=module.run)
-        sub.add_argument("--store", help=f"{FORMS} (default: $TOKEN_STORE_URL, then tokens.json)")
+        default = getattr(module, "STORE_DEFAULT", "$TOKEN_STORE_URL, then tokens.json")
+        sub.add_argument("--store", help=f"{FORMS} (default: {default})")
         sub.add_argument(
             "--region", help="the AWS region of the store and credentials (default: boto3's)"
         )

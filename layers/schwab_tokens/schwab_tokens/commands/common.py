@@ -24,8 +24,18 @@ def add_manifest(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_app_key(parser: argparse.ArgumentParser) -> None:
+def add_app_credentials(parser: argparse.ArgumentParser) -> None:
+    """The app key and where the key and secret are stored, for every command that needs them
+    (the secret itself is never a flag: see the epilog)."""
     parser.add_argument("--app-key", help="default: $SCHWAB_APP_KEY (the secret: see below)")
+    parser.add_argument(
+        "--credentials-secret",
+        metavar="NAME",
+        help="a Secrets Manager secret NAME or an SSM parameter ssm:/NAME holding the app key "
+        "and secret (default: $SCHWAB_CREDENTIALS_SECRET; the stack's CredentialsSecretName "
+        "output); `login` given SCHWAB_APP_KEY and SCHWAB_APP_SECRET stores them there once "
+        "Schwab accepted them",
+    )
 
 
 def add_margin(parser: argparse.ArgumentParser) -> None:
@@ -66,16 +76,14 @@ def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
 
 
 def with_app(args: argparse.Namespace, settings: Settings, *, prompt: bool) -> Settings:
-    """The settings with ``--app-key``; the app secret from a hidden prompt if nothing else
-    provides it and a person is at the terminal."""
-    settings = settings.with_(app_key=getattr(args, "app_key", None))
-    if (
-        prompt
-        and settings.app_key
-        and not settings.app_secret
-        and not settings.credentials_secret
-        and sys.stdin.isatty()
-    ):
+    """The settings with ``--app-key`` and ``--credentials-secret``; with ``prompt``, the app
+    secret from a hidden prompt if only the key is known and a person is at the terminal (the
+    caller decides whether a credentials secret makes the prompt needless)."""
+    settings = settings.with_(
+        app_key=getattr(args, "app_key", None),
+        credentials_secret=getattr(args, "credentials_secret", None),
+    )
+    if prompt and settings.app_key and not settings.app_secret and sys.stdin.isatty():
         import getpass
 
         secret = getpass.getpass("Schwab app secret (not shown): ").strip()

@@ -11,6 +11,8 @@ from .common import err, out, store_url
 
 NAME = "export"
 HELP = "write the access token for another client: access view, schwab-py or Schwabdev"
+#: Its --store may be an access view too; a consumer's own setting comes first (see ``run``).
+STORE_DEFAULT = "$TOKEN_ACCESS_URL, then the access view of $TOKEN_STORE_URL, then of tokens.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..errors import AccessDenied, ConfigurationError, ExitCode
 from ..settings import Settings
 from ..timefmt import when
-from .common import add_app_key, out, store, with_app
+from .common import add_app_credentials, err, out, store, with_app
 
 if TYPE_CHECKING:
     from ..credentials import AppCredentials
@@ -22,7 +21,7 @@ LOGIN_TIMEOUT_SECONDS = 300.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_app_key(parser)
+    add_app_credentials(parser)
     parser.add_argument(
         "--callback-url",
         help="the app's registered callback "
@@ -34,17 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the authorize URL and read the returned link from stdin (any https callback)",
     )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    parser.add_argument(
-        "--credentials-secret",
-        metavar="NAME",
-        help="the Secrets Manager secret (or ssm:/NAME parameter) of the app key and secret: "
-        "read from it, or, when SCHWAB_APP_KEY and SCHWAB_APP_SECRET are given, stored in it "
-        "once Schwab accepted them",
-    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..listener import CallbackListener, listen_for_login
+    from ..listener import CallbackListener, LinkQueue, listen_for_login
     from ..login import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
     from ..oauth import SchwabOAuth
 
@@ -62,13 +54,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return complete_login(oauth, target, link, state, callback)
 
     if args.paste:
+        links = LinkQueue()
         out("Open this address in a browser, log in to Schwab and approve the app:")
         out(authorize_url)
         out(
             "Then paste here the whole address the browser was sent to (it starts with "
-            f"{callback}):"
+            f"{callback}; Ctrl-D cancels):"
         )
-        token = handle(sys.stdin.readline())
+        links.feed_lines(sys.stdin)
+        token = listen_for_login(links, handle, None, err)
     else:
         with CallbackListener(callback, state) as listener:
             out(
@@ -77,13 +71,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             out("Open this address in a browser, log in to Schwab and approve the app:")
             out(authorize_url)
-            out("Or paste here the address the browser was sent to.")
+            out("Or paste here the address the browser was sent to (Ctrl-D cancels).")
             listener.feed_lines(sys.stdin)
             if not args.no_browser:
                 import webbrowser
 
                 webbrowser.open(authorize_url)
-            token = listen_for_login(listener, handle, LOGIN_TIMEOUT_SECONDS)
+            token = listen_for_login(listener, handle, LOGIN_TIMEOUT_SECONDS, err)
     out(
         f"Logged in: token stored in {target.url} (fingerprint {token.fingerprint}); the refresh "
         f"token lasts until {when(token.refresh_expires_at)}."
@@ -106,14 +100,15 @@ def _credentials(args: argparse.Namespace, settings: Settings) -> tuple[AppCrede
     Given ones win, and are stored in ``--credentials-secret`` after the login. Otherwise the
     secret (or ``SCHWAB_CREDENTIALS_SECRET``) is read, so the command the e-mails print works
     on a laptop that has only AWS credentials."""
-    from ..credentials import load_credentials, read_credentials
+    from ..credentials import CredentialsNotFound, load_credentials, read_credentials
 
     name = args.credentials_secret
     mine = with_app(args, settings, prompt=False)
     if mine.app_key and mine.app_secret:
         return load_credentials(mine), True
     if not name:
-        prompted = with_app(args, settings, prompt=True)
+        # A secret named only in the environment is read, never written: no prompt for it.
+        prompted = with_app(args, settings, prompt=not settings.credentials_secret)
         return load_credentials(prompted), bool(prompted.app_key and prompted.app_secret)
     try:
         return read_credentials(name), False
@@ -121,9 +116,11 @@ def _credentials(args: argparse.Namespace, settings: Settings) -> tuple[AppCrede
         raise
     except ConfigurationError as exc:  # not there yet, or not a key and secret
         problem = exc
-    prompted = with_app(args, replace(settings, credentials_secret=None), prompt=True)
+    prompted = with_app(args, settings, prompt=True)
     if prompted.app_key and prompted.app_secret:
         return load_credentials(prompted), True
+    if isinstance(problem, CredentialsNotFound):
+        raise problem  # it names the typo and says when a login creates it
     raise ConfigurationError(
         f"{problem}; to store them there, set SCHWAB_APP_KEY and SCHWAB_APP_SECRET (or give "
         "--app-key in a terminal and type the secret when asked) and run this again"

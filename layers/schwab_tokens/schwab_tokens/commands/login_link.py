@@ -8,25 +8,19 @@ import time
 from ..errors import ExitCode, UsageError
 from ..settings import Settings
 from ..timefmt import when
-from .common import add_app_key, err, out, store, with_app
+from .common import add_app_credentials, err, out, store, with_app
 
 NAME = "login-link"
 HELP = "print a one-time link that logs in again from a phone (HostedLogin)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_app_key(parser)
+    add_app_credentials(parser)
     parser.add_argument(
         "--login-url", help="the stack's LoginUrl output (default: $SCHWAB_LOGIN_URL)"
     )
     parser.add_argument(
         "--valid", default="24h", help="how long the link works (up to 72h; default 24h)"
-    )
-    parser.add_argument(
-        "--credentials-secret",
-        metavar="NAME",
-        help="where the app key and secret are (default: $SCHWAB_CREDENTIALS_SECRET); the "
-        "stack's CredentialsSecretName output",
     )
 
 
@@ -48,8 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--valid: {exc}") from None
     target = store(args, settings)
     token = target.read().token
-    app = settings.with_(credentials_secret=args.credentials_secret)
-    creds = load_credentials(with_app(args, app, prompt=False))
+    creds = load_credentials(with_app(args, settings, prompt=False))
     now = time.time()
     ticket = mint(ticket_key(creds.app_secret), target.url, token.creation_timestamp, now, valid)
     out(f"{login_url}/start?ticket={ticket}")

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..settings import Settings
-from .common import add_app_key, add_manifest, add_margin, out, refresh_targets, report
+from .common import add_app_credentials, add_manifest, add_margin, out, refresh_targets, report
 
 NAME = "refresh"
 HELP = "refresh the token if it is due (or --force)"
@@ -14,7 +14,7 @@ HELP = "refresh the token if it is due (or --force)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
-    add_app_key(parser)
+    add_app_credentials(parser)
     parser.add_argument("--force", action="store_true", help="refresh even if still fresh")
     add_margin(parser)
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")

@@ -20,7 +20,7 @@ from ..errors import ExitCode, Outcome, SchwabTokensError, UnexpectedError, Usag
 from ..manifest import Target
 from ..settings import INTERVAL, Settings
 from .common import (
-    add_app_key,
+    add_app_credentials,
     add_manifest,
     add_margin,
     err,
@@ -43,7 +43,7 @@ STOP_WITHIN_SECONDS = 1.5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
-    add_app_key(parser)
+    add_app_credentials(parser)
     parser.add_argument("--interval", default="60", help="seconds between checks (default 60)")
     add_margin(parser)
 
