@@ -842,13 +842,15 @@ def test_storing_the_same_credentials_adds_no_version(moto_aws: None) -> None:
     ("name", "words"),
     [
         ("schwab/nope", "secret schwab/nope does not exist"),
-        ("ssm:/schwab/nope", "login --credentials-secret ssm:/schwab/nope"),
+        ("ssm:/schwab/nope", "parameter /schwab/nope does not exist"),
     ],
 )
 def test_missing_credentials_name_them(moto_aws: None, name: str, words: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         read_credentials(name)
     assert words in str(caught.value)
+    # A typo is not echoed back as the command to run: that would create the typo.
+    assert f"--credentials-secret {name}" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
