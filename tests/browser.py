@@ -3,6 +3,10 @@
 Debian's ``chromium`` (``scripts/install-system-packages.sh`` installs it). Certificates made on
 the spot (the CLI's listener, the local Function URL) are accepted with
 ``--ignore-certificate-errors``; a profile folder keeps the cookies between two visits.
+
+A test marked ``needs_chromium`` skips without Chromium, and fails under CI
+(``tests/requirements.py``). This module is a pytest plugin (``tests/conftest.py``) for the
+``chromium`` fixture behind that mark.
 """
 
 from __future__ import annotations
@@ -13,15 +17,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import INSTALL_SCRIPT, require_tool
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 #: Each browser step takes about two seconds here; this bounds a hung browser.
 BROWSER_TIMEOUT = 45.0
 
-needs_chromium = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK),
-    reason=f"headless Chromium not found at {CHROMIUM}: run scripts/install-system-packages.sh "
-    "(or set CHROMIUM=/path/to/chromium)",
-)
+
+@pytest.fixture
+def chromium() -> str:
+    """The path of headless Chromium (skips without it, fails under CI)."""
+    return require_tool(
+        f"headless Chromium ({CHROMIUM})",
+        f"{INSTALL_SCRIPT}, or set CHROMIUM=/path/to/chromium",
+        CHROMIUM if os.access(CHROMIUM, os.X_OK) else None,
+    )
+
+
+#: Before the test's own fixtures start anything: the browser is there, or the test stops.
+needs_chromium = pytest.mark.usefixtures("chromium")
 
 
 def browse(url: str, profile: Path) -> subprocess.CompletedProcess[str]:

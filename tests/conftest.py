@@ -11,7 +11,7 @@ import pytest
 from tests.emulator import Emulator
 from tests.helpers import free_port
 
-pytest_plugins = ["tests.conftest_aws", "tests.secret_hygiene"]
+pytest_plugins = ["tests.conftest_aws", "tests.secret_hygiene", "tests.browser"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

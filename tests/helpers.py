@@ -261,6 +261,29 @@ def start_watch(
     )
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 30, what: str = "it") -> None:
+    """Return as soon as ``condition()`` holds. ``seconds`` only bounds a hung process (the test
+    then fails naming ``what``); nothing is concluded from how long the wait took."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def wait_rounds(emulator: Any, env: Mapping[str, str], rounds: int) -> None:
+    """Return once a ``watch`` started with ``env`` has ended ``rounds`` more rounds and begun
+    the next, so that whatever those rounds print is printed: how a test shows that nothing more
+    is said, by counting rounds instead of sleeping.
+
+    Only for a watch whose token is due at every round, so each round refreshes once: one to
+    ``1 + SCHWAB_HTTP_RETRIES`` calls to the emulator's token endpoint. That many calls per
+    round, plus one, mean the rounds have ended and the next one has called Schwab.
+    """
+    tries = 1 + int(env["SCHWAB_HTTP_RETRIES"])
+    target = emulator.token_calls + rounds * tries + 1
+    wait_for(lambda: emulator.token_calls >= target, what=f"{rounds} more rounds of watch")
+
+
 def lambda_event(name: str) -> dict[str, Any]:
     """A sample event from events/, exactly as the file holds it (and as the docs tell users to
     invoke it)."""

@@ -25,6 +25,7 @@ from tests.docs.checker import Block, Problem, Project
 from tests.docs.consumer import ConsumerFailed, run_consumer
 from tests.emulator import Emulator
 from tests.helpers import REPO
+from tests.requirements import INSTALL_SCRIPT, require_tool
 from tests.template import load_template
 
 
@@ -111,10 +112,14 @@ def test_the_systemd_unit_runs_a_watch_the_cli_accepts() -> None:
     assert args.name == "watch" and args.store == "/home/you/.local/share/schwab-tokens/tokens.json"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     """systemd parses every line of the unit (it only warns on a bad one, hence the stderr check)
     and finds the program where ``pipx install .`` puts it."""
+    analyze = require_tool(
+        "systemd-analyze",
+        f"apt-get install systemd, or {INSTALL_SCRIPT}",
+        shutil.which("systemd-analyze"),
+    )
     home = tmp_path / "home"
     (home / ".local" / "bin").mkdir(parents=True)
     (home / ".local" / "bin" / "schwab-tokens").symlink_to(
@@ -123,7 +128,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     verified = subprocess.run(
-        ["systemd-analyze", "verify", "--user", str(UNIT)],
+        [analyze, "verify", "--user", str(UNIT)],
         env={**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)},
         capture_output=True,
         text=True,

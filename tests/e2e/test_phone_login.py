@@ -35,7 +35,6 @@ def test_the_phone_flow_and_a_replayed_link(
             tickets.ticket_key(emulator.app_secret), url, first.creation_timestamp, time.time()
         )
         link = f"{function.login_url}start?ticket={ticket}"
-        time.sleep(1.01)  # the new login is a new second
         page = browse(link, tmp_path / "phone")
         assert "Logged in" in page.stdout, page.stdout + page.stderr
         assert "Your bots keep working until" in page.stdout

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +40,8 @@ from tests.helpers import (
     secrets_of,
     snapshot,
     start_watch,
+    wait_for,
+    wait_rounds,
 )
 
 
@@ -407,9 +408,7 @@ def watch_until(emulator, store_url: str, calls: int, stop: signal.Signals) -> R
     login(store_from_url(store_url), emulator)
     emulator.reset_counters()
     proc = start_watch(store_url, cli_env(emulator), interval=0.3)
-    deadline = time.monotonic() + 20
-    while emulator.token_calls < calls and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: emulator.token_calls >= calls, what=f"{calls} refreshes")
     proc.send_signal(stop)
     out, err = proc.communicate(timeout=10)
     assert emulator.token_calls >= calls
@@ -455,7 +454,8 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     emulator.configure(access_lifetime=3)  # due at every check
     login(FileStore(path), emulator)
     due = path.read_bytes()
-    proc = start_watch(str(path), cli_env(emulator), merge_stderr=True)
+    env = cli_env(emulator)
+    proc = start_watch(str(path), env, merge_stderr=True)
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(proc.stdout or []), daemon=True)
     reader.start()
@@ -467,7 +467,7 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     emulator.set_fault("drop")  # then the network goes, with a token that is due again
     path.write_bytes(due)
     wait_for(lambda: any("could not reach" in line for line in said))
-    time.sleep(1.0)  # a few more rounds of the same outage: nothing more is said
+    wait_rounds(emulator, env, 2)  # two more rounds of the same outage: nothing more is said
     assert proc.poll() is None, "watch ended"
     refreshed = sum(line.startswith("refreshed:") for line in said)
     emulator.clear_faults()
@@ -478,7 +478,7 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     emulator.set_fault("html_400")
     path.write_bytes(due)
     wait_for(lambda: any("without a verdict" in line for line in said))
-    time.sleep(1.0)
+    wait_rounds(emulator, env, 2)  # and nothing more about it either
     assert proc.poll() is None, "watch ended on the edge's 400"
     assert path.read_bytes() == due  # touched nothing
     emulator.clear_faults()
@@ -493,13 +493,6 @@ def test_watch_outlives_a_half_written_store_and_an_outage(emulator, tmp_path: P
     assert text.count("without a verdict") == 1 and "reauth_required" not in text, text
     assert "watch keeps running" in text
     assert FileStore(path).read().token
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_file_is_created_private_even_with_open_umask(emulator, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 A writer whose clock is 150 s fast (``faketime``, a real process) must not take a live lease that
 its own clock thinks has expired; a holder whose clock is 150 s slow must not keep a lease longer
 than its ttl on the store's clock. S3 and Secrets Manager run on moto's server over HTTP; the
-file store's flock has no clock.
+file store's flock has no clock. Without libfaketime these tests skip, or fail under CI
+(``tests/requirements.py``).
 """
 
 from __future__ import annotations
@@ -14,24 +15,41 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
-from tests.helpers import CLI, assert_no_secrets, cli_env, login
+from tests.helpers import CLI, assert_no_secrets, cli_env, login, wait_for
 from tests.reliability.support import record
+from tests.requirements import INSTALL_SCRIPT, require_tool
+from tests.s3_proxy import S3Proxy
 
-LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
 TTL = 4.0
+#: How long the first test holds the lease: time enough for a rival on a loaded machine to
+#: start and try many times, yet far short of its 150 s skew, so that a rival judging the
+#: lease by its own clock would take it at its first try.
+HOLD_TTL = 60.0
+#: The rival's requests to the store before we release: its first read and several refused
+#: tries at the lease. A rival that took the lease would have called Schwab long before (right
+#: after its first try and a read); its later requests are the writes that follow that call.
+RIVAL_REQUESTS = 12
 
-pytestmark = pytest.mark.skipif(
-    LIBFAKETIME is None, reason="libfaketime not installed: run scripts/install-system-packages.sh"
-)
+
+@pytest.fixture
+def libfaketime() -> str:
+    """Debian's libfaketime (skips without it, fails under CI)."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    return require_tool(
+        "libfaketime", f"apt-get install faketime, or {INSTALL_SCRIPT}", next(iter(found), None)
+    )
 
 
-def skewed(seconds: int, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def skewed(
+    libfaketime: str, seconds: int, args: list[str], env: dict[str, str]
+) -> subprocess.Popen[str]:
     """The CLI in a process whose wall clock is ``seconds`` off (libfaketime preloaded into the
     CLI's own process, so a signal reaches it directly)."""
     return subprocess.Popen(
@@ -39,8 +57,17 @@ def skewed(seconds: int, args: list[str], env: dict[str, str]) -> subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**env, "LD_PRELOAD": LIBFAKETIME or "", "FAKETIME": f"{seconds:+d}s"},
+        env={**env, "LD_PRELOAD": libfaketime, "FAKETIME": f"{seconds:+d}s"},
     )
+
+
+@pytest.fixture
+def relay(s3_proxy: S3Proxy, aws_endpoint: str) -> Iterator[S3Proxy]:
+    """The session's S3 proxy as a plain relay to moto's server (S3 and Secrets Manager alike)
+    that counts the requests of the processes pointed at it."""
+    s3_proxy.reset(list_bucket=True)  # moto's answers relayed as they are
+    yield s3_proxy
+    s3_proxy.reset(list_bucket=False)
 
 
 @pytest.fixture(params=["s3", "secretsmanager"])
@@ -51,23 +78,25 @@ def url(request: pytest.FixtureRequest, aws_endpoint: str) -> str:
 
 
 def test_a_fast_clock_cannot_take_a_live_lease(
-    url: str, emulator: Emulator, aws_endpoint: str
+    url: str, emulator: Emulator, relay: S3Proxy, libfaketime: str
 ) -> None:
+    """We hold the lease until the rival has asked the store for it again and again (its
+    requests counted by a relay, not timed, so a slow start cannot end the test before it
+    tried), and Schwab heard nothing from it meanwhile; it refreshes once we release."""
     store = store_from_url(url, Settings())
     login(store, emulator)
-    env = cli_env(emulator, AWS_ENDPOINT_URL=aws_endpoint, SCHWAB_TOKENS_LEASE_TTL=str(TTL))
+    env = cli_env(emulator, AWS_ENDPOINT_URL=relay.url, SCHWAB_TOKENS_LEASE_TTL=str(TTL))
     calls = emulator.token_calls
-    during_hold: list[int] = []
-    with store.lease(TTL, 5) as lease:
+    with store.lease(HOLD_TTL, 5) as lease:
         assert lease.held
-        rival = skewed(+150, ["refresh", "--force", "--json", "--store", url], env)
-        hold_until = time.monotonic() + TTL * 0.6  # well inside our own deadline
-        while time.monotonic() < hold_until:
-            during_hold.append(emulator.token_calls - calls)
-            time.sleep(0.05)
+        rival = skewed(libfaketime, +150, ["refresh", "--force", "--json", "--store", url], env)
+        wait_for(
+            lambda: relay.requests >= RIVAL_REQUESTS or rival.poll() is not None,
+            what="the rival's tries at the lease",
+        )
+        double = emulator.token_calls > calls
         assert lease.valid()
     out, err = rival.communicate(timeout=60)
-    double = max(during_hold) > 0
     record("clock_skew", store=url.split(":")[0], skew=150, double_holder=double, passed=not double)
     assert not double, "the writer with a fast clock called Schwab while we held"
     assert rival.returncode == 0, (out, err)
@@ -77,7 +106,7 @@ def test_a_fast_clock_cannot_take_a_live_lease(
 
 
 def test_a_slow_clock_cannot_keep_a_dead_lease(
-    url: str, emulator: Emulator, aws_endpoint: str
+    url: str, emulator: Emulator, aws_endpoint: str, libfaketime: str
 ) -> None:
     """A holder whose clock is 150 s behind dies holding the lease: the next writer gets it
     within the ttl on the store's clock (plus the store's 1 s rounding), not 150 s later."""
@@ -92,11 +121,8 @@ def test_a_slow_clock_cannot_keep_a_dead_lease(
     emulator.configure(slow_seconds=60)
     emulator.set_fault("slow", count=1)  # it holds the lease while Schwab hangs
     calls = emulator.token_calls
-    holder = skewed(-150, ["refresh", "--force", "--store", url], env)
-    deadline = time.monotonic() + 30
-    while emulator.token_calls == calls:
-        assert time.monotonic() < deadline, "the holder never called Schwab"
-        time.sleep(0.02)
+    holder = skewed(libfaketime, -150, ["refresh", "--force", "--store", url], env)
+    wait_for(lambda: emulator.token_calls > calls, what="the holder's call to Schwab")
     holder.send_signal(signal.SIGKILL)
     holder.communicate(timeout=10)
     killed = time.monotonic()

@@ -87,6 +87,7 @@ from tests.reliability.support import (
     vanish,
     view_state,
 )
+from tests.requirements import require_tool
 
 STORES = ("file", "s3", "secretsmanager")
 AWS_STORES = ("s3", "secretsmanager")
@@ -454,8 +455,9 @@ def inject(row: Row, ctx: Ctx) -> None:
         return
     if fault in HOOKED and kind == "file":
         prefix = unprivileged()
-        if prefix is None:
-            pytest.skip("running as root without setpriv: file permissions cannot apply")
+        if prefix is None:  # root without util-linux's setpriv: file modes do not apply
+            require_tool("setpriv", "apt-get install util-linux", None)
+            return
         path = Path(url)
         target, mode, restore = (
             (path, 0o000, 0o600) if fault == "access_denied" else (path.parent, 0o500, 0o700)

@@ -1,9 +1,9 @@
 """`sam build` makes a small arm64 layer and the three functions without Docker.
 
 `sam build` needs the SAM CLI in its own venv (`make tools` creates .tools/sam); without it the
-build test is skipped. The build downloads the layer's wheels with pip (from the package index
-or pip's cache), as a user's `sam build` does. (cfn-lint, `sam validate --lint` and checkov run in
-`make lint-template`, once, not here again.)
+build tests skip, or fail under CI (``tests/requirements.py``). The build downloads the layer's
+wheels with pip (from the package index or pip's cache), as a user's `sam build` does.
+(cfn-lint, `sam validate --lint` and checkov run in `make lint-template`, once, not here again.)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import require_tool
 from tests.template import REPO, TEMPLATE
 
 SAM = REPO / ".tools" / "sam" / "bin" / "sam"
@@ -27,8 +28,9 @@ NOT_IN_LAYER = ("boto3", "botocore", "aws_lambda_powertools", "cryptography", "m
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SAM.exists():
-        pytest.skip("the SAM CLI is not installed: `make tools` creates .tools/sam")
+    sam = require_tool(
+        f"the SAM CLI ({SAM.relative_to(REPO)})", "run `make tools`", SAM if SAM.exists() else None
+    )
     build_dir = tmp_path_factory.mktemp("sam") / "build"
     env = {
         **os.environ,
@@ -38,7 +40,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     result = subprocess.run(
         [
-            str(SAM),
+            sam,
             "build",
             "--template-file",
             str(TEMPLATE),
@@ -106,8 +108,8 @@ def test_built_consumer_imports_with_the_layer_and_the_runtimes_boto3(
     runtime.mkdir()
     for module in ("boto3", "botocore", "jmespath", "dateutil", "s3transfer", "six"):
         spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
-            pytest.skip(f"{module} is not installed here")
+        # The project's own dependencies (boto3's): missing means a broken `make setup`.
+        assert spec is not None and spec.origin is not None, f"{module} is not installed"
         origin = Path(spec.origin)
         source = origin.parent if origin.name == "__init__.py" else origin
         (runtime / source.name).symlink_to(source)
