@@ -31,6 +31,7 @@ from schwab_tokens.settings import Settings
 from schwab_tokens.stores import access_url, source_from_url, store_from_url
 from tests.emulator import Emulator
 from tests.emulator.schwabpy import point_client_at_emulator
+from tests.fakes import FakeClock
 from tests.helpers import (
     cli_env,
     emulator_settings,
@@ -162,7 +163,8 @@ def test_schwab_py_on_the_view_never_calls_the_token_endpoint(
     store = store_from_url(store_url, Settings())
     login(store, emulator)
     # Re-read the view when less than 329 s are left: a second after each write.
-    reader = TokenReader(store.view.url, reread_margin=329, min_reread=0.1)
+    clock = FakeClock(time.time())  # ages the reader's view of time, and the client's leeway
+    reader = TokenReader(store.view.url, reread_margin=329, min_reread=0.1, clock=clock)
     client = schwab.auth.client_from_access_functions(
         emulator.app_key, emulator.app_secret, *reader.access_functions()
     )
@@ -173,7 +175,7 @@ def test_schwab_py_on_the_view_never_calls_the_token_endpoint(
 
     env = cli_env(emulator)
     assert run_cli(["refresh", "--force", "--store", store_url], env).code == 0  # the refresher
-    time.sleep(1.2)
+    clock.advance(1.2)
     assert client.get_account_numbers().status_code == 200
     taken = client.session.token["access_token"]
     assert taken != first and taken == store.read().token.access_token  # the newer one, in use
@@ -182,7 +184,7 @@ def test_schwab_py_on_the_view_never_calls_the_token_endpoint(
     # The refresher renews with a token that is already inside the leeway, then stops.
     emulator.configure(access_lifetime=200)
     assert run_cli(["refresh", "--force", "--store", store_url], env).code == 0
-    time.sleep(1.2)
+    clock.advance(1.2)
     with pytest.raises(InvalidTokenError):
         client.get_account_numbers()
     assert emulator.calls_by_grant == {"refresh_token": 2}  # still none from schwab-py
@@ -197,7 +199,8 @@ def test_schwab_py_on_the_document_follows_watch_instead_of_refreshing(
     refreshing by itself, so only the one holding the lease ever calls the token endpoint."""
     emulator.configure(access_lifetime=330)  # 30 s before schwab-py's leeway begins
     login(store_from_url(store_url, Settings()), emulator)
-    reader = TokenReader(store_url, reread_margin=329, min_reread=0.1)
+    clock = FakeClock(time.time())
+    reader = TokenReader(store_url, reread_margin=329, min_reread=0.1, clock=clock)
     client = schwab.auth.client_from_access_functions(
         emulator.app_key, emulator.app_secret, *reader.access_functions()
     )
@@ -206,7 +209,7 @@ def test_schwab_py_on_the_document_follows_watch_instead_of_refreshing(
     assert client.get_account_numbers().status_code == 200
     assert run_cli(["refresh", "--force", "--store", store_url], cli_env(emulator)).code == 0
     emulator.configure(access_lifetime=200)  # and the next one would be inside the leeway
-    time.sleep(1.2)
+    clock.advance(1.2)
     assert client.get_account_numbers().status_code == 200
     assert (
         client.session.token["access_token"] == store_from_url(store_url).read().token.access_token
