@@ -357,6 +357,26 @@ def test_powertools_layer_arn_overrides_both(function: str, region: str) -> None
     assert pattern.fullmatch(mine)
 
 
+def test_the_deploy_docs_list_where_the_official_layer_is_used() -> None:
+    """docs/deploy.md's Regions table names the regions of OfficialPowertoolsPublishedHere."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    section = text.split("\n## Regions\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    official = [
+        row.split(" | ")[0].lstrip("| ")
+        for row in rows
+        if "version 27" in row or "the same layer" in row
+    ]
+    listed = {region.strip() for cells in official for region in cells.split(",")}
+    published = {
+        region
+        for region in [*POWERTOOLS_ACCOUNTS, *NO_OFFICIAL_LAYER]
+        if powertools_layer("RefresherFunction", region)[0] != BUNDLED
+    }
+    assert listed == published == set(POWERTOOLS_ACCOUNTS)
+    assert "`<stack>-powertools`" in section and "`PowertoolsLayerArn`" in section
+
+
 def test_every_or_and_and_has_two_to_ten_conditions() -> None:
     """CloudFormation's limit for Fn::Or and Fn::And (the region list is grouped for it)."""
 
