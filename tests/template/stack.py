@@ -1,6 +1,7 @@
 """template.yaml deployed on moto: SAM's own translator, then CloudFormation on moto.
 
-``deploy(session, name, parameters)`` translates the SAM template in-process with samtranslator
+``deploy(session, name, parameters[, template])`` translates the SAM template (or a changed copy
+of it) in-process, for the session's region, with samtranslator
 (the library behind ``sam build``/``sam validate`` and CloudFormation's SAM transform; AWS-
 managed policy names are not looked up: the template uses none), then creates the stack with
 moto's CloudFormation and reads back what it made.
