@@ -10,7 +10,9 @@ Two ways to fake AWS, both reached only through boto3's own configuration:
 - ``s3_without_listbucket``: ``aws_endpoint``, with S3 alone (``AWS_ENDPOINT_URL_S3``) behind
   ``tests/s3_proxy.py``, which answers a missing object 403 AccessDenied as S3 does for a
   caller without ``s3:ListBucket`` (moto answers 404). Yields the ``S3Proxy``: set its
-  ``list_bucket`` to ``True`` to get moto's 404s back; ``rewritten`` counts the 403s it made.
+  ``list_bucket`` to ``True`` to get moto's 404s back, or to a rule of the bucket's name
+  (``tests.template.iam.lists_bucket`` of a role's policies) to answer as S3 would that role;
+  ``rewritten`` counts the 403s it made.
 
 ``schwab_tokens.aws`` caches clients per process; every fixture here resets that cache so a
 test never talks to the previous test's mock or endpoint.
@@ -172,7 +174,8 @@ def s3_without_listbucket(
 
     Everything of ``aws_endpoint`` (moto's state reset, ``AWS_ENDPOINT_URL`` on moto for the
     other services), with ``AWS_ENDPOINT_URL_S3`` on the proxy. The proxy's counters start at
-    zero and ``list_bucket`` at ``False``; a test may set ``proxy.list_bucket = True``.
+    zero and ``list_bucket`` at ``False``; a test may set ``proxy.list_bucket`` to ``True`` or
+    to a rule (see the module docstring).
     """
     s3_proxy.reset(list_bucket=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_proxy.url)

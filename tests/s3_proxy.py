@@ -8,10 +8,15 @@ less kind"), so this proxy sits between botocore and moto:
 
 - every request is forwarded unchanged (method, path, query, headers including the SigV4
   signature and ``Host``, raw body bytes) to moto, and moto's answer is relayed;
-- except, while ``list_bucket`` is ``False``: a ``GET`` of an object (``/BUCKET/KEY``) that moto
-  answers 404 ``NoSuchKey``, or a ``HEAD`` of an object that moto answers with an empty 404, is
-  answered 403 with S3's ``AccessDenied`` XML (``HEAD``: 403, no body). A missing bucket
-  (``NoSuchBucket``) stays 404, as on S3: bucket names are global and not secret.
+- except where the caller is not taken to hold ``s3:ListBucket`` on the bucket: a ``GET`` of an
+  object (``/BUCKET/KEY``) that moto answers 404 ``NoSuchKey``, or a ``HEAD`` of an object that
+  moto answers with an empty 404, is answered 403 with S3's ``AccessDenied`` XML (``HEAD``: 403,
+  no body). A missing bucket (``NoSuchBucket``) stays 404, as on S3: bucket names are global and
+  not secret.
+
+``list_bucket`` says who holds ``s3:ListBucket``: ``False`` (nobody), ``True`` (everybody), or a
+rule that takes the bucket's name, e.g. ``tests.template.iam.lists_bucket`` over a role's
+policies as the template deploys them, so that S3's answer follows the template.
 
 Only path-style addressing is understood: botocore uses it against an IP endpoint such as
 ``http://127.0.0.1:PORT`` (checked in ``tests/integration/test_s3_proxy.py``).
@@ -33,6 +38,7 @@ import http.client
 import secrets
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -60,6 +66,8 @@ _NOT_FORWARDED = _HOP_BY_HOP | {"expect"}
 _NOT_RELAYED = _HOP_BY_HOP | {"transfer-encoding", "content-length"}
 
 UPSTREAM_TIMEOUT = 30.0
+#: Whether the caller holds ``s3:ListBucket``: for every bucket, or per bucket name.
+ListBucketRule = bool | Callable[[str], bool]
 _MAX_CHUNK_LINE = 1024
 
 
@@ -88,19 +96,20 @@ class S3Proxy(BackgroundServer):
     """An HTTP proxy on a free port of 127.0.0.1 in front of ``upstream`` (moto's server URL).
 
     ``list_bucket``: whether the caller is taken to hold ``s3:ListBucket`` (moto's answers
-    relayed as they are) or not (a missing object is 403). ``requests`` counts the requests
-    forwarded, ``rewritten`` the 404s turned into 403s; ``reset`` zeroes both.
+    relayed as they are) or not (a missing object is 403), for every bucket or, as a rule of the
+    bucket's name, per bucket. ``requests`` counts the requests forwarded, ``rewritten`` the 404s
+    turned into 403s; ``reset`` zeroes both.
     """
 
     thread_name = "s3-proxy"
 
-    def __init__(self, upstream: str, *, list_bucket: bool = False) -> None:
+    def __init__(self, upstream: str, *, list_bucket: ListBucketRule = False) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"upstream must be http://HOST:PORT, got {upstream!r}")
         self.upstream_host: str = parts.hostname
         self.upstream_port: int = parts.port
-        self.list_bucket = list_bucket
+        self.list_bucket: ListBucketRule = list_bucket
         self._lock = threading.Lock()
         self._requests = 0
         self._rewritten = 0
@@ -122,7 +131,7 @@ class S3Proxy(BackgroundServer):
         with self._lock:
             return self._rewritten
 
-    def reset(self, *, list_bucket: bool = False) -> None:
+    def reset(self, *, list_bucket: ListBucketRule = False) -> None:
         """Zero the counters and set ``list_bucket`` (between tests sharing one proxy)."""
         with self._lock:
             self._requests = 0
@@ -141,7 +150,8 @@ class S3Proxy(BackgroundServer):
         self, method: str, target: str, status: int, headers: http.client.HTTPMessage, body: bytes
     ) -> bool:
         """Whether S3 would answer this 404 with 403 AccessDenied (see the module docstring)."""
-        if self.list_bucket or status != 404 or object_address(target) is None:
+        address = object_address(target)
+        if status != 404 or address is None or self.may_list(address[0]):
             return False
         if method == "GET":
             return b"<Code>NoSuchKey</Code>" in body
@@ -150,6 +160,11 @@ class S3Proxy(BackgroundServer):
             # missing bucket's NoSuchBucket declares its XML's length even on HEAD.
             return headers.get("Content-Length", "0").strip() == "0"
         return False
+
+    def may_list(self, bucket: str) -> bool:
+        """Whether the caller is taken to hold ``s3:ListBucket`` on ``bucket``."""
+        rule = self.list_bucket
+        return rule(bucket) if callable(rule) else bool(rule)
 
 
 class _Server(ThreadingHTTPServer):

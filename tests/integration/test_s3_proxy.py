@@ -105,6 +105,26 @@ def test_start_stop(moto_server: str) -> None:
 # ---------------------------------------------------------------- a missing object
 
 
+def test_a_rule_decides_per_bucket(s3_without_listbucket: S3Proxy) -> None:
+    """``list_bucket`` as a rule of the bucket's name (a role's policies, e.g.): a missing key
+    of a bucket the rule lets the caller list is 404, of any other 403."""
+    listed, hidden = new_bucket(), new_bucket()
+    asked: list[str] = []
+
+    def rule(bucket: str) -> bool:
+        asked.append(bucket)
+        return bucket == listed
+
+    s3_without_listbucket.list_bucket = rule
+    missing = client_error(s3().get_object, Bucket=listed, Key=KEY)
+    assert (status(missing), code(missing)) == (404, "NoSuchKey")
+    denied = client_error(s3().get_object, Bucket=hidden, Key=KEY)
+    assert (status(denied), code(denied)) == (403, "AccessDenied")
+    head = client_error(s3().head_object, Bucket=hidden, Key=KEY)
+    assert status(head) == 403
+    assert asked == [listed, hidden, hidden] and s3_without_listbucket.rewritten == 2
+
+
 def test_get_missing_key_without_listbucket_is_403_access_denied(
     s3_without_listbucket: S3Proxy,
 ) -> None:

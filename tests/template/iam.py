@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from schwab_tokens import aws
@@ -119,6 +120,37 @@ def grants(documents: list[dict[str, Any]]) -> set[tuple[str, str]]:
                 for target in as_list(statement["Resource"]):
                     found.add((name, target if name.startswith("s3:") else "*"))
     return found
+
+
+def lists_bucket(documents: list[dict[str, Any]]) -> Callable[[str], bool]:
+    """S3's hidden check, as ``tests/s3_proxy.py`` takes a rule: whether a holder of
+    ``documents`` (policies as deployed, resources resolved) may list a bucket, so that S3 answers
+    a missing key 404 rather than 403.
+
+    S3 documents the 404 only for a caller that "has s3:ListBucket"; whether a grant limited by a
+    condition (``s3:prefix``) counts is not documented, so here only an Allow of s3:ListBucket (or
+    a wildcard that covers it) on the bucket's ARN with no Condition counts, and any Deny of it
+    wins."""
+
+    def covers(patterns: Any, value: str) -> bool:
+        return any(fnmatchcase(value.lower(), str(p).lower()) for p in as_list(patterns))
+
+    def may_list(bucket: str) -> bool:
+        arn = f"arn:aws:s3:::{bucket}"
+        allowed = False
+        for document in documents:
+            for statement in as_list(document["Statement"]):
+                if not (
+                    covers(statement.get("Action", []), "s3:ListBucket")
+                    and covers(statement.get("Resource", []), arn)
+                ):
+                    continue
+                if statement["Effect"] == "Deny":
+                    return False
+                allowed = allowed or "Condition" not in statement
+        return allowed
+
+    return may_list
 
 
 def make_user(iam: Any, name: str, documents: list[dict[str, Any]]) -> dict[str, str]:

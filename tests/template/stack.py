@@ -1,6 +1,7 @@
 """template.yaml deployed on moto: SAM's own translator, then CloudFormation on moto.
 
-``deploy(session, name, parameters)`` translates the SAM template in-process with samtranslator
+``deploy(session, name, parameters[, template])`` translates the SAM template (or a changed copy
+of it) in-process, for the session's region, with samtranslator
 (the library behind ``sam build``/``sam validate`` and CloudFormation's SAM transform; AWS-
 managed policy names are not looked up: the template uses none), then creates the stack with
 moto's CloudFormation and reads back what it made.
@@ -71,8 +72,11 @@ class Deployment:
         return self.stood_in[logical]["Properties"]
 
 
-def translate(parameters: dict[str, str]) -> dict[str, Any]:
-    """The CloudFormation template SAM makes of template.yaml (code from ARTIFACTS_BUCKET)."""
+def translate(
+    parameters: dict[str, str], template: dict[str, Any] | None = None, region: str = REGION
+) -> dict[str, Any]:
+    """The CloudFormation template SAM makes of template.yaml, or of ``template`` (a changed
+    copy), for ``region`` (code from ARTIFACTS_BUCKET)."""
     import boto3
 
     try:
@@ -83,13 +87,13 @@ def translate(parameters: dict[str, str]) -> dict[str, Any]:
             "aws-sam-translator is a dev dependency (pyproject.toml dev extras): run `make setup`"
         ) from exc
 
-    template = copy.deepcopy(load_template())
+    template = copy.deepcopy(load_template() if template is None else template)
     for name, resource in template["Resources"].items():
         properties = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):
             if key in properties:  # what `sam package` puts there
                 properties[key] = f"s3://{ARTIFACTS_BUCKET}/{name}.zip"
-    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION))
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     return translator.translate(
         template,
         parameter_values=dict(parameters),
@@ -188,8 +192,12 @@ def moto_drops_novalue_in_lists() -> Iterator[None]:
 
 def upload_artifacts(s3: Any, template: dict[str, Any]) -> None:
     """A small zip for every CodeUri/ContentUri the translation points at."""
+    region = s3.meta.region_name
+    where = {} if region == "us-east-1" else {"LocationConstraint": region}
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+        s3.create_bucket(
+            Bucket=ARTIFACTS_BUCKET, **({"CreateBucketConfiguration": where} if where else {})
+        )
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
@@ -198,10 +206,24 @@ def upload_artifacts(s3: Any, template: dict[str, Any]) -> None:
         s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=archive.getvalue())
 
 
-def deploy(session: Any, name: str, overrides: dict[str, str]) -> Deployment:
-    """Create stack ``name`` with these parameters on the moto ``session`` talks to."""
-    values = parameter_values(load_template(), overrides)
-    translated = translate(overrides)
+class StackFailed(AssertionError):
+    """The stack did not reach CREATE_COMPLETE: ``status`` and moto's ``reason``."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+def deploy(
+    session: Any, name: str, overrides: dict[str, str], template: dict[str, Any] | None = None
+) -> Deployment:
+    """Create stack ``name`` with these parameters on the moto ``session`` talks to, in the
+    session's region, from template.yaml or ``template`` (a changed copy). Raises
+    ``StackFailed`` when the stack is not created."""
+    region = session.region_name
+    values = parameter_values(load_template() if template is None else template, overrides)
+    translated = translate(overrides, template, region)
     template, stood_in = stand_in(translated)
     upload_artifacts(session.client("s3"), translated)
     cloudformation = session.client("cloudformation")
@@ -213,8 +235,10 @@ def deploy(session: Any, name: str, overrides: dict[str, str]) -> Deployment:
             Capabilities=["CAPABILITY_IAM"],
         )
     stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-    deployment = Deployment(name, values, translated, conditions(translated, values))
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise StackFailed(stack["StackStatus"], str(stack.get("StackStatusReason")))
+    pseudo = {"AWS::Region": region, "AWS::Partition": session.get_partition_for_region(region)}
+    deployment = Deployment(name, values, translated, conditions(translated, values, pseudo))
     deployment.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     summaries = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
     deployment.resources = {

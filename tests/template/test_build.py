@@ -22,7 +22,8 @@ from tests.template import REPO, TEMPLATE
 SAM = REPO / ".tools" / "sam" / "bin" / "sam"
 LAYER_ZIP_LIMIT = 2 * 1024 * 1024
 #: Never in the layer: the runtime has boto3, the refresher gets powertools from the official
-#: layer, and only the laptop's login listener needs cryptography.
+#: layer (or the stack's PowertoolsLayer), and only the laptop's login listener needs
+#: cryptography.
 NOT_IN_LAYER = ("boto3", "botocore", "aws_lambda_powertools", "cryptography", "moto", "yaml")
 
 
@@ -90,6 +91,22 @@ def test_layer_zip_is_under_2_mb(
     assert size < LAYER_ZIP_LIMIT
 
 
+def test_the_bundled_powertools_layer_holds_powertools_and_its_tracer_only(built: Path) -> None:
+    """The layer regions without the official one get: the hash-locked wheels, for Lambda."""
+    python = built / "PowertoolsLayer" / "python"
+    names = {path.name for path in python.iterdir()}
+    for needed in ("aws_lambda_powertools", "aws_xray_sdk", "wrapt", "jmespath"):
+        assert needed in names, needed
+    assert "typing_extensions.py" in names
+    for unwanted in ("boto3", "botocore", "schwab_tokens", "requests", "bin"):
+        assert unwanted not in names, f"{unwanted} is in the layer"
+    assert not list(python.rglob("__pycache__"))
+    extensions = list(python.rglob("*.so"))
+    assert extensions  # wrapt's
+    for extension in extensions:
+        assert "cpython-312-aarch64-linux-gnu" in extension.name, extension
+
+
 def test_functions_hold_their_handler_only(built: Path) -> None:
     for function in ("RefresherFunction", "LoginFunction", "ExampleConsumerFunction"):
         files = sorted(p.name for p in (built / function).rglob("*") if p.is_file())
@@ -98,37 +115,70 @@ def test_functions_hold_their_handler_only(built: Path) -> None:
         assert not [name for name in files if name.endswith(".pyc")], function
 
 
-def test_built_consumer_imports_with_the_layer_and_the_runtimes_boto3(
-    built: Path, tmp_path: Path
-) -> None:
-    """What Lambda gives the example consumer: its code, our layer, the runtime's boto3."""
+def lambda_runtime(folder: Path) -> Path:
+    """A folder with what Lambda's python3.12 runtime brings: boto3 and its dependencies."""
     import importlib.util
 
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
+    folder.mkdir()
     for module in ("boto3", "botocore", "jmespath", "dateutil", "s3transfer", "six"):
         spec = importlib.util.find_spec(module)
         # The project's own dependencies (boto3's): missing means a broken `make setup`.
         assert spec is not None and spec.origin is not None, f"{module} is not installed"
         origin = Path(spec.origin)
         source = origin.parent if origin.name == "__init__.py" else origin
-        (runtime / source.name).symlink_to(source)
-    code = (
-        "import sys; "
-        f"sys.path[:0] = [{str(built / 'ExampleConsumerFunction')!r}, "
-        f"{str(built / 'SchwabTokensLayer' / 'python')!r}, {str(runtime)!r}]; "
-        "import app; print(type(app.READER).__name__)"
-    )
+        (folder / source.name).symlink_to(source)
+    return folder
+
+
+def run_isolated(path: list[Path], statement: str, env: dict[str, str]) -> str:
+    """``statement`` in a Python that sees only ``path`` (and the standard library); its
+    output."""
+    code = f"import sys; sys.path[:0] = {[str(p) for p in path]!r}; {statement}"
     result = subprocess.run(
         [sys.executable, "-S", "-c", code],
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "TOKEN_ACCESS_URL": "s3://example-bucket/schwab/tokens.access.json",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        },
+        env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "TokenReader"
+    return result.stdout.strip()
+
+
+def test_built_consumer_imports_with_the_layer_and_the_runtimes_boto3(
+    built: Path, tmp_path: Path
+) -> None:
+    """What Lambda gives the example consumer: its code, our layer, the runtime's boto3."""
+    path = [
+        built / "ExampleConsumerFunction",
+        built / "SchwabTokensLayer" / "python",
+        lambda_runtime(tmp_path / "runtime"),
+    ]
+    env = {"TOKEN_ACCESS_URL": "s3://example-bucket/schwab/tokens.access.json"}
+    assert run_isolated(path, "import app; print(type(app.READER).__name__)", env) == "TokenReader"
+
+
+def test_built_refresher_starts_with_the_bundled_powertools_and_the_runtimes_boto3(
+    built: Path, tmp_path: Path
+) -> None:
+    """Where the stack deploys its own Powertools layer, the refresher gets: its code, our
+    layer, that layer, the runtime's boto3. With tracing on (DetailedMetrics), its cold start
+    patches botocore for X-Ray, which needs the bundle's aws-xray-sdk and wrapt."""
+    path = [
+        built / "RefresherFunction",
+        built / "SchwabTokensLayer" / "python",
+        built / "PowertoolsLayer" / "python",
+        lambda_runtime(tmp_path / "runtime"),
+    ]
+    statement = (
+        "import app, aws_lambda_powertools, aws_xray_sdk, botocore; "
+        "from aws_xray_sdk.core import patcher; "
+        "print(callable(app.lambda_handler), 'botocore' in patcher._PATCHED_MODULES, "
+        "aws_lambda_powertools.__file__.startswith(sys.path[2]))"
+    )
+    env = {
+        "LAMBDA_TASK_ROOT": str(built / "RefresherFunction"),  # Powertools traces in Lambda only
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "POWERTOOLS_SERVICE_NAME": "schwab-tokens",
+    }
+    assert run_isolated(path, statement, env) == "True True True"

@@ -117,6 +117,12 @@ def function_env(deployment: Deployment, session: Any, logical: str) -> dict[str
     return {k: str(v) for k, v in config["Environment"]["Variables"].items()}
 
 
+def logical(deployment: Deployment, prefix: str) -> str:
+    """The logical id SAM gave a layer (its name and a hash of its content)."""
+    (name,) = [n for n in deployment.translated["Resources"] if n.startswith(prefix)]
+    return name
+
+
 def translated(deployment: Deployment, logical: str) -> dict[str, Any]:
     """A resource of SAM's translation with this deployment's Conditions decided."""
     return dict(resolve(deployment.translated["Resources"][logical], deployment.conditions))
@@ -219,7 +225,7 @@ def test_the_functions_environment_is_what_the_library_reads(
     refresher = translated(deployment, "RefresherFunction")["Properties"]
     assert refresher["TracingConfig"] == {"Mode": "Active" if metrics else "PassThrough"}
     assert refresher["Architectures"] == ["arm64"]
-    assert refresher["Layers"][0] == {"Ref": next(n for n in deployment.resources if "Layer" in n)}
+    assert refresher["Layers"][0] == {"Ref": logical(deployment, "SchwabTokensLayer")}
     assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in json.dumps(refresher["Layers"][1])
 
     consumer = function_env(deployment, session, "ExampleConsumerFunction")
@@ -408,16 +414,12 @@ def test_policies_as_created_grant_the_store_credentials_and_topic_only(
     assert "tokens.json" not in json.dumps(reader) and credentials_name not in json.dumps(reader)
     # The bot: the document, the lease and the view; never the notes or the credentials.
     assert "tokens.json.notes" not in json.dumps(bot) and credentials_name not in json.dumps(bot)
-    if s3:  # listing: the bucket, and only the store's keys
+    if s3:  # listing: the stack's bucket, without a condition (S3's 404 needs it so)
         bucket = deployment.physical("TokenBucket")
-        for policy, keys in (
-            (writer, ["tokens.json", "tokens.json.notes", "tokens.json.lease"]),
-            (bot, ["tokens.json", "tokens.json.lease"]),
-        ):
+        for policy in (writer, bot):
             (listing,) = [s for s in policy["Statement"] if s["Action"] == "s3:ListBucket"]
             assert listing["Resource"] == f"arn:aws:s3:::{bucket}"
-            prefixes = [f"schwab/{k}" for k in keys] + ["schwab/tokens.access.json"]
-            assert listing["Condition"] == {"StringEquals": {"s3:prefix": prefixes}}
+            assert "Condition" not in listing
     if on(deployment, "CredentialsStore", "ParameterStore"):
         parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/credentials"
         reads = [s for s in writer["Statement"] if "ssm:GetParameter" in as_list(s["Action"])]
@@ -480,6 +482,10 @@ def test_alarms_and_topic_policy_name_this_stack(stack: tuple[Deployment, Any]) 
         assert p["Dimensions"] == [{"Name": "FunctionName", "Value": refresher}]
         assert p["AlarmActions"] == p["OKActions"] == [topic]
         assert p["AlarmName"].startswith(f"{deployment.name}-")
+    # Silence is the refresher's INSUFFICIENT_DATA: that state change is the message.
+    silence = deployment.properties("RefresherNotRunningAlarm")
+    assert (silence["TreatMissingData"], silence["InsufficientDataActions"]) == ("missing", [topic])
+    assert "InsufficientDataActions" not in deployment.properties("RefresherErrorsAlarm")
     policy = deployment.properties("AlarmTopicPolicy")
     assert policy["Topics"] == [topic]
     publish, tls = policy["PolicyDocument"]["Statement"]
@@ -523,6 +529,60 @@ def test_the_dashboard_shows_the_refresher_and_the_two_alarms(
     assert deployment.outputs["DashboardUrl"].endswith(
         f"#dashboards:name={deployment.name}-{REGION}"
     )
+
+
+# ---------------------------------------------------------------------------- regions, names
+@pytest.mark.parametrize("region", ["ca-west-1", "ap-east-2", "cn-northwest-1", "us-gov-west-1"])
+def test_the_stack_deploys_with_a_powertools_layer_in_every_region(
+    stacks: Stacks, region: str
+) -> None:
+    """Where Powertools publishes no official layer for python3.12 on arm64, the stack deploys
+    its own (built from layers/powertools/) and both functions take it; where it does (GovCloud
+    here), the official one of that region's account and no bundle."""
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    )
+    deployment = deploy(session, f"st-{region}", {"HostedLogin": "Enabled"})
+    bundle = logical(deployment, "PowertoolsLayer")
+    own = region != "us-gov-west-1"
+    assert deployment.has(bundle) is own
+    for function in ("RefresherFunction", "LoginFunction"):
+        layers = translated(deployment, function)["Properties"]["Layers"]
+        assert layers[0] == {"Ref": logical(deployment, "SchwabTokensLayer")}
+        if own:
+            assert layers[1] == {"Ref": bundle}, function
+        else:
+            assert layers[1]["Fn::Sub"][0].endswith(
+                "AWSLambdaPowertoolsPythonV3-python312-arm64:27"
+            )
+            assert deployment.conditions["UseOfficialPowertools"]
+    if own:
+        layer = deployment.properties(bundle)
+        assert layer["LayerName"] == f"st-{region}-powertools"
+        assert (layer["CompatibleRuntimes"], layer["CompatibleArchitectures"]) == (
+            ["python3.12"],
+            ["arm64"],
+        )
+        assert layer["Content"]["S3Key"] == "PowertoolsLayer.zip"  # layers/powertools/, packaged
+
+
+@pytest.mark.parametrize("name", ["aws-tokens", "AWStokens", "ssm-tokens", "Ssm2"])
+def test_a_stack_name_ssm_refuses_fails_before_anything_is_kept(stacks: Stacks, name: str) -> None:
+    """SSM refuses parameter names that begin with "aws" or "ssm" (any case): such a stack could
+    never hold /<stack>/credentials or /<stack>/tokens.access. Its first resource fails with SSM's
+    own error, and no bucket (which a failed stack would keep) is created."""
+    from botocore.exceptions import ClientError
+
+    session = stacks.session
+    with pytest.raises(ClientError) as refused:
+        deploy(session, name, {})
+    message = str(refused.value)
+    assert "reserved parameter name" in message or "can't be prefixed" in message, message
+    assert f"/{name}/stack-name" in message or "prefixed" in message
+    buckets = [b["Name"] for b in session.client("s3").list_buckets()["Buckets"]]
+    assert not [b for b in buckets if b.startswith(name.lower())], buckets
 
 
 # ---------------------------------------------------------------------------- the consumer

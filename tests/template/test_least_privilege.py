@@ -77,10 +77,11 @@ REMOVED_ACTIONS = {"secretsmanager:ListSecretVersionIds"}
 #: Used by Lambda itself on the role's behalf, never by the code: the on-failure destination.
 USED_BY_LAMBDA = {"sqs:SendMessage"}
 #: Evaluated by S3 itself, never called: a GetObject or HeadObject of a missing key answers 404
-#: NoSuchKey only to a caller that may list that key (s3:prefix = the key), 403 AccessDenied to
-#: any other, and the writers must tell a fresh stack's missing token ("login required") from a
+#: NoSuchKey only to a caller that has s3:ListBucket on the bucket, 403 AccessDenied to any
+#: other, and the writers must tell a fresh stack's missing token ("login required") from a
 #: denial. moto answers 404 either way, so no recorded call can show it in use; its scoping (the
-#: bucket, the store's keys) is checked on the template (test_template, test_deploy).
+#: stack's bucket, no condition) is checked on the template (test_template, test_deploy), and
+#: its effect through the 403 proxy (test_first_day).
 IMPLICIT = {"s3:ListBucket"}
 SCENARIOS = {
     "s3-store": {"StoreType": "S3", "CredentialsStore": "SecretsManager", "HostedLogin": "Enabled"},

@@ -13,6 +13,7 @@ import math
 import re
 import tomllib
 from collections import Counter
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -227,6 +228,7 @@ def test_parameters_of_the_contract() -> None:
     assert resource("AlarmEmailSubscription")["Condition"] == "HasAlarmEmail"
 
 
+# ---------------------------------------------------------------------------- powertools
 class MappingNotFound(LookupError):
     """What CloudFormation stops a deploy with: "Unable to get mapping for Map::Key::Key"."""
 
@@ -234,11 +236,11 @@ class MappingNotFound(LookupError):
 def evaluate_value(node: Any, values: dict[str, str], conds: dict[str, bool]) -> Any:
     """A property value as CloudFormation computes it for these parameter and pseudo-parameter
     values: only the chosen branch of an ``Fn::If`` is evaluated (as CloudFormation does: a
-    lookup in the other one may fail)."""
+    lookup in the other one may fail). ``Ref`` to a resource stays ``{"Ref": name}``."""
     if isinstance(node, dict) and len(node) == 1:
         ((function, argument),) = node.items()
         if function == "Ref":
-            return values[argument]
+            return values.get(argument, node)
         if function == "Fn::If":
             name, when_true, when_false = argument
             return evaluate_value(when_true if conds[name] else when_false, values, conds)
@@ -258,70 +260,185 @@ def evaluate_value(node: Any, values: dict[str, str], conds: dict[str, bool]) ->
     return node
 
 
-#: A region of each partition, and the partition CloudFormation's AWS::Partition gives there.
-PARTITIONS = {
-    "us-east-1": "aws",
-    "eu-west-1": "aws",
-    "ap-southeast-2": "aws",
-    "cn-north-1": "aws-cn",
-    "cn-northwest-1": "aws-cn",
-    "us-gov-west-1": "aws-us-gov",
-    "us-gov-east-1": "aws-us-gov",
-    "us-iso-east-1": "aws-iso",
-}
+#: The commercial regions of the arm64, python3.12 table in Powertools' installation docs
+#: (docs/includes/_layer_homepage_arm64.md, the newest copy read lists layer version 25 in each;
+#: the install page now names 37). Not ca-west-1: the arm64 table does not list it.
+POWERTOOLS_COMMERCIAL_REGIONS = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+]
 #: The official layer's account where Powertools publishes it (its installation docs).
 POWERTOOLS_ACCOUNTS = {
-    "us-east-1": "017000801446",
-    "eu-west-1": "017000801446",
-    "ap-southeast-2": "017000801446",
+    **dict.fromkeys(POWERTOOLS_COMMERCIAL_REGIONS, "017000801446"),
     "cn-north-1": "498634801083",
-    "us-gov-west-1": "165093116878",
     "us-gov-east-1": "165087284144",
+    "us-gov-west-1": "165093116878",
 }
+#: Regions of each partition without the official layer: newer than the docs' table, no arm64
+#: column, China's second region, and a partition Powertools does not publish to.
+NO_OFFICIAL_LAYER = ("ap-east-2", "ap-southeast-6", "ca-west-1", "cn-northwest-1", "us-iso-east-1")
+BUNDLED = {"Ref": "PowertoolsLayer"}
+
+
+def partition(region: str) -> str:
+    """CloudFormation's AWS::Partition in ``region``."""
+    for prefix, name in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-iso-", "aws-iso")):
+        if region.startswith(prefix):
+            return name
+    return "aws"
 
 
 def powertools_layer(function: str, region: str, overrides: dict[str, str] | None = None) -> Any:
-    """The function's Powertools layer ARN as CloudFormation resolves it in ``region``."""
+    """The function's Powertools layer as CloudFormation resolves it in ``region``: an ARN, or
+    ``{"Ref": "PowertoolsLayer"}`` for the stack's own; and whether that layer exists there."""
     template = load_template()
-    pseudo = {"AWS::Region": region, "AWS::Partition": PARTITIONS[region]}
+    pseudo = {"AWS::Region": region, "AWS::Partition": partition(region)}
     values = {**parameter_values(template, overrides or {}), **pseudo}
+    conds = conditions(template, values, pseudo)
     layers = template["Resources"][function]["Properties"]["Layers"]
     assert layers[0] == {"Ref": "SchwabTokensLayer"}
-    return evaluate_value(layers[1], values, conditions(template, values, pseudo))
+    bundled = conds[template["Resources"]["PowertoolsLayer"]["Condition"]]
+    return evaluate_value(layers[1], values, conds), bundled
 
 
 @pytest.mark.parametrize("function", ["RefresherFunction", "LoginFunction"])
 @pytest.mark.parametrize("region", sorted(POWERTOOLS_ACCOUNTS))
-def test_the_official_powertools_layer_resolves_in_each_partition(
-    function: str, region: str
-) -> None:
-    account, partition = POWERTOOLS_ACCOUNTS[region], PARTITIONS[region]
+def test_the_official_powertools_layer_where_its_docs_list_it(function: str, region: str) -> None:
+    account = POWERTOOLS_ACCOUNTS[region]
     assert powertools_layer(function, region) == (
-        f"arn:{partition}:lambda:{region}:{account}:layer:"
-        "AWSLambdaPowertoolsPythonV3-python312-arm64:27"
+        f"arn:{partition(region)}:lambda:{region}:{account}:layer:"
+        "AWSLambdaPowertoolsPythonV3-python312-arm64:27",
+        False,  # and no bundle of the stack's own
     )
 
 
 @pytest.mark.parametrize("function", ["RefresherFunction", "LoginFunction"])
-@pytest.mark.parametrize("region", ["cn-northwest-1", "us-iso-east-1"])
-def test_where_no_official_layer_is_published_the_deploy_stops_on_the_mapping(
-    function: str, region: str
-) -> None:
-    with pytest.raises(MappingNotFound, match=rf"^PowertoolsLayerByRegion::{region}::Account$"):
-        powertools_layer(function, region)
-    # ... and the parameter says where to give one.
-    description = load_template()["Parameters"]["PowertoolsLayerArn"]["Description"]
-    assert "cn-northwest-1" in description and "PowertoolsLayerByRegion" in description
+@pytest.mark.parametrize("region", NO_OFFICIAL_LAYER)
+def test_the_stacks_own_powertools_layer_everywhere_else(function: str, region: str) -> None:
+    """No deploy stops on a missing layer or mapping: the functions get the stack's bundle."""
+    assert powertools_layer(function, region) == (BUNDLED, True)
 
 
 @pytest.mark.parametrize("function", ["RefresherFunction", "LoginFunction"])
-@pytest.mark.parametrize("region", sorted(PARTITIONS))
-def test_powertools_layer_arn_overrides_the_official_layer(function: str, region: str) -> None:
-    partition = PARTITIONS[region]
-    mine = f"arn:{partition}:lambda:{region}:123456789012:layer:my-powertools:3"
-    assert powertools_layer(function, region, {"PowertoolsLayerArn": mine}) == mine
+@pytest.mark.parametrize("region", sorted(POWERTOOLS_ACCOUNTS) + list(NO_OFFICIAL_LAYER))
+def test_powertools_layer_arn_overrides_both(function: str, region: str) -> None:
+    mine = f"arn:{partition(region)}:lambda:{region}:123456789012:layer:my-powertools:3"
+    assert powertools_layer(function, region, {"PowertoolsLayerArn": mine}) == (mine, False)
     pattern = re.compile(load_template()["Parameters"]["PowertoolsLayerArn"]["AllowedPattern"])
     assert pattern.fullmatch(mine)
+
+
+def test_the_deploy_docs_list_where_the_official_layer_is_used() -> None:
+    """docs/deploy.md's Regions table names the regions of OfficialPowertoolsPublishedHere."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    section = text.split("\n## Regions\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    official = [
+        row.split(" | ")[0].lstrip("| ")
+        for row in rows
+        if "version 27" in row or "the same layer" in row
+    ]
+    listed = {region.strip() for cells in official for region in cells.split(",")}
+    published = {
+        region
+        for region in [*POWERTOOLS_ACCOUNTS, *NO_OFFICIAL_LAYER]
+        if powertools_layer("RefresherFunction", region)[0] != BUNDLED
+    }
+    assert listed == published == set(POWERTOOLS_ACCOUNTS)
+    assert "`<stack>-powertools`" in section and "`PowertoolsLayerArn`" in section
+
+
+def test_every_or_and_and_has_two_to_ten_conditions() -> None:
+    """CloudFormation's limit for Fn::Or and Fn::And (the region list is grouped for it)."""
+
+    def walk(node: Any) -> Iterator[tuple[str, int]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("Fn::Or", "Fn::And"):
+                    yield key, len(value)
+                yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    found = list(walk(load_template()["Conditions"]))
+    assert ("Fn::Or", 4) in found  # the region groups
+    assert all(2 <= count <= 10 for _, count in found), found
+
+
+def test_the_bundled_powertools_layer_is_built_from_hash_locked_requirements() -> None:
+    """layers/powertools/ installs exactly its pinned, hashed wheels for Lambda's platform, and
+    its Powertools is one that pyproject.toml's runtime dependency allows."""
+    from packaging.requirements import Requirement
+
+    layer = resource("PowertoolsLayer")
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    content = REPO / layer["Properties"]["ContentUri"]
+    makefile = (content / "Makefile").read_text()
+    assert "build-PowertoolsLayer:" in makefile
+    for flag in (
+        "--require-hashes",
+        "--no-deps",
+        "--platform manylinux2014_aarch64",
+        "--implementation cp",
+        "--python-version 3.12",
+        "--only-binary=:all:",
+    ):
+        assert flag in makefile, flag
+    text = (content / "requirements.txt").read_text().replace("\\\n", " ")
+    pins = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement, *hashes = line.split("--hash=")
+            assert len(hashes) == 1 and re.fullmatch(r"sha256:[0-9a-f]{64}\s*", hashes[0]), line
+            name, _, pinned = requirement.strip().partition("==")
+            pins[name] = pinned
+    assert set(pins) == {
+        "aws-lambda-powertools",
+        "typing-extensions",
+        "jmespath",
+        "aws-xray-sdk",
+        "wrapt",
+    }
+    assert not {"boto3", "botocore"} & set(pins)  # the runtime's
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (wanted,) = [
+        Requirement(d)
+        for d in pyproject["project"]["dependencies"]
+        if d.startswith("aws-lambda-powertools")
+    ]
+    assert pins["aws-lambda-powertools"] in wanted.specifier
 
 
 # ---------------------------------------------------------------------------- names
@@ -346,6 +463,11 @@ NAME_LIMITS: dict[tuple[str, str], tuple[int, str]] = {
     ("AWS::CloudWatch::Dashboard", "DashboardName"): (255, r"[A-Za-z0-9_-]+"),
     ("AWS::SecretsManager::Secret", "Name"): (512, r"[A-Za-z0-9/_+=.@-]+"),
     ("AWS::KMS::Key", "Description"): (8192, r".+"),
+    # The name alone, less its longest ARN prefix (SSM_NAME_WITH_ARN below).
+    ("AWS::SSM::Parameter", "Name"): (
+        1011 - len("arn:aws-us-gov:ssm:us-isof-south-1:123456789012:parameter"),
+        r"/[a-zA-Z0-9_.\-/]+",
+    ),
 }
 #: An SSM parameter's name may be 1011 characters long counting its whole ARN (the SSM and
 #: CloudFormation docs), in at most 15 levels.
@@ -376,9 +498,11 @@ def test_every_name_built_from_the_stack_name_fits_with_the_longest_stack_name()
         assert LONGEST_STACK_NAME in value, (name, value)
         assert len(value) <= limit, f"{name}.{key}: {len(value)} > {limit} characters"
         assert re.fullmatch(allowed, value), f"{name}.{key}: {value!r}"
-    # The layer's name was the tightest: 128 + "-layer" of 140.
+    # The layers' names are the tightest: 128 + "-layer" and 128 + "-powertools" of 140.
     layer = found[("SchwabTokensLayer", "AWS::Serverless::LayerVersion", "LayerName")]
     assert layer == LONGEST_STACK_NAME + "-layer"
+    bundle = found[("PowertoolsLayer", "AWS::Serverless::LayerVersion", "LayerName")]
+    assert bundle == LONGEST_STACK_NAME + "-powertools" and len(bundle) == 139
 
 
 def test_the_ssm_parameter_names_fit_with_the_longest_stack_name() -> None:
@@ -393,6 +517,28 @@ def test_the_ssm_parameter_names_fit_with_the_longest_stack_name() -> None:
         name = arn.split(":parameter", 1)[1]
         assert name.startswith("/") and name.count("/") <= 15
         assert evaluate_value(output, values, {}) == "ssm:" + name
+
+
+def test_ssm_refuses_a_stack_name_it_would_refuse_later_before_anything_is_kept() -> None:
+    """The stack's SSM names share their first level, /<stack>/, with StackNameCheck: a name SSM
+    refuses there ("aws...", "ssm...") fails that resource, in every combination, and the
+    resources a failed stack keeps are created only after it (tested on moto in test_deploy)."""
+    check = resource("StackNameCheck")
+    assert check["Type"] == "AWS::SSM::Parameter" and "Condition" not in check
+    name = sub_text(check["Properties"]["Name"])
+    assert name.startswith("/${AWS::StackName}/")
+    own = {PARAMETER.split(":parameter", 1)[1], VIEW_PARAMETER.split(":parameter", 1)[1]}
+    assert {n.split("/")[1] for n in own} == {name.split("/")[1]}
+    assert name not in own  # never in the way of the credentials or the view
+    assert check["Properties"]["Type"] == "String"  # standard tier: free
+    kept = {
+        n
+        for n, r in resources().items()
+        if r.get("DeletionPolicy") == "Retain" or r.get("UpdateReplacePolicy") == "Retain"
+    }
+    assert kept == {"TokenKey", "TokenBucket", "TokenSecret"}
+    for n in kept:
+        assert resource(n)["DependsOn"] == "StackNameCheck", n
 
 
 # ---------------------------------------------------------------------------- timing
@@ -558,15 +704,13 @@ def test_the_reader_policy_names_the_access_view_and_nothing_else(combo: dict[st
 
 
 @each_combination
-def test_writers_may_list_the_stores_own_keys_only(combo: dict[str, str]) -> None:
-    """S3 answers a GetObject or HeadObject of a missing key with 404 only to a caller that may
-    list it (403 AccessDenied otherwise, which a fresh stack would report as "access denied"
-    instead of "login required"); it evaluates s3:ListBucket with that key as s3:prefix."""
+def test_writers_may_list_the_stores_bucket_without_a_condition(combo: dict[str, str]) -> None:
+    """S3 answers a GetObject or HeadObject of a missing key with 404 only to a caller that has
+    s3:ListBucket (403 AccessDenied otherwise, which a fresh stack would report as "access
+    denied" instead of "login required"). Whether a grant limited by s3:prefix counts is not
+    documented, so the writers' grant has no condition; it names the stack's bucket alone."""
     template = shape(combo)
-    for policy, keys in (
-        ("TokenWriterPolicy", STORE_KEYS),
-        ("TokenDocumentPolicy", [TOKEN_KEY, TOKEN_KEY + ".lease", VIEW_KEY]),  # no notes
-    ):
+    for policy in ("TokenWriterPolicy", "TokenDocumentPolicy"):
         document = template["Resources"][policy]["Properties"]["PolicyDocument"]
         listing = [s for s in statements([document]) if "s3:ListBucket" in as_list(s["Action"])]
         if combo["StoreType"] != "S3":
@@ -575,8 +719,9 @@ def test_writers_may_list_the_stores_own_keys_only(combo: dict[str, str]) -> Non
         (statement,) = listing
         assert as_list(statement["Action"]) == ["s3:ListBucket"]
         assert statement["Resource"] == {"Fn::GetAtt": ["TokenBucket", "Arn"]}  # the bucket only
-        assert statement["Condition"] == {"StringEquals": {"s3:prefix": keys}}, policy
-    # Every object a function or a bot reads or writes is one of those keys.
+        assert "Condition" not in statement, policy
+    # Every object a function or a bot reads or writes is one of the store's keys: listing
+    # shows no other name.
     identities = ["refresher", "bot"] + (["login"] if combo["HostedLogin"] == "Enabled" else [])
     for identity in identities:
         objects = {
@@ -1196,6 +1341,9 @@ def test_two_alarms_on_lambdas_free_metrics() -> None:
         assert p["Namespace"] == "AWS/Lambda", name
         assert p["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "RefresherFunction"}}]
         assert p["AlarmActions"] == p["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        # The state a new alarm starts in is a message only where it is the condition itself.
+        silence = name == "RefresherNotRunningAlarm"
+        assert p.get("InsufficientDataActions") == ([{"Ref": "AlarmTopic"}] if silence else None)
         assert p["Statistic"] == "Sum"
     errors = alarms["RefresherErrorsAlarm"]
     assert errors["MetricName"] == "Errors"
@@ -1214,7 +1362,11 @@ def test_two_alarms_on_lambdas_free_metrics() -> None:
     assert silent["MetricName"] == "Invocations"
     assert silent["Period"] * silent["EvaluationPeriods"] == 15 * 60
     assert (silent["ComparisonOperator"], silent["Threshold"]) == ("LessThanThreshold", 1)
-    assert silent["TreatMissingData"] == "breaching"
+    # A new alarm starts INSUFFICIENT_DATA: "breaching" would make a stack just created go to
+    # ALARM before its first run; "missing" keeps it there (no message) until the first run
+    # makes it OK, and a refresher that stops takes it back to INSUFFICIENT_DATA, which notifies.
+    assert silent["TreatMissingData"] == "missing"
+    assert "INSUFFICIENT_DATA" in silent["AlarmDescription"]
     subscription = props("AlarmEmailSubscription")
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", {"Ref": "AlarmEmail"})
 
