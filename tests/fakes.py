@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,21 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+class AheadClock:
+    """The real clock, moved ahead when told to: ages what a reader holds in an instant, while
+    tokens issued meanwhile (by the emulator, on real time) stay in step with it."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+    def advance(self, seconds: float) -> float:
+        self.ahead += seconds
+        return self()
 
 
 def token_at(

@@ -31,7 +31,7 @@ from schwab_tokens.settings import Settings
 from schwab_tokens.stores import access_url, source_from_url, store_from_url
 from tests.emulator import Emulator
 from tests.emulator.schwabpy import point_client_at_emulator
-from tests.fakes import FakeClock
+from tests.fakes import AheadClock
 from tests.helpers import (
     cli_env,
     emulator_settings,
@@ -163,7 +163,7 @@ def test_schwab_py_on_the_view_never_calls_the_token_endpoint(
     store = store_from_url(store_url, Settings())
     login(store, emulator)
     # Re-read the view when less than 329 s are left: a second after each write.
-    clock = FakeClock(time.time())  # ages the reader's view of time, and the client's leeway
+    clock = AheadClock()  # ages the reader's view of time, and the client's leeway
     reader = TokenReader(store.view.url, reread_margin=329, min_reread=0.1, clock=clock)
     client = schwab.auth.client_from_access_functions(
         emulator.app_key, emulator.app_secret, *reader.access_functions()
@@ -199,7 +199,7 @@ def test_schwab_py_on_the_document_follows_watch_instead_of_refreshing(
     refreshing by itself, so only the one holding the lease ever calls the token endpoint."""
     emulator.configure(access_lifetime=330)  # 30 s before schwab-py's leeway begins
     login(store_from_url(store_url, Settings()), emulator)
-    clock = FakeClock(time.time())
+    clock = AheadClock()
     reader = TokenReader(store_url, reread_margin=329, min_reread=0.1, clock=clock)
     client = schwab.auth.client_from_access_functions(
         emulator.app_key, emulator.app_secret, *reader.access_functions()

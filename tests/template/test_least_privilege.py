@@ -345,9 +345,19 @@ def test_every_call_is_allowed_and_every_grant_is_used(
         result = run(store, lambda: oauth_for(emulator), force=True, clock=emulator.now)
         assert result.outcome is Outcome.REFRESHED, result
         assert store.view.current()[0] == AccessView.from_token(store.read().token)
-    # Neither the notes nor the app credentials (the bot brings its own app).
+        # Schwab's verdict on the refresh token (wrongly, this once): the bot notes it beside
+        # the token and marks the view, as every writer does; its next refresh takes it back.
+        emulator.set_fault("invalid_grant", count=1)
+        dead = run(store, lambda: oauth_for(emulator), force=True, clock=emulator.now)
+        assert dead.outcome is Outcome.REAUTH_REQUIRED, dead
+        assert store.read_notes()[0].get("over") == 1
+        again = run(store, lambda: oauth_for(emulator), force=True, clock=emulator.now)
+        assert again.outcome is Outcome.REFRESHED, again
+        assert "over" not in store.read_notes()[0]
+    # Not the app credentials (the bot brings its own app). The notes, yes: running the refresh
+    # policy, it notes what it finds of the login, as every writer does.
     touched = {c.target for c in record.of("bot")}
-    assert not [t for t in touched if t.endswith(".notes") or "credentials" in t], touched
+    assert not [t for t in touched if "credentials" in t], touched
 
     for identity in ("admin", "refresher", "login", "bot"):
         assert not record.denied(identity), record.denied(identity)
@@ -493,20 +503,13 @@ def consumer_is_denied_the_token_document_the_credentials_and_any_write(world: W
     attempts_denied(world, "reader", attempts)
 
 
-def bot_is_denied_the_app_credentials_and_the_notes(world: World) -> None:
-    """A bot brings its own app key and secret; the notes are the refresher's bookkeeping."""
+def bot_is_denied_the_app_credentials_and_deletes(world: World) -> None:
+    """A bot brings its own app key and secret, and never deletes the token (its notes it keeps,
+    as every writer of the refresh policy does)."""
     attempts = []
     if world.deployment.has("TokenBucket"):
         bucket = world.deployment.physical("TokenBucket")
         attempts += credentials_attempts(world)
-        attempts.append(
-            lambda s: s.client("s3").get_object(Bucket=bucket, Key="schwab/tokens.json.notes")
-        )
-        attempts.append(
-            lambda s: s.client("s3").put_object(
-                Bucket=bucket, Key="schwab/tokens.json.notes", Body=b"{}"
-            )
-        )
         attempts.append(
             lambda s: s.client("s3").delete_object(Bucket=bucket, Key="schwab/tokens.json")
         )
@@ -527,4 +530,4 @@ def bot_is_denied_the_app_credentials_and_the_notes(world: World) -> None:
 def test_consumers_and_bots_are_denied_what_they_do_not_need(world: World) -> None:
     world.admin_login()
     consumer_is_denied_the_token_document_the_credentials_and_any_write(world)
-    bot_is_denied_the_app_credentials_and_the_notes(world)
+    bot_is_denied_the_app_credentials_and_deletes(world)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from schwab_tokens.errors import InvalidTokenDocument, UsageError
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores.file import FileStore
-from tests.fakes import FakeClock
+from tests.fakes import AheadClock
 from tests.helpers import login
 
 
@@ -39,7 +38,7 @@ def test_reader_rereads_when_within_margin(emulator, tmp_path: Path) -> None:
     login(store, emulator)
     store.reads = 0
     # The 400 s token has more than 398.5 s left for at most the next 1.5 s.
-    clock = FakeClock(time.time())
+    clock = AheadClock()
     reader = TokenReader(store, reread_margin=398.5, min_reread=0.2, clock=clock)
     reader.access_token()
     reader.access_token()
