@@ -337,21 +337,31 @@ def _classify(response: requests.Response, body: bytes, grant: str, tries: str) 
                 "untouched, try again later"
             )
         return answer
-    codes, reason = _error_codes(response, body)
+    codes, description, reason = _error_codes(response, body)
     if 300 <= status < 400:
         raise TemporaryFailure(
             f"Schwab's token endpoint answered {status} (a redirect, not followed: the token "
             "goes to the configured host only); the stored token is untouched, try again later"
         )
+    if (
+        status in (400, 401)
+        and grant == "refresh_token"
+        and _dead_token_verdict(codes, description)
+    ):
+        # The body's verdict decides, not the status: RFC 6749 makes invalid_client under Basic
+        # auth a 401, and a login past its days is reported as `invalid_client: refresh token
+        # invalid`. The policy says why (expired, or replaced by another login) and what to do.
+        raise RefreshTokenRejected(f"Schwab refused the refresh token ({status} {reason})")
     if status == 401:
+        # invalid_client naming no refresh token, or no verdict at all (an HTML page, an empty
+        # body): RFC 6749's 401 is the client's authentication failing, and Schwab's edge sends
+        # its own refusals as 403. Retrying would fail the same way on every run, and a new
+        # login needs the same key and secret, so name them.
         raise BadAppCredentials(
             f"Schwab rejected the app key or secret (401 {reason}): check the app key and "
             "secret (SCHWAB_APP_KEY/SCHWAB_APP_SECRET or the credentials secret)"
         )
     if status == 400 and grant == "refresh_token":
-        if _dead_token_verdict(codes, body):
-            # The policy says why (expired, or replaced by another login) and what to do.
-            raise RefreshTokenRejected(f"Schwab refused the refresh token (400 {reason})")
         # No OAuth verdict on the refresh token (an edge's HTML page, an empty body, an error
         # nobody knows): the token may well be alive. Retry later and touch nothing.
         raise TemporaryFailure(
@@ -381,38 +391,40 @@ _ERROR_CODE = re.compile(r'\\*"error\\*"\s*:\s*\\*"([A-Za-z0-9_.\-]{1,64})')
 #: OAuth error codes that are Schwab's verdict on the refresh token itself (dead, expired,
 #: revoked or superseded). ``unsupported_token_type`` is how Schwab wraps its nested
 #: ``refresh_token_authentication_error``; ``invalid_client`` counts only when its description
-#: names the refresh token (with 401 it means a wrong app key or secret).
+#: names the refresh token (otherwise it means a wrong app key or secret).
 _DEAD_TOKEN_CODES = frozenset(
     {"invalid_grant", "refresh_token_authentication_error", "unsupported_token_type"}
 )
+_NAMES_THE_REFRESH_TOKEN = re.compile(r"refresh\s+token", re.IGNORECASE)
 
 
-def _dead_token_verdict(codes: list[str], raw: bytes) -> bool:
+def _dead_token_verdict(codes: list[str], description: str) -> bool:
     if _DEAD_TOKEN_CODES.intersection(codes):
         return True
-    return "invalid_client" in codes and b"refresh token" in raw[:MAX_ANSWER_BYTES].lower()
+    return "invalid_client" in codes and bool(_NAMES_THE_REFRESH_TOKEN.search(description))
 
 
-def _error_codes(response: requests.Response, raw: bytes) -> tuple[list[str], str]:
-    """The OAuth ``error`` code(s), including the one Schwab nests inside its description, and
-    how to name them in a message (only OAuth's short codes: a description could quote
-    anything)."""
+def _error_codes(response: requests.Response, raw: bytes) -> tuple[list[str], str, str]:
+    """The OAuth ``error`` code(s), including the one Schwab nests inside its description; the
+    description (``""`` if none); and how to name the codes in a message (only OAuth's short
+    codes: a description could quote anything)."""
     try:
         body = strictjson.loads(raw[:MAX_ANSWER_BYTES])
     except strictjson.NotJSON:
         if _is_html(response, raw):
-            return [], "an HTML error page"
-        return [], "no JSON body" if raw.strip() else "an empty body"
+            return [], "", "an HTML error page"
+        return [], "", "no JSON body" if raw.strip() else "an empty body"
     if not isinstance(body, dict):
-        return [], "unexpected body"
+        return [], "", "unexpected body"
     codes = []
     if isinstance(body.get("error"), str):
         codes.append(body["error"])
     description = body.get("error_description")
-    if isinstance(description, str):
-        codes.extend(code for code in _ERROR_CODE.findall(description) if code not in codes)
+    if not isinstance(description, str):
+        description = ""
+    codes.extend(code for code in _ERROR_CODE.findall(description) if code not in codes)
     codes = [c for c in codes if re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", c)]
-    return codes, " / ".join(codes) or "no code"
+    return codes, description, " / ".join(codes) or "no code"
 
 
 def _is_html(response: requests.Response, body: bytes) -> bool:
