@@ -22,6 +22,10 @@ Admin routes (JSON bodies; every one answers ``{"ok": true}`` unless said otherw
 - ``POST /_emulator/login_as {"accounts": [...]}``: accounts of the next logins (empty or
   missing: the default user)
 
+A login past its ``refresh_lifetime`` answers 400 ``REFRESH_DEAD_BODY`` like any dead refresh
+token, or 401 ``REFRESH_TOKEN_INVALID_BODY`` with ``configure(expired_login_401=True)`` (the form
+schwab-py documents for a login past its 7 days).
+
 One login per app, as Schwab does (``configure(one_login_per_app=True)``, the default): a
 successful ``authorization_code`` exchange revokes every earlier login of the same app
 (``client_id``), so an older refresh token then gets Schwab's dead-token answer
@@ -33,8 +37,10 @@ or token:
 
 - OAuth verdicts on the refresh token ("login required"): ``invalid_grant`` (400),
   ``unsupported_token_type`` (400, ``REFRESH_DEAD_BODY``), ``invalid_client_400`` (400
-  ``{"error": "invalid_client", "error_description": "refresh token invalid"}``, the dead-token
-  verdict Schwab is reported to send).
+  ``REFRESH_TOKEN_INVALID_BODY``, ``{"error": "invalid_client", "error_description": "refresh
+  token invalid"}``, the dead-token verdict Schwab is reported to send) and
+  ``refresh_token_invalid_401`` (the same body with 401, as RFC 6749 makes ``invalid_client``
+  under Basic auth).
 - ``invalid_client``: 401 ``{"error": "invalid_client"}``, a wrong app key or secret.
 - Temporary faults: ``rate_limited`` (429), ``server_error`` (500), ``bad_gateway`` (502),
   ``unavailable`` (503), ``access_denied_html`` (403 HTML from the edge), ``slow`` (answers
@@ -97,8 +103,9 @@ TOKEN_FAULT_KINDS: tuple[str, ...] = (
     "invalid_grant",
     "unsupported_token_type",
     "invalid_client",
-    # 400 invalid_client "refresh token invalid": a dead-token verdict (unlike the 401 above).
+    # invalid_client "refresh token invalid": a dead-token verdict, with 400 or with 401.
     "invalid_client_400",
+    "refresh_token_invalid_401",
     *EDGE_400_FAULT_KINDS,
     "rate_limited",
     "server_error",
@@ -159,8 +166,9 @@ UNKNOWN_400_BODY: dict[str, str] = {
     "error": "request_rejected",
     "error_description": "Request could not be processed",
 }
-#: The other dead-token verdict reported from Schwab (400, unlike the 401 for a wrong secret).
-INVALID_CLIENT_400_BODY: dict[str, str] = {
+#: The other dead-token verdict reported from Schwab, with 400 or 401 (a wrong secret answers
+#: 401 ``{"error": "invalid_client"}``, with no word on the refresh token).
+REFRESH_TOKEN_INVALID_BODY: dict[str, str] = {
     "error": "invalid_client",
     "error_description": "refresh token invalid",
 }
@@ -313,10 +321,11 @@ class Emulator(BackgroundServer):
         callback_urls: Sequence[str] | None = None,
         retry_after: float | None = None,
         one_login_per_app: bool = True,
+        expired_login_401: bool = False,
     ) -> None:
         """``callback_url`` is the app's first registered callback; ``callback_urls`` more.
 
-        ``retry_after`` and ``one_login_per_app``: see ``configure``.
+        ``retry_after``, ``one_login_per_app`` and ``expired_login_401``: see ``configure``.
         """
         self.app_key = app_key
         self.app_secret = app_secret
@@ -330,6 +339,7 @@ class Emulator(BackgroundServer):
         self.slow_seconds = slow_seconds
         self.retry_after: int | None = _retry_after(retry_after)
         self.one_login_per_app: bool = _flag("one_login_per_app", one_login_per_app)
+        self.expired_login_401: bool = _flag("expired_login_401", expired_login_401)
         self._requested_port = port
 
         self._lock = threading.RLock()
@@ -448,10 +458,14 @@ class Emulator(BackgroundServer):
           default): 429 sends ``1``, 503 sends none.
         - ``one_login_per_app``: ``True`` (the default, Schwab's behaviour): a code exchange
           revokes the app's earlier logins; ``False``: every login lives its full week.
+        - ``expired_login_401``: ``False`` (the default): a login past ``refresh_lifetime``
+          answers 400 ``REFRESH_DEAD_BODY``; ``True``: 401 ``REFRESH_TOKEN_INVALID_BODY``.
+          A login revoked within its week, or an unknown token, answers 400 either way.
 
         Every setting is checked before any is applied: a bad call changes nothing.
         """
-        allowed = {*_SECONDS_SETTINGS, "retry_after", "one_login_per_app"}
+        flags = ("one_login_per_app", "expired_login_401")
+        allowed = {*_SECONDS_SETTINGS, "retry_after", *flags}
         unknown = set(settings) - allowed
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -459,7 +473,7 @@ class Emulator(BackgroundServer):
         for name, value in settings.items():
             if name == "retry_after":
                 checked[name] = _retry_after(value)
-            elif name == "one_login_per_app":
+            elif name in flags:
                 checked[name] = _flag(name, value)
             else:
                 checked[name] = _seconds(name, value)
@@ -611,7 +625,9 @@ class Emulator(BackgroundServer):
         if kind == "invalid_client":
             return _json_reply(401, {"error": "invalid_client"})
         if kind == "invalid_client_400":
-            return _json_reply(400, INVALID_CLIENT_400_BODY)
+            return _json_reply(400, REFRESH_TOKEN_INVALID_BODY)
+        if kind == "refresh_token_invalid_401":
+            return _json_reply(401, REFRESH_TOKEN_INVALID_BODY)
         if kind == "html_400":
             return _html_reply(400, BAD_REQUEST_HTML)
         if kind == "empty_400":
@@ -797,11 +813,13 @@ class Emulator(BackgroundServer):
             return _json_reply(200, self._token_response(login), **{"Cache-Control": "no-store"})
         if grant_type == "refresh_token":
             grant = self._grants_by_refresh.get(form.get("refresh_token", ""))
-            if (
-                grant is None
-                or grant.revoked
-                or self.now() >= grant.login_time + self.refresh_lifetime
-            ):
+            if grant is None:
+                return _json_reply(400, REFRESH_DEAD_BODY)
+            if self.now() >= grant.login_time + self.refresh_lifetime:
+                if self.expired_login_401:  # whether or not a later login revoked it too
+                    return _json_reply(401, REFRESH_TOKEN_INVALID_BODY)
+                return _json_reply(400, REFRESH_DEAD_BODY)
+            if grant.revoked:
                 return _json_reply(400, REFRESH_DEAD_BODY)
             return _json_reply(200, self._token_response(grant), **{"Cache-Control": "no-store"})
         return _json_reply(400, {"error": "unsupported_grant_type"})

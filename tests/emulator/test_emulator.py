@@ -27,9 +27,9 @@ from tests.emulator.server import (
     DEFAULT_ACCOUNTS,
     EDGE_400_FAULT_KINDS,
     FAULT_KINDS,
-    INVALID_CLIENT_400_BODY,
     REDIRECT_LOCATION,
     REFRESH_DEAD_BODY,
+    REFRESH_TOKEN_INVALID_BODY,
     TOKEN_FAULT_KINDS,
     UNKNOWN_400_BODY,
     Emulator,
@@ -299,6 +299,31 @@ def test_dead_refresh_answer_is_schwabs_nested_one(emu: Emulator) -> None:
     )
 
 
+def test_an_expired_login_can_answer_401_invalid_client(emu: Emulator) -> None:
+    """The form schwab-py documents for a login past its 7 days: 401 ``invalid_client`` naming
+    the refresh token. Only a login past its week answers so; a revoked one still answers 400."""
+    assert emu.expired_login_401 is False
+    emu.configure(one_login_per_app=False)
+    expired = login(emu)
+    emu.advance(WEEK + 1)
+    revoked = login(emu)
+    emu.revoke_all()
+    live = login(emu)
+    assert admin(emu, "config", {"expired_login_401": True}).status_code == 200
+    resp = refresh(emu, expired["refresh_token"])
+    assert resp.status_code == 401 and resp.json() == REFRESH_TOKEN_INVALID_BODY
+    resp = refresh(emu, revoked["refresh_token"])
+    assert resp.status_code == 400 and resp.json() == REFRESH_DEAD_BODY
+    assert refresh(emu, live["refresh_token"]).status_code == 200
+    assert admin(emu, "config", {"expired_login_401": "yes"}).status_code == 400
+    assert emu.expired_login_401 is True
+    emu.configure(expired_login_401=False)
+    resp = refresh(emu, expired["refresh_token"])
+    assert resp.status_code == 400 and resp.json() == REFRESH_DEAD_BODY
+    with Emulator(expired_login_401=True) as other:
+        assert other.expired_login_401 is True
+
+
 def test_revoke_all_kills_refresh_tokens(emu: Emulator) -> None:
     first, second = login(emu), login(emu)
     emu.revoke_all()
@@ -434,6 +459,7 @@ def test_fault_kinds_exported() -> None:
     assert set(EDGE_400_FAULT_KINDS) <= set(TOKEN_FAULT_KINDS)
     assert "invalid_client_400" in TOKEN_FAULT_KINDS
     assert "invalid_client_400" not in EDGE_400_FAULT_KINDS  # a verdict on the refresh token
+    assert "refresh_token_invalid_401" in TOKEN_FAULT_KINDS
     assert len(TOKEN_FAULT_KINDS) == len(set(TOKEN_FAULT_KINDS))
     with pytest.raises(ValueError):
         Emulator().set_fault("nonsense")
@@ -448,6 +474,10 @@ JSON_FAULTS = {
     "invalid_client": (401, {"error": "invalid_client"}),
     "invalid_client_400": (
         400,
+        {"error": "invalid_client", "error_description": "refresh token invalid"},
+    ),
+    "refresh_token_invalid_401": (
+        401,
         {"error": "invalid_client", "error_description": "refresh token invalid"},
     ),
     "unknown_400": (
@@ -471,7 +501,8 @@ def test_json_error_faults(emu: Emulator, kind: str) -> None:
 
 
 def test_json_400_constants() -> None:
-    assert JSON_FAULTS["invalid_client_400"][1] == INVALID_CLIENT_400_BODY
+    assert JSON_FAULTS["invalid_client_400"][1] == REFRESH_TOKEN_INVALID_BODY
+    assert JSON_FAULTS["refresh_token_invalid_401"][1] == REFRESH_TOKEN_INVALID_BODY
     assert JSON_FAULTS["unknown_400"][1] == UNKNOWN_400_BODY
 
 

@@ -151,6 +151,16 @@ ROWS: list[Row] = [
     _token("empty_400", "failed", 4, "400 without a verdict on the refresh token (an empty"),
     _token("unknown_400", "failed", 4, "400 without a verdict on the refresh token"),
     _token("invalid_client_400", "reauth_required", 3, "400 invalid_client"),
+    # The same verdict with 401, as RFC 6749 has it: the status does not decide (one store: the
+    # verdict is Schwab's answer, not the store's).
+    Row(
+        "refresh_token_invalid_401",
+        "token endpoint",
+        "reauth_required",
+        3,
+        "401 invalid_client",
+        stores=("file",),
+    ),
     # Another tool logged in to the same app before the run: Schwab ended our login.
     Row(
         "another_login",

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,6 +18,7 @@ from schwab_tokens.errors import (
     TemporaryFailure,
     UsageError,
 )
+from schwab_tokens.listener import serve_in_background, stop_serving
 from schwab_tokens.oauth import SchwabOAuth, parse_callback, shares_accounts
 from schwab_tokens.settings import Settings
 from schwab_tokens.token import Token
@@ -29,6 +33,30 @@ def logged_in(emulator, **options) -> tuple[SchwabOAuth, dict]:
     url, state = oauth.authorize_url(emulator.callback_url)
     code = parse_callback(follow_authorize(url), state)
     return oauth, oauth.exchange_code(code, emulator.callback_url)
+
+
+@contextlib.contextmanager
+def answering(status: int, body: bytes, content_type: str = "application/json") -> Iterator[str]:
+    """A server on 127.0.0.1 that answers every GET and POST with this answer: its base URL."""
+
+    class Canned(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = serve_in_background(ThreadingHTTPServer(("127.0.0.1", 0), Canned), "canned")
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        stop_serving(server)
 
 
 def test_authorize_url_carries_app_callback_and_random_state() -> None:
@@ -80,7 +108,9 @@ def test_code_exchange_and_refresh_against_emulator(emulator) -> None:
     [
         ("unsupported_token_type", RefreshTokenRejected, "refresh_token_authentication_error"),
         ("invalid_grant", RefreshTokenRejected, "invalid_grant"),
-        ("invalid_client_400", RefreshTokenRejected, "invalid_client"),
+        ("invalid_client_400", RefreshTokenRejected, "400 invalid_client"),
+        # The same verdict with 401 (RFC 6749's status for invalid_client under Basic auth).
+        ("refresh_token_invalid_401", RefreshTokenRejected, "401 invalid_client"),
         # A 400 that carries no OAuth verdict on the refresh token is not one.
         ("html_400", TemporaryFailure, "400 without a verdict .*an HTML error page"),
         ("empty_400", TemporaryFailure, "400 without a verdict .*an empty body"),
@@ -156,6 +186,67 @@ def test_no_retry_starts_that_could_not_end_before_the_lease(emulator) -> None:
     assert oauth.refresh(token["refresh_token"], time_left=30)["access_token"]
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "error", "message"),
+    [
+        # A verdict on the refresh token is one whatever the status.
+        (401, b'{"error": "invalid_grant"}', RefreshTokenRejected, "401 invalid_grant"),
+        (
+            401,
+            b'{"error": "invalid_client", "error_description": "Invalid refresh token"}',
+            RefreshTokenRejected,
+            "401 invalid_client",
+        ),
+        # invalid_client that does not name the refresh token: the app key or secret.
+        (
+            401,
+            b'{"error": "invalid_client", "error_description": "Client authentication failed"}',
+            BadAppCredentials,
+            "401 invalid_client.*check the app key and secret",
+        ),
+        (
+            401,
+            b'{"error": "invalid_client", "hint": "send the refresh token"}',
+            BadAppCredentials,
+            "401 invalid_client",
+        ),
+        # No verdict at all: most likely the credentials.
+        (401, b"<html><h1>401 Unauthorized</h1></html>", BadAppCredentials, "HTML error page"),
+        (401, b"", BadAppCredentials, "an empty body"),
+        (401, b'{"error": "unauthorized"}', BadAppCredentials, "401 unauthorized"),
+        # The same bodies with 400: a verdict on the token, or none (retry later).
+        (
+            400,
+            b'{"error": "invalid_client", "error_description": "Client authentication failed"}',
+            TemporaryFailure,
+            "400 without a verdict",
+        ),
+    ],
+    ids=[
+        "401-invalid-grant",
+        "401-invalid-client-naming-the-token",
+        "401-invalid-client",
+        "401-invalid-client-token-named-elsewhere",
+        "401-html",
+        "401-empty",
+        "401-unknown",
+        "400-invalid-client",
+    ],
+)
+def test_a_401_means_login_required_only_when_it_says_so(
+    status: int, body: bytes, error: type, message: str
+) -> None:
+    """Schwab may answer a dead login 401 invalid_client naming the refresh token; a wrong app
+    key or secret is a 401 that names no refresh token."""
+    content_type = "text/html" if body.startswith(b"<") else "application/json"
+    with answering(status, body, content_type) as base_url:
+        oauth = SchwabOAuth("key", "app-s3cret-value", base_url=base_url, retries=0)
+        with pytest.raises(error, match=message) as info:
+            oauth.refresh("refresh-token-value")
+    assert isinstance(info.value, LoginRequired) == (error is RefreshTokenRejected)
+    assert "refresh-token-value" not in str(info.value) and "s3cret" not in str(info.value)
+
+
 def test_transient_fault_is_retried_then_succeeds(emulator) -> None:
     oauth, token = logged_in(emulator, retries=3)
     emulator.reset_counters()
@@ -181,10 +272,6 @@ def test_connection_refused_is_temporary() -> None:
 def test_a_redirect_is_not_followed(emulator) -> None:
     """A 3xx from the token endpoint would send the refresh token and the app secret wherever
     it points: it is a temporary failure, and the other host hears nothing."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from schwab_tokens.listener import serve_in_background, stop_serving
-
     hits: list[str] = []
 
     class Elsewhere(BaseHTTPRequestHandler):
@@ -296,25 +383,7 @@ def test_logins_that_link_overlapping_accounts_share_them(emulator) -> None:
 )
 def test_an_unusable_account_list_is_a_temporary_failure(body: bytes) -> None:
     """The login's "same Schwab user" check never decides on an answer it cannot read."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from schwab_tokens.listener import serve_in_background, stop_serving
-
-    class Accounts(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = serve_in_background(ThreadingHTTPServer(("127.0.0.1", 0), Accounts), "accounts")
-    try:
-        oauth = SchwabOAuth("key", "secret", base_url=f"http://127.0.0.1:{server.server_port}")
+    with answering(200, body) as base_url:
+        oauth = SchwabOAuth("key", "secret", base_url=base_url)
         with pytest.raises(TemporaryFailure, match="no accounts"):
             oauth.account_fingerprint("a" * 40)
-    finally:
-        stop_serving(server)
