@@ -13,9 +13,10 @@ import contextlib
 import json
 import re
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,11 +27,14 @@ import schwab
 import schwabdev.tokens
 from authlib.integrations.httpx_client import OAuth2Client
 from cryptography.fernet import Fernet
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schwab_tokens.errors import InvalidTokenDocument
-from schwab_tokens.exports import write_schwabdev
-from schwab_tokens.imports import import_login
+from schwab_tokens.errors import InvalidTokenDocument, SchwabTokensError
+from schwab_tokens.exports import SCHWABDEV_COLUMNS, write_schwabdev
+from schwab_tokens.imports import import_login, read_login
 from schwab_tokens.stores import store_from_url
+from schwab_tokens.token import Token
 from tests.emulator import Emulator
 from tests.emulator.schwabpy import SCHWAB_HOST, EmulatorTransport
 from tests.helpers import (
@@ -127,10 +131,20 @@ def schwabdev_login(
 
 
 def _row(path: Path) -> dict[str, Any]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.row_factory = sqlite3.Row
         (row,) = db.execute("SELECT * FROM schwabdev").fetchall()
         return dict(row)
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Move the login in a Schwabdev database ``seconds`` into the past."""
+    issued = datetime.fromisoformat(_row(path)["refresh_token_issued"])
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "UPDATE schwabdev SET refresh_token_issued = ?",
+            ((issued - timedelta(seconds=seconds)).isoformat(),),
+        )
 
 
 def _epoch(iso: str) -> int:
@@ -153,6 +167,9 @@ def test_a_schwab_py_token_file_is_imported_checked_and_keeps_its_login_time(
 ) -> None:
     path = tmp_path / "bot" / "token.json"
     written = schwab_py_login(emulator, path, monkeypatch, capsys)
+    # The login was two days ago (a time no write of this run could make up).
+    written["creation_timestamp"] -= 2 * DAY
+    path.write_text(json.dumps(written))
     before = path.read_bytes()
 
     run = run_cli(["import", str(path), "--store", store_url], cli_env(emulator))
@@ -186,7 +203,10 @@ def test_a_schwabdev_database_is_imported_with_its_login_time(
     emulator: Emulator, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "schwabdev" / "tokens.db"
-    row = schwabdev_login(emulator, path, monkeypatch)
+    schwabdev_login(emulator, path, monkeypatch)
+    # The login was two days ago (a time no write of this run could make up).
+    _age(path, 2 * DAY)
+    row = _row(path)
     before = path.read_bytes()
 
     run = run_cli(["import", str(path), "--store", store_url], cli_env(emulator))
@@ -296,11 +316,7 @@ def test_a_login_past_its_seven_days_is_refused(
     else:
         path = tmp_path / "tokens.db"
         schwabdev_login(emulator, path, monkeypatch)
-        with sqlite3.connect(path) as db:
-            db.execute(
-                "UPDATE schwabdev SET refresh_token_issued = ?",
-                (datetime.fromtimestamp(eight_days_ago, UTC).isoformat(),),
-            )
+        _age(path, 8 * DAY)
     url = str(tmp_path / "store.json")
     calls = emulator.calls_by_grant.get("refresh_token", 0)
 
@@ -327,7 +343,7 @@ def test_logins_it_cannot_carry_on_name_the_login(
     # Schwabdev whose login never finished: its table is empty.
     empty = tmp_path / "empty.db"
     write_schwabdev(token, empty)
-    with sqlite3.connect(empty) as db:
+    with contextlib.closing(sqlite3.connect(empty)) as db, db:
         db.execute("DELETE FROM schwabdev")
 
     for path, why in (
@@ -505,6 +521,78 @@ def test_the_cli_refuses_a_hostile_file_with_exit_5(
     assert not re.search(r"[0-9a-f]{32}", run.text), "a token was quoted"
     assert snapshot(url) is None and not (tmp_path / "store").exists()
     assert emulator.token_calls == 0
+
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()
+    | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_FIELDS = ["access_token", "refresh_token", "expires_at", "expires_in", "id_token", "scope"]
+
+
+def _login_or_refusal(path: Path) -> None:
+    """What ``read_login`` makes of ``path``: a usable token, or our own error naming the
+    problem (exit 3 or 5) without quoting a token; never another exception."""
+    try:
+        _kind, token = read_login(str(path))
+    except SchwabTokensError as exc:
+        assert exc.exit_code in (3, 5), exc
+        assert not re.search(r"[0-9a-f]{32}", str(exc)), "a token was quoted"
+    else:
+        assert Token.parse(token.to_json()) == token
+        assert token.creation_timestamp <= time.time() + 300
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    top=st.dictionaries(st.sampled_from(["creation_timestamp", "token", "format"]), _VALUES),
+    inner=st.dictionaries(st.sampled_from(_FIELDS), _VALUES),
+)
+def test_any_schwab_py_document_is_a_login_or_a_named_refusal(
+    top: dict[str, Any], inner: dict[str, Any]
+) -> None:
+    document = make_token("fuzz").to_dict()
+    document["token"].update(inner)
+    document.update(top)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "token.json"
+        path.write_text(json.dumps(document))  # NaN and Infinity included
+        _login_or_refusal(path)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(SCHWABDEV_COLUMNS),
+        st.none()
+        | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+        | st.floats()
+        | st.text(max_size=40)
+        | st.binary(max_size=40)
+        | st.datetimes(timezones=st.none() | st.just(UTC)).map(datetime.isoformat),
+    )
+)
+def test_any_schwabdev_row_is_a_login_or_a_named_refusal(row: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        valid_one = Path(tmp) / "valid.db"
+        write_schwabdev(make_token("fuzz"), valid_one)
+        values = {**_row(valid_one), **row}
+        # A file from elsewhere need not keep Schwabdev's NOT NULL and types: none here.
+        path = Path(tmp) / "tokens.db"
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute(f"CREATE TABLE schwabdev ({', '.join(SCHWABDEV_COLUMNS)})")
+            db.execute(
+                f"INSERT INTO schwabdev VALUES ({', '.join('?' * len(SCHWABDEV_COLUMNS))})",
+                [values[column] for column in SCHWABDEV_COLUMNS],
+            )
+        _login_or_refusal(path)
 
 
 def test_an_access_view_is_neither_a_file_to_import_nor_a_store(
