@@ -19,6 +19,7 @@ import pytest
 from schwab_tokens import credentials, doctor, notify, status, tickets
 from schwab_tokens.commands import parser
 from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.oauth.http import MAX_RETRY_AFTER
 from schwab_tokens.reader import DEFAULT_REREAD_MARGIN
 from schwab_tokens.refresh import LEASE_WAIT_SECONDS
 from schwab_tokens.settings import (
@@ -66,8 +67,9 @@ def _oauth() -> SchwabOAuth:
 
 
 def _retry() -> Any:
-    """The urllib3 ``Retry`` the default client mounts (backoff cap, ``Retry-After`` cap)."""
-    return _oauth()._http().get_adapter("https://").max_retries
+    """The urllib3 ``Retry`` the default client's calls run under (backoff and ``Retry-After``
+    caps)."""
+    return _oauth()._http.retry()
 
 
 def _resource(name: str) -> dict[str, Any]:
@@ -184,7 +186,7 @@ PINS = [
         ),
     ),
     *pins(
-        (DEFAULT_HTTP_RETRIES, _retry().backoff_max, _retry().MAX_RETRY_AFTER),
+        (DEFAULT_HTTP_RETRIES, _retry().backoff_max, MAX_RETRY_AFTER),
         "settings.DEFAULT_HTTP_RETRIES, SchwabOAuth's Retry",
         (
             HOW,
@@ -255,7 +257,7 @@ PINS = [
         SILENCE / MINUTE,
         "the template's RefresherNotRunningAlarm",
         (EMAILS, "the refresher has not run for {n} minutes"),
-        (EMAILS, "no invocation of the refresher for {n} minutes"),
+        (EMAILS, "no invocation of the refresher in the last {n} minutes"),
         (HOW, "no invocation in {n} minutes"),
     ),
     *pins(

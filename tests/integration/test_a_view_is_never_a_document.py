@@ -30,6 +30,7 @@ DOCUMENT_COMMANDS = {
     "watch": [],
     "doctor": [],
     "login-link": ["--login-url", "https://example.lambda-url.us-east-1.on.aws/"],
+    "import": ["token.json"],
 }
 
 #: (a view's URL, the store's URL the refusal must name)

@@ -53,7 +53,7 @@ def complete_login(
     """Exchange the code in ``link``, check the answer, and store the new login."""
     code = parse_callback(link, state)
     token = Token.from_login(oauth.exchange_code(code, callback_url), now)
-    return record_login(store, token, _account(oauth, token))
+    return record_login(store, token, login_account(oauth, token))
 
 
 def record_login(
@@ -88,6 +88,17 @@ def record_login(
             continue
     else:
         raise WriteConflict(f"{store.url} kept changing while the login was being stored")
+    note_login(store, token, account)
+    return token
+
+
+def note_login(store: TokenStore, token: Token, account: str | None) -> None:
+    """After a new login's token is stored (``record_login``, ``imports.import_login``): keep
+    the consumers' access view in step, then note which Schwab login it is.
+
+    The login has happened by then: a failure is logged, never raised (the next refresh writes
+    the view; a phone login asks for the CLI once).
+    """
     try:
         store.sync_view(token)
     except SchwabTokensError as exc:
@@ -102,7 +113,7 @@ def record_login(
         try:
             _notes, version = store.read_notes()
             store.write_notes({LOGIN: token.creation_timestamp, ACCOUNT: account}, version)
-            return token
+            return
         except WriteConflict:
             continue
         except SchwabTokensError as exc:
@@ -114,10 +125,9 @@ def record_login(
         store.url,
         problem,
     )
-    return token
 
 
-def _account(oauth: SchwabOAuth, token: Token) -> str | None:
+def login_account(oauth: SchwabOAuth, token: Token) -> str | None:
     """Which Schwab login this is; None (and a warning) if Schwab's account route fails, which
     must not cost the user the login they just did."""
     try:

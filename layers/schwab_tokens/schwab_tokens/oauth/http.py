@@ -145,7 +145,7 @@ class Http:
         # shared pools (connections are reused). The session is requests' own: proxies and CA
         # bundles from the environment apply as they always did.
         with requests.Session() as session:
-            adapter = _OneCall(self._pools, self._retry(deadline))
+            adapter = _OneCall(self._pools, self.retry(deadline))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             try:
@@ -175,7 +175,8 @@ class Http:
             self._tries(response, deadline),
         )
 
-    def _retry(self, deadline: Deadline) -> BoundedRetry:
+    def retry(self, deadline: Deadline | None = None) -> BoundedRetry:
+        """The urllib3 ``Retry`` one call runs under (its backoff, caps and deadline)."""
         return BoundedRetry(
             total=self.retries,
             connect=self.retries,
@@ -191,7 +192,7 @@ class Http:
             allowed_methods=frozenset({"GET", "POST"}),
             respect_retry_after_header=True,
             raise_on_status=False,
-            deadline=deadline,
+            deadline=deadline or Deadline(),
         )
 
     def _tries(self, response: requests.Response | None, deadline: Deadline) -> str:
