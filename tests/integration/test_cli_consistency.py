@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from schwab_tokens.commands import COMMANDS
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.listener import MAX_UNUSABLE_LINKS
 from schwab_tokens.stores import store_from_url
@@ -263,15 +264,7 @@ def documented_flags() -> dict[str, set[str]]:
 
 def test_each_command_takes_the_flags_the_docs_show(emulator) -> None:
     documented = documented_flags()
-    assert set(documented) == {
-        "login",
-        "login-link",
-        "refresh",
-        "status",
-        "watch",
-        "export",
-        "doctor",
-    }
+    assert set(documented) == {command.NAME for command in COMMANDS}  # every one, documented
     for command, flags in documented.items():
         run = run_cli([command, "--help"], cli_env(emulator))
         usage = run.out.split("\n\n", 1)[0]
@@ -302,3 +295,25 @@ def test_exit_code_3_covers_a_cancelled_login_in_help_and_docs(emulator) -> None
     docs = (REPO / "docs" / "cli.md").read_text()
     row = next(x for x in docs.splitlines() if x.startswith("| 3 |"))
     assert "login cancelled" in row, row
+
+
+def test_a_credentials_parameter_ssm_refuses_is_refused_before_any_call(
+    emulator, tmp_path: Path
+) -> None:
+    """`/aws...` and `/ssm...` are reserved by SSM: said at once, with the way out, before the
+    browser is sent to Schwab (a login's code is single-use)."""
+    run = run_cli(
+        [
+            "login",
+            "--paste",
+            "--store",
+            str(tmp_path / "tokens.json"),
+            "--credentials-secret",
+            "ssm:/aws-bot/credentials",
+        ],
+        cli_env(emulator),
+    )
+    assert run.code == 2, run.text
+    assert "not beginning with aws or ssm" in run.err and "another name" in run.err
+    assert "/v1/oauth/authorize" not in run.out
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .errors import AccessDenied, ConfigurationError, SchwabTokensError, TemporaryFailure
@@ -118,8 +120,11 @@ def _new_client(service: str) -> Any:
     # boto3 reads AWS_DEFAULT_REGION only; Lambda sets both, and the AWS CLI v2 (which users
     # copy their habits from) reads AWS_REGION. Honour it when boto3's chain found no region.
     region = None if _session[1].region_name else os.environ.get("AWS_REGION") or None
+    # Any: the service is a run-time name; callers annotate the client they get (with the
+    # type stubs of development) where a reader benefits.
+    session: Any = _session[1]
     try:
-        return _session[1].client(service, config=config, region_name=region)
+        return session.client(service, config=config, region_name=region)
     except boto_errors() as exc:
         raise translate(exc, what=f"the {service} client", action=f"{service} access") from exc
 
@@ -250,6 +255,16 @@ def translate(exc: BaseException, *, what: str, action: str) -> SchwabTokensErro
     return SchwabTokensError(f"AWS client error for {what} ({kind})")
 
 
+@contextmanager
+def translated(what: str, action: str) -> Iterator[None]:
+    """Run AWS calls whose errors leave as the package's (``translate``), each naming ``what``
+    and the IAM permission ``action`` it needs."""
+    try:
+        yield
+    except boto_errors() as exc:
+        raise translate(exc, what=what, action=action) from exc
+
+
 def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code") or "")
@@ -357,4 +372,5 @@ __all__ = [
     "publish",
     "reset_clients",
     "translate",
+    "translated",
 ]

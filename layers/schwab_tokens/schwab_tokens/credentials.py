@@ -63,6 +63,7 @@ def load_credentials(settings: Settings, *, source: str | None = None) -> AppCre
 
 def read_credentials(name: str) -> AppCredentials:
     """The credentials stored in secret ``name`` or parameter ``ssm:/...`` (cached)."""
+    check_name(name)
     document = _cached(name)
     try:
         data = strictjson.loads(document)
@@ -97,6 +98,7 @@ def credentials_document(credentials: AppCredentials) -> str:
 def store_credentials(name: str, credentials: AppCredentials) -> None:
     """Write the credentials to secret ``name`` (created if missing; no new version when the
     value is unchanged and readable) or to parameter ``ssm:/...`` (a SecureString)."""
+    check_name(name)
     document = credentials_document(credentials)
     if name.startswith(SSM_PREFIX):
         _put_parameter(name.removeprefix(SSM_PREFIX), document)
@@ -104,6 +106,18 @@ def store_credentials(name: str, credentials: AppCredentials) -> None:
         _put_secret(name, document)
     for provider in list(_providers.values()):
         provider.clear_cache()
+
+
+def check_name(name: str) -> None:
+    """A parameter name SSM would refuse is refused before any call, saying why."""
+    if name.startswith(SSM_PREFIX):
+        from .stores.ssm import check_parameter_name
+
+        check_parameter_name(
+            name.removeprefix(SSM_PREFIX),
+            "a stack whose name begins with aws or ssm cannot keep its credentials in Parameter "
+            "Store: deploy it under another name (or with CredentialsStore=SecretsManager)",
+        )
 
 
 # -- reading through powertools ------------------------------------------------------------------

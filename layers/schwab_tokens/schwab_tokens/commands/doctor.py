@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # With --stack and no --store, the stack's StoreUrl output (None here) is the store.
     url = None if args.stack and args.store is None else store_url(args, settings)
-    report = diagnose(settings, store_url=url, stack=args.stack, region=args.region)
+    report = diagnose(settings, store_url=url, stack_name=args.stack, region=args.region)
     if args.json:
         out(json.dumps(report.to_dict()))
     else:

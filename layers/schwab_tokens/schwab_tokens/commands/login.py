@@ -41,6 +41,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..oauth import SchwabOAuth
 
     target = store(args, settings)
+    if args.credentials_secret:
+        from ..credentials import check_name
+
+        check_name(args.credentials_secret)  # now: they are stored only after the login
     creds, given = _credentials(args, settings)
     callback = check_callback_url(
         args.callback_url or creds.callback_url or DEFAULT_CALLBACK_URL, listen=not args.paste

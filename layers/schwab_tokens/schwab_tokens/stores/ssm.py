@@ -28,6 +28,18 @@ PREFIX = "ssm:"
 _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
 
 
+def check_parameter_name(name: str, fix: str) -> None:
+    """Refuse, before any call, a name SSM would refuse (``UsageError`` naming ``fix``): SSM
+    takes /NAME of letters, digits and ``_ . - /``, and no name beginning with aws or ssm
+    (case-insensitive, ``/aws...`` included)."""
+    top = name.lstrip("/").lower()
+    if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
+        raise UsageError(
+            f"ssm:{name[:80]} cannot name an SSM parameter: use /NAME of letters, digits and "
+            f"_ . - /, not beginning with aws or ssm; {fix}"
+        )
+
+
 class SsmView(View):
     def __init__(
         self,
@@ -37,13 +49,9 @@ class SsmView(View):
         store_url: str = "",
         key_of_store: Callable[[], str | None] | None = None,
     ) -> None:
-        top = name.lstrip("/").split("/", 1)[0].lower()
-        if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
-            raise UsageError(
-                f"ssm:{name[:80]} cannot name an SSM parameter: use /NAME of letters, digits and "
-                "_ . - /, not starting with aws or ssm (rename the Secrets Manager store if its "
-                "name starts so)"
-            )
+        check_parameter_name(
+            name, "rename the Secrets Manager store if its name starts so (the stack's name)"
+        )
         self.name = name
         self.url = PREFIX + name
         self.kms_key_id = kms_key_id

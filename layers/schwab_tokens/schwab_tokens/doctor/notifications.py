@@ -1,0 +1,62 @@
+"""Whether anyone hears the refresher: a confirmed subscription to the stack's topic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import aws
+from .report import Check, fail, ok, plural
+from .stack import region
+
+if TYPE_CHECKING:  # type stubs, a development dependency only
+    from mypy_boto3_sns import SNSClient
+
+#: The commands' stand-in for the user's own address (never guessed, never printed).
+YOUR_EMAIL = "YOU@example.com"
+
+
+def subscriptions(outputs: Mapping[str, str]) -> Check:
+    """At least one confirmed subscription to the stack's ``AlarmTopicArn``."""
+    topic = outputs.get("AlarmTopicArn")
+    if not topic:
+        return fail("notifications", "the stack has no AlarmTopicArn output")
+    client: SNSClient = aws.client("sns")
+    found: list[dict[str, Any]] = []
+    with aws.translated(f"topic {topic}", "sns:ListSubscriptionsByTopic"):
+        for page in client.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
+            found.extend(dict(s) for s in page.get("Subscriptions", []))
+    return notifications_check(topic, found, region())
+
+
+def notifications_check(topic: str, subscriptions: list[dict[str, Any]], region: str) -> Check:
+    """At least one confirmed subscription, from what ``ListSubscriptionsByTopic`` lists."""
+    # A confirmed subscription has an ARN; SNS lists an unconfirmed one (an e-mail address whose
+    # owner never clicked the link: the classic reason nobody gets the e-mails) with the
+    # SubscriptionArn "PendingConfirmation".
+    confirmed = [s for s in subscriptions if str(s.get("SubscriptionArn", "")).startswith("arn:")]
+    pending = [s for s in subscriptions if s.get("SubscriptionArn") == "PendingConfirmation"]
+    subscribe = (
+        f"aws sns subscribe --topic-arn {topic} --protocol email "
+        f"--notification-endpoint {YOUR_EMAIL} --region {region}"
+    )
+    if confirmed:
+        protocols = sorted({str(s.get("Protocol")) for s in confirmed})
+        return ok(
+            "notifications",
+            f"{plural(len(confirmed), 'confirmed subscription')} to {topic} "
+            f"({', '.join(protocols)})",
+        )
+    if pending:
+        endpoints = ", ".join(str(s.get("Endpoint")) for s in pending)
+        return fail(
+            "notifications",
+            f"the subscription of {endpoints} to {topic} is pending confirmation, so nobody "
+            "gets the refresher's e-mails",
+            f"confirm the e-mail AWS sent to {endpoints}, or subscribe one: {subscribe}",
+        )
+    return fail(
+        "notifications",
+        f"nobody is subscribed to {topic}, so nobody gets the refresher's e-mails",
+        f"subscribe one: {subscribe} (then confirm the e-mail AWS sends)",
+    )
