@@ -52,6 +52,7 @@ SEND_BUDGET_SECONDS = 40.0
 #: Services whose URL's host is a server's address, not a key: the only hosts ever shown.
 _HOST_SHOWN = frozenset({"json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos"})
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]{0,31})://")
+_ANY_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,31})://\S*")
 FILE_SUFFIX = ".alerts"
 SSM_PREFIX = "ssm:"
 #: Short: ``alerts add`` followed by ``alerts test`` must see the new URL in a warm notifier.
@@ -117,8 +118,8 @@ def check(url: str) -> str:
     if plugin is None:
         reason = _scrub(captured[-1], url) if captured else "Apprise does not know it"
         raise UsageError(
-            f"Apprise cannot use this {scheme}:// URL ({reason}): check it against the "
-            "service's page at https://appriseit.com or docs/alerts.md"
+            f"Apprise cannot use this {scheme}:// URL ({reason}): check it against "
+            "docs/alerts.md and Apprise's page for the service"
         )
     return url
 
@@ -261,6 +262,8 @@ def _scrub(text: str, url: str) -> str:
                 pieces.add(variant)
     for piece in sorted(pieces, key=len, reverse=True):
         text = text.replace(piece, "…")
+    # Apprise's own masking keeps a first and last character: keep none.
+    text = _ANY_URL.sub(lambda m: f"{m.group(1)}://…", text)
     flat = " ".join(text.split())
     return flat if len(flat) <= 200 else flat[:197] + "..."
 

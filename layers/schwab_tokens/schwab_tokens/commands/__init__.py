@@ -24,11 +24,20 @@ from .. import __version__
 from ..errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
 from ..settings import Settings
 from ..stores import FORMS
-from . import doctor, export, login, login_link, refresh, status, watch
+from . import alerts, doctor, export, login, login_link, refresh, status, watch
 from .common import err
 
 #: In the order ``--help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (login, login_link, refresh, status, watch, export, doctor)
+COMMANDS: tuple[ModuleType, ...] = (
+    login,
+    login_link,
+    refresh,
+    status,
+    watch,
+    export,
+    doctor,
+    alerts,
+)
 
 EPILOG = """\
 exit codes:

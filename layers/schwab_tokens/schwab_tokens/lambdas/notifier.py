@@ -76,7 +76,7 @@ def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
             if not result.ok:
                 logger.error(
                     f"alert to {result.service} (URL {result.index}) failed: {result.detail}",
-                    extra={"service": result.service, "url_index": result.index},
+                    extra={"alert_service": result.service, "alert_url": result.index},
                 )
         delivered = sum(r.ok for r in results)
         logger.info(
