@@ -271,6 +271,7 @@ def test_each_command_takes_the_flags_the_docs_show(emulator) -> None:
         "watch",
         "export",
         "doctor",
+        "alerts",
     }
     for command, flags in documented.items():
         run = run_cli([command, "--help"], cli_env(emulator))

@@ -182,13 +182,13 @@ def _test(args: argparse.Namespace, settings: Settings, where: str) -> int:
     else:
         err(f"no alert URLs in {_label(where)}: add one with `schwab-tokens alerts add`")
     if args.stack:
-        _publish(args.stack, notice)
+        _publish(args.stack, notice, args.region or settings.region)
     if failed or not urls:
         return int(ExitCode.CONFIGURATION)
     return int(ExitCode.OK)
 
 
-def _publish(stack: str, notice: Notice) -> None:
+def _publish(stack: str, notice: Notice, region: str | None) -> None:
     from .. import aws
 
     outputs = _stack_outputs(stack)
@@ -198,15 +198,22 @@ def _publish(stack: str, notice: Notice) -> None:
     aws.publish(topic, notice.subject, notice.message, notice.attributes())
     if outputs.get(NOTIFIER_OUTPUT):
         out(
-            f"published it to the stack's topic too: the notifier sends it from AWS to the same "
-            f"URLs, and the topic's e-mail subscribers get it; if a URL works from here but not "
-            f"from there, the notifier's log names it (`schwab-tokens doctor --stack {stack}`)"
+            "published it to the stack's topic too: the notifier sends it from AWS to the same "
+            "URLs, and the topic's e-mail subscribers get it; if a URL works from here but not "
+            "from there, the notifier's log names its service: "
+            f"aws logs tail {log_group(stack)} --since 10m"
+            + (f" --region {region}" if region else "")
         )
     else:
         out(
             "published it to the stack's topic too (its e-mail subscribers get it); the stack "
             "has no notifier, so the URLs get notices only once it is deployed with Alerts=Enabled"
         )
+
+
+def log_group(stack: str) -> str:
+    """The notifier's log group (the template names it after the stack)."""
+    return f"/aws/lambda/{stack}-notifier"
 
 
 def _token_name(args: argparse.Namespace, settings: Settings) -> str:
