@@ -23,12 +23,8 @@ from typing import Any
 import pytest
 
 from schwab_tokens import alerts, aws
-from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.refresher import handle as refresher
-from schwab_tokens.login import complete_login
 from schwab_tokens.notify import trial_notice
-from schwab_tokens.oauth import SchwabOAuth
-from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator
 from tests.helpers import (
@@ -36,10 +32,11 @@ from tests.helpers import (
     LambdaContext,
     assert_no_secrets,
     cli_env,
-    follow_authorize,
+    emulator_settings,
     free_port,
     load_handler,
     log_records,
+    login,
     make_token,
     run_cli,
     secrets_of,
@@ -149,30 +146,10 @@ def test_the_refreshers_notice_reaches_the_phone_through_the_topic_and_the_notif
 ) -> None:
     topic, queue = subscribed_queue()
     url = s3_store_url()
-    credentials = f"ssm:/{STACK}/credentials"
-    store_credentials(
-        credentials, AppCredentials(emulator.app_key, emulator.app_secret, emulator.callback_url)
+    settings = emulator_settings(
+        emulator, url, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
     )
-    settings = Settings(
-        store_url=url,
-        api_base=emulator.base_url,
-        credentials_secret=credentials,
-        http_timeout=2,
-        http_retries=0,
-        topic_arn=topic,
-        login_url=LOGIN_URL,
-        region="us-east-1",
-    )
-    oauth = SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url)
-    authorize, state = oauth.authorize_url(emulator.callback_url)
-    complete_login(
-        oauth,
-        store_from_url(url, settings),
-        follow_authorize(authorize),
-        state,
-        emulator.callback_url,
-        now=emulator.now(),
-    )
+    login(store_from_url(url, settings), emulator)
     alerts.write_urls(alerts.SSM_PREFIX + PARAMETER, [receiver.json_url(), receiver.form_url()])
     emulator.advance(6 * 86400 + 60)  # the login ends in less than a day
     refresher(EVENT, settings, clock=emulator.now)
@@ -183,6 +160,7 @@ def test_the_refreshers_notice_reaches_the_phone_through_the_topic_and_the_notif
     assert envelope["Message"].startswith("Your Schwab login for the token 'tokens' ends at ")
     assert envelope["MessageAttributes"]["kind"] == {"Type": "String", "Value": "expiring_24h"}
     assert set(envelope["MessageAttributes"]) == {"kind", "token", "notice"}
+    assert_no_secrets(json.dumps(envelope), secrets_of(emulator))  # the notice carries no token
 
     handler = load_handler("notifier")
     capsys.readouterr()

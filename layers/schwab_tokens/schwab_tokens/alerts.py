@@ -331,18 +331,13 @@ def write_urls(where: str, urls: Sequence[str]) -> None:
         raise UsageError(f"at most {MAX_URLS} alert URLs: remove one first")
     text = dump_urls(urls)
     if where.startswith(SSM_PREFIX):
-        name = where.removeprefix(SSM_PREFIX)
-        try:
-            aws.client("ssm").put_parameter(
-                Name=name,
-                Value=text,
-                Type="SecureString",
-                Tier="Standard",
-                Overwrite=True,
-                Description="schwab-tokens alert URLs (Apprise): written by schwab-tokens alerts",
-            )
-        except aws.boto_errors() as exc:
-            raise aws.translate(exc, what=f"parameter {name}", action="ssm:PutParameter") from exc
+        from .credentials import _put_parameter
+
+        _put_parameter(
+            where.removeprefix(SSM_PREFIX),
+            text,
+            "schwab-tokens alert URLs (Apprise): written by schwab-tokens alerts",
+        )
         return
     from .stores.file import write_private
 
