@@ -273,3 +273,14 @@ def test_the_local_file_is_private_and_read_back(tmp_path: Path) -> None:
     alerts.write_urls(str(path), [SERVICES["ntfy"]])
     assert path.stat().st_mode & 0o777 == 0o600
     assert alerts.read_urls(str(path)) == [SERVICES["ntfy"]]
+
+
+@pytest.mark.parametrize(
+    "event", [None, "text", [], {}, {"Records": "x"}, {"Records": [None, {"EventSource": "x"}]}]
+)
+def test_an_event_with_nothing_to_forward_reads_no_urls_and_sends_nothing(event: Any) -> None:
+    from schwab_tokens.lambdas.notifier import handle
+    from schwab_tokens.settings import Settings
+
+    # No parameter is configured: reading the URLs would fail, so none is read.
+    assert handle(event, Settings()) == {"records": []}
