@@ -53,12 +53,12 @@ class Receiver(BackgroundServer):
                     fields = json.loads(raw)
                 else:
                     fields = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                with receiver._arrived:  # recorded before the sender hears back
+                    receiver.requests.append(Received(self.path, kind, fields, raw))
+                    receiver._arrived.notify_all()
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                with receiver._arrived:
-                    receiver.requests.append(Received(self.path, kind, fields, raw))
-                    receiver._arrived.notify_all()
 
             def log_message(self, *_: object) -> None:
                 pass  # the bodies carry the login link: nothing printed
