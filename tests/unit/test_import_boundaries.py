@@ -2,9 +2,10 @@
 
 What users feel: a consumer Lambda's cold start pays for neither boto3 (until its first read of
 an AWS store), an HTTP client, powertools nor cryptography; the token, OAuth and policy modules
-know nothing of AWS; a still-fresh refresher run never imports ``requests``; and only the CLI's
-login listener needs cryptography, and only once it listens. The last case checks the probe
-itself: it does see a library that is loaded.
+know nothing of AWS; a still-fresh refresher run never imports ``requests``; only the CLI's
+login listener needs cryptography, and only once it listens; and Apprise (alerts) loads only
+when an alert URL is checked or sent to, never in a consumer or the refresher. The last cases
+check the probe itself: it does see a library that is loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HEAVY = (
     "aws_lambda_powertools",
     "cryptography",
     "schwab",
+    "apprise",
 )
 AWS = ("boto3", "botocore", "s3transfer")
 
@@ -75,6 +77,8 @@ def _all_modules_but_the_listener() -> str:
     )
 
 
+NOTIFIER = REPO / "functions" / "notifier" / "app.py"
+
 CASES = [
     Case("import schwab_tokens", "import schwab_tokens", forbidden=HEAVY),
     Case(
@@ -99,14 +103,26 @@ CASES = [
     Case(
         "refresher handler, still-fresh run",
         HANDLER_RUN.format(app=str(REPO / "functions" / "refresher" / "app.py")),
-        forbidden=("requests", "cryptography"),
+        forbidden=("requests", "cryptography", "apprise"),
         required=("aws_lambda_powertools",),
     ),
     Case(
         "every module but the listener",
         _all_modules_but_the_listener(),
-        forbidden=("cryptography",),
+        forbidden=("cryptography", "apprise"),
         required=("requests", "aws_lambda_powertools"),
+    ),
+    Case(
+        "notifier handler, imported",
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('app', {str(NOTIFIER)!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))",
+        forbidden=("apprise", "requests", "cryptography"),
+    ),
+    Case(
+        "alerts, checking a URL",
+        "from schwab_tokens import alerts\nalerts.check('json://127.0.0.1:9/hook')",
+        required=("apprise",),
     ),
     Case("listener, imported", "import schwab_tokens.listener", forbidden=("cryptography",)),
     Case(

@@ -231,7 +231,10 @@ def _put_secret(name: str, document: str) -> None:
         raise aws.translate(exc, what=what, action="secretsmanager:PutSecretValue") from exc
 
 
-def _put_parameter(name: str, document: str) -> None:
+def _put_parameter(
+    name: str, document: str, description: str = "Schwab app key and secret for schwab-tokens"
+) -> None:
+    """Write a standard-tier SecureString (``aws/ssm`` key), replacing its value."""
     try:
         aws.client("ssm").put_parameter(
             Name=name,
@@ -239,7 +242,7 @@ def _put_parameter(name: str, document: str) -> None:
             Type="SecureString",
             Tier="Standard",
             Overwrite=True,
-            Description="Schwab app key and secret for schwab-tokens",
+            Description=description,
         )
     except aws.boto_errors() as exc:
         raise aws.translate(exc, what=f"parameter {name}", action="ssm:PutParameter") from exc

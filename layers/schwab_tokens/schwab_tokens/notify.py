@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
+from . import strictjson
 from .errors import LoginReplaced, Outcome, SchwabTokensError, WriteConflict
 from .notes import FAILING, LOGIN, SENT, failing, normalized, with_verdict
 from .refresh import RunResult
@@ -39,17 +40,106 @@ class Kind(StrEnum):
     RECOVERED = "recovered"
 
 
+#: The kind of ``schwab-tokens alerts test``'s notice: sent on request, never for a token's
+#: state, so it is no ``Kind`` (the notes never record it).
+TEST: Literal["test"] = "test"
+
+
 #: The login's notices, in rising order: each is sent at most once per login.
 _LOGIN_LEVELS = (Kind.EXPIRING_24H, Kind.EXPIRING_2H, Kind.LOGIN_REQUIRED)
 _THRESHOLDS = {Kind.EXPIRING_24H: 24 * 3600, Kind.EXPIRING_2H: 2 * 3600}
 
 
+#: The SNS message attribute that carries a notice's parts (``Notice.to_json``) to the
+#: notifier; e-mail subscribers never see attributes, so their message stays the e-mail.
+NOTICE_ATTRIBUTE = "notice"
+#: Chat services cut long texts (Pushover at 1024 characters, Discord at 2000): the chat
+#: text stays under the smallest, whatever a reason or a link adds.
+CHAT_LIMIT = 900
+_LINE_LIMIT = 300
+_PART_LIMIT = 2000  # a link or a command; longer is not ours
+
+
 @dataclass(frozen=True)
 class Notice:
-    kind: Kind
+    """One notification. ``subject`` and ``message`` are the e-mail; ``line`` (what happened,
+    in one line), ``link`` (the one-time phone login, if any) and ``command`` (what to run on
+    a computer, if anything) are the parts a chat text is made of (``chat``)."""
+
+    kind: Kind | Literal["test"]
     token_name: str
     subject: str
     message: str
+    line: str = ""
+    link: str | None = None
+    command: str | None = None
+
+    def chat(self) -> str:
+        """The chat text's body (its title is ``subject``): the line, then the link, or the
+        command when there is no link. Never a token: only what the e-mail says too."""
+        action = self.link or self.command
+        body = self.line if not action else f"{self.line}\n{action}" if self.line else action
+        return body if len(body) <= CHAT_LIMIT else body[: CHAT_LIMIT - 3] + "..."
+
+    def attributes(self) -> dict[str, str]:
+        """The SNS message attributes: ``kind`` and ``token`` (a subscription can filter on
+        them) and the chat's parts (``NOTICE_ATTRIBUTE``, for the notifier)."""
+        return {
+            "kind": str(self.kind),
+            "token": self.token_name,
+            NOTICE_ATTRIBUTE: self.to_json(),
+        }
+
+    def to_json(self) -> str:
+        """The parts a chat needs, as JSON (the SNS attribute ``NOTICE_ATTRIBUTE``)."""
+        parts = {
+            "kind": str(self.kind),
+            "token": self.token_name,
+            "subject": self.subject,
+            "line": self.line,
+            "link": self.link,
+            "command": self.command,
+        }
+        return strictjson.dumps({k: v for k, v in parts.items() if v is not None}).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> Notice:
+        """A notice from ``to_json``'s text, which arrives from outside: anything else (not
+        JSON, an unknown kind, a part that is not a short string) is ``ValueError``, whose
+        message never quotes the text. The e-mail body is not carried (``message`` is "")."""
+        if len(text) > 4 * _PART_LIMIT:
+            raise ValueError("the notice is too long to be ours")
+        try:
+            data = strictjson.loads(text)
+        except strictjson.NotJSON as exc:
+            raise ValueError(f"the notice is not JSON ({exc.reason})") from None
+        if not isinstance(data, dict):
+            raise ValueError("the notice is not a JSON object")
+        kind: Kind | Literal["test"]
+        if data.get("kind") == TEST:
+            kind = TEST
+        else:
+            try:
+                kind = Kind(str(data.get("kind")))
+            except ValueError:
+                raise ValueError("the notice has no known kind") from None
+        parts: dict[str, str | None] = {}
+        for name in ("token", "subject", "line", "link", "command"):
+            value = data.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > _PART_LIMIT):
+                raise ValueError(f"the notice's {name} is not a short text")
+            parts[name] = value
+        if not parts["subject"]:
+            raise ValueError("the notice has no subject")
+        return cls(
+            kind,
+            parts["token"] or "",
+            str(parts["subject"]),
+            "",
+            parts["line"] or "",
+            parts["link"] or None,
+            parts["command"] or None,
+        )
 
 
 def login_level(result: RunResult, now: float) -> Kind | None:
@@ -196,7 +286,8 @@ def compose(
     cli: str | None = None,
 ) -> Notice:
     """The e-mail: a subject that is enough on a lock screen, and a body that says what
-    happened, when the bots stop, and what to do."""
+    happened, when the bots stop, and what to do; and the same in chat's parts (``Notice``):
+    one line, the link, the command."""
     token = result.token
     # SNS takes a subject under 100 characters (plain ASCII here, as older SNS docs require):
     # a long token name is shortened, never the action.
@@ -210,6 +301,7 @@ def compose(
         if link
         else f"Log in again on your computer: {cli}"
     )
+    command: str | None = cli
     if kind is Kind.EXPIRING_24H or kind is Kind.EXPIRING_2H:
         subject = f"Schwab login '{short}' ends in {_left(login_ends - now)}: log in again"
         body = (
@@ -218,6 +310,7 @@ def compose(
             "refresh token is dead and your bots stop getting access tokens.\n\n"
             f"{how}"
         )
+        line = f"The login ends at {_when(login_ends)}; then your bots get no access token."
     elif kind is Kind.LOGIN_REQUIRED:
         last = (
             f"the last access token works until {_when(access_ends)}, then"
@@ -236,14 +329,17 @@ def compose(
                 "\n\nLet only schwab-tokens log in to this app; your other programs can read "
                 "its token (TokenReader, `schwab-tokens export`)."
             )
+            line = "Another login to this app replaced it (Schwab keeps one login per app); "
         else:
             subject = f"Schwab login '{short}' is over: your bots have stopped"
             why = "the refresh token is dead or expired"
             after = ""
+            line = "The refresh token is dead or expired; "
         body = (
             f"The Schwab login for the token '{name}' has ended: {why}; {last} your bots get "
             f"no working token until you log in again.\n\n{how}{after}"
         )
+        line += f"{last} nothing works until you log in again."
     elif kind is Kind.FAILING:
         if token is None:
             stop = "the stored token cannot be read, so your bots get none"
@@ -253,19 +349,38 @@ def compose(
             stop = f"your bots have had no valid access token since {_when(access_ends)}"
         reason = str(result.error) if result.error is not None else "unknown"
         subject = f"Schwab token '{short}': refreshes failing for 30 min"
+        status = f"schwab-tokens status --store {url}"
         body = (
             f"Refreshing the token '{name}' has failed for 30 minutes; {stop}. The refresher "
             f"keeps trying every few minutes.\n\nLast error: {reason}\n\n"
             "Most often Schwab is down or the app key or secret changed. Check "
-            f"`schwab-tokens status --store {url}` and the refresher's log."
+            f"`{status}` and the refresher's log."
         )
+        line = _one_line(f"{stop[0].upper()}{stop[1:]}. Last error: {reason}")
+        link, command = None, status
     else:
         subject = f"Schwab token '{short}' works again"
         body = (
             f"Refreshing the token '{name}' works again; the access token is valid until "
             f"{_when(access_ends)}. Nothing to do."
         )
-    return Notice(kind, name, subject, body)
+        line = f"The access token is valid until {_when(access_ends)}. Nothing to do."
+        link, command = None, None
+    return Notice(kind, name, subject, body, line, link, command)
+
+
+def trial_notice(name: str, sender: str) -> Notice:
+    """What ``schwab-tokens alerts test`` sends: says where it came from, asks nothing."""
+    short = name if len(name) <= 32 else name[:29] + "..."
+    subject = f"Schwab token '{short}': test alert"
+    line = f"A test from {sender}: your alerts reach you. Nothing to do."
+    return Notice(TEST, name, subject, f"{line}\n", line)
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one short line (an error's text can run over lines)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _LINE_LIMIT else flat[: _LINE_LIMIT - 3] + "..."
 
 
 def _left(seconds: float) -> str:

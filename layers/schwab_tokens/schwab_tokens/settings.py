@@ -60,6 +60,8 @@ class Settings:
     topic_arn: str | None = None
     #: The hosted login's function URL (ends with ``/``), when the stack enables it.
     login_url: str | None = None
+    #: The SSM SecureString of the alert URLs the notifier sends to (``/<stack>/alerts``).
+    alerts_parameter: str | None = None
     #: The AWS region (boto3 reads it itself; the refresher names it in the commands it e-mails).
     region: str | None = None
     #: Custom CloudWatch metrics (EMF) besides the log line: opt-in, each costs $0.30 a month.
@@ -92,6 +94,7 @@ class Settings:
             writer=_writer(text("AWS_LAMBDA_FUNCTION_NAME")),
             topic_arn=text("SCHWAB_TOKENS_TOPIC_ARN"),
             login_url=_optional_url(text("SCHWAB_LOGIN_URL"), "SCHWAB_LOGIN_URL"),
+            alerts_parameter=text("SCHWAB_TOKENS_ALERTS_PARAMETER"),
             region=text("AWS_REGION") or text("AWS_DEFAULT_REGION"),
             detailed_metrics=flag(env, "SCHWAB_TOKENS_DETAILED_METRICS"),
             debug=flag(env, "SCHWAB_TOKENS_DEBUG"),

@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import ExitCode, SchwabTokensError, UnexpectedError, UsageError
 from ..settings import Settings
 from ..stores import FORMS
-from . import doctor, export, import_tokens, login, login_link, refresh, status, watch
+from . import alerts, doctor, export, import_tokens, login, login_link, refresh, status, watch
 from .common import err
 
 #: In the order ``--help`` lists them.
@@ -37,6 +37,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     watch,
     export,
     doctor,
+    alerts,
 )
 
 EPILOG = """\

@@ -12,6 +12,7 @@ from ..stores import DEFAULT_STORE_URL, TokenStore, store_from_url
 from ..timefmt import duration
 
 if TYPE_CHECKING:
+    from ..batch import TokenRun
     from ..refresh import RunResult
 
 
@@ -95,11 +96,15 @@ def refresh_targets(
     args: argparse.Namespace, settings: Settings, force: bool
 ) -> list[tuple[Target, RunResult]]:
     """One policy run per token."""
+    return [(each.target, each.result) for each in refresh_runs(args, settings, force)]
+
+
+def refresh_runs(args: argparse.Namespace, settings: Settings, force: bool) -> list[TokenRun]:
+    """One policy run per token, each with the store it ran on (for its notes)."""
     from ..batch import refresh_all
 
     settings = with_margin(args, settings)
-    runs = refresh_all(targets(args, settings), with_app(args, settings, prompt=False), force=force)
-    return [(each.target, each.result) for each in runs]
+    return refresh_all(targets(args, settings), with_app(args, settings, prompt=False), force=force)
 
 
 def with_margin(args: argparse.Namespace, settings: Settings) -> Settings:

@@ -4,6 +4,10 @@ A daemon: it outlives everything that time or a person can fix (a half-written o
 a network outage, Schwab down, a login that is due or over, credentials being changed) and says
 what it waits for, once per change of state; it keeps checking, and picks up a new login or a
 repaired store on its own. Only SIGTERM (exit 0) and SIGINT (exit 130) stop it.
+
+With alert URLs (``--alert URL``, and a local token file's ``<file>.alerts`` that
+``schwab-tokens alerts add`` writes), it sends the refresher's notices through Apprise: the same
+kinds, one per change of state (the store's notes, as the refresher keeps them), to a phone.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import ExitCode, Outcome, SchwabTokensError, UnexpectedError, UsageError
+from ..errors import (
+    ExitCode,
+    Outcome,
+    SchwabTokensError,
+    TemporaryFailure,
+    UnexpectedError,
+    UsageError,
+)
 from ..manifest import Target
 from ..settings import INTERVAL, Settings
 from .common import (
@@ -25,7 +36,7 @@ from .common import (
     add_margin,
     err,
     out,
-    refresh_targets,
+    refresh_runs,
     report,
     targets,
     with_app,
@@ -33,7 +44,9 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from ..notify import Notice
     from ..refresh import RunResult
+    from ..stores import TokenStore
 
 NAME = "watch"
 HELP = "keep the token fresh until stopped (SIGINT/SIGTERM)"
@@ -46,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_app_credentials(parser)
     parser.add_argument("--interval", default="60", help="seconds between checks (default 60)")
     add_margin(parser)
+    parser.add_argument(
+        "--alert",
+        action="append",
+        metavar="URL",
+        help="an Apprise URL (tgram://, discord://, ntfy://...) to send the notices to; "
+        "repeatable; a local token file's alerts (`schwab-tokens alerts add`) are sent to too",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,6 +77,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_margin(args, settings)
     watched = targets(args, settings)
     _check_app(args, settings, watched)
+    if args.alert:
+        from .. import alerts
+
+        args.alert = [alerts.check(url) for url in args.alert]
     stopped: list[int] = []
     wake = threading.Event()
 
@@ -104,11 +128,11 @@ def _round(
     """One refresh of every token. A refresh is always reported; any other state only when it
     differs from the last one reported for that token (``said``), with what watch waits for."""
     try:
-        results = refresh_targets(args, settings, force=False)
+        runs = refresh_runs(args, settings, force=False)
     except SchwabTokensError as exc:  # e.g. a manifest file that is being edited
         _say(said, "*", f"waiting: {exc}; checking again every {every:g} s", error=True)
         return
-    for target, result in results:
+    for target, store, result in runs:
         if result.outcome == Outcome.REFRESHED:
             report(result)
             said[target.name] = str(Outcome.STILL_FRESH)
@@ -121,6 +145,51 @@ def _round(
                 err(f"{result.outcome}: {result.error}")
                 waiting = _waiting_for(result, target)
                 err(f"watch keeps running, {waiting}; checking every {every:g} s")
+        if store is not None:
+            _alert(args, target, store, result, said)
+
+
+def _alert(
+    args: argparse.Namespace,
+    target: Target,
+    store: TokenStore,
+    result: RunResult,
+    said: dict[str, str],
+) -> None:
+    """Send the notice this run calls for (if any) to the alert URLs, through the store's notes
+    as the refresher does: one message per change of state, even with a refresher beside."""
+    from .. import alerts
+    from ..notify import notify
+    from ..stores.file import FileStore
+
+    key = f"alerts:{target.name}"
+    urls = list(args.alert or [])
+    try:
+        if isinstance(store, FileStore):
+            urls += [u for u in alerts.read_urls(str(alerts.file_beside(store.path))) or []]
+    except SchwabTokensError as exc:
+        _say(said, key, f"alerts: {exc}", error=True)
+    urls = list(dict.fromkeys(urls))  # a URL given twice is sent to once
+    if not urls:
+        return  # no one to tell: the notes are left for a notifier that has someone
+
+    def publish(notice: Notice) -> None:
+        results = alerts.send(urls, notice)
+        for each in results:
+            if not each.ok:
+                err(f"alert to {each.service} failed: {each.detail}")
+        delivered = sum(each.ok for each in results)
+        if not delivered:
+            # The notes are put back: the next round tries again.
+            raise TemporaryFailure(f"the {notice.kind} notice reached none of the alert URLs")
+        out(f"alerted {notice.kind} for {target.name} to {delivered} of {len(results)} URL(s)")
+
+    try:
+        notify(store, target.name, result, publish)
+    except SchwabTokensError as exc:
+        _say(said, key, f"alerts: {exc}; trying again next round", error=True)
+    else:
+        said.pop(key, None)
 
 
 def _waiting_for(result: RunResult, target: Target) -> str:

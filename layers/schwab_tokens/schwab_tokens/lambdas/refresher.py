@@ -189,12 +189,7 @@ def _notify(
     def publish(notice: Notice) -> None:
         from .. import aws
 
-        aws.publish(
-            topic,
-            notice.subject,
-            notice.message,
-            {"kind": str(notice.kind), "token": notice.token_name},
-        )
+        aws.publish(topic, notice.subject, notice.message, notice.attributes())
 
     try:
         kind = notify(
