@@ -63,7 +63,7 @@ CHECKOV_ARGS := --framework cloudformation --quiet --compact --skip-download
 CHECKOV_DIR := $(TOOLS_DIR)/checkov-variants
 CHECKOV_ALL_ON := Encryption=CustomerManagedKey CredentialsStore=SecretsManager \
 	HostedLogin=Enabled DetailedMetrics=Enabled AlarmEmail=alarms@example.com \
-	ReservedConcurrency=Enabled
+	ReservedConcurrency=Enabled Alerts=Enabled
 CHECKOV_VARIANTS := all-on-s3 all-on-secretsmanager
 CHECKOV_VARIANT_all-on-s3 := $(CHECKOV_ALL_ON)
 CHECKOV_VARIANT_all-on-secretsmanager := StoreType=SecretsManager $(CHECKOV_ALL_ON)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from schwab_tokens import credentials, doctor, notify, status, tickets
+from schwab_tokens import credentials, notify, status, tickets
+from schwab_tokens.doctor import store as doctor_store
 from schwab_tokens.commands import parser
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.oauth.http import MAX_RETRY_AFTER
@@ -266,7 +267,7 @@ PINS = [
         (LOCAL, "`healthy` (false from {n} day before the login ends)"),
     ),
     *pins(
-        doctor.LOGIN_DUE_SECONDS / HOUR,
+        doctor_store.LOGIN_DUE_SECONDS / HOUR,
         "doctor.LOGIN_DUE_SECONDS",
         (START, "has time left; a warning within {n} hours"),
     ),

@@ -269,7 +269,11 @@ def statuses(run: Run) -> dict[str, str]:
 
 
 #: moto implements no iam:SimulatePrincipalPolicy: doctor says so rather than guessing.
-NOT_SIMULATED = {"refresher reads credentials": "skip", "refresher writes the store": "skip"}
+NOT_SIMULATED = {
+    "refresher reads credentials": "skip",
+    "refresher writes the store": "skip",
+    "alerts": "skip",  # and the default stack has no notifier (Alerts=Disabled)
+}
 NO_SIMULATOR = (
     "not checked: this AWS endpoint cannot simulate IAM policies (iam:SimulatePrincipalPolicy)"
 )
@@ -285,6 +289,7 @@ CHECKS = [
     "refresher writes the store",
     "schedule",
     "notifications",
+    "alerts",
     "refresher runs",
     "hosted login",
 ]
@@ -307,7 +312,7 @@ def test_a_stack_nobody_subscribed_to_fails_on_the_subscription(stack: Deployed)
         "hosted login": "skip",
     }
     assert lines(run)[-1] == (
-        "doctor: 1 problem in 12 checks; exit 5: fix the FAIL lines above, then run doctor again"
+        "doctor: 1 problem in 13 checks; exit 5: fix the FAIL lines above, then run doctor again"
     )
     assert run.code == 5, run.text
     assert_no_secrets(run.text, stack.secrets)
@@ -357,7 +362,7 @@ def test_a_stack_with_a_confirmed_subscription_is_all_ok(stack: Deployed) -> Non
         "(HostedLogin is Disabled: the stack has no LoginUrl output)"
     )
     assert statuses(run) == {**dict.fromkeys(CHECKS, "ok"), **NOT_SIMULATED, "hosted login": "skip"}
-    assert lines(run)[-1] == "doctor: everything is in place (9 ok, 3 skipped)"
+    assert lines(run)[-1] == "doctor: everything is in place (9 ok, 4 skipped)"
     assert run.code == 0, run.text
     assert_no_secrets(run.text, stack.secrets)
 
@@ -421,7 +426,7 @@ def test_a_dead_login_exits_3_with_the_login_line(stack: Deployed) -> None:
     }
     # The login first, though the subscription is missing too.
     assert lines(run)[-1] == (
-        "doctor: 3 problems in 12 checks; exit 3: log in first (see the FAIL lines), then run "
+        "doctor: 3 problems in 13 checks; exit 3: log in first (see the FAIL lines), then run "
         "doctor again"
     )
     assert run.code == 3, run.text
@@ -628,3 +633,30 @@ def test_a_stack_name_ssm_refuses_is_named_with_the_fix(name: str) -> None:
         "a name that does not begin so (sam deploy --stack-name ...)"
     )
     assert stack_name("schwab-" + name) is None
+
+
+def test_a_notifier_that_failed_today_is_named_with_where_to_look(stack: Deployed) -> None:
+    """With Alerts=Enabled: Lambda's Errors of the notifier in the last day (here put where
+    Lambda puts them, on the moto server) fail the "alerts" line, naming the log and the test."""
+    from schwab_tokens.doctor.notifications import notifier
+
+    outputs = {"NotifierFunctionName": "doctor-notifier", "AlertsParameterName": "/doctor/alerts"}
+    assert notifier(outputs, time.time()).line() == (
+        "ok    alerts: the notifier doctor-notifier failed no message in the last day"
+    )
+    aws.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": "doctor-notifier"}],
+                "Value": 3,
+            }
+        ],
+    )
+    assert notifier(outputs, time.time() + 60).line() == (
+        "FAIL  alerts: the notifier doctor-notifier failed 3 times in the last day (AWS/Lambda "
+        "Errors): a message reached none of your alert URLs; see which service answered what: "
+        f"aws logs tail /aws/lambda/doctor-notifier --since 1d --region {REGION}; then "
+        "schwab-tokens alerts test --stack doctor"
+    )

@@ -188,7 +188,12 @@ def test_is_a_sam_template_for_python312_on_arm64() -> None:
     template = load_template()
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     functions = of_type("AWS::Serverless::Function")
-    assert set(functions) == {"RefresherFunction", "LoginFunction", "ExampleConsumerFunction"}
+    assert set(functions) == {
+        "RefresherFunction",
+        "LoginFunction",
+        "ExampleConsumerFunction",
+        "NotifierFunction",
+    }
     globals_ = template["Globals"]["Function"]
     assert "Tracing" not in globals_  # opt-in, on the refresher only
     for name in functions:
@@ -665,11 +670,12 @@ def test_each_identity_holds_exactly_what_its_calls_need(combo: dict[str, str]) 
     }
     if combo["HostedLogin"] == "Enabled":
         assert grants(documents(template, "login")) == writer
-    # Consumers: the access view, read only; bots: the document, the lease and the view.
+    # Consumers: the access view, read only; bots: the document, its notes (a login it finds
+    # over, noted as every writer notes it), the lease and the view.
     assert grants(documents(template, "reader")) == view_read | (
         {("kms:Decrypt", KEY)} if cmk else set()
     )
-    assert grants(documents(template, "bot")) == token | lease | listing | key
+    assert grants(documents(template, "bot")) == token | notes | lease | listing | key
     for identity in ("refresher", "reader", "bot"):
         held = {action for action, _ in grants(documents(template, identity))}
         assert not held & REMOVED, identity
@@ -1334,7 +1340,13 @@ def test_detailed_metrics_turn_on_metrics_tracing_and_the_dashboard(combo: dict[
 
 
 def test_two_alarms_on_lambdas_free_metrics() -> None:
-    alarms = {name: a["Properties"] for name, a in of_type("AWS::CloudWatch::Alarm").items()}
+    # The notifier's own alarm comes with the opt-in notifier (Alerts=Enabled) only.
+    assert resource("NotifierErrorsAlarm")["Condition"] == "AlertsEnabled"
+    alarms = {
+        name: a["Properties"]
+        for name, a in of_type("AWS::CloudWatch::Alarm").items()
+        if name != "NotifierErrorsAlarm"
+    }
     assert set(alarms) == {"RefresherErrorsAlarm", "RefresherNotRunningAlarm"}
     for name, p in alarms.items():
         assert "Condition" not in resource(name)
@@ -1393,7 +1405,8 @@ def test_dashboard_is_valid_json_showing_hours_left_outcomes_and_the_alarms() ->
         assert f'"{name}"' in metrics, name
         assert f'"{name}"' in source, f"the refresher emits no {name}"
     (alarms,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
-    assert len(alarms["properties"]["alarms"]) == len(of_type("AWS::CloudWatch::Alarm"))
+    # Every alarm of the refresher (the opt-in notifier's is not on the DetailedMetrics board).
+    assert len(alarms["properties"]["alarms"]) == len(of_type("AWS::CloudWatch::Alarm")) - 1
     assert variables["RefresherErrors"] == {"Fn::GetAtt": ["RefresherErrorsAlarm", "Arn"]}
     assert variables["RefresherNotRunning"] == {"Fn::GetAtt": ["RefresherNotRunningAlarm", "Arn"]}
 

@@ -109,6 +109,7 @@ def _deployment(
             )
         checks.append(guarded("schedule", lambda: stack.schedule(function)))
     checks.append(guarded("notifications", lambda: notifications.subscriptions(outputs)))
+    checks.append(guarded("alerts", lambda: notifications.notifier(outputs, now)))
     if function is not None:
         runs = "refresher runs"
         checks.append(guarded(runs, lambda: stack.recent_runs(function, store, token, now)))

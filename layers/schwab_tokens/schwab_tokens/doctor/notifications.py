@@ -6,14 +6,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import aws
-from .report import Check, fail, ok, plural
-from .stack import region
+from .report import Check, Status, fail, ok, plural
+from .stack import function_errors, region
 
 if TYPE_CHECKING:  # type stubs, a development dependency only
     from mypy_boto3_sns import SNSClient
 
 #: The commands' stand-in for the user's own address (never guessed, never printed).
 YOUR_EMAIL = "YOU@example.com"
+#: How far back the notifier's failures are counted: its messages are rare.
+NOTIFIER_WINDOW_SECONDS = 24 * 3600
 
 
 def subscriptions(outputs: Mapping[str, str]) -> Check:
@@ -60,3 +62,21 @@ def notifications_check(topic: str, subscriptions: list[dict[str, Any]], region:
         f"nobody is subscribed to {topic}, so nobody gets the refresher's e-mails",
         f"subscribe one: {subscribe} (then confirm the e-mail AWS sends)",
     )
+
+
+def notifier(outputs: Mapping[str, str], now: float) -> Check:
+    """The alerts notifier (``Alerts=Enabled``) failed no message in the last day."""
+    name = outputs.get("NotifierFunctionName")
+    if not name:
+        return Check("alerts", Status.SKIP, "not enabled (Alerts is Disabled)")
+    errors = function_errors(name, now, NOTIFIER_WINDOW_SECONDS)
+    stack = outputs.get("AlertsParameterName", "/<stack>/alerts").strip("/").split("/")[0]
+    if errors:
+        return fail(
+            "alerts",
+            f"the notifier {name} failed {plural(errors, 'time')} in the last day "
+            "(AWS/Lambda Errors): a message reached none of your alert URLs",
+            f"see which service answered what: aws logs tail /aws/lambda/{stack}-notifier "
+            f"--since 1d --region {region()}; then schwab-tokens alerts test --stack {stack}",
+        )
+    return ok("alerts", f"the notifier {name} failed no message in the last day")
