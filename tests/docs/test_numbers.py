@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from schwab_tokens import credentials, notify, status, tickets
-from schwab_tokens.doctor import store as doctor_store
 from schwab_tokens.commands import parser
+from schwab_tokens.doctor import store as doctor_store
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.oauth.http import MAX_RETRY_AFTER
 from schwab_tokens.reader import DEFAULT_REREAD_MARGIN
