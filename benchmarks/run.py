@@ -24,8 +24,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from schwab_tokens import aws  # noqa: E402
+from schwab_tokens.policy import run  # noqa: E402
 from schwab_tokens.reader import TokenReader  # noqa: E402
-from schwab_tokens.refresh import run  # noqa: E402
 from schwab_tokens.stores import store_from_url  # noqa: E402
 from schwab_tokens.stores.base import TokenStore  # noqa: E402
 from tests.emulator import Emulator  # noqa: E402
@@ -263,7 +263,7 @@ def scale_child(count: int, emulator_url: str) -> None:
     import requests
 
     from schwab_tokens.batch import refresh_all
-    from schwab_tokens.login import complete_login
+    from schwab_tokens.login_flow import complete_login
     from schwab_tokens.manifest import Target
     from schwab_tokens.oauth import SchwabOAuth
     from schwab_tokens.settings import Settings

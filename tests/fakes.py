@@ -168,7 +168,7 @@ class FakeStore(TokenStore):
         if action is not None:
             action()
         if self._raw is None:
-            raise self.no_token()
+            raise self.no_token_error()
         return RawDocument(self._raw, self.version() or "", self._written_at)
 
     def version(self) -> str | None:
@@ -180,12 +180,12 @@ class FakeStore(TokenStore):
         landed = self.version() == expected_version
         self.writes.append(WriteRecord("policy", token, expected_version, landed))
         if not landed:
-            raise self.changed("holds a token" if expected_version is None else "changed")
+            raise self.changed_error("holds a token" if expected_version is None else "changed")
         version = self._store(token.to_json())
         if self.lose_next_write_answer:
             self.lose_next_write_answer = False
             # The retry of a write that landed names the old version: refused.
-            raise self.changed()
+            raise self.changed_error()
         return version
 
     def lease(
@@ -235,7 +235,7 @@ class FakeStore(TokenStore):
 
     def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
         if self.read_notes_raw()[1] != expected_version:
-            raise self.changed("notes changed")
+            raise self.changed_error("notes changed")
         self._notes, self._notes_version = raw, self._notes_version + 1
         return f"n{self._notes_version}"
 

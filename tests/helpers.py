@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from schwab_tokens.errors import LoginRequired
-from schwab_tokens.login import complete_login
+from schwab_tokens.login_flow import complete_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url

@@ -1,7 +1,7 @@
 """Notifier Lambda (opt-in, subscribed to the stack's topic): forwards each notice and alarm to
 the user's alert URLs through Apprise (Telegram, Discord, Slack, ntfy, Pushover, e-mail...).
 
-All logic is in ``schwab_tokens.lambdas.notifier`` and ``schwab_tokens.alerts`` (our layer);
+All logic is in ``schwab_tokens.lambdas.notifier`` and ``schwab_tokens.alert_urls`` (our layer);
 this only wires powertools around it. The event is never logged: a notice carries the one-time
 login link.
 """

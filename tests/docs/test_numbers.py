@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from schwab_tokens import credentials, notify, status, tickets
+from schwab_tokens import credentials, health, notify, tickets
 from schwab_tokens.commands import parser
-from schwab_tokens.doctor import store as doctor_store
+from schwab_tokens.diagnosis import store as doctor_store
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.oauth.http import MAX_RETRY_AFTER
+from schwab_tokens.policy import LEASE_WAIT_SECONDS
 from schwab_tokens.reader import DEFAULT_REREAD_MARGIN
-from schwab_tokens.refresh import LEASE_WAIT_SECONDS
 from schwab_tokens.settings import (
     DEFAULT_HTTP_RETRIES,
     DEFAULT_LEASE_TTL,
@@ -262,13 +262,13 @@ PINS = [
         (HOW, "no invocation in {n} minutes"),
     ),
     *pins(
-        status.REFRESH_WARNING_SECONDS / DAY,
-        "status.REFRESH_WARNING_SECONDS",
+        health.REFRESH_WARNING_SECONDS / DAY,
+        "health.REFRESH_WARNING_SECONDS",
         (LOCAL, "`healthy` (false from {n} day before the login ends)"),
     ),
     *pins(
         doctor_store.LOGIN_DUE_SECONDS / HOUR,
-        "doctor.LOGIN_DUE_SECONDS",
+        "diagnosis.LOGIN_DUE_SECONDS",
         (START, "has time left; a warning within {n} hours"),
     ),
     # The phone login: the link's life and the sign-in's.

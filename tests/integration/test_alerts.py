@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from schwab_tokens import alerts, aws
+from schwab_tokens import alert_urls, aws
 from schwab_tokens.lambdas.refresher import handle as refresher
 from schwab_tokens.notify import trial_notice
 from schwab_tokens.stores import store_from_url
@@ -64,7 +64,7 @@ def closed_url() -> str:
 
 def test_a_notice_reaches_json_and_form_receivers(receiver: Receiver) -> None:
     notice = trial_notice("family", "a test")
-    results = alerts.send([receiver.json_url(), receiver.form_url()], notice)
+    results = alert_urls.send([receiver.json_url(), receiver.form_url()], notice)
     assert [(r.service, r.ok, r.detail) for r in results] == [
         ("JSON (127.0.0.1)", True, "delivered"),
         ("Form (127.0.0.1)", True, "delivered"),
@@ -79,7 +79,7 @@ def test_a_notice_reaches_json_and_form_receivers(receiver: Receiver) -> None:
 
 def test_a_refusing_service_is_reported_with_its_answer(receiver: Receiver) -> None:
     receiver.status = 403
-    (result,) = alerts.send([receiver.json_url(SECRET)], trial_notice("family", "a test"))
+    (result,) = alert_urls.send([receiver.json_url(SECRET)], trial_notice("family", "a test"))
     assert not result.ok
     assert "403" in result.detail and SECRET not in result.detail
 
@@ -150,7 +150,9 @@ def test_the_refreshers_notice_reaches_the_phone_through_the_topic_and_the_notif
         emulator, url, http_retries=0, topic_arn=topic, login_url=LOGIN_URL
     )
     login(store_from_url(url, settings), emulator)
-    alerts.write_urls(alerts.SSM_PREFIX + PARAMETER, [receiver.json_url(), receiver.form_url()])
+    alert_urls.write_urls(
+        alert_urls.SSM_PREFIX + PARAMETER, [receiver.json_url(), receiver.form_url()]
+    )
     emulator.advance(6 * 86400 + 60)  # the login ends in less than a day
     refresher(EVENT, settings, clock=emulator.now)
 
@@ -184,7 +186,7 @@ def test_one_failing_url_does_not_stop_a_good_one_and_the_log_names_only_the_ser
     notifier_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    alerts.write_urls(alerts.SSM_PREFIX + PARAMETER, [closed_url(), receiver.json_url()])
+    alert_urls.write_urls(alert_urls.SSM_PREFIX + PARAMETER, [closed_url(), receiver.json_url()])
     notice = trial_notice("family", "a test")
     event = {
         "Records": [
@@ -213,7 +215,7 @@ def test_one_failing_url_does_not_stop_a_good_one_and_the_log_names_only_the_ser
     assert SECRET not in logs and "bot:" not in logs
 
     # Every URL failing: the invocation fails (Lambda retries it, its Errors metric counts it).
-    alerts.write_urls(alerts.SSM_PREFIX + PARAMETER, [closed_url(), closed_url()])
+    alert_urls.write_urls(alert_urls.SSM_PREFIX + PARAMETER, [closed_url(), closed_url()])
     aws.reset_clients()  # a new container: the URLs are cached for a minute in a warm one
     handler = load_handler("notifier")  # a cold start: its modules (and error classes) anew
     with pytest.raises(handler.handle.__globals__["NothingDelivered"]) as failed:
@@ -228,7 +230,7 @@ def test_a_cloudwatch_alarm_is_forwarded_and_a_foreign_record_skipped(
     notifier_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    alerts.write_urls(alerts.SSM_PREFIX + PARAMETER, [receiver.form_url()])
+    alert_urls.write_urls(alert_urls.SSM_PREFIX + PARAMETER, [receiver.form_url()])
     alarm = {
         "AlarmName": f"{STACK}-RefresherNotRunning",
         "NewStateValue": "ALARM",
@@ -360,8 +362,8 @@ def test_alerts_commands_keep_the_stacks_urls_secret_and_test_them(
 
     listed = cli("list")
     assert listed.out.splitlines() == [
-        f"1. JSON (127.0.0.1) [{alerts.fingerprint(secret_url)}]",
-        f"2. JSON (127.0.0.1) [{alerts.fingerprint(json.loads(stored['Value'])[1])}]",
+        f"1. JSON (127.0.0.1) [{alert_urls.fingerprint(secret_url)}]",
+        f"2. JSON (127.0.0.1) [{alert_urls.fingerprint(json.loads(stored['Value'])[1])}]",
     ]
 
     tested = cli("test")

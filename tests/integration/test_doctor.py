@@ -40,7 +40,7 @@ import pytest
 from schwab_tokens import aws
 from schwab_tokens.access import AccessView
 from schwab_tokens.credentials import AppCredentials, store_credentials
-from schwab_tokens.doctor import (
+from schwab_tokens.diagnosis import (
     Check,
     Report,
     Status,
@@ -624,7 +624,7 @@ def test_a_stack_name_ssm_refuses_is_named_with_the_fix(name: str) -> None:
     """SSM refuses parameter names beginning with aws or ssm, and the stack keeps its
     credentials and view under /<stack>/: a stack made before the template refused such a name
     is told why its login and view fail, and what to do."""
-    from schwab_tokens.doctor.stack import stack_name
+    from schwab_tokens.diagnosis.stack import stack_name
 
     check = stack_name(name)
     assert check is not None and check.line() == (
@@ -638,7 +638,7 @@ def test_a_stack_name_ssm_refuses_is_named_with_the_fix(name: str) -> None:
 def test_a_notifier_that_failed_today_is_named_with_where_to_look(stack: Deployed) -> None:
     """With Alerts=Enabled: Lambda's Errors of the notifier in the last day (here put where
     Lambda puts them, on the moto server) fail the "alerts" line, naming the log and the test."""
-    from schwab_tokens.doctor.notifications import notifier
+    from schwab_tokens.diagnosis.notifications import notifier
 
     outputs = {"NotifierFunctionName": "doctor-notifier", "AlertsParameterName": "/doctor/alerts"}
     assert notifier(outputs, time.time()).line() == (

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from schwab_tokens.credentials import AppCredentials, store_credentials
-from schwab_tokens.login import complete_login
+from schwab_tokens.login_flow import complete_login
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME
 from tests.helpers import (

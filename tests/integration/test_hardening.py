@@ -23,7 +23,7 @@ import requests
 
 from schwab_tokens import __version__
 from schwab_tokens.listener import CallbackListener, listen_for_login
-from schwab_tokens.login import complete_login
+from schwab_tokens.login_flow import complete_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.stores.file import FileStore
 from schwab_tokens.token import Token

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from schwab_tokens import aws, tickets
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.login import handle
-from schwab_tokens.login import complete_login, record_login
+from schwab_tokens.login_flow import complete_login, record_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url

@@ -150,7 +150,7 @@ def test_a_holder_past_its_deadline_neither_calls_nor_writes(
     url: str, emulator: Emulator, aws_endpoint: str
 ) -> None:
     """Its lease ran out while it waited for the lease to be worth using: nothing is sent."""
-    from schwab_tokens.refresh import run
+    from schwab_tokens.policy import run
     from tests.helpers import oauth_for
 
     store = store_from_url(url, Settings())

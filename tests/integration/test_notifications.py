@@ -24,7 +24,7 @@ import pytest
 from schwab_tokens import aws, tickets
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.refresher import RefreshRunFailed, handle
-from schwab_tokens.login import complete_login
+from schwab_tokens.login_flow import complete_login
 from schwab_tokens.oauth import SchwabOAuth, parse_callback
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url

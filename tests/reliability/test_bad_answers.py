@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from schwab_tokens.refresh import run
+from schwab_tokens.policy import run
 from schwab_tokens.stores import store_from_url
 from tests.emulator import BAD_ANSWER_FAULT_KINDS, Emulator
 from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, login, oauth_for

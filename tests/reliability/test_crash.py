@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from schwab_tokens.refresh import run
+from schwab_tokens.policy import run
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import Token
 from tests.emulator import Emulator

@@ -44,7 +44,7 @@ from schwab_tokens.access import AccessView
 from schwab_tokens.errors import ExitCode
 from schwab_tokens.lambdas.refresher import METRIC_FOR_OUTCOME
 from schwab_tokens.oauth import SchwabOAuth
-from schwab_tokens.refresh import run
+from schwab_tokens.policy import run
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.file import FileStore
 from schwab_tokens.token import Token

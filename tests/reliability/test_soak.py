@@ -41,8 +41,8 @@ import pytest
 
 from schwab_tokens.errors import Outcome
 from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.policy import run
 from schwab_tokens.reader import TokenReader
-from schwab_tokens.refresh import run
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
 from tests.emulator import Emulator

@@ -602,7 +602,7 @@ def test_the_example_consumer_reads_the_view_with_only_the_reader_policy(
 
     from schwab_tokens import aws
     from schwab_tokens.errors import AccessDenied
-    from schwab_tokens.refresh import Outcome, run
+    from schwab_tokens.policy import Outcome, run
     from schwab_tokens.stores import store_from_url
     from tests.helpers import LambdaContext, lambda_event, load_handler, login, oauth_for
 

@@ -44,7 +44,7 @@ from schwab_tokens import TokenReader, aws, tickets
 from schwab_tokens.access import AccessView
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.errors import AccessDenied
-from schwab_tokens.refresh import Outcome, run
+from schwab_tokens.policy import Outcome, run
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from tests.emulator import Emulator

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from schwab_tokens.refresh import LEASE_WAIT_SECONDS
+from schwab_tokens.policy import LEASE_WAIT_SECONDS
 from schwab_tokens.settings import DEFAULT_LEASE_TTL
 from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
 from tests.template import (

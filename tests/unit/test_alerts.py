@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from schwab_tokens import alerts
+from schwab_tokens import alert_urls
 from schwab_tokens.errors import ConfigurationError, Outcome, UsageError
 from schwab_tokens.lambdas.notifier import MAX_MESSAGE, from_record
 from schwab_tokens.notify import Kind, Notice, compose, trial_notice
-from schwab_tokens.refresh import RunResult
+from schwab_tokens.policy import RunResult
 from schwab_tokens.token import Token
 from tests.fakes import token_at
 
@@ -45,17 +45,19 @@ SECRET_PARTS = (
 @pytest.mark.parametrize("service", list(SERVICES))
 def test_a_url_of_each_named_service_parses_and_is_shown_without_its_secret(service: str) -> None:
     url = SERVICES[service]
-    assert alerts.check(f"  {url}\n") == url
-    shown = alerts.describe(url)
+    assert alert_urls.check(f"  {url}\n") == url
+    shown = alert_urls.describe(url)
     assert shown.startswith(service)
     assert not [part for part in SECRET_PARTS if part in shown], shown
 
 
 def test_plain_servers_are_shown_with_their_host_and_nothing_more() -> None:
-    assert alerts.describe("json://user:pw-secret@127.0.0.1:8080/hook-secret") == (
+    assert alert_urls.describe("json://user:pw-secret@127.0.0.1:8080/hook-secret") == (
         "JSON (127.0.0.1)"
     )
-    assert alerts.describe("mailto://trader:secretMAILpassword@gmail.com") == "E-Mail (gmail.com)"
+    assert (
+        alert_urls.describe("mailto://trader:secretMAILpassword@gmail.com") == "E-Mail (gmail.com)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +73,7 @@ def test_plain_servers_are_shown_with_their_host_and_nothing_more() -> None:
 )
 def test_a_url_apprise_cannot_use_is_refused_without_echoing_it(url: str) -> None:
     with pytest.raises(UsageError) as refused:
-        alerts.check(url)
+        alert_urls.check(url)
     assert "secretVALUE" not in str(refused.value)
     assert "docs/alerts.md" in str(refused.value) or "paste it again" in str(refused.value)
 
@@ -251,8 +253,8 @@ def test_a_notice_attribute_of_another_type_is_not_read() -> None:
         '{"urls": []}',
         "[1]",
         '[""]',
-        json.dumps(["json://h/x"] * (alerts.MAX_URLS + 1)),
-        json.dumps(["json://h/" + "x" * alerts.MAX_URL_LENGTH]),
+        json.dumps(["json://h/x"] * (alert_urls.MAX_URLS + 1)),
+        json.dumps(["json://h/" + "x" * alert_urls.MAX_URL_LENGTH]),
     ],
 )
 def test_a_stored_list_that_is_not_a_list_of_urls_is_named_with_the_fix(
@@ -261,18 +263,18 @@ def test_a_stored_list_that_is_not_a_list_of_urls_is_named_with_the_fix(
     path = tmp_path / "tokens.json.alerts"
     path.write_text(stored)
     with pytest.raises(ConfigurationError) as refused:
-        alerts.read_urls(str(path))
+        alert_urls.read_urls(str(path))
     assert "schwab-tokens alerts add" in str(refused.value)
     assert str(path) in str(refused.value)
 
 
 def test_the_local_file_is_private_and_read_back(tmp_path: Path) -> None:
-    path = alerts.file_beside(tmp_path / "tokens.json")
+    path = alert_urls.file_beside(tmp_path / "tokens.json")
     assert path.name == "tokens.json.alerts"
-    assert alerts.read_urls(str(path)) is None
-    alerts.write_urls(str(path), [SERVICES["ntfy"]])
+    assert alert_urls.read_urls(str(path)) is None
+    alert_urls.write_urls(str(path), [SERVICES["ntfy"]])
     assert path.stat().st_mode & 0o777 == 0o600
-    assert alerts.read_urls(str(path)) == [SERVICES["ntfy"]]
+    assert alert_urls.read_urls(str(path)) == [SERVICES["ntfy"]]
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,16 @@ CASES = [
     ),
     *[
         Case(f"schwab_tokens.{name}", f"import schwab_tokens.{name}", forbidden=AWS)
-        for name in ("token", "oauth", "refresh", "notify", "tickets", "hosted_login", "login")
+        for name in (
+            "token",
+            "oauth",
+            "policy",
+            "notes",
+            "notify",
+            "tickets",
+            "hosted_login",
+            "login_flow",
+        )
     ],
     Case(
         "refresher handler, still-fresh run",
@@ -121,7 +130,7 @@ CASES = [
     ),
     Case(
         "alerts, checking a URL",
-        "from schwab_tokens import alerts\nalerts.check('json://127.0.0.1:9/hook')",
+        "from schwab_tokens import alert_urls\nalert_urls.check('json://127.0.0.1:9/hook')",
         required=("apprise",),
     ),
     Case("listener, imported", "import schwab_tokens.listener", forbidden=("cryptography",)),

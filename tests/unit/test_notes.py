@@ -15,10 +15,10 @@ import pytest
 
 from schwab_tokens.errors import LoginRequired, NotesTooLarge, Outcome, TemporaryFailure
 from schwab_tokens.lambdas.refresher import forced_mark
-from schwab_tokens.login import record_login
+from schwab_tokens.login_flow import record_login
 from schwab_tokens.notes import FORCED, login_over, normalized, with_verdict
 from schwab_tokens.notify import FAILING_AFTER_SECONDS, next_notes
-from schwab_tokens.refresh import RunResult
+from schwab_tokens.policy import RunResult
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.stores.base import MAX_NOTES_BYTES, encode_notes
 from tests.fakes import FakeStore

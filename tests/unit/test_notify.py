@@ -14,7 +14,7 @@ import pytest
 
 from schwab_tokens.errors import LoginRequired, Outcome, TemporaryFailure
 from schwab_tokens.notify import FAILING_AFTER_SECONDS, Kind, Notice, next_notes, notify
-from schwab_tokens.refresh import RunResult
+from schwab_tokens.policy import RunResult
 from schwab_tokens.stores.file import FileStore
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token
 

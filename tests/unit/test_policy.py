@@ -27,7 +27,7 @@ from schwab_tokens.errors import (
     TemporaryFailure,
     WriteConflict,
 )
-from schwab_tokens.refresh import CONFLICT_RETRIES, RunResult, run
+from schwab_tokens.policy import CONFLICT_RETRIES, RunResult, run
 from schwab_tokens.settings import DEFAULT_LEASE_TTL, DEFAULT_REFRESH_MARGIN
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token
 from tests.fakes import FakeClock, FakeEndpoint, FakeStore, token_at

@@ -280,7 +280,7 @@ def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensErr
         or ((code in _ACCESS_DENIED or status == 403) and _KMS_MESSAGE.search(message))
     ):
         if throttled:
-            return _temporary(label, what, action)
+            return _temporary_error(label, what, action)
         writing = _is_write(action) or operation.startswith(_WRITE_ACTIONS)
         kms_action = "kms:GenerateDataKey" if writing else "kms:Decrypt"
         return AccessDenied(
@@ -312,11 +312,11 @@ def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensErr
     if code == "InvalidRequestException" and "delet" in message.lower():
         return ConfigurationError(f"{what} {deletion_hint(_name_of(what))}")
     if throttled:
-        return _temporary(label, what, action)
+        return _temporary_error(label, what, action)
     return ConfigurationError(f"AWS refused {action} on {what}: {label}: {message[:300]}")
 
 
-def _temporary(label: str, what: str, action: str) -> TemporaryFailure:
+def _temporary_error(label: str, what: str, action: str) -> TemporaryFailure:
     return TemporaryFailure(
         f"AWS answered {label} to {action} on {what} after {MAX_RETRIES} retries; "
         "the stored token is untouched, try again later"

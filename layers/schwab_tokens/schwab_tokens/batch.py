@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .credentials import load_credentials
 from .errors import SchwabTokensError, UnexpectedError
 from .manifest import Target
-from .refresh import Clock, RunResult, run
+from .policy import Clock, RunResult, run
 from .settings import Settings
 from .stores import TokenStore, store_from_url
 

@@ -39,7 +39,7 @@ from .errors import (
     TemporaryFailure,
     WriteConflict,
 )
-from .login import record_login
+from .login_flow import record_login
 from .oauth import SchwabOAuth, shares_accounts
 from .stores.base import TokenStore
 from .token import Token

@@ -34,8 +34,8 @@ from .errors import (
     WriteConflict,
 )
 from .exports import CLOCK_SKEW_SECONDS, SQLITE_MAGIC, read_schwabdev
-from .login import WRITE_ATTEMPTS, login_account, note_login
-from .refresh import REPLACED_IF_LEFT_SECONDS
+from .login_flow import WRITE_ATTEMPTS, login_account, note_login
+from .policy import REPLACED_IF_LEFT_SECONDS
 from .stores.base import Stored, TokenStore
 from .timefmt import minute
 from .token import MAX_DOCUMENT_BYTES, MAX_EXPIRES_IN, Token, load_json

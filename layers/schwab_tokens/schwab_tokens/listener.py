@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import pages
 from .errors import CallbackError, SchwabTokensError, UnusableLink, UsageError
-from .login import check_callback_url
+from .login_flow import check_callback_url
 from .token import Token
 
 #: A reply to the browser tab that delivered a link: (succeeded, message).

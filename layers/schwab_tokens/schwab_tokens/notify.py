@@ -20,7 +20,7 @@ from typing import Any, Literal
 from . import strictjson
 from .errors import LoginReplaced, Outcome, SchwabTokensError, WriteConflict
 from .notes import FAILING, LOGIN, SENT, failing, normalized, with_verdict
-from .refresh import RunResult
+from .policy import RunResult
 from .stores.base import TokenStore
 from .token import Token
 

@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from .. import alerts
+from .. import alert_urls
 from ..errors import ConfigurationError, ExitCode, UsageError
 from ..settings import Settings
 from .common import err, out, store_url
@@ -73,7 +73,7 @@ def _where(args: argparse.Namespace, settings: Settings) -> str:
     if args.stack:
         if args.store is not None:
             raise UsageError("give --stack NAME or --store FILE, not both")
-        return alerts.SSM_PREFIX + alerts.parameter_name(_stack_name(args.stack))
+        return alert_urls.SSM_PREFIX + alert_urls.parameter_name(_stack_name(args.stack))
     from ..stores import store_from_url
     from ..stores.file import FileStore
 
@@ -84,7 +84,7 @@ def _where(args: argparse.Namespace, settings: Settings) -> str:
             f"{url} is not a local file: a stack's alerts are kept with --stack NAME "
             "(its notifier sends them); local alerts beside a token file with --store FILE"
         )
-    return str(alerts.file_beside(found.path))
+    return str(alert_urls.file_beside(found.path))
 
 
 def _stack_name(name: str) -> str:
@@ -100,21 +100,21 @@ def _stack_name(name: str) -> str:
 
 
 def _label(where: str) -> str:
-    if where.startswith(alerts.SSM_PREFIX):
-        return f"parameter {where.removeprefix(alerts.SSM_PREFIX)}"
+    if where.startswith(alert_urls.SSM_PREFIX):
+        return f"parameter {where.removeprefix(alert_urls.SSM_PREFIX)}"
     return where
 
 
 def _add(args: argparse.Namespace, where: str) -> int:
-    url = alerts.check(_url_from(args.value))
+    url = alert_urls.check(_url_from(args.value))
     # A typo in the stack's name fails here, not in silence.
     outputs = _stack_outputs(args.stack) if args.stack else {}
-    urls = alerts.read_urls(where) or []
+    urls = alert_urls.read_urls(where) or []
     if url in urls:
-        out(f"already there: {urls.index(url) + 1}. {alerts.describe(url)}")
+        out(f"already there: {urls.index(url) + 1}. {alert_urls.describe(url)}")
         return int(ExitCode.OK)
-    alerts.write_urls(where, [*urls, url])
-    out(f"added {len(urls) + 1}. {alerts.describe(url)} ({len(urls) + 1} in {_label(where)})")
+    alert_urls.write_urls(where, [*urls, url])
+    out(f"added {len(urls) + 1}. {alert_urls.describe(url)} ({len(urls) + 1} in {_label(where)})")
     if args.stack:
         if not outputs.get(NOTIFIER_OUTPUT):
             err(
@@ -138,17 +138,17 @@ def _url_from(value: str | None) -> str:
 
 
 def _list(where: str) -> int:
-    urls = alerts.read_urls(where) or []
+    urls = alert_urls.read_urls(where) or []
     if not urls:
         out(f"no alert URLs in {_label(where)}: add one with `schwab-tokens alerts add`")
         return int(ExitCode.OK)
     for index, url in enumerate(urls, start=1):
-        out(f"{index}. {alerts.describe(url)} [{alerts.fingerprint(url)}]")
+        out(f"{index}. {alert_urls.describe(url)} [{alert_urls.fingerprint(url)}]")
     return int(ExitCode.OK)
 
 
 def _remove(args: argparse.Namespace, where: str) -> int:
-    urls = alerts.read_urls(where) or []
+    urls = alert_urls.read_urls(where) or []
     value = (args.value or "").strip()
     if not value:
         raise UsageError("name the URL to remove: its number in `alerts list`, or the URL")
@@ -161,21 +161,21 @@ def _remove(args: argparse.Namespace, where: str) -> int:
     else:
         raise UsageError("that URL is not in the list: give its number from `alerts list`")
     gone = urls.pop(index - 1)
-    alerts.write_urls(where, urls)
-    out(f"removed {index}. {alerts.describe(gone)} ({len(urls)} left in {_label(where)})")
+    alert_urls.write_urls(where, urls)
+    out(f"removed {index}. {alert_urls.describe(gone)} ({len(urls)} left in {_label(where)})")
     return int(ExitCode.OK)
 
 
 def _test(args: argparse.Namespace, settings: Settings, where: str) -> int:
     from ..notify import trial_notice
 
-    urls = alerts.read_urls(where) or []
+    urls = alert_urls.read_urls(where) or []
     name = args.stack or _token_name(args, settings)
     notice = trial_notice(name, f"schwab-tokens alerts test on {socket.gethostname()[:40]}")
     failed = 0
     if urls:
         out(f"sending a test notice from this computer to {len(urls)} alert URL(s):")
-        for result in alerts.send(urls, notice):
+        for result in alert_urls.send(urls, notice):
             failed += not result.ok
             state = "delivered" if result.ok else f"FAILED: {result.detail}"
             out(f"  {result.index}. {result.service}: {state}")

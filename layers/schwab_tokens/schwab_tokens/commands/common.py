@@ -13,7 +13,7 @@ from ..timefmt import duration
 
 if TYPE_CHECKING:
     from ..batch import TokenRun
-    from ..refresh import RunResult
+    from ..policy import RunResult
 
 
 # -- arguments ------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..doctor import diagnose
+    from ..diagnosis import diagnose
 
     # With --stack and no --store, the stack's StoreUrl output (None here) is the store.
     url = None if args.stack and args.store is None else store_url(args, settings)

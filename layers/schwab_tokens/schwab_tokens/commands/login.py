@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..listener import CallbackListener, LinkQueue, listen_for_login
-    from ..login import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
+    from ..login_flow import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
     from ..oauth import SchwabOAuth
 
     target = store(args, settings)

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..status import describe, describe_all, failure_row
+    from ..health import describe, describe_all, failure_row
 
     if several(args, settings):
         rows = describe_all(targets(args, settings), settings)

@@ -45,7 +45,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..notify import Notice
-    from ..refresh import RunResult
+    from ..policy import RunResult
     from ..stores import TokenStore
 
 NAME = "watch"
@@ -78,9 +78,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     watched = targets(args, settings)
     _check_app(args, settings, watched)
     if args.alert:
-        from .. import alerts
+        from .. import alert_urls
 
-        args.alert = [alerts.check(url) for url in args.alert]
+        args.alert = [alert_urls.check(url) for url in args.alert]
     stopped: list[int] = []
     wake = threading.Event()
 
@@ -158,7 +158,7 @@ def _alert(
 ) -> None:
     """Send the notice this run calls for (if any) to the alert URLs, through the store's notes
     as the refresher does: one message per change of state, even with a refresher beside."""
-    from .. import alerts
+    from .. import alert_urls
     from ..notify import notify
     from ..stores.file import FileStore
 
@@ -166,7 +166,7 @@ def _alert(
     urls = list(args.alert or [])
     try:
         if isinstance(store, FileStore):
-            urls += [u for u in alerts.read_urls(str(alerts.file_beside(store.path))) or []]
+            urls += [u for u in alert_urls.read_urls(str(alert_urls.file_beside(store.path))) or []]
     except SchwabTokensError as exc:
         _say(said, key, f"alerts: {exc}", error=True)
     urls = list(dict.fromkeys(urls))  # a URL given twice is sent to once
@@ -174,7 +174,7 @@ def _alert(
         return  # no one to tell: the notes are left for a notifier that has someone
 
     def publish(notice: Notice) -> None:
-        results = alerts.send(urls, notice)
+        results = alert_urls.send(urls, notice)
         for each in results:
             if not each.ok:
                 err(f"alert to {each.service} failed: {each.detail}")

@@ -14,7 +14,7 @@ from ..credentials import load_credentials
 from ..errors import ConfigurationError, SchwabTokensError, UnexpectedError
 from ..hosted_login import HostedLogin, Page, failure_page
 from ..oauth import SchwabOAuth
-from ..refresh import Clock
+from ..policy import Clock
 from ..settings import Settings
 from ..stores import store_from_url
 from ..tickets import ticket_key

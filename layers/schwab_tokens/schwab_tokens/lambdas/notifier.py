@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import alerts, strictjson
+from .. import alert_urls, strictjson
 from ..errors import ConfigurationError, SchwabTokensError
 from ..notify import NOTICE_ATTRIBUTE, Notice
 from ..settings import Settings
@@ -71,7 +71,7 @@ def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
     summary = []
     undelivered = []
     for text in texts:
-        results = alerts.send_text(urls, text.title, text.body)
+        results = alert_urls.send_text(urls, text.title, text.body)
         for result in results:
             if not result.ok:
                 logger.error(
@@ -177,7 +177,7 @@ def _urls(settings: Settings) -> list[str]:
             "the notifier has no SCHWAB_TOKENS_ALERTS_PARAMETER (an SSM parameter /NAME): "
             "deploy the stack with Alerts=Enabled"
         )
-    urls = alerts.read_urls(alerts.SSM_PREFIX + name, cached=True)
+    urls = alert_urls.read_urls(alert_urls.SSM_PREFIX + name, cached=True)
     if not urls:
         stack = name.strip("/").split("/")[0]
         region = f" --region {settings.region}" if settings.region else ""

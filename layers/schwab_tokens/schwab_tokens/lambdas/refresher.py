@@ -28,7 +28,7 @@ from ..errors import Outcome, SchwabTokensError, UnexpectedError, UsageError, Wr
 from ..manifest import Target, targets_from_settings
 from ..notes import FORCED
 from ..notify import Notice, notify
-from ..refresh import Clock, RunResult
+from ..policy import Clock, RunResult
 from ..settings import Settings
 from ..stores import TokenStore
 from ..token import Token
@@ -136,7 +136,7 @@ def parse_event(event: Any) -> bool:
     if force is None:
         return False
     if not isinstance(force, bool):
-        raise UsageError(f'"force" must be true or false (a JSON boolean), not {json_repr(force)}')
+        raise UsageError(f'"force" must be true or false (a JSON boolean), not {short_repr(force)}')
     return force
 
 
@@ -174,7 +174,8 @@ def _note_forced(target: Target, store: TokenStore, mark: str) -> None:
         logger.warning(f"token {target.name}: could not note the forced refresh ({exc})")
 
 
-def json_repr(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """Python's ``repr`` of a value from an event, cut to 40 characters for a message."""
     return repr(value)[:40]
 
 

@@ -101,7 +101,7 @@ class View(abc.ABC):
     def read_raw(self) -> RawDocument:
         """The stored view's bytes and version; ``LoginRequired`` if there is none yet."""
 
-    def missing(self) -> LoginRequired:
+    def missing_error(self) -> LoginRequired:
         writer = f" --store {self.store_url}" if self.store_url else ""
         return LoginRequired(
             f"no access view at {self.url} yet: every writer keeps it beside the token; "
@@ -244,15 +244,15 @@ class TokenStore(abc.ABC):
         return f"{type(self).__name__}({self.url!r})"
 
     # -- messages every backend shares ------------------------------------------------------------
-    def no_token(self) -> LoginRequired:
+    def no_token_error(self) -> LoginRequired:
         return LoginRequired(
             f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
         )
 
-    def changed(self, what: str = "changed") -> WriteConflict:
+    def changed_error(self, what: str = "changed") -> WriteConflict:
         return WriteConflict(f"{self.url} {what} since it was read; not overwritten")
 
-    def deleted(self) -> WriteConflict:
+    def deleted_error(self) -> WriteConflict:
         return WriteConflict(f"{self.url} was deleted since it was read; not overwritten")
 
 

@@ -58,7 +58,7 @@ class FileStore(TokenStore):
     def read_raw(self) -> RawDocument:
         found = self._read(self.path, MAX_DOCUMENT_BYTES)
         if found is None:
-            raise self.no_token()
+            raise self.no_token_error()
         raw, mtime = found
         return RawDocument(raw, _digest(raw), mtime)
 
@@ -82,7 +82,7 @@ class FileStore(TokenStore):
         data = token.to_json()
         with self._exclusive(WRITE_WAIT_SECONDS):
             if self.version() != expected_version:
-                raise self.changed()
+                raise self.changed_error()
             write_private(self.path, data)
         return _digest(data)
 
@@ -108,7 +108,7 @@ class FileStore(TokenStore):
     def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
         with self._exclusive(WRITE_WAIT_SECONDS):
             if self.read_notes_raw()[1] != expected_version:
-                raise self.changed("notes changed")
+                raise self.changed_error("notes changed")
             write_private(self.notes_path, raw)
         return _digest(raw)
 
@@ -202,7 +202,7 @@ class FileView(View):
     def read_raw(self) -> RawDocument:
         found = self.store._read(self.path, MAX_DOCUMENT_BYTES)
         if found is None:
-            raise self.missing()
+            raise self.missing_error()
         return RawDocument(found[0], _digest(found[0]), found[1])
 
     def current(self) -> tuple[AccessView | None, str | None]:
@@ -212,7 +212,7 @@ class FileView(View):
     def put(self, view: AccessView, expected_version: str | None) -> None:
         with self.store._exclusive(WRITE_WAIT_SECONDS):
             if self.current()[1] != expected_version:
-                raise self.store.changed("access view changed")
+                raise self.store.changed_error("access view changed")
             write_private(self.path, view.to_json())
 
 

@@ -76,7 +76,7 @@ class S3Store(TokenStore):
     def read_raw(self) -> RawDocument:
         found = self._get(self.key, MAX_DOCUMENT_BYTES)
         if found is None:
-            raise self.no_token()
+            raise self.no_token_error()
         self._saw(found[1])
         return _raw_document(*found)
 
@@ -154,9 +154,10 @@ class S3Store(TokenStore):
         except aws.boto_errors() as exc:
             code = aws.error_code(exc)
             if code in _CONFLICT_CODES or aws.http_status(exc) in (409, 412):
-                raise self.changed("holds a token" if expected is None else "changed") from None
+                what = "holds a token" if expected is None else "changed"
+                raise self.changed_error(what) from None
             if expected is not None and code in _MISSING_CODES:
-                raise self.deleted() from None
+                raise self.deleted_error() from None
             raise aws.translate(
                 exc, what=f"s3://{self.bucket}/{key}", action="s3:PutObject"
             ) from exc
@@ -186,7 +187,7 @@ class S3Store(TokenStore):
         try:
             return self._put_conditional(self.notes_key, raw, expected_version, {})
         except WriteConflict:
-            raise self.changed("notes changed") from None
+            raise self.changed_error("notes changed") from None
 
     # -- the lease ---------------------------------------------------------------------------
     def lease(
@@ -303,7 +304,7 @@ class S3View(View):
                 f"{self.store.url}` to write it now"
             ) from None
         if found is None:
-            raise self.missing()
+            raise self.missing_error()
         return _raw_document(*found)
 
     def current(self) -> tuple[AccessView | None, str | None]:
@@ -333,7 +334,7 @@ class S3View(View):
         try:
             self.store._put_conditional(self.key, view.to_json(), expected_version, {}, encryption)
         except WriteConflict:
-            raise self.store.changed("access view changed") from None
+            raise self.store.changed_error("access view changed") from None
 
 
 def _raw_document(raw: bytes, response: dict[str, Any]) -> RawDocument:

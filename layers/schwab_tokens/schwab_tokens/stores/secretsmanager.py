@@ -101,7 +101,7 @@ class SecretsManagerStore(TokenStore):
         except aws.boto_errors() as exc:
             # Both "no such secret" and "a secret without a value yet" (e.g. made by the stack).
             if aws.error_code(exc) == "ResourceNotFoundException":
-                raise self.no_token() from None
+                raise self.no_token_error() from None
             raise self._translate(exc, "GetSecretValue") from exc
         text = response.get("SecretString")
         raw = text.encode() if isinstance(text, str) else bytes(response.get("SecretBinary", b""))
@@ -123,7 +123,7 @@ class SecretsManagerStore(TokenStore):
         # writer from adding a secret version that could never become current.
         current = self.version()
         if current != expected_version:
-            raise self._conflict(current)
+            raise self._conflict_error(current)
         new = self._create_pending(document)
         try:
             return self._finish(new, expected_version)
@@ -148,7 +148,7 @@ class SecretsManagerStore(TokenStore):
             if current == new:  # our move landed; only its answer was lost and retried
                 return new
             if current != expected_version:
-                raise self._conflict(current) from None
+                raise self._conflict_error(current) from None
             raise self._translate(exc, "UpdateSecretVersionStage") from exc
         return new
 
@@ -181,14 +181,14 @@ class SecretsManagerStore(TokenStore):
         if current == new:
             return new
         if current is not None:
-            raise self.changed("holds a token")
+            raise self.changed_error("holds a token")
         # No value yet: the first version of a secret gets AWSCURRENT from Secrets Manager
         # itself, so of two racing first writers only one ends up current.
         new = self._create_pending(document)
         current = self.version()
         self._drop_pending(new)
         if current != new:
-            raise self._conflict(current)
+            raise self._conflict_error(current)
         return new
 
     def _create_pending(self, document: str) -> str:
@@ -204,7 +204,7 @@ class SecretsManagerStore(TokenStore):
             )
         except aws.boto_errors() as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
-                raise self.deleted() from None
+                raise self.deleted_error() from None
             raise self._translate(exc, "PutSecretValue") from exc
         return new
 
@@ -313,10 +313,10 @@ class SecretsManagerStore(TokenStore):
             stages = self._stages()
             current = None if stages is None else _current(stages)
             if stages is None or current is None:
-                raise self.changed("has no current token to keep notes beside")
+                raise self.changed_error("has no current token to keep notes beside")
             found = _latest_notes(stages)
             if (None if found is None else found[1]) != expected_version:
-                raise self.changed("notes changed")
+                raise self.changed_error("notes changed")
             seq = 0 if found is None else found[0] + 1
             label = f"notes.{seq}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
             if len(label) > MAX_LABEL_CHARS or not _NOTES_LABEL.match(label):
@@ -324,7 +324,7 @@ class SecretsManagerStore(TokenStore):
                 # 12 digits: refused like any oversized notes, before anything is written.
                 raise NotesTooLarge(f"the notes of {self.url} do not fit a staging label")
             if not self._add_label(label, current):
-                raise self.changed("notes changed")
+                raise self.changed_error("notes changed")
             for version, labels in stages.items():
                 for old in labels:
                     if _NOTES_LABEL.match(old):
@@ -380,10 +380,10 @@ class SecretsManagerStore(TokenStore):
     def _translate(self, exc: BaseException, operation: str) -> SchwabTokensError:
         return aws.translate(exc, what=self.url, action=f"secretsmanager:{operation}")
 
-    def _conflict(self, current: str | None) -> WriteConflict:
+    def _conflict_error(self, current: str | None) -> WriteConflict:
         if current is None:
             return WriteConflict(f"{self.url} has no current token any more; not overwritten")
-        return self.changed()
+        return self.changed_error()
 
 
 def _current(stages: Stages) -> str | None:

@@ -67,7 +67,7 @@ class SsmView(View):
     def read_raw(self) -> RawDocument:
         response = self._get()
         if response is None:
-            raise self.missing()
+            raise self.missing_error()
         parameter = response["Parameter"]
         modified = parameter.get("LastModifiedDate")
         return RawDocument(

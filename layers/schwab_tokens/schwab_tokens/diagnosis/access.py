@@ -76,14 +76,14 @@ def simulate(question: Question) -> dict[str, str]:
         # What moto's server answers for an action it does not implement: a 500 of no XML.
         raise CannotSimulate(_NO_SIMULATOR, Status.SKIP) from None
     except aws.boto_errors() as exc:
-        raise _why_not(exc) from None
+        raise _simulator_error(exc) from None
     return {
         str(result["EvalActionName"]): str(result["EvalDecision"])
         for result in answer.get("EvaluationResults", [])
     }
 
 
-def _why_not(exc: BaseException) -> Exception:
+def _simulator_error(exc: BaseException) -> Exception:
     error = aws.translate(exc, what="the IAM policy simulator", action=SIMULATE)
     if isinstance(error, AccessDenied):
         return CannotSimulate(

@@ -9,7 +9,7 @@ from typing import Any
 from .errors import ExitCode, SchwabTokensError
 from .manifest import Target
 from .notes import login_over
-from .refresh import REPLACED_IF_LEFT_SECONDS
+from .policy import REPLACED_IF_LEFT_SECONDS
 from .settings import Settings
 from .stores import TokenStore, store_from_url
 from .token import Token

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import ExitCode, InvalidTokenDocument, LoginRequired, SchwabTokensError
 from ..notes import login_over
-from ..refresh import REPLACED_IF_LEFT_SECONDS
+from ..policy import REPLACED_IF_LEFT_SECONDS
 from ..stores import TokenStore
 from ..timefmt import duration, when
 from ..token import Token
