@@ -641,7 +641,7 @@ def test_a_notifier_that_failed_today_is_named_with_where_to_look(stack: Deploye
     from schwab_tokens.diagnosis.notifications import notifier
 
     outputs = {"NotifierFunctionName": "doctor-notifier", "AlertsParameterName": "/doctor/alerts"}
-    assert notifier(outputs, time.time()).line() == (
+    assert notifier(outputs, time.time(), Clients(REGION)).line() == (
         "ok    alerts: the notifier doctor-notifier failed no message in the last day"
     )
     aws.client("cloudwatch").put_metric_data(
@@ -654,7 +654,7 @@ def test_a_notifier_that_failed_today_is_named_with_where_to_look(stack: Deploye
             }
         ],
     )
-    assert notifier(outputs, time.time() + 60).line() == (
+    assert notifier(outputs, time.time() + 60, Clients(REGION)).line() == (
         "FAIL  alerts: the notifier doctor-notifier failed 3 times in the last day (AWS/Lambda "
         "Errors): a message reached none of your alert URLs; see which service answered what: "
         f"aws logs tail /aws/lambda/doctor-notifier --since 1d --region {REGION}; then "

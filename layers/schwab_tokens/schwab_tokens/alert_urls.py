@@ -314,29 +314,31 @@ def dump_urls(urls: Sequence[str]) -> str:
     return json.dumps(list(urls))
 
 
-def read_urls(where: str, *, cached: bool = False) -> list[str] | None:
-    """The URLs kept at ``where`` (``ssm:/NAME`` or a file path); None if nothing is kept
-    there yet. ``cached``: through powertools' cache (``CACHE_SECONDS``), for the notifier."""
+def read_urls(where: str, *, cached: bool = False, region: str | None = None) -> list[str] | None:
+    """The URLs kept at ``where`` (``ssm:/NAME`` of ``region``, or a file path); None if
+    nothing is kept there yet. ``cached``: through powertools' cache (``CACHE_SECONDS``), for
+    the notifier."""
     if where.startswith(SSM_PREFIX):
-        text = _read_parameter(where.removeprefix(SSM_PREFIX), cached)
+        text = _read_parameter(where.removeprefix(SSM_PREFIX), cached, region)
     else:
         text = _read_file(Path(where))
     return None if text is None else parse_urls(text, _label(where))
 
 
-def write_urls(where: str, urls: Sequence[str]) -> None:
-    """Replace the URLs kept at ``where``: a SecureString parameter, or a file only its owner
-    can read (0600)."""
+def write_urls(where: str, urls: Sequence[str], region: str | None = None) -> None:
+    """Replace the URLs kept at ``where``: a SecureString parameter (of ``region``), or a file
+    only its owner can read (0600)."""
     if len(urls) > MAX_URLS:
         raise UsageError(f"at most {MAX_URLS} alert URLs: remove one first")
     text = dump_urls(urls)
     if where.startswith(SSM_PREFIX):
-        from .credentials import _put_parameter
+        from .parameters import put_secure_string
 
-        _put_parameter(
+        put_secure_string(
             where.removeprefix(SSM_PREFIX),
             text,
             "schwab-tokens alert URLs (Apprise): written by schwab-tokens alerts",
+            region,
         )
         return
     from .stores.file import write_private
@@ -365,23 +367,23 @@ def _read_file(path: Path) -> str | None:
         raise ConfigurationError(f"{path} is not text: {_REWRITE}") from None
 
 
-def _read_parameter(name: str, cached: bool) -> str | None:
+def _read_parameter(name: str, cached: bool, region: str | None) -> str | None:
     what = f"parameter {name}"
     try:
         if cached:
             from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-            from .credentials import _provider
+            from .parameters import provider
 
             try:
-                value = _provider("ssm").get(name, max_age=CACHE_SECONDS, decrypt=True)
+                value = provider("ssm", region).get(name, max_age=CACHE_SECONDS, decrypt=True)
             except GetParameterError as exc:
                 cause = exc.__cause__ or exc.__context__
                 if cause is not None and isinstance(cause, aws.boto_errors()):
                     raise cause from None
                 raise SchwabTokensError(f"cannot read {what}") from exc
         else:
-            answer = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)
+            answer = aws.client("ssm", region).get_parameter(Name=name, WithDecryption=True)
             value = answer.get("Parameter", {}).get("Value")
     except aws.boto_errors() as exc:
         if aws.error_code(exc) == "ParameterNotFound":

@@ -29,7 +29,7 @@ READ_TIMEOUT = 10
 
 _lock = threading.Lock()
 _session: tuple[int, boto3.session.Session] | None = None
-_clients: dict[tuple[str, int], Any] = {}
+_clients: dict[tuple[str, str | None, int], Any] = {}
 
 # -- error vocabularies (codes as AWS spells them; S3 HEAD errors carry only the status) ---------
 _ACCESS_DENIED = {
@@ -86,43 +86,51 @@ _CREDENTIAL_HINT = (
 
 
 # -- clients -----------------------------------------------------------------------------------
-def client(service: str) -> Any:
-    """A boto3 client for ``service``, made once per process and shared by all threads.
+def client(service: str, region: str | None = None) -> Any:
+    """A boto3 client for ``service`` in ``region`` (``Settings.region``: ``--region``,
+    ``AWS_REGION`` or ``AWS_DEFAULT_REGION``; None: boto3's own chain, the profile's), made once
+    per process and region and shared by all threads.
 
     boto3 clients are thread safe, sessions are not: every client is created under one lock
-    from one session. Endpoints, credentials and the region come only from boto3's own chain.
+    from one session. Endpoints and credentials come only from boto3's own chain.
     """
-    key = (service, os.getpid())
+    key = (service, region, os.getpid())
     found = _clients.get(key)
     if found is not None:
         return found
     with _lock:
-        found = _clients.get(key)
+        session = _this_session()
+        # The region boto3 would choose by itself, named, shares that one's client.
+        same = (service, region or session.region_name, os.getpid())
+        found = _clients.get(same)
         if found is None:
-            found = _new_client(service)
-            _clients[key] = found
+            found = _new_client(session, service, region)
+            _clients[same] = found
+        _clients[key] = found
         return found
 
 
-def _new_client(service: str) -> Any:
+def _this_session() -> Any:
+    """The process's one boto3 session (sessions are not thread safe: made under the lock)."""
     global _session
     import boto3.session
-    from botocore.config import Config
 
     pid = os.getpid()
     if _session is None or _session[0] != pid:
         _session = (pid, boto3.session.Session())
+    return _session[1]
+
+
+def _new_client(session: Any, service: str, region: str | None) -> Any:
+    from botocore.config import Config
+
     config = Config(
         retries={"mode": "standard", "max_attempts": MAX_RETRIES},
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )
-    # boto3 reads AWS_DEFAULT_REGION only; Lambda sets both, and the AWS CLI v2 (which users
-    # copy their habits from) reads AWS_REGION. Honour it when boto3's chain found no region.
-    region = None if _session[1].region_name else os.environ.get("AWS_REGION") or None
     # Any: the service is a run-time name; callers annotate the client they get (with the
     # type stubs of development) where a reader benefits.
-    session: Any = _session[1]
     try:
         return session.client(service, config=config, region_name=region)
     except boto_errors() as exc:
@@ -350,8 +358,9 @@ def _bucket_of(what: str) -> str:
 def publish(topic_arn: str, subject: str, message: str, attributes: dict[str, str]) -> None:
     """One SNS message (e-mail subscribers see ``subject`` and ``message``; ``attributes`` are
     string message attributes a subscription can filter on)."""
+    region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None  # the topic's own
     try:
-        client("sns").publish(
+        client("sns", region).publish(
             TopicArn=topic_arn,
             Subject=subject[:99],  # "less than 100 characters"
             Message=message,

@@ -10,21 +10,16 @@ minutes) instead of one per run.
 from __future__ import annotations
 
 import json
-import os
-import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from . import aws, strictjson
 from .errors import AccessDenied, ConfigurationError, SchwabTokensError, UsageError
+from .parameters import forget_cached, provider, put_secure_string
 from .settings import Settings
 
 #: Matches a 5-minute schedule: a warm container reads the credentials about once per 3 runs.
 CACHE_SECONDS = 900
 SSM_PREFIX = "ssm:"
-
-_lock = threading.Lock()
-_providers: dict[tuple[str, int], Any] = {}
 
 
 class CredentialsNotFound(ConfigurationError):
@@ -45,12 +40,12 @@ def load_credentials(settings: Settings, *, source: str | None = None) -> AppCre
     ``SCHWAB_APP_SECRET`` when both are set, else ``SCHWAB_CREDENTIALS_SECRET``.
     """
     if source:
-        return read_credentials(source)
+        return read_credentials(source, settings.region)
     key, secret, callback = settings.app_key, settings.app_secret, settings.callback_url
     if key and secret:
         return AppCredentials(key, secret, callback)
     if settings.credentials_secret:
-        stored = read_credentials(settings.credentials_secret)
+        stored = read_credentials(settings.credentials_secret, settings.region)
         return AppCredentials(
             key or stored.app_key, secret or stored.app_secret, callback or stored.callback_url
         )
@@ -61,10 +56,11 @@ def load_credentials(settings: Settings, *, source: str | None = None) -> AppCre
     )
 
 
-def read_credentials(name: str) -> AppCredentials:
-    """The credentials stored in secret ``name`` or parameter ``ssm:/...`` (cached)."""
+def read_credentials(name: str, region: str | None = None) -> AppCredentials:
+    """The credentials stored in secret ``name`` or parameter ``ssm:/...`` of ``region``
+    (cached); ``CredentialsNotFound``, ``ConfigurationError`` or ``AccessDenied`` otherwise."""
     check_name(name)
-    document = _cached(name)
+    document = _cached(name, region)
     try:
         data = strictjson.loads(document)
     except strictjson.NotJSON:
@@ -95,17 +91,21 @@ def credentials_document(credentials: AppCredentials) -> str:
     )
 
 
-def store_credentials(name: str, credentials: AppCredentials) -> None:
+def store_credentials(name: str, credentials: AppCredentials, region: str | None = None) -> None:
     """Write the credentials to secret ``name`` (created if missing; no new version when the
     value is unchanged and readable) or to parameter ``ssm:/...`` (a SecureString)."""
     check_name(name)
     document = credentials_document(credentials)
     if name.startswith(SSM_PREFIX):
-        _put_parameter(name.removeprefix(SSM_PREFIX), document)
+        put_secure_string(
+            name.removeprefix(SSM_PREFIX),
+            document,
+            "Schwab app key and secret for schwab-tokens",
+            region,
+        )
     else:
-        _put_secret(name, document)
-    for provider in list(_providers.values()):
-        provider.clear_cache()
+        _put_secret(name, document, region)
+    forget_cached()
 
 
 def check_name(name: str) -> None:
@@ -121,7 +121,7 @@ def check_name(name: str) -> None:
 
 
 # -- reading through powertools ------------------------------------------------------------------
-def _cached(name: str) -> str:
+def _cached(name: str, region: str | None) -> str:
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
     ssm = name.startswith(SSM_PREFIX)
@@ -130,18 +130,20 @@ def _cached(name: str) -> str:
     what = f"parameter {name.removeprefix(SSM_PREFIX)}" if ssm else f"secret {name}"
     try:
         if ssm:
-            value = _provider(service).get(
+            value = provider(service, region).get(
                 name.removeprefix(SSM_PREFIX), max_age=CACHE_SECONDS, decrypt=True
             )
         else:
             # AWSCURRENT named explicitly, as AWS does by default (moto can answer a stale
             # version without it).
-            value = _provider(service).get(name, max_age=CACHE_SECONDS, VersionStage="AWSCURRENT")
+            value = provider(service, region).get(
+                name, max_age=CACHE_SECONDS, VersionStage="AWSCURRENT"
+            )
     except GetParameterError as exc:
         # powertools re-raises inside its except block: the botocore error is the context.
         cause = exc.__cause__ or exc.__context__
         if cause is not None and isinstance(cause, aws.boto_errors()):
-            missing = _missing(cause, what, service)
+            missing = _missing(cause, what, aws.client(service, region).meta.region_name)
             if missing is not None:
                 raise missing from None
             raise aws.translate(cause, what=what, action=action) from cause
@@ -156,7 +158,7 @@ def _cached(name: str) -> str:
     return value
 
 
-def _missing(exc: BaseException, what: str, service: str) -> CredentialsNotFound | None:
+def _missing(exc: BaseException, what: str, region: str | None) -> CredentialsNotFound | None:
     """The error for a secret or parameter that does not exist (most often a typo in its name),
     else None. The name is never echoed back in a command to run: a login run with a misspelt
     name would store the credentials under it."""
@@ -170,42 +172,17 @@ def _missing(exc: BaseException, what: str, service: str) -> CredentialsNotFound
         )
     if code not in ("ParameterNotFound", "ResourceNotFoundException"):
         return None
-    region = aws.client(service).meta.region_name or "this region"
     return CredentialsNotFound(
-        f"{what} does not exist in {region}: check the name (the stack's CredentialsSecretName "
-        "output) and the region (--region); only `schwab-tokens login` given the app key and "
-        "secret (SCHWAB_APP_KEY and SCHWAB_APP_SECRET) creates one"
+        f"{what} does not exist in {region or 'this region'}: check the name (the stack's "
+        "CredentialsSecretName output) and the region (--region); only `schwab-tokens login` "
+        "given the app key and secret (SCHWAB_APP_KEY and SCHWAB_APP_SECRET) creates one"
     )
 
 
-def _provider(service: str) -> Any:
-    """One powertools provider per service and process, sharing our client (our retries and
-    timeouts, boto3's endpoint chain)."""
-    key = (service, os.getpid())
-    found = _providers.get(key)
-    if found is not None:
-        return found
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
-
-    client = aws.client(service)
-    with _lock:
-        if key not in _providers:
-            cls = SSMProvider if service == "ssm" else SecretsProvider
-            _providers[key] = cls(boto3_client=client)
-        return _providers[key]
-
-
-def _forget_providers() -> None:
-    _providers.clear()
-
-
-aws.on_reset(_forget_providers)
-
-
 # -- writing ---------------------------------------------------------------------------------
-def _put_secret(name: str, document: str) -> None:
+def _put_secret(name: str, document: str, region: str | None) -> None:
     what = f"secret {name}"
-    sm = aws.client("secretsmanager")
+    sm = aws.client("secretsmanager", region)
     try:
         sm.create_secret(
             Name=name,
@@ -229,23 +206,6 @@ def _put_secret(name: str, document: str) -> None:
         sm.put_secret_value(SecretId=name, SecretString=document)
     except aws.boto_errors() as exc:
         raise aws.translate(exc, what=what, action="secretsmanager:PutSecretValue") from exc
-
-
-def _put_parameter(
-    name: str, document: str, description: str = "Schwab app key and secret for schwab-tokens"
-) -> None:
-    """Write a standard-tier SecureString (``aws/ssm`` key), replacing its value."""
-    try:
-        aws.client("ssm").put_parameter(
-            Name=name,
-            Value=document,
-            Type="SecureString",
-            Tier="Standard",
-            Overwrite=True,
-            Description=description,
-        )
-    except aws.boto_errors() as exc:
-        raise aws.translate(exc, what=f"parameter {name}", action="ssm:PutParameter") from exc
 
 
 __all__ = [

@@ -13,7 +13,6 @@ environment, the credentials secret, or a hidden prompt.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -71,8 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     debug = False
     try:
-        _use_region(args.region)
-        settings = Settings.from_env()
+        settings = Settings.from_env().with_(region=_region(args.region))
         debug = settings.debug
         return int(args.command(args, settings))
     except SchwabTokensError as exc:
@@ -91,14 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
-def _use_region(region: str | None) -> None:
-    """``--region``: the AWS region of the store and the credentials, for boto3 (which reads
-    only its own chain), whatever the profile's default."""
-    if region is None:
-        return
-    if not _REGION.fullmatch(region):
+def _region(region: str | None) -> str | None:
+    """``--region``: the AWS region of the store and the credentials (passed to every client,
+    whatever the profile's default), checked to be a region's name."""
+    if region is not None and not _REGION.fullmatch(region):
         raise UsageError(f"--region must be an AWS region such as us-east-1, not {region[:40]!r}")
-    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+    return region
 
 
 class _Parser(argparse.ArgumentParser):

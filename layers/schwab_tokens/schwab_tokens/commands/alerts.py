@@ -59,12 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     where = _where(args, settings)
+    region = settings.region
     if args.action == "add":
-        return _add(args, where)
+        return _add(args, where, region)
     if args.action == "list":
-        return _list(where)
+        return _list(where, region)
     if args.action == "remove":
-        return _remove(args, where)
+        return _remove(args, where, region)
     return _test(args, settings, where)
 
 
@@ -105,15 +106,15 @@ def _label(where: str) -> str:
     return where
 
 
-def _add(args: argparse.Namespace, where: str) -> int:
+def _add(args: argparse.Namespace, where: str, region: str | None) -> int:
     url = alert_urls.check(_url_from(args.value))
     # A typo in the stack's name fails here, not in silence.
-    outputs = _stack_outputs(args.stack) if args.stack else {}
-    urls = alert_urls.read_urls(where) or []
+    outputs = _stack_outputs(args.stack, region) if args.stack else {}
+    urls = alert_urls.read_urls(where, region=region) or []
     if url in urls:
         out(f"already there: {urls.index(url) + 1}. {alert_urls.describe(url)}")
         return int(ExitCode.OK)
-    alert_urls.write_urls(where, [*urls, url])
+    alert_urls.write_urls(where, [*urls, url], region)
     out(f"added {len(urls) + 1}. {alert_urls.describe(url)} ({len(urls) + 1} in {_label(where)})")
     if args.stack:
         if not outputs.get(NOTIFIER_OUTPUT):
@@ -137,8 +138,8 @@ def _url_from(value: str | None) -> str:
     return sys.stdin.readline()
 
 
-def _list(where: str) -> int:
-    urls = alert_urls.read_urls(where) or []
+def _list(where: str, region: str | None) -> int:
+    urls = alert_urls.read_urls(where, region=region) or []
     if not urls:
         out(f"no alert URLs in {_label(where)}: add one with `schwab-tokens alerts add`")
         return int(ExitCode.OK)
@@ -147,8 +148,8 @@ def _list(where: str) -> int:
     return int(ExitCode.OK)
 
 
-def _remove(args: argparse.Namespace, where: str) -> int:
-    urls = alert_urls.read_urls(where) or []
+def _remove(args: argparse.Namespace, where: str, region: str | None) -> int:
+    urls = alert_urls.read_urls(where, region=region) or []
     value = (args.value or "").strip()
     if not value:
         raise UsageError("name the URL to remove: its number in `alerts list`, or the URL")
@@ -161,7 +162,7 @@ def _remove(args: argparse.Namespace, where: str) -> int:
     else:
         raise UsageError("that URL is not in the list: give its number from `alerts list`")
     gone = urls.pop(index - 1)
-    alert_urls.write_urls(where, urls)
+    alert_urls.write_urls(where, urls, region)
     out(f"removed {index}. {alert_urls.describe(gone)} ({len(urls)} left in {_label(where)})")
     return int(ExitCode.OK)
 
@@ -169,7 +170,7 @@ def _remove(args: argparse.Namespace, where: str) -> int:
 def _test(args: argparse.Namespace, settings: Settings, where: str) -> int:
     from ..notify import trial_notice
 
-    urls = alert_urls.read_urls(where) or []
+    urls = alert_urls.read_urls(where, region=settings.region) or []
     name = args.stack or _token_name(args, settings)
     notice = trial_notice(name, f"schwab-tokens alerts test on {socket.gethostname()[:40]}")
     failed = 0
@@ -182,7 +183,7 @@ def _test(args: argparse.Namespace, settings: Settings, where: str) -> int:
     else:
         err(f"no alert URLs in {_label(where)}: add one with `schwab-tokens alerts add`")
     if args.stack:
-        _publish(args.stack, notice, args.region or settings.region)
+        _publish(args.stack, notice, settings.region)
     if failed or not urls:
         return int(ExitCode.CONFIGURATION)
     return int(ExitCode.OK)
@@ -191,7 +192,7 @@ def _test(args: argparse.Namespace, settings: Settings, where: str) -> int:
 def _publish(stack: str, notice: Notice, region: str | None) -> None:
     from .. import aws
 
-    outputs = _stack_outputs(stack)
+    outputs = _stack_outputs(stack, region)
     topic = outputs.get(TOPIC_OUTPUT)
     if not topic:
         raise ConfigurationError(f"the stack {stack} has no {TOPIC_OUTPUT} output")
@@ -222,11 +223,11 @@ def _token_name(args: argparse.Namespace, settings: Settings) -> str:
     return default_name(store_url(args, settings))
 
 
-def _stack_outputs(stack: str) -> dict[str, str]:
+def _stack_outputs(stack: str, region: str | None) -> dict[str, str]:
     from .. import aws
 
     try:
-        found = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+        found = aws.client("cloudformation", region).describe_stacks(StackName=stack)["Stacks"]
     except aws.boto_errors() as exc:
         if aws.error_code(exc) == "ValidationError" and "not exist" in str(exc):
             raise ConfigurationError(

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from ..credentials import AppCredentials, store_credentials
 
         store_credentials(
-            args.credentials_secret, AppCredentials(creds.app_key, creds.app_secret, callback)
+            args.credentials_secret,
+            AppCredentials(creds.app_key, creds.app_secret, callback),
+            settings.region,
         )
         out(f"App key and secret stored in {args.credentials_secret}.")
     return int(ExitCode.OK)
@@ -115,7 +117,7 @@ def _credentials(args: argparse.Namespace, settings: Settings) -> tuple[AppCrede
         prompted = with_app(args, settings, prompt=not settings.credentials_secret)
         return load_credentials(prompted), bool(prompted.app_key and prompted.app_secret)
     try:
-        return read_credentials(name), False
+        return read_credentials(name, settings.region), False
     except AccessDenied:
         raise
     except ConfigurationError as exc:  # not there yet, or not a key and secret

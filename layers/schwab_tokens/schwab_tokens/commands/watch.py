@@ -166,7 +166,8 @@ def _alert(
     urls = list(args.alert or [])
     try:
         if isinstance(store, FileStore):
-            urls += [u for u in alert_urls.read_urls(str(alert_urls.file_beside(store.path))) or []]
+            beside = alert_urls.file_beside(store.path)
+            urls += alert_urls.read_urls(str(beside)) or []
     except SchwabTokensError as exc:
         _say(said, key, f"alerts: {exc}", error=True)
     urls = list(dict.fromkeys(urls))  # a URL given twice is sent to once

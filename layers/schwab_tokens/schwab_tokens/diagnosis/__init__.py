@@ -34,6 +34,7 @@ from ..stores import TokenStore, store_from_url
 from ..token import Token
 from . import credentials, notifications, stack, view
 from . import store as token_checks
+from .clients import Clients
 from .notifications import notifications_check
 from .report import Check, Fixes, Report, Status, could_not, fail, guarded, ok
 from .stack import check_login_url
@@ -52,9 +53,10 @@ def diagnose(
     ``--region`` the user gave, repeated in the commands printed as fixes."""
     report = Report()
     fixes = Fixes(region)
+    clients = Clients(settings.region)
     outputs: dict[str, str] | None = None
     if stack_name is not None:
-        check, outputs = stack.read_stack(stack_name)
+        check, outputs = stack.read_stack(stack_name, clients)
         report.checks.append(check)
         if store_url is None and outputs is not None:
             store_url = outputs.get("StoreUrl")
@@ -70,7 +72,7 @@ def diagnose(
         token_lines, token = _token(store, now(), fixes)
         report.checks.extend(token_lines)
     if outputs is not None:
-        report.checks.extend(_deployment(outputs, store, token, now(), fixes))
+        report.checks.extend(_deployment(outputs, store, token, now(), fixes, clients))
     return report
 
 
@@ -92,27 +94,34 @@ def _deployment(
     token: Token | None,
     now: float,
     fixes: Fixes,
+    clients: Clients,
 ) -> list[Check]:
-    checks = [guarded("credentials", lambda: credentials.stored(outputs, store, fixes))]
+    checks = [guarded("credentials", lambda: credentials.stored(outputs, store, fixes, clients))]
     try:
-        function = stack.refresher(outputs)
+        function = stack.refresher(outputs, clients)
     except SchwabTokensError as exc:
         checks.append(could_not("refresher", exc))
         function = None
     if function is not None:
         reads = "refresher reads credentials"
-        checks.append(guarded(reads, lambda: credentials.refresher_reads_them(outputs, function)))
+        checks.append(
+            guarded(reads, lambda: credentials.refresher_reads_them(outputs, function, clients))
+        )
         if store is not None:
             writes = "refresher writes the store"
             checks.append(
-                guarded(writes, lambda: credentials.refresher_writes_store(store, function))
+                guarded(
+                    writes, lambda: credentials.refresher_writes_store(store, function, clients)
+                )
             )
-        checks.append(guarded("schedule", lambda: stack.schedule(function)))
-    checks.append(guarded("notifications", lambda: notifications.subscriptions(outputs)))
-    checks.append(guarded("alerts", lambda: notifications.notifier(outputs, now)))
+        checks.append(guarded("schedule", lambda: stack.schedule(function, clients)))
+    checks.append(guarded("notifications", lambda: notifications.subscriptions(outputs, clients)))
+    checks.append(guarded("alerts", lambda: notifications.notifier(outputs, now, clients)))
     if function is not None:
         runs = "refresher runs"
-        checks.append(guarded(runs, lambda: stack.recent_runs(function, store, token, now)))
+        checks.append(
+            guarded(runs, lambda: stack.recent_runs(function, store, token, now, clients))
+        )
     checks.append(guarded("hosted login", lambda: stack.hosted_login(outputs)))
     return checks
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import aws
 from ..errors import AccessDenied
 from ..stores import TokenStore
+from .clients import Clients
 from .report import Check, Status, fail, ok
 
 if TYPE_CHECKING:  # type stubs, a development dependency only
-    from mypy_boto3_iam import IAMClient
     from mypy_boto3_iam.type_defs import ContextEntryTypeDef
 
 SIMULATE = "iam:SimulatePrincipalPolicy"
@@ -47,10 +47,10 @@ class Question:
     context: tuple[tuple[str, str, str], ...] = ()
 
 
-def simulate(question: Question) -> dict[str, str]:
+def simulate(question: Question, clients: Clients) -> dict[str, str]:
     """Each action's decision (``allowed``, ``explicitDeny``, ``implicitDeny``).
     ``CannotSimulate`` when the endpoint cannot answer; other refusals as the package's errors."""
-    client: IAMClient = aws.client("iam")
+    client = clients.iam()
     entries = (("aws:PrincipalArn", question.role_arn, "string"), *question.context)
     context = [
         cast(
@@ -94,11 +94,11 @@ def _simulator_error(exc: BaseException) -> Exception:
     return error
 
 
-def verdict(name: str, question: Question, what: str) -> Check:
+def verdict(name: str, question: Question, what: str, clients: Clients) -> Check:
     """The check line for ``question``: ok when every action is allowed, FAIL naming the
     first one that is not (and whether a policy denies it explicitly), or "not checked"."""
     try:
-        decisions = simulate(question)
+        decisions = simulate(question, clients)
     except CannotSimulate as exc:
         return Check(name, exc.status, f"not checked: {exc.why}")
     role = question.role_arn.rsplit("/", 1)[-1]
@@ -121,18 +121,22 @@ def verdict(name: str, question: Question, what: str) -> Check:
 
 
 # -- the questions doctor asks ----------------------------------------------------------------
-def credentials_question(role_arn: str, name: str, function_arn: str) -> Question:
+def credentials_question(role_arn: str, name: str, function_arn: str, clients: Clients) -> Question:
     """May the refresher read the app credentials (an SSM parameter or a secret)?"""
     partition, region, account = _arn_parts(function_arn)
     if name.startswith("ssm:"):
         parameter = name.removeprefix("ssm:").lstrip("/")
         arn = f"arn:{partition}:ssm:{region}:{account}:parameter/{parameter}"
         return Question(role_arn, ("ssm:GetParameter",), arn)
-    arn, policy = _secret(name, f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}")
+    arn, policy = _secret(
+        name, f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}", clients
+    )
     return Question(role_arn, ("secretsmanager:GetSecretValue",), arn, policy)
 
 
-def store_question(role_arn: str, store: TokenStore, function_arn: str) -> Question:
+def store_question(
+    role_arn: str, store: TokenStore, function_arn: str, clients: Clients
+) -> Question:
     """May the refresher read and write its token where it lives (with the bucket's or the
     secret's resource policy, which can deny what the role's policies allow)?"""
     partition, region, account = _arn_parts(function_arn)
@@ -143,11 +147,13 @@ def store_question(role_arn: str, store: TokenStore, function_arn: str) -> Quest
             role_arn,
             ("s3:GetObject", "s3:PutObject"),
             f"arn:{partition}:s3:::{bucket}/{key}",
-            _bucket_policy(bucket),
+            _bucket_policy(bucket, clients),
             _TLS_CONTEXT,
         )
     name = str(getattr(store, "name", ""))
-    arn, policy = _secret(name, f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}")
+    arn, policy = _secret(
+        name, f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}", clients
+    )
     return Question(
         role_arn,
         (
@@ -165,10 +171,10 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
     return (parts[1], parts[3], parts[4]) if len(parts) > 4 else ("aws", "us-east-1", "*")
 
 
-def _secret(name: str, fallback_arn: str) -> tuple[str, str | None]:
+def _secret(name: str, fallback_arn: str, clients: Clients) -> tuple[str, str | None]:
     """The secret's ARN (with its random suffix) and resource policy, as far as this identity
     may read them."""
-    client = aws.client("secretsmanager")
+    client = clients.secretsmanager()
     try:
         arn = str(client.describe_secret(SecretId=name)["ARN"])
     except aws.boto_errors():
@@ -180,9 +186,9 @@ def _secret(name: str, fallback_arn: str) -> tuple[str, str | None]:
     return arn, str(policy) if policy else None
 
 
-def _bucket_policy(bucket: str) -> str | None:
+def _bucket_policy(bucket: str, clients: Clients) -> str | None:
     try:
-        policy = aws.client("s3").get_bucket_policy(Bucket=bucket).get("Policy")
+        policy = clients.s3().get_bucket_policy(Bucket=bucket).get("Policy")
     except aws.boto_errors():
         return None  # none, or this identity may not read it
     return str(policy) if policy else None

@@ -10,11 +10,14 @@ from ..errors import AccessDenied, ConfigurationError
 from ..stores import TokenStore
 from ..token import fingerprint
 from .access import credentials_question, store_question, verdict
+from .clients import Clients
 from .report import Check, Fixes, Status, fail, ok
 from .stack import Function
 
 
-def stored(outputs: Mapping[str, str], store: TokenStore | None, fixes: Fixes) -> Check:
+def stored(
+    outputs: Mapping[str, str], store: TokenStore | None, fixes: Fixes, clients: Clients
+) -> Check:
     """The stack's credentials hold an app key and secret (never printed: a fingerprint)."""
     name = outputs.get("CredentialsSecretName")
     if not name:
@@ -26,7 +29,7 @@ def stored(outputs: Mapping[str, str], store: TokenStore | None, fixes: Fixes) -
         "--app-key YOUR_APP_KEY (it asks for the app secret, then logs in)"
     )
     try:
-        found = read_credentials(name)
+        found = read_credentials(name, clients.region)
     except AccessDenied:
         return Check(
             "credentials",
@@ -46,7 +49,7 @@ def stored(outputs: Mapping[str, str], store: TokenStore | None, fixes: Fixes) -
     )
 
 
-def refresher_reads_them(outputs: Mapping[str, str], function: Function) -> Check:
+def refresher_reads_them(outputs: Mapping[str, str], function: Function, clients: Clients) -> Check:
     """The refresher is configured with the stack's credentials, and IAM lets its role read
     them."""
     name = outputs.get("CredentialsSecretName") or ""
@@ -59,14 +62,14 @@ def refresher_reads_them(outputs: Mapping[str, str], function: Function) -> Chec
             "deploy the stack again (sam deploy)",
         )
     question = credentials_question(
-        str(function.get("Role") or ""), name, str(function.get("FunctionArn") or "")
+        str(function.get("Role") or ""), name, str(function.get("FunctionArn") or ""), clients
     )
-    return verdict("refresher reads credentials", question, name)
+    return verdict("refresher reads credentials", question, name, clients)
 
 
-def refresher_writes_store(store: TokenStore, function: Function) -> Check:
+def refresher_writes_store(store: TokenStore, function: Function, clients: Clients) -> Check:
     """IAM, with the store's resource policy, lets the refresher read and write its token."""
     question = store_question(
-        str(function.get("Role") or ""), store, str(function.get("FunctionArn") or "")
+        str(function.get("Role") or ""), store, str(function.get("FunctionArn") or ""), clients
     )
-    return verdict("refresher writes the store", question, store.url)
+    return verdict("refresher writes the store", question, store.url, clients)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import aws
+from .clients import Clients
 from .report import Check, Status, fail, ok, plural
-from .stack import function_errors, region
-
-if TYPE_CHECKING:  # type stubs, a development dependency only
-    from mypy_boto3_sns import SNSClient
+from .stack import function_errors
 
 #: The commands' stand-in for the user's own address (never guessed, never printed).
 YOUR_EMAIL = "YOU@example.com"
@@ -18,17 +16,17 @@ YOUR_EMAIL = "YOU@example.com"
 NOTIFIER_WINDOW_SECONDS = 24 * 3600
 
 
-def subscriptions(outputs: Mapping[str, str]) -> Check:
+def subscriptions(outputs: Mapping[str, str], clients: Clients) -> Check:
     """At least one confirmed subscription to the stack's ``AlarmTopicArn``."""
     topic = outputs.get("AlarmTopicArn")
     if not topic:
         return fail("notifications", "the stack has no AlarmTopicArn output")
-    client: SNSClient = aws.client("sns")
+    client = clients.sns()
     found: list[dict[str, Any]] = []
     with aws.translated(f"topic {topic}", "sns:ListSubscriptionsByTopic"):
         for page in client.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
             found.extend(dict(s) for s in page.get("Subscriptions", []))
-    return notifications_check(topic, found, region())
+    return notifications_check(topic, found, clients.region_name)
 
 
 def notifications_check(topic: str, subscriptions: list[dict[str, Any]], region: str) -> Check:
@@ -64,12 +62,12 @@ def notifications_check(topic: str, subscriptions: list[dict[str, Any]], region:
     )
 
 
-def notifier(outputs: Mapping[str, str], now: float) -> Check:
+def notifier(outputs: Mapping[str, str], now: float, clients: Clients) -> Check:
     """The alerts notifier (``Alerts=Enabled``) failed no message in the last day."""
     name = outputs.get("NotifierFunctionName")
     if not name:
         return Check("alerts", Status.SKIP, "not enabled (Alerts is Disabled)")
-    errors = function_errors(name, now, NOTIFIER_WINDOW_SECONDS)
+    errors = function_errors(name, now, NOTIFIER_WINDOW_SECONDS, clients)
     stack = outputs.get("AlertsParameterName", "/<stack>/alerts").strip("/").split("/")[0]
     if errors:
         return fail(
@@ -77,6 +75,7 @@ def notifier(outputs: Mapping[str, str], now: float) -> Check:
             f"the notifier {name} failed {plural(errors, 'time')} in the last day "
             "(AWS/Lambda Errors): a message reached none of your alert URLs",
             f"see which service answered what: aws logs tail /aws/lambda/{stack}-notifier "
-            f"--since 1d --region {region()}; then schwab-tokens alerts test --stack {stack}",
+            f"--since 1d --region {clients.region_name}; then schwab-tokens alerts test "
+            f"--stack {stack}",
         )
     return ok("alerts", f"the notifier {name} failed no message in the last day")

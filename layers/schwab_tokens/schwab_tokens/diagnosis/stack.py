@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import aws
 from ..errors import ConfigurationError, SchwabTokensError
@@ -13,13 +13,8 @@ from ..notes import LOGIN, failing
 from ..stores import TokenStore
 from ..timefmt import when
 from ..token import Token
+from .clients import Clients
 from .report import Check, Status, could_not, fail, ok, plural
-
-if TYPE_CHECKING:  # type stubs, a development dependency only
-    from mypy_boto3_cloudformation import CloudFormationClient
-    from mypy_boto3_cloudwatch import CloudWatchClient
-    from mypy_boto3_events import EventBridgeClient
-    from mypy_boto3_lambda import LambdaClient
 
 #: How far back the refresher's ``Errors`` metric is read.
 ERRORS_WINDOW_SECONDS = 3600
@@ -33,15 +28,9 @@ SSM_RESERVED = ("aws", "ssm")
 Function = Mapping[str, Any]
 
 
-def region() -> str:
-    """The region the stack is looked for in (boto3's, or ``--region``)."""
-    client: CloudFormationClient = aws.client("cloudformation")
-    return str(client.meta.region_name)
-
-
-def read_stack(name: str) -> tuple[Check, dict[str, str] | None]:
+def read_stack(name: str, clients: Clients) -> tuple[Check, dict[str, str] | None]:
     """The stack's status and outputs (None when the stack cannot be read)."""
-    client: CloudFormationClient = aws.client("cloudformation")
+    client = clients.cloudformation()
     try:
         with aws.translated(f"stack {name}", "cloudformation:DescribeStacks"):
             try:
@@ -50,7 +39,7 @@ def read_stack(name: str) -> tuple[Check, dict[str, str] | None]:
                 if aws.error_code(exc) == "ValidationError" and "not exist" in str(exc):
                     return fail(
                         "stack",
-                        f"no stack {name} in {region()}",
+                        f"no stack {name} in {clients.region_name}",
                         "deploy it (sam deploy --guided), or check the name, --region and "
                         "AWS_PROFILE",
                     ), None
@@ -74,7 +63,7 @@ def read_stack(name: str) -> tuple[Check, dict[str, str] | None]:
         "stack",
         f"{name} is {status}" + (f" ({reason[:200]})" if reason else ""),
         f"see why: aws cloudformation describe-stack-events --stack-name {name} "
-        f"--region {region()}, fix it and deploy again (sam deploy)",
+        f"--region {clients.region_name}, fix it and deploy again (sam deploy)",
     ), outputs
 
 
@@ -90,20 +79,20 @@ def stack_name(name: str) -> Check | None:
     )
 
 
-def refresher(outputs: Mapping[str, str]) -> Function:
+def refresher(outputs: Mapping[str, str], clients: Clients) -> Function:
     """The refresher function's configuration; ``ConfigurationError`` without the output."""
     name = outputs.get("RefresherFunctionName")
     if not name:
         raise ConfigurationError("the stack has no RefresherFunctionName output")
-    client: LambdaClient = aws.client("lambda")
+    client = clients.lambda_()
     with aws.translated(f"function {name}", "lambda:GetFunctionConfiguration"):
         return dict(client.get_function_configuration(FunctionName=name))
 
 
-def schedule(function: Function) -> Check:
+def schedule(function: Function, clients: Clients) -> Check:
     """An enabled EventBridge rule runs the refresher."""
     target = str(function.get("FunctionArn") or "")
-    client: EventBridgeClient = aws.client("events")
+    client = clients.events()
     names: list[str] = []
     with aws.translated(f"the rules of {target}", "events:ListRuleNamesByTarget"):
         for page in client.get_paginator("list_rule_names_by_target").paginate(TargetArn=target):
@@ -127,19 +116,21 @@ def schedule(function: Function) -> Check:
         "schedule",
         f"rule {rule.get('Name')} is {rule.get('State')}, so the refresher does not run and the "
         "access token runs out within 30 minutes",
-        f"aws events enable-rule --name {rule.get('Name')} --region {region()}",
+        f"aws events enable-rule --name {rule.get('Name')} --region {clients.region_name}",
     )
 
 
 def recent_runs(
-    function: Function, store: TokenStore | None, token: Token | None, now: float
+    function: Function, store: TokenStore | None, token: Token | None, now: float, clients: Clients
 ) -> Check:
     """Refreshes failing since when (the notes beside the token) and Lambda's ``Errors`` metric
     of the last hour. A login found over is the "login" line's: it is the token's state."""
     name = str(function.get("FunctionName") or "")
     log_group = str((function.get("LoggingConfig") or {}).get("LogGroup") or "")
     log_group = log_group or f"/aws/lambda/{name}"
-    logs = f"see why in its log: aws logs tail {log_group} --since 1h --region {region()}"
+    logs = (
+        f"see why in its log: aws logs tail {log_group} --since 1h --region {clients.region_name}"
+    )
     notes: dict[str, Any] = {}
     if store is not None and token is not None:
         notes = store.read_notes()[0]
@@ -149,7 +140,7 @@ def recent_runs(
     noted = failing(notes)
     if noted is not None:
         problems.append(f"refreshes have failed since {when(noted[0])}")
-    errors = function_errors(name, now, ERRORS_WINDOW_SECONDS)
+    errors = function_errors(name, now, ERRORS_WINDOW_SECONDS, clients)
     if errors:
         problems.append(f"{plural(errors, 'failed run')} in the last hour (AWS/Lambda Errors)")
     if problems:
@@ -157,9 +148,9 @@ def recent_runs(
     return ok("refresher runs", "no failed run in the last hour and no failure noted")
 
 
-def function_errors(function_name: str, now: float, window: float) -> int:
+def function_errors(function_name: str, now: float, window: float, clients: Clients) -> int:
     """Lambda's ``Errors`` metric of ``function_name`` over the last ``window`` seconds."""
-    client: CloudWatchClient = aws.client("cloudwatch")
+    client = clients.cloudwatch()
     with aws.translated(f"the Errors metric of {function_name}", "cloudwatch:GetMetricStatistics"):
         answer = client.get_metric_statistics(
             Namespace="AWS/Lambda",

@@ -177,7 +177,7 @@ def _urls(settings: Settings) -> list[str]:
             "the notifier has no SCHWAB_TOKENS_ALERTS_PARAMETER (an SSM parameter /NAME): "
             "deploy the stack with Alerts=Enabled"
         )
-    urls = alert_urls.read_urls(alert_urls.SSM_PREFIX + name, cached=True)
+    urls = alert_urls.read_urls(alert_urls.SSM_PREFIX + name, cached=True, region=settings.region)
     if not urls:
         stack = name.strip("/").split("/")[0]
         region = f" --region {settings.region}" if settings.region else ""

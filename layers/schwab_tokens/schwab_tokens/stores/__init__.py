@@ -76,7 +76,14 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
             )
         from .s3 import S3Store
 
-        return S3Store(bucket, key, url=url, kms_key_id=settings.kms_key_id, writer=settings.writer)
+        return S3Store(
+            bucket,
+            key,
+            url=url,
+            kms_key_id=settings.kms_key_id,
+            writer=settings.writer,
+            region=settings.region,
+        )
     if url.startswith("secretsmanager://"):
         name = url[len("secretsmanager://") :]
         if not _SECRET_NAME.fullmatch(name):
@@ -86,7 +93,9 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
             )
         from .secretsmanager import SecretsManagerStore
 
-        return SecretsManagerStore(name, url=url, kms_key_id=settings.kms_key_id)
+        return SecretsManagerStore(
+            name, url=url, kms_key_id=settings.kms_key_id, region=settings.region
+        )
     hint = {"s3": "s3://BUCKET/KEY", "secretsmanager": "secretsmanager://NAME"}.get(
         scheme.group(1).lower()
     )

@@ -57,8 +57,11 @@ class S3Store(TokenStore):
         *,
         kms_key_id: str | None = None,
         writer: str = "unknown",
+        region: str | None = None,
     ) -> None:
         self.bucket = bucket
+        #: The region of the clients (``Settings.region``; None: boto3's chain).
+        self.region = region
         self.key = key
         self.url = url or f"s3://{bucket}/{key}"
         self.lease_key = key + ".lease"
@@ -72,6 +75,9 @@ class S3Store(TokenStore):
         self.kms_key_seen: str | None = kms_key_id
         self._view = S3View(self)
 
+    def _s3(self) -> Any:
+        return aws.client("s3", self.region)
+
     # -- reading -----------------------------------------------------------------------------
     def read_raw(self) -> RawDocument:
         found = self._get(self.key, MAX_DOCUMENT_BYTES)
@@ -82,7 +88,7 @@ class S3Store(TokenStore):
 
     def version(self) -> str | None:
         try:
-            response = aws.client("s3").head_object(Bucket=self.bucket, Key=self.key)
+            response = self._s3().head_object(Bucket=self.bucket, Key=self.key)
         except aws.boto_errors() as exc:
             if aws.error_code(exc) in _MISSING_CODES or aws.http_status(exc) == 403:
                 # Without s3:ListBucket a missing object answers 403 too. Taken as "none": the
@@ -102,7 +108,7 @@ class S3Store(TokenStore):
         """The object's bytes (at most ``limit`` + 1) and the answer, or None if it is missing."""
         what = f"s3://{self.bucket}/{key}"
         try:
-            response = aws.client("s3").get_object(Bucket=self.bucket, Key=key)
+            response = self._s3().get_object(Bucket=self.bucket, Key=key)
         except aws.boto_errors() as exc:
             if aws.error_code(exc) in _MISSING_CODES:
                 return None
@@ -142,7 +148,7 @@ class S3Store(TokenStore):
         aws.require_s3_conditional_writes()
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
-            response = aws.client("s3").put_object(
+            response = self._s3().put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
@@ -220,9 +226,7 @@ class S3Store(TokenStore):
             return  # expired and taken over (or cleaned up): not ours to delete
         try:
             # If-Match too: never delete a successor's lease that appeared since the read.
-            aws.client("s3").delete_object(
-                Bucket=self.bucket, Key=self.lease_key, IfMatch=current[1]
-            )
+            self._s3().delete_object(Bucket=self.bucket, Key=self.lease_key, IfMatch=current[1])
         except aws.boto_errors() as exc:
             code = aws.error_code(exc)
             if code in _CONFLICT_CODES or code in _MISSING_CODES:
@@ -232,7 +236,7 @@ class S3Store(TokenStore):
     def _put_lease(self, body: bytes, condition: dict[str, str], what: str) -> bool:
         """Whether the conditional put of the lease object landed."""
         try:
-            aws.client("s3").put_object(
+            self._s3().put_object(
                 Bucket=self.bucket,
                 Key=self.lease_key,
                 Body=body,

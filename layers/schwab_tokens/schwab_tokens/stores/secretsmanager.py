@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from .. import aws
 from ..errors import (
@@ -68,14 +69,26 @@ class _LeaseLabel:
 
 
 class SecretsManagerStore(TokenStore):
-    def __init__(self, name: str, url: str | None = None, *, kms_key_id: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str | None = None,
+        *,
+        kms_key_id: str | None = None,
+        region: str | None = None,
+    ) -> None:
         self.name = name
+        #: The region of the clients (``Settings.region``; None: boto3's chain).
+        self.region = region
         self.url = url or f"secretsmanager://{name}"
         # A new secret is encrypted with this key when set (else Secrets Manager's default).
         self.kms_key_id = kms_key_id
         #: The customer-managed key DescribeSecret reported for the secret, if any.
         self.kms_key_seen: str | None = kms_key_id
         self._view: SsmView | None = None
+
+    def _sm(self) -> Any:
+        return aws.client("secretsmanager", self.region)
 
     @property
     def view(self) -> SsmView:
@@ -86,6 +99,7 @@ class SecretsManagerStore(TokenStore):
             self._view = SsmView(
                 ssm_view_name(self.name),
                 kms_key_id=self.kms_key_id,
+                region=self.region,
                 store_url=self.url,
                 key_of_store=lambda: self.kms_key_seen,
             )
@@ -95,9 +109,7 @@ class SecretsManagerStore(TokenStore):
     def read_raw(self) -> RawDocument:
         try:
             # Always name the stage: moto can answer a stale version without it.
-            response = aws.client("secretsmanager").get_secret_value(
-                SecretId=self.name, VersionStage=CURRENT
-            )
+            response = self._sm().get_secret_value(SecretId=self.name, VersionStage=CURRENT)
         except aws.boto_errors() as exc:
             # Both "no such secret" and "a secret without a value yet" (e.g. made by the stack).
             if aws.error_code(exc) == "ResourceNotFoundException":
@@ -134,7 +146,7 @@ class SecretsManagerStore(TokenStore):
         """The rotation template's finishSecret: one atomic move of ``AWSCURRENT`` from the
         version read to the new one, which Secrets Manager refuses if anyone moved it since."""
         try:
-            aws.client("secretsmanager").update_secret_version_stage(
+            self._sm().update_secret_version_stage(
                 SecretId=self.name,
                 VersionStage=CURRENT,
                 MoveToVersionId=new,
@@ -157,7 +169,7 @@ class SecretsManagerStore(TokenStore):
         options = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         refused: SchwabTokensError | None = None
         try:
-            response = aws.client("secretsmanager").create_secret(
+            response = self._sm().create_secret(
                 Name=self.name,
                 SecretString=document,
                 ClientRequestToken=new,
@@ -196,7 +208,7 @@ class SecretsManagerStore(TokenStore):
         pending label, its ``ClientRequestToken`` making a retried call harmless."""
         new = str(uuid.uuid4())
         try:
-            aws.client("secretsmanager").put_secret_value(
+            self._sm().put_secret_value(
                 SecretId=self.name,
                 ClientRequestToken=new,
                 SecretString=document,
@@ -211,7 +223,7 @@ class SecretsManagerStore(TokenStore):
     def _drop_pending(self, version: str) -> None:
         """Best effort: a leftover pending label is harmless (the next write moves it)."""
         try:
-            aws.client("secretsmanager").update_secret_version_stage(
+            self._sm().update_secret_version_stage(
                 SecretId=self.name, VersionStage=PENDING, RemoveFromVersionId=version
             )
         except aws.boto_errors():
@@ -333,7 +345,7 @@ class SecretsManagerStore(TokenStore):
 
     def _add_label(self, label: str, version: str) -> bool:
         try:
-            aws.client("secretsmanager").update_secret_version_stage(
+            self._sm().update_secret_version_stage(
                 SecretId=self.name, VersionStage=label, MoveToVersionId=version
             )
         except aws.boto_errors() as exc:
@@ -345,7 +357,7 @@ class SecretsManagerStore(TokenStore):
 
     def _remove_label(self, label: str, version: str) -> None:
         try:
-            aws.client("secretsmanager").update_secret_version_stage(
+            self._sm().update_secret_version_stage(
                 SecretId=self.name, VersionStage=label, RemoveFromVersionId=version
             )
         except aws.boto_errors() as exc:
@@ -362,7 +374,7 @@ class SecretsManagerStore(TokenStore):
     def _describe(self) -> tuple[Stages, float] | None:
         """Labels per version and Secrets Manager's clock, or None when there is no secret."""
         try:
-            response = aws.client("secretsmanager").describe_secret(SecretId=self.name)
+            response = self._sm().describe_secret(SecretId=self.name)
         except aws.boto_errors() as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
                 return None

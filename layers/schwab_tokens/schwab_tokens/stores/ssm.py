@@ -48,11 +48,13 @@ class SsmView(View):
         kms_key_id: str | None = None,
         store_url: str = "",
         key_of_store: Callable[[], str | None] | None = None,
+        region: str | None = None,
     ) -> None:
         check_parameter_name(
             name, "rename the Secrets Manager store if its name starts so (the stack's name)"
         )
         self.name = name
+        self.region = region
         self.url = PREFIX + name
         self.kms_key_id = kms_key_id
         self.store_url = store_url
@@ -62,7 +64,7 @@ class SsmView(View):
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SsmView:
-        return cls(url.removeprefix(PREFIX), kms_key_id=settings.kms_key_id)
+        return cls(url.removeprefix(PREFIX), kms_key_id=settings.kms_key_id, region=settings.region)
 
     def read_raw(self) -> RawDocument:
         response = self._get()
@@ -91,7 +93,7 @@ class SsmView(View):
         key = self.kms_key_id or (self.key_of_store() if self.key_of_store else None)
         options: dict[str, Any] = {"KeyId": key} if key else {}
         try:
-            aws.client("ssm").put_parameter(
+            aws.client("ssm", self.region).put_parameter(
                 Name=self.name,
                 Value=view.to_json().decode(),
                 Type="SecureString",
@@ -105,7 +107,7 @@ class SsmView(View):
 
     def _get(self) -> dict[str, Any] | None:
         try:
-            response: dict[str, Any] = aws.client("ssm").get_parameter(
+            response: dict[str, Any] = aws.client("ssm", self.region).get_parameter(
                 Name=self.name, WithDecryption=True
             )
         except aws.boto_errors() as exc:
