@@ -638,6 +638,7 @@ def test_a_stack_name_ssm_refuses_is_named_with_the_fix(name: str) -> None:
 def test_a_notifier_that_failed_today_is_named_with_where_to_look(stack: Deployed) -> None:
     """With Alerts=Enabled: Lambda's Errors of the notifier in the last day (here put where
     Lambda puts them, on the moto server) fail the "alerts" line, naming the log and the test."""
+    from schwab_tokens.diagnosis.clients import Clients
     from schwab_tokens.diagnosis.notifications import notifier
 
     outputs = {"NotifierFunctionName": "doctor-notifier", "AlertsParameterName": "/doctor/alerts"}
