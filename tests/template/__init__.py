@@ -182,12 +182,15 @@ def resolve(value: Any, conds: dict[str, bool]) -> Any:
 
 
 def resolved_template(
-    overrides: dict[str, str] | None = None, pseudo: dict[str, str] | None = None
+    overrides: dict[str, str] | None = None,
+    pseudo: dict[str, str] | None = None,
+    template: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """template.yaml as deployed with these parameters (in the partition and region ``pseudo``
-    names): only the resources and outputs whose Condition holds, every ``Fn::If`` decided (Ref,
-    Sub, FindInMap and GetAtt stay as they are)."""
-    template = load_template()
+    """template.yaml (or ``template``, e.g. its SAM translation) as deployed with these
+    parameters (in the partition and region ``pseudo`` names): only the resources and outputs
+    whose Condition holds, every ``Fn::If`` decided (Ref, Sub, FindInMap and GetAtt stay as they
+    are)."""
+    template = load_template() if template is None else template
     conds = conditions(template, parameter_values(template, overrides or {}), pseudo)
 
     def kept(section: str) -> dict[str, Any]:

@@ -73,10 +73,15 @@ class Deployment:
 
 
 def translate(
-    parameters: dict[str, str], template: dict[str, Any] | None = None, region: str = REGION
+    parameters: dict[str, str],
+    template: dict[str, Any] | None = None,
+    region: str = REGION,
+    *,
+    passthrough_metadata: bool = False,
 ) -> dict[str, Any]:
     """The CloudFormation template SAM makes of template.yaml, or of ``template`` (a changed
-    copy), for ``region`` (code from ARTIFACTS_BUCKET)."""
+    copy), for ``region`` (code from ARTIFACTS_BUCKET). ``passthrough_metadata``: SAM copies
+    each SAM resource's Metadata to the resources it makes of it (for checkov's skips)."""
     import boto3
 
     try:
@@ -98,6 +103,7 @@ def translate(
         template,
         parameter_values=dict(parameters),
         get_managed_policy_map=lambda: {},  # no lookups: the template names no AWS policy
+        passthrough_metadata=passthrough_metadata,
     )
 
 

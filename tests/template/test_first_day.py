@@ -87,7 +87,7 @@ def prefix_conditioned(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def refresher_documents(session: Any, deployment: Deployment) -> list[dict[str, Any]]:
-    """The refresher role's policies: the managed ones SAM's translation attaches to it (moto's
+    """The refresher role's policies: the managed ones the template attaches to it (moto's
     CloudFormation attaches none: the stack's own are read from IAM by the ARN their Ref
     resolves to, AWS's own from the copy of AWS's managed policies moto ships) and the inline
     ones IAM holds."""
@@ -99,10 +99,11 @@ def refresher_documents(session: Any, deployment: Deployment) -> list[dict[str, 
     )
     documents = []
     for attached in role["Properties"]["ManagedPolicyArns"]:
-        if isinstance(attached, dict):
+        if isinstance(attached, dict) and "Ref" in attached:
             documents.append(managed_policy(session, deployment.physical(attached["Ref"])))
-        else:  # arn:aws:iam::aws:policy/[path/]Name
-            documents.append(aws_managed[attached.rsplit("/", 1)[1]]["Document"])
+        else:  # arn:${AWS::Partition}:iam::aws:policy/[path/]Name, a Sub or a literal
+            arn = attached["Fn::Sub"] if isinstance(attached, dict) else attached
+            documents.append(aws_managed[arn.rsplit("/", 1)[1]]["Document"])
     physical = deployment.physical("RefresherFunctionRole")
     return documents + role_policies(session, physical)
 

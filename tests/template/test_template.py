@@ -23,6 +23,7 @@ from schwab_tokens.policy import LEASE_WAIT_SECONDS
 from schwab_tokens.settings import DEFAULT_LEASE_TTL
 from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
 from tests.template import (
+    CHOICES,
     NO_VALUE,
     REPO,
     all_combinations,
@@ -33,7 +34,16 @@ from tests.template import (
     parameter_values,
     resolved_template,
 )
-from tests.template.variants import with_defaults
+from tests.template.variants import (
+    ON,
+    VARIANTS,
+    deployed_variant,
+    pairs_missing,
+    parameters_of,
+    pseudo_parameters,
+    translated,
+    with_defaults,
+)
 
 TOKEN_KEY = "schwab/tokens.json"
 TOKEN = "${TokenBucket.Arn}/" + TOKEN_KEY
@@ -136,13 +146,21 @@ def shape(combo: dict[str, str]) -> dict[str, Any]:
 
 
 def documents(template: dict[str, Any], identity: str) -> list[dict[str, Any]]:
-    """The policy documents an identity holds: its function's inline ones and managed ones."""
+    """The policy documents an identity holds: the refresher's role's inline ones and the
+    stack's managed ones it attaches (not AWS's: Lambda's basic execution policy, and X-Ray's,
+    which test_xray_write_comes_with_tracing_only reads); the login function's, of which SAM
+    makes its role; the managed policy of a consumer or a bot."""
     res = template["Resources"]
     if identity in MANAGED:
         return [res[MANAGED[identity]]["Properties"]["PolicyDocument"]]
-    function = {"refresher": "RefresherFunction", "login": "LoginFunction"}[identity]
+    if identity == "refresher":
+        role = res["RefresherFunctionRole"]["Properties"]
+        attached = [a for a in role["ManagedPolicyArns"] if set(a) == {"Ref"}]
+        policies = [p["PolicyDocument"] for p in role["Policies"]] + attached
+    else:
+        policies = res["LoginFunction"]["Properties"].get("Policies", [])
     found = []
-    for policy in res[function]["Properties"].get("Policies", []):
+    for policy in policies:
         if isinstance(policy, dict) and "Statement" in policy:
             found.append(policy)
         else:
@@ -666,7 +684,8 @@ def test_each_identity_holds_exactly_what_its_calls_need(combo: dict[str, str]) 
         key.add(("kms:Encrypt", KEY))
     writer = token | notes | listing | credentials | key
     assert grants(documents(template, "refresher")) == writer | lease | {
-        ("sns:Publish", "Ref:AlarmTopic")
+        ("sns:Publish", "Ref:AlarmTopic"),
+        ("sqs:SendMessage", "GetAtt:FailureQueue.Arn"),  # Lambda's on-failure destination
     }
     if combo["HostedLogin"] == "Enabled":
         assert grants(documents(template, "login")) == writer
@@ -752,7 +771,7 @@ def test_kms_use_is_scoped_to_the_services_and_the_encryption_contexts(
     s3 = combo["StoreType"] == "S3"
 
     def via(service: str) -> str:
-        return f"{service}.${{AWS::Region}}.amazonaws.com"
+        return f"{service}.${{AWS::Region}}.${{AWS::URLSuffix}}"
 
     def grants_of(identity: str) -> set[tuple[frozenset[str], frozenset[str], str]]:
         """(actions, services, the encryption-context condition as JSON) per KMS statement."""
@@ -866,6 +885,47 @@ def test_the_bucket_key_gives_the_token_the_buckets_context_and_the_view_its_own
     assert view["BucketKeyEnabled"] is False
 
 
+#: Service principals that name the region carry the partition's suffix too (CloudWatch Logs'
+#: is logs.cn-north-1.amazonaws.com.cn in China); the others are global, <service>.amazonaws.com
+#: in every partition (CloudWatch's alarms, Lambda).
+REGIONAL_PRINCIPALS = {"logs"}
+
+
+def test_service_endpoints_and_regional_principals_carry_the_partitions_url_suffix() -> None:
+    """kms:ViaService names the endpoint of the service that calls KMS, which ends in
+    amazonaws.com.cn in China: each is ``<service>.${AWS::Region}.${AWS::URLSuffix}``, or the
+    key would refuse the stores, the view, the topic and the queue there."""
+    via: list[Any] = []
+    principals: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "kms:ViaService":
+                    via.extend(as_list(value))
+                if key == "Principal" and isinstance(value, dict) and "Service" in value:
+                    principals.extend(as_list(value["Service"]))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(load_template())  # every branch of every Fn::If
+    walk(translated({})["Resources"])  # and what SAM adds (the roles' trust policies)
+    assert len(via) >= 10
+    for value in via:
+        assert re.fullmatch(r"[a-z0-9-]+\.\$\{AWS::Region\}\.\$\{AWS::URLSuffix\}", sub_text(value))
+    for value in principals:
+        text = sub_text(value)
+        service = text.split(".")[0]
+        if service in REGIONAL_PRINCIPALS:
+            assert text == service + ".${AWS::Region}.${AWS::URLSuffix}", text
+        else:
+            assert re.fullmatch(r"[a-z0-9-]+\.amazonaws\.com", text), text
+    assert {sub_text(p).split(".")[0] for p in principals} == {"cloudwatch", "logs", "lambda"}
+    assert "${AWS::Region}.amazonaws.com" not in (REPO / "template.yaml").read_text()
+
+
 def test_the_key_policy_guards_every_service_statement() -> None:
     key = props("TokenKey")
     assert key["EnableKeyRotation"] is True
@@ -896,7 +956,7 @@ def test_the_key_policy_guards_every_service_statement() -> None:
             assert "aws:SourceAccount" in condition and "aws:SourceArn" in condition, service
             source = sub_text(statement["Condition"]["ArnLike"]["aws:SourceArn"])
             assert ":${AWS::AccountId}:alarm:${AWS::StackName}-*" in source
-    assert set(services) == {"cloudwatch.amazonaws.com", "logs.${AWS::Region}.amazonaws.com"}
+    assert set(services) == {"cloudwatch.amazonaws.com", "logs.${AWS::Region}.${AWS::URLSuffix}"}
     assert props("TokenKeyAlias")["TargetKeyId"] == {"Ref": "TokenKey"}
     assert resource("TokenKeyAlias")["Condition"] == "UsesCustomerManagedKey"
 
@@ -944,6 +1004,64 @@ def test_encryption_follows_the_encryption_parameter(combo: dict[str, str]) -> N
             assert env(template, function).get("TOKEN_STORE_KMS_KEY_ID") == (
                 key_arn if cmk else None
             )
+
+
+def test_the_encryption_parameter_says_what_each_mode_encrypts() -> None:
+    """The Encryption parameter's description and the deploy docs' row name, for AwsManaged,
+    what the deployed resources really use, and for CustomerManagedKey every kind of resource
+    the key is set on (the access view: through the functions' TOKEN_STORE_KMS_KEY_ID)."""
+    text = " ".join(load_template()["Parameters"]["Encryption"]["Description"].split())
+    aws_managed, customer = text.split("CustomerManagedKey:")
+    row = next(
+        line
+        for line in (REPO / "docs/deploy.md").read_text().splitlines()
+        if line.startswith("| `Encryption` |")
+    )
+    res = shape({"StoreType": "SecretsManager", "CredentialsStore": "SecretsManager"})["Resources"]
+    said = {
+        "SSE-S3": shape({})["Resources"]["TokenBucket"]["Properties"]["BucketEncryption"][
+            "ServerSideEncryptionConfiguration"
+        ][0]["ServerSideEncryptionByDefault"]
+        == {"SSEAlgorithm": "AES256"},
+        "aws/secretsmanager": all(
+            "KmsKeyId" not in res[s]["Properties"] for s in ("TokenSecret", "CredentialsSecret")
+        ),
+        "SSE-SQS": res["FailureQueue"]["Properties"].get("SqsManagedSseEnabled") is True,
+        "not encrypted at rest": "KmsMasterKeyId" not in res["AlarmTopic"]["Properties"],
+        "CloudWatch Logs' own encryption": all(
+            "KmsKeyId" not in g["Properties"]
+            for g in of_type("AWS::Logs::LogGroup", shape({})).values()
+        ),
+        "aws/ssm": "TOKEN_STORE_KMS_KEY_ID" not in env(shape({}), "RefresherFunction"),
+    }
+    assert said == dict.fromkeys(said, True)
+    for words in said:
+        assert words in aws_managed and words in row, words
+    everything = shape(
+        {
+            "Encryption": "CustomerManagedKey",
+            "CredentialsStore": "SecretsManager",
+            "HostedLogin": "Enabled",
+        }
+    )
+    nouns = {
+        "AWS::S3::Bucket": "bucket",
+        "AWS::SecretsManager::Secret": "secrets",
+        "AWS::SQS::Queue": "queue",
+        "AWS::SNS::Topic": "topic",
+        "AWS::Logs::LogGroup": "logs",
+        "AWS::Serverless::Function": "access view",  # the key the functions write it under
+    }
+    grants_only = {"AWS::KMS::Alias", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role"}
+    keyed = {
+        r["Type"]
+        for r in everything["Resources"].values()
+        if "TokenKey" in json.dumps(r.get("Properties", {})) and r["Type"] not in grants_only
+    }
+    assert keyed == set(nouns)
+    for noun in nouns.values():
+        assert noun in customer and noun in row.split("`CustomerManagedKey`:")[1], noun
+    assert "ParameterStore credentials stay under aws/ssm" in customer
 
 
 @each_combination
@@ -1339,6 +1457,41 @@ def test_detailed_metrics_turn_on_metrics_tracing_and_the_dashboard(combo: dict[
     assert len(of_type("AWS::CloudWatch::Alarm", template)) == 2  # alarms do not depend on it
 
 
+@pytest.mark.parametrize("metrics", ["Disabled", "Enabled"])
+def test_xray_write_comes_with_tracing_only(metrics: str) -> None:
+    """X-Ray's write permission is held by the refresher's role only when DetailedMetrics turns
+    its tracing on; read where SAM adds it (its translation attaches an X-Ray policy to a role
+    it makes whenever Tracing is set, PassThrough included), as CloudFormation deploys it."""
+    variant = {"DetailedMetrics": metrics, "HostedLogin": "Enabled"}
+    template = deployed_variant(variant)
+    enabled = metrics == "Enabled"
+    res = template["Resources"]
+    xray = {
+        name: [a for a in r["Properties"].get("ManagedPolicyArns", []) if "xray" in str(a).lower()]
+        for name, r in res.items()
+        if r["Type"] == "AWS::IAM::Role"
+    }
+    assert set(xray) == {
+        "RefresherFunctionRole",
+        "LoginFunctionRole",
+        "ExampleConsumerFunctionRole",
+    }
+    expected = [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}]
+    assert xray == {
+        "RefresherFunctionRole": expected if enabled else [],
+        "LoginFunctionRole": [],
+        "ExampleConsumerFunctionRole": [],
+    }
+    inline = json.dumps([r["Properties"].get("Policies", []) for r in res.values()])
+    assert "xray:" not in inline.lower()
+    assert res["RefresherFunction"]["Properties"]["TracingConfig"] == {
+        "Mode": "Active" if enabled else "PassThrough"
+    }
+    functions = of_type("AWS::Lambda::Function", template)
+    traced = [n for n, f in functions.items() if "TracingConfig" in f["Properties"]]
+    assert traced == ["RefresherFunction"]
+
+
 def test_two_alarms_on_lambdas_free_metrics() -> None:
     # The notifier's own alarm comes with the opt-in notifier (Alerts=Enabled) only.
     assert resource("NotifierErrorsAlarm")["Condition"] == "AlertsEnabled"
@@ -1469,6 +1622,74 @@ def test_checkov_variants_change_only_the_defaults() -> None:
         with_defaults(text, {"Encryption": "Sometimes"})
     with pytest.raises(ValueError, match="not found"):
         with_defaults(text, {"NoSuchParameter": "x"})
+
+
+def test_the_scanned_variants_cover_every_pair_of_parameter_values() -> None:
+    """`make lint-template` scans what ships for each of VARIANTS: every pair of values of two
+    parameters appears in one of them, so a resource that exists under one parameter is
+    scanned with each value of another (the login's log group under both encryption modes)."""
+    assert pairs_missing(VARIANTS) == []
+    template = load_template()
+    for name, on in ON.items():
+        assert str(template["Parameters"][name].get("Default", "")) != on, name
+    assert set(CHOICES) | {"ReservedConcurrency", "AlarmEmail"} <= set(ON)
+    assert pairs_missing({k: v for k, v in VARIANTS.items() if k != "mixed-3"}) != []  # can fail
+    for name in VARIANTS:  # checkov takes the file name for the stack's name (variants.py)
+        assert "secret" not in name.lower()
+
+
+def test_the_scanned_variants_take_every_branch_of_every_condition() -> None:
+    """Each Condition, the Powertools layer's (which read the region) included, holds in one
+    scanned variant and fails in another."""
+    template = load_template()
+    seen: dict[str, set[bool]] = {}
+    for variant in VARIANTS.values():
+        values = parameter_values(template, parameters_of(variant))
+        for condition, holds in conditions(template, values, pseudo_parameters(variant)).items():
+            seen.setdefault(condition, set()).add(holds)
+    assert seen == {name: {True, False} for name in template["Conditions"]}
+
+
+def test_the_scanners_see_the_deployed_encryption_and_its_decisions() -> None:
+    """checkov reads the deployed variants (variants.py: it decides no ``Fn::If``): with the
+    default Encryption=AwsManaged the topic and the log groups have no key there, and each
+    carries the checkov skip that says why, as do the secrets for their KMS check."""
+    defaults = deployed_variant({})
+    assert "Fn::If" not in json.dumps(defaults) and "Conditions" not in defaults
+    res = defaults["Resources"]
+    assert "TokenKey" not in res and "LoginFunction" not in res
+
+    def skipped(body: dict[str, Any]) -> set[str]:
+        return {s["id"] for s in body.get("Metadata", {}).get("checkov", {}).get("skip", [])}
+
+    assert "KmsMasterKeyId" not in res["AlarmTopic"]["Properties"]
+    assert "CKV_AWS_26" in skipped(res["AlarmTopic"])
+    for name, group in of_type("AWS::Logs::LogGroup", defaults).items():
+        assert "KmsKeyId" not in group["Properties"], name
+        assert "CKV_AWS_158" in skipped(group), name
+    assert res["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert "CKV_AWS_27" in skipped(res["FailureQueue"])
+    everything = deployed_variant(
+        {"StoreType": "SecretsManager", "CredentialsStore": "SecretsManager"}
+    )
+    for name in ("TokenSecret", "CredentialsSecret"):
+        assert "KmsKeyId" not in everything["Resources"][name]["Properties"], name
+        assert "CKV_AWS_149" in skipped(everything["Resources"][name]), name
+
+
+def test_a_functions_checkov_skips_reach_what_sam_makes_of_it() -> None:
+    """The public function URL SAM makes of the login function carries the function's skip of
+    CKV_AWS_258 (with its reason) in the translation the scanners read; the moto deploys
+    translate without it, as CloudFormation does."""
+    from tests.template.stack import translate
+
+    hosted = {"HostedLogin": "Enabled"}
+    scanned = translated(hosted)["Resources"]
+    url = scanned["LoginFunctionUrl"]
+    assert url["Properties"]["AuthType"] == "NONE"
+    (skip,) = [s for s in url["Metadata"]["checkov"]["skip"] if s["id"] == "CKV_AWS_258"]
+    assert "signed single-use ticket" in skip["comment"]
+    assert "Metadata" not in translate(hosted)["Resources"]["LoginFunctionUrl"]
 
 
 def test_layer_is_python312_arm64_built_by_its_makefile() -> None:
