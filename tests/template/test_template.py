@@ -1405,9 +1405,9 @@ def test_a_flood_of_the_login_url_is_watched_only_with_the_login(hosted: str) ->
     assert flood["TreatMissingData"] == "notBreaching"  # no request, no data: no flood
     assert flood["AlarmActions"] == flood["OKActions"] == [{"Ref": "AlarmTopic"}]
     assert sub_text(flood["AlarmName"]) == "${AWS::StackName}-LoginFlood"
-    assert "docs/security.md" in flood["AlarmDescription"]
-    runbook = (REPO / "docs" / "security.md").read_text()
-    assert "### If the login URL is flooded" in runbook
+    assert "Runbook: docs/emails.md, LoginFlood" in flood["AlarmDescription"]
+    assert "\n## LoginFlood\n" in (REPO / "docs" / "emails.md").read_text()
+    assert "\n### If the login URL is flooded\n" in (REPO / "docs" / "security.md").read_text()
 
 
 def test_log_groups_have_retention_and_the_functions_use_them() -> None:
