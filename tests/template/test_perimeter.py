@@ -119,7 +119,15 @@ def reads(results: Results, principal: str, group: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- the perimeter
-def test_only_named_principals_reach_the_token_its_notes_and_lease(
+def test_the_evaluation_keeps_the_perimeters_promises(stack: Stack, results: Results) -> None:
+    """One test per variant (its stack is deployed once, its evaluation made once): each promise
+    of docs/security.md is a function below."""
+    only_named_principals_reach_the_token_its_notes_and_lease(stack, results)
+    the_views_stay_readable_through_the_reader_policy(results)
+    a_read_only_role_still_sees_only_what_the_docs_say(stack, results)
+
+
+def only_named_principals_reach_the_token_its_notes_and_lease(
     stack: Stack, results: Results
 ) -> None:
     document = every(results, DOCUMENT)
@@ -144,7 +152,7 @@ def test_only_named_principals_reach_the_token_its_notes_and_lease(
     assert {p for p in expected if not expected[p]} == set(expected) - NAMED
 
 
-def test_the_views_stay_readable_through_the_reader_policy(results: Results) -> None:
+def the_views_stay_readable_through_the_reader_policy(results: Results) -> None:
     view = every(results, VIEW) | every(results, VIEW, kms=True)
     reads_view = {r for r in view if r.startswith(("s3:GetObject ", "ssm:GetParameter ", "kms:"))}
     assert answers(results, VIEW, "reader") == reads_view
@@ -155,7 +163,7 @@ def test_the_views_stay_readable_through_the_reader_policy(results: Results) -> 
         assert answers(results, CREDENTIALS, bot, kms=False) == set()  # a bot brings its own app
 
 
-def test_what_a_read_only_role_still_sees(stack: Stack, results: Results) -> None:
+def a_read_only_role_still_sees_only_what_the_docs_say(stack: Stack, results: Results) -> None:
     """docs/security.md says it plainly: never the token; the access view where the stack's own
     key does not guard it; the app credentials where they are an SSM SecureString under aws/ssm
     (whose key policy lets every principal of the account decrypt through SSM)."""
