@@ -25,19 +25,22 @@ Why principalmapper (pinned to 1.1.5, its last release, 2022) is trusted here, a
   order (explicit denies in identity, resource, boundary and session policies first; then the
   resource policy, whose same-account match of the principal itself grants alone; for ``kms:``
   and ``iam:`` the key or trust policy must name the principal or delegate to the account) and
-  every condition operator, with notes of the policy simulator's observed answers; its own
+  IAM's condition operators, with notes of the policy simulator's observed answers; its own
   suite (tests/test_local_querying.py, test_resource_policy_evaluation.py,
-  test_local_policy_sim.py) checks those.
+  test_local_policy_sim.py) checks those. It is AGPL-3.0: a test dependency only, never shipped
+  or modified.
 - Its source was read for this use (principalmapper/querying/query_interface.py and
   local_policy_simulation.py), and test_perimeter pins every behaviour this evaluation relies on
   (a resource policy's deny with ``ArnNotLike`` on ``aws:PrincipalArn``, negated operators on a
   missing tag, the key policy's rule, encryption contexts) and every divergence from AWS found
-  (``principal_mapper_divergences``), so a release that changed them fails there first.
+  (``test_principal_mapper_divergences_from_aws``), so a release that changed them fails there
+  first.
 - Nothing here matches policies itself: a request's answer is the library's.
 
 Where it differs from AWS, the inputs are made to mean the same to both: ``Principal: {"AWS":
-"*"}`` (how AWS writes its managed keys' policies) is given as ``"*"``, which IAM documents as
-equivalent; the KMS key policy is always passed for ``kms:`` requests (without it the library
+"*"}`` (how AWS writes its managed keys' policies) is given as ``"*"``, which AWS's guides give
+as the same wildcard (IAM's Principal element, "All principals"; S3's "Grant anonymous
+permissions"); the KMS key policy is always passed for ``kms:`` requests (without it the library
 lets the identity policy decide alone); service keys (``kms:EncryptionContext:*``,
 ``kms:ViaService``, ``kms:CallerAccount``) are given with each request, as the service would
 send them; the template's perimeter uses ``StringNotEquals``, which both read alike on a missing
@@ -50,6 +53,9 @@ import collections
 import collections.abc
 import copy
 import hashlib
+import json
+import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -147,8 +153,6 @@ class Stack:
 
 def deployed(session: Any, variant: dict[str, str], name: str | None = None) -> Stack:
     """``variant`` deployed on the moto ``session`` talks to, and read back."""
-    import json
-
     deployment = deploy(session, name or variant_name(variant), variant)
     iam = session.client("iam")
     roles = {}
@@ -180,8 +184,6 @@ def deployed(session: Any, variant: dict[str, str], name: str | None = None) -> 
 @contextmanager
 def moto_session() -> Iterator[Any]:
     """A boto3 session on an in-process moto, for ``deployed``."""
-    import os
-
     import boto3
     from moto import mock_aws
 
@@ -441,9 +443,9 @@ def requests(stack: Stack) -> list[Request]:
 
 # ---------------------------------------------------------------------------- the evaluation
 def as_aws_reads_it(policy: dict[str, Any]) -> dict[str, Any]:
-    """``policy`` with ``Principal: {"AWS": "*"}`` written ``"*"``: IAM documents the two as
-    equivalent (the Principal element's "All principals"); principalmapper 1.1.5 reads the first
-    as no match of the caller itself (``principal_mapper_divergences`` pins it)."""
+    """``policy`` with ``Principal: {"AWS": "*"}`` written ``"*"``: AWS's guides give the two as
+    the same wildcard (the Principal element's "All principals"); principalmapper 1.1.5 reads
+    the first as no match of the caller itself (test_perimeter's divergences test pins it)."""
     result = copy.deepcopy(policy)
     for statement in result["Statement"]:
         if statement.get("Principal") == {"AWS": "*"}:
@@ -542,6 +544,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m tests.template.perimeter --write docs/security.md", file=sys.stderr)
         return 2
     path = Path(argv[1])
+    # SAM's translator warns of metrics it keeps for its own service, once per translation.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
     with moto_session() as session:
         stacks = [deployed(session, v) for v in VARIANTS]
     path.write_text(replace_section(path.read_text(), section(stacks)))
