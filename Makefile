@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := test
 include mk/tools.mk
 
-.PHONY: setup demo test test-fast unit integration lint lint-python bench reliability cost clean
+.PHONY: setup demo test test-fast unit integration lint lint-python bench reliability cost security-table clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,11 @@ reliability: setup
 # The monthly bill of a deployment, from the template and a simulated day of runs on moto.
 cost: setup
 	$(PY) scripts/cost.py
+
+# docs/security.md's perimeter tables: the stack's policies, deployed on moto for each variant and
+# evaluated together (tests/template/perimeter.py); tests/template/test_perimeter.py checks them.
+security-table: setup
+	$(PY) -m tests.template.perimeter --write docs/security.md
 
 bench: setup build
 	$(PY) benchmarks/run.py

@@ -20,9 +20,11 @@ What moto 5.2 cannot do is stood in, each time in the same way:
   ``https://<id>.standin.invalid/<attribute>/``.
 - moto keeps ``AWS::NoValue`` inside lists as ``null`` (CloudFormation drops the item):
   ``moto_drops_novalue_in_lists()`` patches moto's resolver while a stack is created.
-- moto's functions keep no layers, architectures or tracing mode, and ``DescribeKey`` on a
-  stack-made key fails: tests read those from the translated template (``Deployment.translated``
-  with ``tests.template.resolve``).
+- moto's functions keep no layers, architectures or tracing mode: tests read those from the
+  translated template (``Deployment.translated`` with ``tests.template.resolve``).
+- moto keeps a key's ``KeyPolicy`` as the object CloudFormation passes (AWS keeps the JSON
+  text), and its ``DescribeKey`` and ``GetKeyPolicy`` then fail: the policy is handed over as
+  JSON text (``Fn::ToJsonString``), so ``GetKeyPolicy`` answers the policy as deployed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import functools
 import io
 import json
 import re
@@ -155,6 +158,10 @@ def stand_in(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
         return node
 
     result = rewrite(copy.deepcopy(template))
+    for body in result["Resources"].values():
+        policy = body.get("Properties", {}).get("KeyPolicy")
+        if body["Type"] == "AWS::KMS::Key" and isinstance(policy, dict):
+            body["Properties"]["KeyPolicy"] = {"Fn::ToJsonString": policy}
     for name, original in originals.items():
         standin: dict[str, Any] = {
             "Type": "AWS::SSM::Parameter",
@@ -274,6 +281,37 @@ def managed_policy(session: Any, arn: str) -> dict[str, Any]:
     version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
     document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
     return policy_document(document["Document"])
+
+
+def aws_managed_policy(name: str) -> dict[str, Any]:
+    """The document of AWS's managed policy ``name`` (``ReadOnlyAccess``...), from the copy of
+    AWS's managed policies moto ships (their default versions, as moto's release took them)."""
+    return copy.deepcopy(_aws_managed_policies()[name]["Document"])
+
+
+@functools.cache
+def _aws_managed_policies() -> dict[str, Any]:
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    return dict(json.loads(aws_managed_policies_data))
+
+
+def role_documents(session: Any, deployment: Deployment, role: str) -> list[dict[str, Any]]:
+    """Every policy of the stack's role ``role`` (a logical id): the managed ones SAM's
+    translation attaches (moto's CloudFormation attaches none: the stack's own are read from IAM
+    by the ARN their Ref resolves to, AWS's own from ``aws_managed_policy``) and the inline ones
+    IAM holds."""
+    from tests.template import resolve
+
+    translated = resolve(deployment.translated["Resources"][role], deployment.conditions)
+    documents = []
+    for attached in translated["Properties"].get("ManagedPolicyArns", []):
+        if isinstance(attached, dict) and "Ref" in attached:
+            documents.append(managed_policy(session, deployment.physical(attached["Ref"])))
+        else:  # arn:${AWS::Partition}:iam::aws:policy/[path/]Name, a Sub or a literal
+            arn = attached["Fn::Sub"] if isinstance(attached, dict) else attached
+            documents.append(aws_managed_policy(arn.rsplit("/", 1)[1]))
+    return documents + role_policies(session, deployment.physical(role))
 
 
 def role_policies(session: Any, role: str) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ LOGIN_RESOURCES = {
     "LoginFunctionUrlPublicPermissions",
     "LoginFunctionURLInvokeAllowPublicAccess",
     "LoginLogGroup",
+    "LoginFloodAlarm",
 }
 
 
@@ -144,6 +145,7 @@ def test_resources_and_outputs_exist_exactly_when_their_parameter_says(
         "TokenBucket": s3,
         "TokenBucketPolicy": s3,
         "TokenSecret": not s3,
+        "TokenSecretPolicy": not s3,
         "CredentialsSecret": sm_credentials,
         "CredentialsSecretPolicy": sm_credentials,
         "Dashboard": metrics,
@@ -175,7 +177,8 @@ def test_resources_and_outputs_exist_exactly_when_their_parameter_says(
     assert ("DashboardUrl" in outputs) is metrics
     assert ("KmsKeyArn" in outputs) is cmk
     alarms = [n for n, (_, _) in deployment.resources.items() if n.endswith("Alarm")]
-    assert sorted(alarms) == ["RefresherErrorsAlarm", "RefresherNotRunningAlarm"]
+    login_alarm = ["LoginFloodAlarm"] if login else []
+    assert sorted(alarms) == [*login_alarm, "RefresherErrorsAlarm", "RefresherNotRunningAlarm"]
 
 
 def test_outputs_name_what_the_cli_and_consumers_need(stack: tuple[Deployment, Any]) -> None:
@@ -484,6 +487,12 @@ def test_alarms_and_topic_policy_name_this_stack(stack: tuple[Deployment, Any]) 
         assert p["Dimensions"] == [{"Name": "FunctionName", "Value": refresher}]
         assert p["AlarmActions"] == p["OKActions"] == [topic]
         assert p["AlarmName"].startswith(f"{deployment.name}-")
+    if deployment.has("LoginFloodAlarm"):
+        flood = deployment.properties("LoginFloodAlarm")
+        login = deployment.physical("LoginFunction")
+        assert flood["Dimensions"] == [{"Name": "FunctionName", "Value": login}]
+        assert flood["AlarmActions"] == flood["OKActions"] == [topic]
+        assert flood["AlarmName"] == f"{deployment.name}-LoginFlood"
     # Silence is the refresher's INSUFFICIENT_DATA: that state change is the message.
     silence = deployment.properties("RefresherNotRunningAlarm")
     assert (silence["TreatMissingData"], silence["InsufficientDataActions"]) == ("missing", [topic])

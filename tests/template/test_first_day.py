@@ -29,9 +29,9 @@ from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.settings import Settings
 from tests.emulator import Emulator
 from tests.s3_proxy import S3Proxy
-from tests.template import load_template, resolve
+from tests.template import load_template
 from tests.template.iam import lists_bucket
-from tests.template.stack import REGION, Deployment, deploy, managed_policy, role_policies
+from tests.template.stack import REGION, Deployment, deploy, role_documents
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 #: Scheduled runs, five minutes apart: past the 30 minutes after which failures are e-mailed.
@@ -86,28 +86,6 @@ def prefix_conditioned(template: dict[str, Any]) -> dict[str, Any]:
     return weakened
 
 
-def refresher_documents(session: Any, deployment: Deployment) -> list[dict[str, Any]]:
-    """The refresher role's policies: the managed ones the template attaches to it (moto's
-    CloudFormation attaches none: the stack's own are read from IAM by the ARN their Ref
-    resolves to, AWS's own from the copy of AWS's managed policies moto ships) and the inline
-    ones IAM holds."""
-    from moto.iam.aws_managed_policies import aws_managed_policies_data
-
-    aws_managed = json.loads(aws_managed_policies_data)
-    role = resolve(
-        deployment.translated["Resources"]["RefresherFunctionRole"], deployment.conditions
-    )
-    documents = []
-    for attached in role["Properties"]["ManagedPolicyArns"]:
-        if isinstance(attached, dict) and "Ref" in attached:
-            documents.append(managed_policy(session, deployment.physical(attached["Ref"])))
-        else:  # arn:${AWS::Partition}:iam::aws:policy/[path/]Name, a Sub or a literal
-            arn = attached["Fn::Sub"] if isinstance(attached, dict) else attached
-            documents.append(aws_managed[arn.rsplit("/", 1)[1]]["Document"])
-    physical = deployment.physical("RefresherFunctionRole")
-    return documents + role_policies(session, physical)
-
-
 def subscribed_queue(topic: str) -> str:
     """An SQS queue subscribed to the stack's topic: it receives what an e-mail would."""
     sqs = aws.client("sqs")
@@ -144,7 +122,8 @@ def first_day(s3_without_listbucket: S3Proxy, emulator: Emulator) -> Iterator[An
         session = boto3.session.Session(region_name=REGION)
         deployment = deploy(session, f"first-day-{next(deployed)}", {}, template)
         # S3 answers as it would this role: its policies decide, not the test.
-        proxy.list_bucket = lists_bucket(refresher_documents(session, deployment))
+        documents = role_documents(session, deployment, "RefresherFunctionRole")
+        proxy.list_bucket = lists_bucket(documents)
         outputs = deployment.outputs
         store_credentials(
             outputs["CredentialsSecretName"],

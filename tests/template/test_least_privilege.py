@@ -27,6 +27,12 @@ exactly the template's), and their resource scoping and the KMS statements' encr
 are checked on the template (test_template, test_deploy). Every call is recorded with botocore's
 ``after-call`` event; the grants no call used are printed, and there must be none but the ones
 AWS uses on the code's behalf (``USED_BY_LAMBDA``, ``IMPLICIT``).
+
+The token's perimeter (the bucket policy, the secrets' resource policies) is a resource policy,
+which moto ignores: the stack is deployed naming the administrator and the bot, as docs/deploy.md
+tells a user to, and every call the code made is evaluated again, as the functions' roles and the
+users it stood for, with those policies and their conditions (``perimeter_allows``, the evaluator
+of tests.template.perimeter): none is refused, and the same bot, undeclared, would be.
 """
 
 from __future__ import annotations
@@ -57,8 +63,9 @@ from tests.helpers import (
     oauth_for,
     paste_login,
 )
-from tests.template import as_list
-from tests.template.iam import DENIED, Record, acting_as, grants, make_user
+from tests.template import as_list, load_template
+from tests.template.iam import DENIED, Call, Record, acting_as, grants, make_user
+from tests.template.perimeter import Request, allowed, node
 from tests.template.stack import (
     ACCOUNT,
     REGION,
@@ -139,6 +146,9 @@ class World:
     keys: dict[str, dict[str, str]]
     #: identity -> the template's documents it holds
     policies: dict[str, list[dict[str, Any]]]
+    #: identity -> the ARN AWS would match: the functions' roles (their users stand in for
+    #: them), the users themselves for the others
+    arns: dict[str, str]
 
     @property
     def store_url(self) -> str:
@@ -191,7 +201,16 @@ def world(
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
     )
-    deployment = deploy(session, f"lp-{request.param}", SCENARIOS[request.param])
+    name = f"lp-{request.param}"
+    user = f"arn:aws:iam::{ACCOUNT}:user/{name}"
+    # The perimeter names the administrator and the bot, as docs/deploy.md tells a user to.
+    admins = load_template()["Parameters"]["AdministratorPrincipals"]["Default"]
+    parameters = {
+        **SCENARIOS[request.param],
+        "AdministratorPrincipals": f"{admins},{user}-admin,{user}-laptop",
+        "DocumentReaderPrincipals": f"{user}-bot",
+    }
+    deployment = deploy(session, name, parameters)
     iam = session.client("iam")
     writer = managed_policy(session, deployment.physical("TokenWriterPolicy"))
     inline = role_policies(session, deployment.physical("RefresherFunctionRole"))
@@ -207,6 +226,9 @@ def world(
         name: make_user(iam, f"{deployment.name}-{name}", documents)
         for name, documents in policies.items()
     }
+    arns = {name: f"{user}-{name}" for name in policies}
+    for name, logical in (("refresher", "RefresherFunctionRole"), ("login", "LoginFunctionRole")):
+        arns[name] = iam.get_role(RoleName=deployment.physical(logical))["Role"]["Arn"]
     # What the stack makes and moto's CloudFormation cannot (stood in): the empty secrets.
     secrets = session.client("secretsmanager")
     if not deployment.has("TokenBucket"):
@@ -215,7 +237,7 @@ def world(
         secrets.create_secret(Name=deployment.outputs["CredentialsSecretName"])
     emulator.register_callback(LOGIN_URL + "callback")
     with iam_enforced(server):
-        yield World(deployment, emulator, Record(), keys, policies)
+        yield World(deployment, emulator, Record(), keys, policies, arns)
     aws.reset_clients()
 
 
@@ -257,6 +279,28 @@ def laptop_extras(deployment: Deployment) -> dict[str, Any]:
         resource = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{deployment.name}/credentials"
     statements.append({"Effect": "Allow", "Action": action, "Resource": resource})
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def perimeter_allows(world: World, call: Call, arn: str | None = None) -> bool:
+    """Whether AWS would allow ``call`` (made by ``call.identity``, or by ``arn`` holding the
+    same policies) with the stack's resource policies and every condition: moto checked its
+    action only. The evaluator is tests.template.perimeter's."""
+    deployment, service = world.deployment, call.action.split(":")[0]
+    policy = None
+    if service == "s3":
+        resource = call.resource
+        policy = deployment.properties("TokenBucketPolicy")["PolicyDocument"]
+    elif service == "secretsmanager":  # the ARN the template's Ref names (stack.py)
+        resource = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{call.target}-AbCdEf"
+        secret = "CredentialsSecret" if call.target == world.credentials else "TokenSecret"
+        policy = deployment.properties(f"{secret}Policy")["ResourcePolicy"]
+    elif service == "ssm":
+        resource = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{call.target}"
+    else:
+        resource = call.target  # the topic
+        policy = deployment.properties("AlarmTopicPolicy")["PolicyDocument"]
+    principal = node(arn or world.arns[call.identity], world.policies[call.identity])
+    return allowed(principal, Request("", call.action, "", "", resource, (), policy))
 
 
 # ---------------------------------------------------------------------------- the test
@@ -361,6 +405,16 @@ def test_every_call_is_allowed_and_every_grant_is_used(
 
     for identity in ("admin", "refresher", "login", "bot"):
         assert not record.denied(identity), record.denied(identity)
+    # The token's perimeter (the bucket policy, the secrets' resource policies), which moto does
+    # not evaluate, locks none of them out: every call they made is one AWS allows them.
+    made = [c for c in record.calls if c.error is None]
+    assert {c.identity for c in made} == {"admin", "refresher", "login", "reader", "bot"}
+    assert not [c for c in made if not perimeter_allows(world, c)]
+    assert not perimeter_allows(world, refused)  # the reader's try at the token document
+    # The same bot, not declared in DocumentReaderPrincipals, is refused the token itself.
+    stranger = f"arn:aws:iam::{ACCOUNT}:user/undeclared-bot"
+    token_calls = [c for c in record.of("bot") if c.error is None and "access" not in c.target]
+    assert token_calls and not any(perimeter_allows(world, c, stranger) for c in token_calls)
 
     with capsys.disabled():
         print(f"\n{world.deployment.name}: grants no call used")

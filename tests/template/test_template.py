@@ -559,9 +559,14 @@ def test_ssm_refuses_a_stack_name_it_would_refuse_later_before_anything_is_kept(
         for n, r in resources().items()
         if r.get("DeletionPolicy") == "Retain" or r.get("UpdateReplacePolicy") == "Retain"
     }
-    assert kept == {"TokenKey", "TokenBucket", "TokenSecret"}
-    for n in kept:
+    # The perimeter's resource policies are kept with the store they fence, and refer to it, so
+    # CloudFormation creates them after it.
+    fences = {"TokenBucketPolicy": "TokenBucket", "TokenSecretPolicy": "TokenSecret"}
+    assert kept == {"TokenKey", "TokenBucket", "TokenSecret", *fences}
+    for n in kept - set(fences):
         assert resource(n)["DependsOn"] == "StackNameCheck", n
+    for policy, store in fences.items():
+        assert {"Ref": store} in props(policy).values(), policy
 
 
 # ---------------------------------------------------------------------------- timing
@@ -1082,8 +1087,11 @@ def test_keys_and_token_stores_are_retained_on_delete_and_replacement(
     assert len(stores) == 1  # the one store of this StoreType
     assert keys | stores <= retained
     assert bool(keys) is (combo["Encryption"] == "CustomerManagedKey")
+    # The store's perimeter stays with it: a kept token stays fenced.
+    fence = {"TokenBucket": "TokenBucketPolicy", "TokenSecret": "TokenSecretPolicy"}
+    fences = {fence[store] for store in stores}
     # Nothing else stays behind: the credentials secret, logs, queue and topic go with the stack.
-    assert retained == keys | stores
+    assert retained == keys | stores | fences
 
 
 def test_the_unencrypted_topic_keeps_to_tls_and_this_stacks_alarms() -> None:
@@ -1454,7 +1462,12 @@ def test_detailed_metrics_turn_on_metrics_tracing_and_the_dashboard(combo: dict[
     assert tracing == ("Active" if enabled else "PassThrough")
     assert ("Dashboard" in template["Resources"]) is enabled
     assert ("DashboardUrl" in template["Outputs"]) is enabled
-    assert len(of_type("AWS::CloudWatch::Alarm", template)) == 2  # alarms do not depend on it
+    # The alarms do not depend on it (the login's comes with the login).
+    alarms = len(of_type("AWS::CloudWatch::Alarm", template))
+    assert alarms == 2 + (combo["HostedLogin"] == "Enabled")
+
+
+REFRESHER_ALARMS = {"RefresherErrorsAlarm", "RefresherNotRunningAlarm"}
 
 
 @pytest.mark.parametrize("metrics", ["Disabled", "Enabled"])
@@ -1500,7 +1513,8 @@ def test_two_alarms_on_lambdas_free_metrics() -> None:
         for name, a in of_type("AWS::CloudWatch::Alarm").items()
         if name != "NotifierErrorsAlarm"
     }
-    assert set(alarms) == {"RefresherErrorsAlarm", "RefresherNotRunningAlarm"}
+    assert set(alarms) == REFRESHER_ALARMS | {"LoginFloodAlarm"}
+    alarms = {name: alarms[name] for name in REFRESHER_ALARMS}
     for name, p in alarms.items():
         assert "Condition" not in resource(name)
         assert p["Namespace"] == "AWS/Lambda", name
@@ -1536,6 +1550,31 @@ def test_two_alarms_on_lambdas_free_metrics() -> None:
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", {"Ref": "AlarmEmail"})
 
 
+@pytest.mark.parametrize("hosted", ["Disabled", "Enabled"])
+def test_a_flood_of_the_login_url_is_watched_only_with_the_login(hosted: str) -> None:
+    """A flood of the public URL can take the concurrency the refresher needs: with the login
+    on, an alarm on its free Invocations metric says so; off, nothing is added to the bill."""
+    alarms = of_type("AWS::CloudWatch::Alarm", shape({"HostedLogin": hosted}))
+    assert ("LoginFloodAlarm" in alarms) is (hosted == "Enabled")
+    assert resource("LoginFloodAlarm")["Condition"] == "HostedLoginEnabled"
+    flood = props("LoginFloodAlarm")
+    assert (flood["Namespace"], flood["MetricName"], flood["Statistic"]) == (
+        "AWS/Lambda",
+        "Invocations",
+        "Sum",
+    )
+    assert flood["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "LoginFunction"}}]
+    # A person logging in makes a handful of requests; a hundred in 5 minutes is a flood.
+    assert (flood["Period"], flood["EvaluationPeriods"], flood["Threshold"]) == (300, 1, 100)
+    assert flood["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert flood["TreatMissingData"] == "notBreaching"  # no request, no data: no flood
+    assert flood["AlarmActions"] == flood["OKActions"] == [{"Ref": "AlarmTopic"}]
+    assert sub_text(flood["AlarmName"]) == "${AWS::StackName}-LoginFlood"
+    assert "Runbook: docs/emails.md, LoginFlood" in flood["AlarmDescription"]
+    assert "\n## LoginFlood\n" in (REPO / "docs" / "emails.md").read_text()
+    assert "\n### If the login URL is flooded\n" in (REPO / "docs" / "security.md").read_text()
+
+
 def test_log_groups_have_retention_and_the_functions_use_them() -> None:
     for function, group, suffix in (
         ("RefresherFunction", "RefresherLogGroup", "refresher"),
@@ -1558,8 +1597,7 @@ def test_dashboard_is_valid_json_showing_hours_left_outcomes_and_the_alarms() ->
         assert f'"{name}"' in metrics, name
         assert f'"{name}"' in source, f"the refresher emits no {name}"
     (alarms,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
-    # Every alarm of the refresher (the opt-in notifier's is not on the DetailedMetrics board).
-    assert len(alarms["properties"]["alarms"]) == len(of_type("AWS::CloudWatch::Alarm")) - 1
+    assert len(alarms["properties"]["alarms"]) == len(REFRESHER_ALARMS)
     assert variables["RefresherErrors"] == {"Fn::GetAtt": ["RefresherErrorsAlarm", "Arn"]}
     assert variables["RefresherNotRunning"] == {"Fn::GetAtt": ["RefresherNotRunningAlarm", "Arn"]}
 

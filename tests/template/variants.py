@@ -52,6 +52,7 @@ ON = {
     "TokenStoreUrls": "s3://other-bucket/schwab/bot2.json",
     "PowertoolsLayerArn": "arn:aws:lambda:us-east-1:123456789012:layer:my-powertools:3",
     "Alerts": "Enabled",
+    "DocumentReaderPrincipals": "arn:aws:iam::123456789012:role/bot",
 }
 #: The region a variant is translated for; the Powertools layer's conditions read it.
 REGION = "us-east-1"
@@ -93,6 +94,9 @@ VARIANTS: dict[str, dict[str, str]] = {
         "Encryption CredentialsStore HostedLogin ReservedConcurrency TokenStoreUrls Alerts",
         region="cn-north-1",
     ),
+    # One more parameter than the five's covering array has triples: on alone here, it meets
+    # every other parameter off, and on (all-on) and off (defaults, mixed-1 to 5) elsewhere.
+    "mixed-6": _variant("DocumentReaderPrincipals"),
 }
 
 

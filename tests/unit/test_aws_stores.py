@@ -216,6 +216,54 @@ def test_access_denied_names_the_iam_action(
     assert action in message
 
 
+#: A read the stack's perimeter refuses, as AWS answers it on the wire (S3: an XML 403;
+#: Secrets Manager: a JSON 400), naming the caller, the action and the policy that denied.
+PERIMETER_DENIALS = {
+    "s3": (
+        "GetObject",
+        403,
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>User: '
+        b"arn:aws:sts::123456789012:assumed-role/auditor/session is not authorized to perform: "
+        b's3:GetObject on resource: "arn:aws:s3:::BUCKET/KEY" with an explicit deny in a '
+        b"resource-based policy</Message><RequestId>EXAMPLE</RequestId><HostId>EXAMPLE</HostId>"
+        b"</Error>",
+        {"Content-Type": "application/xml"},
+    ),
+    "secretsmanager": (
+        "GetSecretValue",
+        400,
+        b'{"__type":"AccessDeniedException","Message":"User: arn:aws:sts::123456789012:'
+        b"assumed-role/auditor/session is not authorized to perform: "
+        b"secretsmanager:GetSecretValue on resource: NAME with an explicit deny in a "
+        b'resource-based policy"}',
+        {"Content-Type": "application/x-amz-json-1.1"},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_denial_by_the_stacks_perimeter_names_the_parameters_to_change(
+    kind: str,
+    moto_aws: None,
+    s3_store_url: Callable[..., str],
+    sm_store_url: Callable[..., str],
+) -> None:
+    """The bucket policy or the secret's resource policy refuses an identity the stack does not
+    name (docs/security.md): the error says which parameter lets it in, not which IAM action it
+    lacks (it may well hold it). Other denials keep naming the action (the test above)."""
+    url = s3_store_url() if kind == "s3" else sm_store_url()
+    store = store_from_url(url)
+    store.write(make_token(), None)
+    operation, status, body, headers = PERIMETER_DENIALS[kind]
+    fail_wire(aws.client(kind), operation, status, body, headers)
+    with pytest.raises(AccessDenied) as caught:
+        store.read()
+    message = str(caught.value)
+    assert f"access denied to {url}" in message and "resource policy" in message
+    assert "AdministratorPrincipals" in message and "DocumentReaderPrincipals" in message
+    assert "auditor" not in message  # nothing of AWS's text is repeated
+
+
 def test_access_denied_on_write_names_put_object(moto_aws: None, s3_store_url) -> None:
     url = s3_store_url()
     fail_call(aws.client("s3"), "PutObject", 403, "AccessDenied", "Access Denied")

@@ -78,6 +78,10 @@ _KMS = {"DecryptionFailure", "EncryptionFailure"}
 #: KMS is not allowed"), without matching a bucket or secret that merely has "kms" in its name.
 _KMS_MESSAGE = re.compile(r"kms:|Access to KMS|KMS key|\bKMS\.")
 _WRITE_ACTIONS = ("Put", "Create", "Update", "Copy")
+#: How AWS ends a denial that a bucket policy or a secret's resource policy made (the stack's
+#: perimeter): "User: ARN is not authorized to perform: ACTION on resource: ... with an explicit
+#: deny in a resource-based policy".
+_RESOURCE_POLICY_DENY = "with an explicit deny in a resource-based policy"
 
 _CREDENTIAL_HINT = (
     "set AWS_PROFILE (and run `aws sso login` for SSO profiles) or AWS_ACCESS_KEY_ID and "
@@ -299,6 +303,14 @@ def _translate_client_error(exc: Any, what: str, action: str) -> SchwabTokensErr
         return ConfigurationError(
             f"AWS rejected the credentials for {what} ({label}): renew them and check the "
             f"clock; {_CREDENTIAL_HINT}"
+        )
+    if (code in _ACCESS_DENIED or status == 403) and _RESOURCE_POLICY_DENY in message:
+        return AccessDenied(
+            f"access denied to {what} ({action}) by its resource policy, the stack's perimeter "
+            "around the token: add this identity's ARN (an assumed role's: its role's ARN) to "
+            "the stack's AdministratorPrincipals parameter (people, e.g. who runs "
+            "`schwab-tokens login`) or DocumentReaderPrincipals (bots that refresh the token "
+            "themselves) and deploy; see docs/deploy.md"
         )
     if code in _ACCESS_DENIED or status == 403:
         hint = ""
