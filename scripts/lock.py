@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -314,45 +315,55 @@ def header(lock: Lock, current: list[Requirement]) -> str:
 
 
 def compile_lock(root: Path, lock: Lock, uv: Path, upgrade: bool) -> None:
-    """Writes ``lock`` from its inputs with uv (network: the package index).
+    """Writes ``lock`` from its inputs with uv (network: the package index), leaving the file
+    untouched when nothing changed (its venv is made anew only when its lock is newer).
 
     Raises subprocess.CalledProcessError when uv cannot resolve them."""
     current = inputs(root, lock)
-    args = [str(uv), "pip", "compile", "--quiet", "--generate-hashes", "--no-header"]
-    # pip --require-hashes wants a dependency asked for with extras (aws-sam-cli: boto3-stubs[s3,
-    # ...]) pinned with them.
-    args += ["--no-strip-extras"]
-    # Wheels only (uv's --only-binary :all:): no package's build runs to learn its metadata, and
-    # what ships is what the makefile builders can install (pip --only-binary=:all:).
-    args += ["--no-build", "--output-file", lock.path]
-    args += ["--upgrade"] if upgrade else []
-    stdin = None
-    if lock.kind == "dev":
-        pyproject = tomllib.loads((root / "pyproject.toml").read_text())
-        args += ["pyproject.toml", "--extra", "dev", "-", *UNIVERSAL]
-        stdin = "\n".join(_build_inputs(pyproject)) + "\n"
-    elif lock.kind == "tool":
-        args += [lock.source, *UNIVERSAL]
-    else:
-        named = {canonicalize_name(requirement.name) for requirement in current}
-        args += [lock.source, *LAMBDA_TARGET, "--constraints", DEV_LOCK]
-        for package in RUNTIME:
-            if package not in named:
-                args += ["--no-emit-package", package]
-    # uv would otherwise try to download a Python 3.12 for the Lambda target; it needs none.
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    subprocess.run(args, cwd=root, input=stdin, text=True, check=True, env=env)
     file = root / lock.path
-    text = file.read_text()
-    if lock.kind == "lambda":
-        text = keep_hashes(text, shipped_hashes(root, lock))
-    file.write_text(header(lock, current) + text)
-    print(f"{lock.path}: {len(pins(file.read_text(), lock.path))} pins, from {lock.source}")
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "requirements.lock"
+        if file.exists():
+            shutil.copy(file, output)  # uv keeps the pins its inputs still allow
+        args = [str(uv), "pip", "compile", "--quiet", "--generate-hashes", "--no-header"]
+        # pip --require-hashes wants a dependency asked for with extras (aws-sam-cli:
+        # boto3-stubs[s3, ...]) pinned with them.
+        args += ["--no-strip-extras"]
+        # Wheels only (uv's --only-binary :all:): no package's build runs to learn its metadata,
+        # and what ships is what the makefile builders can install (pip --only-binary=:all:).
+        args += ["--no-build", "--output-file", str(output)]
+        args += ["--upgrade"] if upgrade else []
+        stdin = None
+        if lock.kind == "dev":
+            pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+            args += ["pyproject.toml", "--extra", "dev", "-", *UNIVERSAL]
+            stdin = "\n".join(_build_inputs(pyproject)) + "\n"
+        elif lock.kind == "tool":
+            args += [lock.source, *UNIVERSAL]
+        else:
+            named = {canonicalize_name(requirement.name) for requirement in current}
+            args += [lock.source, *LAMBDA_TARGET, "--constraints", DEV_LOCK]
+            for package in RUNTIME:
+                if package not in named:
+                    args += ["--no-emit-package", package]
+        # uv would otherwise try to download a Python 3.12 for the Lambda target; it needs none.
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        subprocess.run(args, cwd=root, input=stdin, text=True, check=True, env=env)
+        text = output.read_text()
+        if lock.kind == "lambda":
+            text = keep_hashes(text, shipped_hashes(root, output))
+    text = header(lock, current) + text
+    changed = not file.exists() or file.read_text() != text
+    if changed:
+        file.write_text(text)
+    state = "written" if changed else "unchanged"
+    print(f"{lock.path}: {len(pins(text, lock.path))} pins from {lock.source}, {state}")
 
 
-def shipped_hashes(root: Path, lock: Lock) -> dict[str, str]:
-    """Name -> sha256 of the file pip installs for each pin of a Lambda lock, as the makefile
-    builders run it (network: the package index's metadata, not the wheels).
+def shipped_hashes(root: Path, requirements: Path) -> dict[str, str]:
+    """Name -> sha256 of the file pip installs for each pin of a Lambda lock (``requirements``,
+    with every file's hash), as the makefile builders run it (network: the package index's
+    metadata, not the wheels).
 
     Raises subprocess.CalledProcessError when pip cannot install the lock for Lambda, and
     ValueError when the index gives no hash for a file."""
@@ -362,7 +373,7 @@ def shipped_hashes(root: Path, lock: Lock) -> dict[str, str]:
             [
                 *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
                 *("--dry-run", "--ignore-installed", "--no-deps", "--report", str(report)),
-                *(*PIP_LAMBDA_TARGET, "--require-hashes", "-r", lock.path),
+                *(*PIP_LAMBDA_TARGET, "--require-hashes", "-r", str(requirements)),
             ],
             cwd=root,
             check=True,
@@ -373,7 +384,7 @@ def shipped_hashes(root: Path, lock: Lock) -> dict[str, str]:
         name = canonicalize_name(item["metadata"]["name"])
         sha256 = item["download_info"].get("archive_info", {}).get("hashes", {}).get("sha256")
         if not sha256:
-            raise ValueError(f"{lock.path}: the index gives no sha256 for {name}'s file")
+            raise ValueError(f"{requirements}: the index gives no sha256 for {name}'s file")
         found[name] = sha256
     return found
 
