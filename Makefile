@@ -4,20 +4,33 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys;
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Every venv (this one, the tools') installs pip from it first, then its own lock with that pip.
+PIP_LOCK := requirements/pip.lock
 
 .DEFAULT_GOAL := test
 include mk/tools.mk
 
-.PHONY: setup demo test test-fast unit integration lint lint-python bench reliability cost security-table clean
+.PHONY: setup lock demo test test-fast unit integration lint lint-python bench reliability cost security-table clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pip, then every package of requirements/dev.lock, each file checked against its hashes (the
+# build backend and uv included: nothing is fetched unchecked); then the project itself,
+# editable, adding nothing. A new lock makes the venv anew: it holds the lock and nothing older.
+DEV_LOCK := requirements/dev.lock
+$(STAMP): $(PIP_LOCK) $(DEV_LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv $(if $(filter $(PIP_LOCK) $(DEV_LOCK),$?),--clear) $(VENV)
+	$(PY) -m pip install --quiet --require-hashes -r $(PIP_LOCK)
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Every hash-locked requirements file, compiled by uv from pyproject.toml and the .in files
+# (scripts/lock.py; docs/development.md#locks). A pin moves only when its input no longer
+# allows it; UPGRADE=1 moves every pin to the newest allowed.
+lock: setup
+	$(PY) scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 demo: setup
 	$(PY) scripts/demo.py

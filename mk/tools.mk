@@ -2,7 +2,8 @@
 #
 # aws-sam-cli pins boto3 exactly and checkov pins an older one: installed together (or into the
 # project's .venv) they break each other, so each gets a venv of its own. Included from the
-# top-level Makefile, which defines PYTHON (the interpreter that makes venvs) and PY (.venv's).
+# top-level Makefile, which defines PYTHON (the interpreter that makes venvs), PY (.venv's) and
+# PIP_LOCK (the pip every venv installs first).
 #
 #   make tools          create .tools/sam and .tools/checkov (a second run does nothing)
 #   make build          sam build (makefile builds: no Docker, no python3.12 needed)
@@ -15,12 +16,13 @@ SAM_VENV := $(TOOLS_DIR)/sam
 CHECKOV_VENV := $(TOOLS_DIR)/checkov
 SAM := $(SAM_VENV)/bin/sam
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
-# Pinned, so that a new checkov rule or SAM release never changes a CI result by itself. The
-# stamp names carry the versions: change one here and the next `make tools` reinstalls that tool.
-SAM_CLI_VERSION := 1.170.0
-CHECKOV_VERSION := 3.3.30
-SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
-CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+# Pinned in requirements/sam.in and requirements/checkov.in, so that a new checkov rule or SAM
+# release never changes a CI result by itself, and installed from their hash-locked closures
+# (`make lock` writes requirements/*.lock): a venv is made anew when its lock changes.
+SAM_LOCK := requirements/sam.lock
+CHECKOV_LOCK := requirements/checkov.lock
+SAM_STAMP := $(SAM_VENV)/.installed
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 SAM_BUILD_DIR ?= .aws-sam/build
 # `sam validate` needs a region even to lint; any region works, nothing is called.
 SAM_LINT_REGION ?= us-east-1
@@ -30,24 +32,25 @@ SAM_LINT_REGION ?= us-east-1
 tools: $(SAM_STAMP) $(CHECKOV_STAMP)
 
 # -qq: errors only (pip's warnings about this machine's extra package folders are noise).
-$(SAM_STAMP):
+$(SAM_STAMP): $(PIP_LOCK) $(SAM_LOCK)
 	rm -rf $(SAM_VENV)
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install -qq --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install -qq 'aws-sam-cli==$(SAM_CLI_VERSION)'
+	$(SAM_VENV)/bin/python -m pip install -qq --require-hashes -r $(PIP_LOCK)
+	$(SAM_VENV)/bin/python -m pip install -qq --require-hashes -r $(SAM_LOCK)
 	SAM_CLI_TELEMETRY=0 $(SAM) --version
 	@touch $@
 
-$(CHECKOV_STAMP):
+$(CHECKOV_STAMP): $(PIP_LOCK) $(CHECKOV_LOCK)
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install -qq --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install -qq 'checkov==$(CHECKOV_VERSION)'
+	$(CHECKOV_VENV)/bin/python -m pip install -qq --require-hashes -r $(PIP_LOCK)
+	$(CHECKOV_VENV)/bin/python -m pip install -qq --require-hashes -r $(CHECKOV_LOCK)
 	$(CHECKOV) --version
 	@touch $@
 
-# The makefile builders (layers/schwab_tokens/Makefile, functions/Makefile) install the layer's
-# requirements with this pip, for linux/arm64 and CPython 3.12, whatever Python runs it.
+# The makefile builders (layers/*/Makefile, functions/Makefile) install the hash-locked
+# requirements (requirements.lock) with this pip, for linux/arm64 and CPython 3.12, whatever
+# Python runs it.
 build: $(SAM_STAMP)
 	SAM_CLI_TELEMETRY=0 PIP="$(CURDIR)/$(SAM_VENV)/bin/python -m pip" \
 		$(SAM) build --template-file template.yaml --build-dir $(SAM_BUILD_DIR)

@@ -1,4 +1,6 @@
-"""`sam build` makes a small arm64 layer and the three functions without Docker.
+"""`sam build` makes a small arm64 layer and the three functions without Docker, from the
+hash-locked requirements (docs/development.md#locks), and refuses a wheel whose hash is not the
+lock's.
 
 `sam build` needs the SAM CLI in its own venv (`make tools` creates .tools/sam); without it the
 build tests skip, or fail under CI (``tests/requirements.py``). The build downloads the layer's
@@ -9,13 +11,16 @@ wheels with pip (from the package index or pip's cache), as a user's `sam build`
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
+from scripts.lock import pins
 from tests.requirements import require_tool
 from tests.template import REPO, TEMPLATE
 
@@ -27,18 +32,22 @@ LAYER_ZIP_LIMIT = 2 * 1024 * 1024
 NOT_IN_LAYER = ("boto3", "botocore", "aws_lambda_powertools", "cryptography", "moto", "yaml")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sam = require_tool(
+def sam_cli() -> str:
+    """The SAM CLI of `make tools` (skips, or fails under CI, without it)."""
+    return require_tool(
         f"the SAM CLI ({SAM.relative_to(REPO)})", "run `make tools`", SAM if SAM.exists() else None
     )
+
+
+#: The pip the makefile builders get from `make build`: the SAM venv's (any Python 3.11+).
+PIP = f"{SAM.with_name('python')} -m pip"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sam = sam_cli()
     build_dir = tmp_path_factory.mktemp("sam") / "build"
-    env = {
-        **os.environ,
-        "SAM_CLI_TELEMETRY": "0",
-        # The layer's Makefile installs linux/arm64 wheels with this pip (any Python 3.11+).
-        "PIP": f"{SAM.with_name('python')} -m pip",
-    }
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PIP": PIP}
     result = subprocess.run(
         [
             sam,
@@ -113,6 +122,102 @@ def test_functions_hold_their_handler_only(built: Path) -> None:
         assert "app.py" in files, function
         assert "Makefile" not in files, function
         assert not [name for name in files if name.endswith(".pyc")], function
+
+
+def shipped_versions(folder: Path) -> dict[str, str]:
+    """Name -> version of every distribution pip installed into ``folder`` (its dist-info)."""
+    found = {}
+    for info in folder.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        found[canonicalize_name(name)] = version
+    return found
+
+
+def locked_versions(folder: str) -> dict[str, str]:
+    """Name -> version of every pin of ``folder``'s requirements.lock."""
+    lock = f"{folder}/requirements.lock"
+    return {pin.name: pin.version for pin in pins((REPO / lock).read_text(), lock)}
+
+
+LAYERS = {"SchwabTokensLayer": "layers/schwab_tokens", "PowertoolsLayer": "layers/powertools"}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_the_layers_ship_exactly_their_locked_versions(built: Path, layer: str) -> None:
+    assert shipped_versions(built / layer / "python") == locked_versions(LAYERS[layer])
+
+
+def run_target(
+    makefile: Path, target: str, source: Path, artifacts: Path
+) -> subprocess.CompletedProcess[str]:
+    """One makefile builder's target, as `sam build` runs it: in ``source`` (a copy of the
+    resource's folder) with ARTIFACTS_DIR set, and `make build`'s pip."""
+    artifacts.mkdir()
+    env = {**os.environ, "ARTIFACTS_DIR": str(artifacts), "PIP": PIP}
+    return subprocess.run(
+        ["make", "--makefile", str(makefile), target],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "package"),
+    # The internet-facing layer's compiled wheel; the bundled Powertools' (installed --no-deps).
+    [("SchwabTokensLayer", "charset-normalizer"), ("PowertoolsLayer", "wrapt")],
+)
+def test_a_tampered_hash_in_a_layers_lock_fails_its_build_naming_the_package(
+    tmp_path: Path, layer: str, package: str
+) -> None:
+    sam_cli()
+    folder = LAYERS[layer]
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO / folder, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    lock = source / "requirements.lock"
+    (pin,) = [pin for pin in pins(lock.read_text(), str(lock)) if pin.name == package]
+    # The one hash a Lambda lock keeps: the wheel pip installs for Lambda (scripts/lock.py).
+    (real,) = (digest.removeprefix("sha256:") for digest in pin.hashes)
+    tampered = real[:-1] + ("0" if real[-1] != "0" else "1")
+    lock.write_text(lock.read_text().replace(real, tampered))
+
+    artifacts = tmp_path / "artifacts"
+    result = run_target(REPO / folder / "Makefile", f"build-{layer}", source, artifacts)
+
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "DO NOT MATCH THE HASHES" in result.stderr, result.stderr
+    assert f"{package}=={pin.version} from" in result.stderr, result.stderr
+    assert f"Got        {real}" in result.stderr, result.stderr
+    assert not (artifacts / "python" / package.replace("-", "_")).exists()
+
+
+def test_a_function_with_a_lock_ships_its_locked_requirements(tmp_path: Path) -> None:
+    """A function's own dependencies (docs/development.md#locks): a requirements.in beside its
+    app.py, locked by `make lock` into requirements.lock, which functions/Makefile installs.
+    The schwab_tokens layer's lock stands in for a function's."""
+    sam_cli()
+    source = tmp_path / "example_consumer"
+    shutil.copytree(
+        REPO / "functions" / "example_consumer",
+        source,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for name in ("requirements.in", "requirements.lock"):
+        shutil.copy(REPO / "layers" / "schwab_tokens" / name, source)
+    artifacts = tmp_path / "artifacts"
+    result = run_target(
+        REPO / "functions" / "Makefile", "build-ExampleConsumerFunction", source, artifacts
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (artifacts / "app.py").is_file()
+    assert shipped_versions(artifacts) == locked_versions("layers/schwab_tokens")
+    names = {path.name for path in artifacts.iterdir()}
+    assert not names & {"requirements.in", "requirements.lock", "bin", "Makefile"}
+    assert not list(artifacts.rglob("__pycache__"))
 
 
 def lambda_runtime(folder: Path) -> Path:

@@ -22,6 +22,7 @@ import pytest
 from schwab_tokens.policy import LEASE_WAIT_SECONDS
 from schwab_tokens.settings import DEFAULT_LEASE_TTL
 from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
+from scripts.lock import pins as lock_pins
 from tests.template import (
     CHOICES,
     NO_VALUE,
@@ -439,14 +440,9 @@ def test_the_bundled_powertools_layer_is_built_from_hash_locked_requirements() -
         "--only-binary=:all:",
     ):
         assert flag in makefile, flag
-    text = (content / "requirements.txt").read_text().replace("\\\n", " ")
-    pins = {}
-    for line in text.splitlines():
-        if line.strip() and not line.startswith("#"):
-            requirement, *hashes = line.split("--hash=")
-            assert len(hashes) == 1 and re.fullmatch(r"sha256:[0-9a-f]{64}\s*", hashes[0]), line
-            name, _, pinned = requirement.strip().partition("==")
-            pins[name] = pinned
+    locked = lock_pins((content / "requirements.lock").read_text(), "requirements.lock")
+    assert all(len(pin.hashes) == 1 for pin in locked)  # the wheel that ships
+    pins = {pin.name: pin.version for pin in locked}
     assert set(pins) == {
         "aws-lambda-powertools",
         "typing-extensions",
@@ -1748,7 +1744,7 @@ def test_layer_is_python312_arm64_built_by_its_makefile() -> None:
         assert flag in makefile, flag
     requirements = [
         re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower()
-        for line in (content / "requirements.txt").read_text().splitlines()
+        for line in (content / "requirements.in").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     assert "requests" in requirements
