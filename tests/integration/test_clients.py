@@ -15,6 +15,7 @@ import gc
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ from tests.emulator import Emulator
 from tests.emulator.schwabpy import point_client_at_emulator
 from tests.fakes import AheadClock, token_at
 from tests.helpers import emulator_settings, lambda_event, login, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder, where a Schwabdev client's database goes by default, is
+    this test's (``tempfile.tempdir`` is the standard library's setting for that)."""
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 def refresh(emulator: Emulator, store: TokenStore) -> str:
@@ -145,6 +156,7 @@ def test_schwabdev_client_calls_the_api_and_follows_the_refresher(
     assert answer.status_code == 200 and answer.json()[0]["hashValue"]
     assert answer.request.headers["Authorization"] == f"Bearer {first}"
     database = Path(client.tokens._conn.execute("PRAGMA database_list").fetchone()[2])
+    assert database.parent.parent == Path(tempfile.gettempdir())
     assert database.parent.stat().st_mode & 0o777 == 0o700
     assert database.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(database) as db:
@@ -190,7 +202,7 @@ def test_schwabdev_client_stops_when_the_login_is_over(
 
 
 def test_schwabdev_client_refuses_a_token_it_would_refresh(
-    tmp_path: Path, schwabdev_posts: list[Any]
+    tmp_path: Path, _temporary_folder: Path, schwabdev_posts: list[Any]
 ) -> None:
     """A stored token a minute from its end means nothing is refreshing it: Schwabdev would try
     to itself, so no client is built on it."""
@@ -199,7 +211,7 @@ def test_schwabdev_client_refuses_a_token_it_would_refresh(
     with pytest.raises(TemporaryFailure, match="is the refresher running"):
         TokenReader(str(path)).schwabdev_client()
     assert schwabdev_posts == []
-    assert not list(Path(tmp_path).glob("schwab-tokens-schwabdev-*"))
+    assert not list(_temporary_folder.iterdir())  # its private folder is gone with it
 
 
 @pytest.mark.parametrize("store_url", ["file"], indirect=True)
