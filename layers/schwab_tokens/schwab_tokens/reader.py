@@ -1,4 +1,5 @@
-"""``TokenReader``: the consumer's one-liner, with a warm in-memory cache and schwab-py hooks.
+"""``TokenReader``: the consumer's one-liner, with a warm in-memory cache, schwab-py hooks and
+ready schwab-py and Schwabdev clients (``clients.py``, the optional extras).
 
 It reads either an access view (``TOKEN_ACCESS_URL``: the access token and its expiry, no
 refresh token; what consumers should hold) or a whole token document (``TOKEN_STORE_URL``: for
