@@ -15,7 +15,9 @@ Two sources, nothing guessed that can be counted:
 What cannot be measured here is an assumption, stated in ASSUMPTIONS and printed with the
 table: request latencies on real AWS (for Lambda's billed duration), how much S3 Bucket Keys
 save KMS (the access view is written without one: a KMS request per view request with the
-stack's key), the Lambda platform's own log lines, how many e-mails a month, object sizes.
+stack's key), the Lambda platform's own log lines, how many e-mails a month, object sizes, and
+with Alerts=Enabled how long the notifier runs (it runs once per message on the topic, the
+messages the e-mails count; each run reads the alert URLs, an SSM SecureString: a KMS request).
 Prices are us-east-1 list prices (PRICES); "free tier" means the always-free allowances, not
 the 12-month ones.
 
@@ -102,6 +104,10 @@ ASSUMPTIONS = {
     "document_bytes": 2048,
     "view_bytes": 512,  # the access view: the access token, its expiry, a fingerprint
     "noncurrent_days": 30,
+    # Alerts=Enabled: the notifier, one run per message on the topic (emails_per_month), most
+    # of them cold (Lambda bills the init phase): Apprise's import, the SSM read, a post a URL.
+    "notifier_ms": 300,
+    "notifier_log_bytes": 1000,  # the platform's lines and its own, per run
 }
 COMBINATIONS: dict[str, dict[str, str]] = {
     "defaults (S3, AWS-managed keys, Parameter Store)": {},
@@ -110,12 +116,14 @@ COMBINATIONS: dict[str, dict[str, str]] = {
     "CredentialsStore=SecretsManager": {"CredentialsStore": "SecretsManager"},
     "DetailedMetrics=Enabled": {"DetailedMetrics": "Enabled"},
     "HostedLogin=Enabled": {"HostedLogin": "Enabled"},
-    "everything on (SM store, CMK, SM credentials, metrics, hosted login)": {
+    "Alerts=Enabled": {"Alerts": "Enabled"},
+    "everything on (SM store, CMK, SM credentials, metrics, hosted login, alerts)": {
         "StoreType": "SecretsManager",
         "Encryption": "CustomerManagedKey",
         "CredentialsStore": "SecretsManager",
         "DetailedMetrics": "Enabled",
         "HostedLogin": "Enabled",
+        "Alerts": "Enabled",
     },
 }
 
@@ -126,6 +134,7 @@ def template_counts(deployed: Mapping[str, Any]) -> dict[str, Any]:
     resources = deployed["Resources"]
     kinds = Counter(body["Type"] for body in resources.values())
     refresher = resources["RefresherFunction"]["Properties"]
+    notifier = resources.get("NotifierFunction", {}).get("Properties")
     return {
         "alarms": kinds["AWS::CloudWatch::Alarm"],
         "dashboards": kinds["AWS::CloudWatch::Dashboard"],
@@ -133,6 +142,8 @@ def template_counts(deployed: Mapping[str, Any]) -> dict[str, Any]:
         "secrets": kinds["AWS::SecretsManager::Secret"],
         "memory_mb": int(refresher.get("MemorySize", 128)),
         "tracing": refresher.get("Tracing") == "Active",
+        # Alerts=Enabled: the notifier's memory (0: no notifier).
+        "notifier_memory_mb": int(notifier.get("MemorySize", 128)) if notifier else 0,
     }
 
 
@@ -260,7 +271,12 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
         if s == "s3" and op.startswith(("Put", "Copy", "List", "Post"))
     )
     sm_calls = sum(n for (s, _), n in by_service.items() if s == "secretsmanager")
-    ssm_calls = sum(n for (s, _), n in by_service.items() if s == "ssm")
+    # The notifier (Alerts=Enabled) runs once per message on the topic and reads the alert URLs.
+    notifier_runs = ASSUMPTIONS["emails_per_month"] if counts["notifier_memory_mb"] else 0
+    notifier_gb_seconds = (
+        notifier_runs * ASSUMPTIONS["notifier_ms"] / 1000 * counts["notifier_memory_mb"] / 1024
+    )
+    ssm_calls = sum(n for (s, _), n in by_service.items() if s == "ssm") + notifier_runs
     aws_calls = sum(by_service.values())
     cmk = params.get("Encryption") == "CustomerManagedKey"
     # SecureStrings (the credentials, a Secrets Manager store's access view): one Encrypt or
@@ -285,8 +301,13 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
         + ASSUMPTIONS["aws_call_ms"] * sum(day.calls.values())
         + ASSUMPTIONS["schwab_call_ms"] * day.schwab_calls
     ) / day.runs
-    gb_seconds = runs * ms / 1000 * counts["memory_mb"] / 1024
-    log_gb = (day.log_bytes * scale + runs * ASSUMPTIONS["platform_log_bytes"]) / 1e9
+    gb_seconds = runs * ms / 1000 * counts["memory_mb"] / 1024 + notifier_gb_seconds
+    log_gb = (
+        day.log_bytes * scale
+        + runs * ASSUMPTIONS["platform_log_bytes"]
+        + notifier_runs * ASSUMPTIONS["notifier_log_bytes"]
+    ) / 1e9
+    invocations = runs + notifier_runs
     versions = (day.schwab_calls * scale / HOURS_PER_MONTH) * 24 * ASSUMPTIONS["noncurrent_days"]
     s3_gb = (  # a new version of the token and of its access view per refresh
         versions * (ASSUMPTIONS["document_bytes"] + ASSUMPTIONS["view_bytes"]) / 1e9
@@ -295,7 +316,12 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
     )
     secrets = counts["secrets"]  # from the resolved template: the credentials secret included
     lines = [
-        ("Lambda requests", runs, "lambda_request", runs * PRICES["lambda_request"]),
+        (
+            "Lambda requests",
+            invocations,
+            "lambda_request",
+            invocations * PRICES["lambda_request"],
+        ),
         (
             "Lambda compute (GB-s)",
             gb_seconds,
@@ -361,6 +387,11 @@ def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[st
         "total_free_tier": sum(r["usd_free_tier"] for r in rows),
         "aws_calls_per_run": aws_calls / runs,
         "billed_ms_per_run": ms,
+        "notifier": {
+            "runs": notifier_runs,
+            "gb_seconds": notifier_gb_seconds,
+            "memory_mb": counts["notifier_memory_mb"],
+        },
         "access_view": {
             "reads": view_reads,
             "writes": view_writes,
@@ -425,6 +456,17 @@ def main() -> int:
         f"({access['writes_per_refresh']:.2f} a refresh) a month; with StoreType=SecretsManager "
         "it is an SSM standard parameter (free; a KMS request a call)."
     )
+    alerts = results.get("Alerts=Enabled")
+    if alerts is not None:
+        notifier = alerts["notifier"]
+        print(
+            f"\nAlerts=Enabled adds ${alerts['total'] - default['total']:.2f} a month "
+            f"(${alerts['total_free_tier'] - default['total_free_tier']:.2f} with the free tier): "
+            f"the notifier's errors alarm (${PRICES['cw_alarm']:.2f}), and the notifier itself, "
+            f"{notifier['runs']:g} runs a month at {notifier['memory_mb']} MB and "
+            f"~{ASSUMPTIONS['notifier_ms']} ms, each reading the alert URLs (an SSM SecureString, "
+            "a KMS request)."
+        )
     print(
         "\nAssumptions (not measurable here): "
         + ", ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items())

@@ -8,8 +8,9 @@ its ``handler(event, context)`` (and ``lambda_handler``, the template's handler 
 
 - every name lookup for a host other than the loopback is refused (a snippet that hard-codes
   ``https://api.schwabapi.com`` fails, naming the host: take the base from ``SCHWAB_API_BASE``);
-- schwab-py: ``schwab.auth.client_from_access_functions`` is wrapped so the client it returns
-  talks to the emulator (``tests.emulator.schwabpy.point_client_at_emulator``);
+- schwab-py: ``schwab.auth.client_from_access_functions`` (which ``schwab_py_client()`` calls
+  too) is wrapped so the client it returns talks to the emulator
+  (``tests.emulator.schwabpy.point_client_at_emulator``);
 - Schwabdev: its clients' ``_base_api_url`` is the emulator, and a post to Schwab's token
   endpoint (``schwabdev.tokens.requests.post``) fails the run: a consumer never refreshes.
 """
@@ -57,7 +58,7 @@ def run_consumer(
     source = block.source()
     if tmp is not None:
         source = re.sub(r"""(?<=["'])/tmp/""", lambda _: f"{tmp}/", source)
-    if re.search(r"\bschwab(?![\w-])", source):
+    if re.search(r"\bschwab(?![\w-])|\.schwab_py_client\(", source):
         _schwab_py_on(api_base, monkeypatch)
     if "schwabdev" in source:
         _schwabdev_on(api_base, monkeypatch)

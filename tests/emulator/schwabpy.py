@@ -21,48 +21,75 @@ class EmulatorTransport(httpx.BaseTransport):
     """
 
     def __init__(self, base_url: str, inner: httpx.BaseTransport | None = None) -> None:
-        self._base = httpx.URL(base_url)
-        if self._base.scheme != "http" or self._base.host not in ("127.0.0.1", "localhost"):
-            raise ValueError(f"emulator base URL must be http on loopback, got {base_url!r}")
+        self._base = _loopback(base_url)
         self._inner = inner if inner is not None else httpx.HTTPTransport(trust_env=False)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme != "https" or url.host != SCHWAB_HOST or url.port not in (None, 443):
-            raise HostNotEmulatedError(
-                f"refusing {request.method} to {url.scheme}://{url.host}: only "
-                f"https://{SCHWAB_HOST} is routed to the emulator"
-            )
-        target = self._base.copy_with(raw_path=url.raw_path)
-        headers = request.headers.copy()
-        headers["Host"] = self._base.netloc.decode("ascii")
-        forwarded = httpx.Request(
-            request.method,
-            target,
-            headers=headers,
-            stream=request.stream,
-            extensions=request.extensions,
-        )
-        return self._inner.handle_request(forwarded)
+        return self._inner.handle_request(_forwarded(request, self._base))
 
     def close(self) -> None:
         self._inner.close()
 
 
-def point_client_at_emulator(client: Any, base_url: str) -> EmulatorTransport:
-    """Install an :class:`EmulatorTransport` on a synchronous schwab-py client.
+class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
+    """:class:`EmulatorTransport` for an asynchronous client (schwab-py's ``asyncio=True``)."""
 
-    ``client.session`` is authlib's ``OAuth2Client``, an ``httpx.Client``. httpx 0.28 picks a
-    transport per request in ``Client._transport_for_url``: the first matching entry of
-    ``_mounts`` (proxies from the environment, or ``mounts=``) wins, else ``_transport``. So we
-    replace ``_transport`` and empty ``_mounts``; token refreshes go through the same session,
-    hence through the emulator too.
+    def __init__(self, base_url: str) -> None:
+        self._base = _loopback(base_url)
+        self._inner = httpx.AsyncHTTPTransport(trust_env=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(_forwarded(request, self._base))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _loopback(base_url: str) -> httpx.URL:
+    base = httpx.URL(base_url)
+    if base.scheme != "http" or base.host not in ("127.0.0.1", "localhost"):
+        raise ValueError(f"emulator base URL must be http on loopback, got {base_url!r}")
+    return base
+
+
+def _forwarded(request: httpx.Request, base: httpx.URL) -> httpx.Request:
+    url = request.url
+    if url.scheme != "https" or url.host != SCHWAB_HOST or url.port not in (None, 443):
+        raise HostNotEmulatedError(
+            f"refusing {request.method} to {url.scheme}://{url.host}: only "
+            f"https://{SCHWAB_HOST} is routed to the emulator"
+        )
+    headers = request.headers.copy()
+    headers["Host"] = base.netloc.decode("ascii")
+    return httpx.Request(
+        request.method,
+        base.copy_with(raw_path=url.raw_path),
+        headers=headers,
+        stream=request.stream,
+        extensions=request.extensions,
+    )
+
+
+def point_client_at_emulator(client: Any, base_url: str) -> Any:
+    """Install an :class:`EmulatorTransport` on a schwab-py client (an
+    :class:`AsyncEmulatorTransport` on an asynchronous one).
+
+    ``client.session`` is authlib's ``OAuth2Client``, an ``httpx.Client`` (``AsyncOAuth2Client``,
+    an ``httpx.AsyncClient``). httpx 0.28 picks a transport per request in
+    ``_transport_for_url``: the first matching entry of ``_mounts`` (proxies from the
+    environment, or ``mounts=``) wins, else ``_transport``. So we replace ``_transport`` and
+    empty ``_mounts``; token refreshes go through the same session, hence through the emulator
+    too.
     """
     session = client.session
+    if isinstance(session, httpx.AsyncClient):
+        # Its transports open no connection before a request: nothing to close.
+        session._transport = AsyncEmulatorTransport(base_url)
+        session._mounts = {}
+        return session._transport
     if not isinstance(session, httpx.Client):
         raise TypeError(
-            f"expected a synchronous schwab-py client (httpx.Client session), got "
-            f"{type(session).__name__}"
+            f"expected a schwab-py client (an httpx session), got {type(session).__name__}"
         )
     transport = EmulatorTransport(base_url)
     old = session._transport

@@ -1,5 +1,6 @@
 """`make cost` on the defaults: one token on S3, rate(5 minutes), at most $0.30 a month at list
-price without the free tier; the options cost what the README says they add."""
+price without the free tier; the options cost what the README says they add. The opt-in alerts
+notifier (Alerts=Enabled) is counted: its alarm, its runs and what each reads."""
 
 from __future__ import annotations
 
@@ -39,3 +40,33 @@ def test_the_defaults_cost_at_most_thirty_cents_a_month() -> None:
     view = defaults["access_view"]
     assert view["reads_per_run"] == pytest.approx(1.0)
     assert view["writes_per_refresh"] == pytest.approx(1.0)
+
+
+def test_alerts_add_the_notifier_and_its_alarm() -> None:
+    results = priced()
+    defaults = results["defaults (S3, AWS-managed keys, Parameter Store)"]
+    alerts = results["Alerts=Enabled"]
+    assert defaults["total"] <= 0.30, defaults  # the notifier is opt-in
+    assert defaults["notifier"]["runs"] == 0
+    items = {row["item"]: row for row in alerts["rows"]}
+    before = {row["item"]: row for row in defaults["rows"]}
+    assert items["CloudWatch alarms"]["quantity"] == 3  # NotifierErrorsAlarm
+    # A few runs a month (one per message on the topic), at the template's 256 MB.
+    assert alerts["notifier"] == {
+        "runs": pytest.approx(9),
+        "gb_seconds": pytest.approx(9 * 0.3 * 256 / 1024),
+        "memory_mb": 256,
+    }
+    runs = alerts["notifier"]["runs"]
+    assert items["Lambda requests"]["quantity"] == pytest.approx(
+        before["Lambda requests"]["quantity"] + runs
+    )
+    # Each run reads the alert URLs: an SSM SecureString, one KMS request.
+    assert items["KMS requests"]["quantity"] == pytest.approx(
+        before["KMS requests"]["quantity"] + runs
+    )
+    added = alerts["total"] - defaults["total"]
+    assert 0.10 <= added < 0.11, added  # the alarm, and a fraction of a cent
+    assert alerts["total_free_tier"] - defaults["total_free_tier"] < 0.01
+    everything = next(label for label in results if label.startswith("everything on"))
+    assert results[everything]["notifier"]["runs"] == runs

@@ -3,9 +3,11 @@
 What users feel: a consumer Lambda's cold start pays for neither boto3 (until its first read of
 an AWS store), an HTTP client, powertools nor cryptography; the token, OAuth and policy modules
 know nothing of AWS; a still-fresh refresher run never imports ``requests``; only the CLI's
-login listener needs cryptography, and only once it listens; and Apprise (alerts) loads only
-when an alert URL is checked or sent to, never in a consumer or the refresher. The last cases
-check the probe itself: it does see a library that is loaded.
+login listener needs cryptography, and only once it listens; Apprise (alerts) loads only
+when an alert URL is checked or sent to, never in a consumer or the refresher; and schwab-py and
+Schwabdev (the extras) load only when a consumer builds the one-line client of that library,
+never with a plain reader. The last cases check the probe itself: it does see a library that is
+loaded.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ HEAVY = (
     "aws_lambda_powertools",
     "cryptography",
     "schwab",
+    "schwabdev",
     "apprise",
 )
 AWS = ("boto3", "botocore", "s3transfer")
@@ -92,6 +95,24 @@ CASES = [
         forbidden=HEAVY,
     ),
     Case(
+        "consumer gives schwab-py its access functions",
+        "from schwab_tokens import TokenReader\nTokenReader('tokens.json').access_functions()",
+        forbidden=HEAVY,
+    ),
+    Case(
+        "consumer builds a schwab-py client",
+        "from schwab_tokens import TokenReader\nTokenReader('tokens.json').schwab_py_client()",
+        forbidden=(*AWS, "schwabdev", "aws_lambda_powertools", "apprise"),
+        required=("schwab",),
+    ),
+    Case(
+        "consumer builds a Schwabdev client",
+        "from schwab_tokens import TokenReader\n"
+        "TokenReader('tokens.json').schwabdev_client(tokens_db='schwabdev.db')",
+        forbidden=(*AWS, "schwab", "aws_lambda_powertools", "apprise"),
+        required=("schwabdev",),
+    ),
+    Case(
         "AWS stores, imported",
         "import schwab_tokens.aws, schwab_tokens.stores.s3, schwab_tokens.stores.secretsmanager",
         forbidden=(*AWS, "aws_lambda_powertools"),
@@ -118,7 +139,7 @@ CASES = [
     Case(
         "every module but the listener",
         _all_modules_but_the_listener(),
-        forbidden=("cryptography", "apprise"),
+        forbidden=("cryptography", "apprise", "schwab", "schwabdev"),
         required=("requests", "aws_lambda_powertools"),
     ),
     Case(

@@ -59,6 +59,12 @@ class AccessView(Expiries):
             login_required=login_required,
         )
 
+    @classmethod
+    def of(cls, held: Token | AccessView) -> AccessView:
+        """``held`` itself if it is a view, else the view of the token document: what a client
+        that must never refresh is given (no refresh token)."""
+        return held if isinstance(held, AccessView) else cls.from_token(held)
+
     def covers(self, other: AccessView) -> bool:
         """Whether this stored view makes writing ``other`` unnecessary: it mirrors a later
         token, or the same one with at least as much known (a mark that the login is over is

@@ -74,8 +74,7 @@ _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{
 
 def access_json(held: Token | AccessView) -> bytes:
     """The access view (``schemas/access-view.schema.json``)."""
-    view = held if isinstance(held, AccessView) else AccessView.from_token(held)
-    return view.to_json()
+    return AccessView.of(held).to_json()
 
 
 def schwab_py_json(held: Token | AccessView) -> bytes:
@@ -264,8 +263,9 @@ class SchwabdevTokens:
     process) that builds one ``schwabdev.Client`` per warm container.
 
     Call ``sync()`` at the start of each invocation: it rewrites the row only when the reader's
-    access token changed (a warm invocation with a fresh token touches nothing). Pass
-    ``call_on_auth`` to the client: where Schwabdev would stop and prompt for a login, it raises
+    access token changed (a warm invocation with a fresh token touches nothing), and writes the
+    access view alone, even from a reader of the whole document. Pass ``call_on_auth`` to the
+    client: where Schwabdev would stop and prompt for a login, it raises
     ``LoginRequired`` naming the fix instead.
     """
 
@@ -281,7 +281,8 @@ class SchwabdevTokens:
         with self._lock:
             if held.fingerprint == self._written and Path(self.path).exists():
                 return False
-            write_schwabdev(held, self.path)
+            # The view, even of a whole document: Schwabdev never holds a refresh token to use.
+            write_schwabdev(AccessView.of(held), self.path)
             self._written = held.fingerprint
             return True
 

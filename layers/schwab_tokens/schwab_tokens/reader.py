@@ -1,4 +1,5 @@
-"""``TokenReader``: the consumer's one-liner, with a warm in-memory cache and schwab-py hooks.
+"""``TokenReader``: the consumer's one-liner, with a warm in-memory cache, schwab-py hooks and
+ready schwab-py and Schwabdev clients (``clients.py``, the optional extras).
 
 It reads either an access view (``TOKEN_ACCESS_URL``: the access token and its expiry, no
 refresh token; what consumers should hold) or a whole token document (``TOKEN_STORE_URL``: for
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 
@@ -182,7 +184,7 @@ class TokenReader:
         self._stale_at = 0.0
 
     # -- schwab-py ---------------------------------------------------------------------------
-    def access_functions(self) -> tuple[ReadFunc, WriteFunc]:
+    def access_functions(self, *, refresh: bool = True) -> tuple[ReadFunc, WriteFunc]:
         """``(read, write)`` for ``schwab.auth.client_from_access_functions``.
 
         From an access view: the client gets a token with no refresh token that takes the
@@ -198,14 +200,18 @@ class TokenReader:
         another writer refreshed first: theirs is kept and re-read, never overwritten. A reader
         that may not write is denied: the cache is then forgotten, so the next read takes the
         refresher's token, and nothing is raised.
+
+        ``refresh=False``: from a whole document too, the client is given the access view alone
+        (no refresh token), so it never refreshes, as from a view.
         """
 
         def read() -> dict[str, Any]:
-            document = self.document()
-            document["token"] = _live_token(self, document["token"])
+            held = self.token()
+            document = (held if refresh else AccessView.of(held)).schwab_py_document()
+            document["token"] = _live_token(self, document["token"], refresh=refresh)
             return document
 
-        if isinstance(self.token(), AccessView):
+        if not refresh or isinstance(self.token(), AccessView):
             return read, _view_write
 
         def write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
@@ -234,6 +240,29 @@ class TokenReader:
 
         return read, write
 
+    # -- ready clients (the extras; docs/reading-the-token.md) -------------------------------
+    def schwab_py_client(self, *, asyncio: bool = False, enforce_enums: bool = True) -> Any:
+        """A schwab-py client (``schwab.client.Client``, or ``AsyncClient`` with ``asyncio``)
+        that takes each newer access token from this reader and never refreshes by itself.
+
+        Needs schwab-py (the ``schwab-py`` extra): ``ConfigurationError`` naming the pip
+        command without it. See ``clients.schwab_py_client``."""
+        from .clients import schwab_py_client
+
+        return schwab_py_client(self, asyncio=asyncio, enforce_enums=enforce_enums)
+
+    def schwabdev_client(
+        self, *, tokens_db: str | os.PathLike[str] | None = None, timeout: float = 10
+    ) -> Any:
+        """A Schwabdev 4 client (a ``schwabdev.Client``) that takes each newer access token
+        from this reader through its tokens database and never refreshes by itself.
+
+        Needs Schwabdev (the ``schwabdev`` extra): ``ConfigurationError`` naming the pip
+        command without it. See ``clients.schwabdev_client``."""
+        from .clients import schwabdev_client
+
+        return schwabdev_client(self, tokens_db=tokens_db, timeout=timeout)
+
 
 def _marked_over(source: TokenStore | View, held: Held) -> bool:
     """Whether the view says a writer found ``held``'s login over. A reader of the whole
@@ -261,8 +290,9 @@ def _view_write(document: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
     log.warning("schwab-py refreshed a token read from an access view; not stored")
 
 
-def _live_token(reader: TokenReader, fields: dict[str, Any]) -> dict[str, Any]:
-    """The token schwab-py's session holds, kept current from the reader.
+def _live_token(reader: TokenReader, fields: dict[str, Any], *, refresh: bool) -> dict[str, Any]:
+    """The token schwab-py's session holds, kept current from the reader (without
+    ``refresh``, from its access view: never a refresh token).
 
     authlib asks ``token.is_expired(leeway)`` before every request and keeps a subclass of its
     ``OAuth2Token`` as it is; this one first takes the reader's current access token (in place:
@@ -275,6 +305,7 @@ def _live_token(reader: TokenReader, fields: dict[str, Any]) -> dict[str, Any]:
         return fields
     live: dict[str, Any] = live_token(fields)
     live.reader = reader  # type: ignore[attr-defined]
+    live.refresh = refresh  # type: ignore[attr-defined]
     return live
 
 
@@ -289,11 +320,13 @@ def _live_token_class() -> type | None:
 
     class LiveToken(OAuth2Token):  # type: ignore[misc]
         reader: TokenReader
+        refresh: bool
 
         def is_expired(self, leeway: int = 60) -> bool:
             current = self.reader.token()
             if current.access_token != self.get("access_token"):
-                self.update(current.schwab_py_document()["token"])
+                taken = current if self.refresh else AccessView.of(current)
+                self.update(taken.schwab_py_document()["token"])
             return bool(current.access_seconds_left(self.reader.clock()) < leeway)
 
     return LiveToken
