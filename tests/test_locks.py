@@ -141,8 +141,8 @@ DRIFT: dict[str, tuple[Change, str]] = {
         f"{LAYER_LOCK} was locked without rich",
     ),
     "a function given requirements without a lock": (
-        lambda root: write(root / "functions/notifier/requirements.in", "apprise>=1.9\n"),
-        "functions/notifier/requirements.lock is missing",
+        lambda root: write(root / "functions/example_consumer/requirements.in", "apprise>=1.9\n"),
+        "functions/example_consumer/requirements.lock is missing",
     ),
     "a tool's version changed without a lock": (
         lambda root: edit(root / "requirements/sam.in", "aws-sam-cli==", "aws-sam-cli==9"),
