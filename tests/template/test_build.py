@@ -10,11 +10,13 @@ wheels with pip (from the package index or pip's cache), as a user's `sam build`
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,10 +45,23 @@ def sam_cli() -> str:
 PIP = f"{SAM.with_name('python')} -m pip"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Path]:
+    """One `sam build` for the whole session, shared by the xdist workers (a build is ~10 s of
+    pip and copying: made once, under a lock, by whichever worker needs it first)."""
     sam = sam_cli()
-    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the session's, not a worker's
+    build_dir = shared / "sam-build" / "build"
+    with open(shared / "sam-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "sam-build" / "built").exists():
+            _sam_build(sam, build_dir)
+            (shared / "sam-build" / "built").touch()
+    yield build_dir
+
+
+def _sam_build(sam: str, build_dir: Path) -> None:
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PIP": PIP}
     result = subprocess.run(
         [
@@ -67,7 +82,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Build Succeeded" in result.stdout
-    return build_dir
 
 
 def test_layer_holds_schwab_tokens_and_requests_only(built: Path) -> None:
