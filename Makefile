@@ -39,7 +39,7 @@ demo: setup
 # so more workers than cores; tests are handed out one at a time (the long crash and soak chunks
 # are collected first, see tests/conftest.py) so that no worker queues two of them.
 WORKERS ?= 6
-PARALLEL := -n $(WORKERS) --dist load --maxschedchunk 1
+PARALLEL := -n $(WORKERS) --dist loadgroup --maxschedchunk 1
 
 # Everything: unit, emulator, integration, e2e, template and reliability (under 5 minutes here).
 test: setup

@@ -81,6 +81,7 @@ def run(
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
+@pytest.mark.slow  # long (pip from the package index): scheduled first
 def test_the_readmes_install_line_gives_a_working_cli(tmp_path: Path) -> None:
     lines = readme_install_lines()
     assert lines, "README.md has no `pipx install` line: it must install the CLI before using it"

@@ -51,8 +51,8 @@ from tests.reliability.support import (
 )
 
 #: Kills per store, over the four strategies.
-#: (``make test`` kills 3 per strategy: 12 a store; ``make reliability``, ``FULL``, 52.)
-KILLS = 50 if FULL else 12
+#: (``make test`` kills 2 per strategy: 8 a store; ``make reliability``, ``FULL``, 52.)
+KILLS = 50 if FULL else 8
 STRATEGIES = ("random", "lease", "token_call", "write")
 KILLS_PER_STRATEGY = math.ceil(KILLS / len(STRATEGIES))
 #: The part of a refresh each strategy aims at (``phase_of``), reached at least twice.

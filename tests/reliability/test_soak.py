@@ -54,16 +54,16 @@ from tests.reliability.support import FULL, new_store, record
 #: 20 refreshers on moto's S3 takes about 1.5 s. Secrets Manager's label lease makes 20
 #: simultaneous contenders back off together, and moto's DescribeSecret grows with every
 #: version the soak leaves (AWS prunes them): ~5 s a round, so 25 rounds by default there.
-#: ``make test`` plays 12 rounds on S3 and 6 on Secrets Manager (``FULL``: all of them).
+#: ``make test`` plays 8 rounds on S3 and 4 on Secrets Manager (``FULL``: all of them).
 ROUNDS = (
     {"file": 100, "s3": 100, "secretsmanager": 25}
     if FULL
-    else {"file": 40, "s3": 12, "secretsmanager": 6}
+    else {"file": 40, "s3": 8, "secretsmanager": 4}
 )
 ROUNDS_ENV = "RELIABILITY_SOAK_ROUNDS"
 #: Chunks per store: about 20-30 s of work each.
 CHUNKS = (
-    {"file": 1, "s3": 5, "secretsmanager": 5} if FULL else {"file": 1, "s3": 1, "secretsmanager": 2}
+    {"file": 1, "s3": 5, "secretsmanager": 5} if FULL else {"file": 1, "s3": 1, "secretsmanager": 1}
 )
 REFRESHERS = 20
 READERS = 20

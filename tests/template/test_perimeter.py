@@ -45,6 +45,10 @@ from tests.template.perimeter import (
 )
 from tests.template.stack import ACCOUNT, REGION, aws_managed_policy
 
+#: On one worker (``--dist loadgroup``), first (``slow``): the eight stacks are deployed and
+#: evaluated once there, instead of again by every worker that runs one of these tests.
+pytestmark = [pytest.mark.xdist_group("perimeter"), pytest.mark.slow]
+
 SECURITY_DOC = REPO / "docs" / "security.md"
 #: Who the perimeter lets reach the token, its notes and its lease (their own policies still
 #: decide what each may do there).
