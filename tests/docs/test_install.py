@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import schwab_tokens
 from tests.docs.checker import parse_doc, shell_lines
 from tests.helpers import REPO
