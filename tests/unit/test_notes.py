@@ -16,7 +16,7 @@ import pytest
 from schwab_tokens.errors import LoginRequired, NotesTooLarge, Outcome, TemporaryFailure
 from schwab_tokens.lambdas.refresher import forced_mark
 from schwab_tokens.login_flow import record_login
-from schwab_tokens.notes import FORCED, login_over, normalized, with_verdict
+from schwab_tokens.notes import FORCED, failing, login_over, normalized, with_verdict
 from schwab_tokens.notify import FAILING_AFTER_SECONDS, next_notes
 from schwab_tokens.policy import RunResult
 from schwab_tokens.stores import TokenStore, store_from_url
@@ -105,3 +105,11 @@ def test_older_notes_are_read_in_todays_form() -> None:
     never pile up beside new ones (and past the limit)."""
     old = {"login": 5, "failing_since": 1_900_000_000, "failing_sent": True, "sent": "x"}
     assert normalized(old) == {"login": 5, "failing": [1_900_000_000, True], "sent": "x"}
+
+
+@pytest.mark.parametrize("since", [10**300, -5, 1e13, "1900000000", True, None])
+def test_a_failing_time_no_token_could_carry_is_no_time(since: object) -> None:
+    """Notes are read from the store, which others may write: an absurd "failing since" is
+    ignored (doctor and the notices never format it), not a crash."""
+    assert failing({"login": 5, "failing": [since, True]}) is None
+    assert failing({"login": 5, "failing": [1_900_000_000, True]}) == (1_900_000_000.0, True)

@@ -112,8 +112,13 @@ def record_verdict(store: TokenStore, token: Token | None, outcome: Outcome) -> 
         log.warning("could not note what this run found of the login (%s: %s)", store.url, exc)
 
 
+#: The notes come from the store, which anyone with its grant may write: a time outside the
+#: range a token may carry (token.py) is no time (10**300 would crash the clock's formatting).
+_LATEST = 1e12
+
+
 def _is_time(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= _LATEST
 
 
 __all__ = [
