@@ -1,18 +1,20 @@
-"""Template tests: read template.yaml as a reviewer would, and build it with SAM.
+"""template.yaml as CloudFormation reads it (for the template tests, `make invoke`, `make cost`).
 
 ``load_template`` parses CloudFormation's short-form tags (``!Ref``, ``!Sub``, ``!If``...) into
-their long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``), so the tests see what CloudFormation sees.
+their long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``), so the readers see what CloudFormation
+sees; ``conditions`` evaluates the Conditions for given parameter values, and
+``resolved_template`` keeps what a deployment with those values holds.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from devkit import REPO
+
 TEMPLATE = REPO / "template.yaml"
 
 _SCALAR_FUNCTIONS = ("Ref", "Condition")
@@ -44,7 +46,7 @@ _FUNCTIONS = (
 )
 
 
-class CfnLoader(yaml.SafeLoader):
+class CfnLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no types here: Any
     """A SafeLoader that knows CloudFormation's intrinsic-function tags."""
 
 
@@ -81,12 +83,12 @@ CfnLoader.add_constructor("!GetAtt", _get_att)
 
 
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=CfnLoader)
+    return yaml.load(text, Loader=CfnLoader)  # noqa: S506 (a SafeLoader with the CFN tags)
 
 
 @cache
 def load_template() -> dict[str, Any]:
-    """template.yaml, parsed once per test session (treat it as read-only)."""
+    """template.yaml, parsed once per process (treat it as read-only)."""
     document = load_yaml(TEMPLATE.read_text())
     assert isinstance(document, dict)
     return document

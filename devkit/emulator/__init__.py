@@ -1,15 +1,16 @@
-"""Schwab OAuth emulator for tests: a real HTTP server on 127.0.0.1.
+"""The Schwab OAuth emulator (for the tests, the demo, the scripts and the benchmarks): a real HTTP
+server on 127.0.0.1.
 
 ``Emulator``, the fault-kind tuples and the account helpers need only the standard library.
 ``EmulatorTransport`` and ``point_client_at_emulator`` (the schwab-py/httpx helpers) are
-imported lazily, so ``python -m tests.emulator`` does not need httpx.
+imported lazily, so ``python -m devkit.emulator`` does not need httpx.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.emulator.server import (
+from devkit.emulator.server import (
     ACCOUNT_NUMBERS,
     BAD_ANSWER_FAULT_KINDS,
     DEFAULT_ACCOUNTS,
@@ -41,7 +42,7 @@ _SCHWABPY_NAMES = {"EmulatorTransport", "HostNotEmulatedError", "point_client_at
 
 def __getattr__(name: str) -> Any:
     if name in _SCHWABPY_NAMES:
-        from tests.emulator import schwabpy
+        from devkit.emulator import schwabpy
 
         return getattr(schwabpy, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Tests of the Schwab emulator (devkit/emulator/)."""
