@@ -17,6 +17,9 @@ setup: $(STAMP)
 # pip, then every package of requirements/dev.lock, each file checked against its hashes (the
 # build backend and uv included: nothing is fetched unchecked); then the project itself,
 # editable, adding nothing. A new lock makes the venv anew: it holds the lock and nothing older.
+# Last, the repository's root goes on the venv's path (a .pth file, as the editable install puts
+# layers/schwab_tokens there), so that scripts/ and benchmarks/ import the development kit
+# (devkit/) however they are run; the package's wheel and the layer never hold it.
 DEV_LOCK := requirements/dev.lock
 $(STAMP): $(PIP_LOCK) $(DEV_LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -24,6 +27,7 @@ $(STAMP): $(PIP_LOCK) $(DEV_LOCK) pyproject.toml
 	$(PY) -m pip install --quiet --require-hashes -r $(PIP_LOCK)
 	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "schwab_tokens_devkit.pth").write_text(sys.argv[1] + "\n")' "$(CURDIR)"
 	@touch $(STAMP)
 
 # Every hash-locked requirements file, compiled by uv from pyproject.toml and the .in files

@@ -13,26 +13,28 @@ import tempfile
 import time
 import timeit
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-from schwab_tokens import aws  # noqa: E402
-from schwab_tokens.policy import run  # noqa: E402
-from schwab_tokens.reader import TokenReader  # noqa: E402
-from schwab_tokens.stores import store_from_url  # noqa: E402
-from schwab_tokens.stores.base import TokenStore  # noqa: E402
-from tests.emulator import Emulator  # noqa: E402
-from tests.helpers import login  # noqa: E402
+from devkit import REPO
+from devkit.background import free_port
+from devkit.emulator import Emulator
+from devkit.user import login
+from schwab_tokens import aws
+from schwab_tokens.oauth import SchwabOAuth
+from schwab_tokens.policy import run
+from schwab_tokens.reader import TokenReader
+from schwab_tokens.stores import store_from_url
+from schwab_tokens.stores.base import TokenStore
 
 
-def table(title: str, header: list[str], rows: list[list[object]]) -> None:
+def table(title: str, header: list[str], rows: Sequence[Sequence[object]]) -> None:
     print(f"\n## {title}\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(" --- " for _ in header) + "|")
@@ -45,7 +47,7 @@ def cold_import_ms(code: str, runs: int) -> float:
     times = []
     env = {
         **os.environ,
-        "PYTHONPATH": f"{REPO}:{REPO / 'functions' / 'refresher'}",
+        "PYTHONPATH": str(REPO / "functions" / "refresher"),
         # As in Lambda: X-Ray's SDK then uses the Lambda context instead of creating sampling
         # clients at import (which it does on a laptop, costing ~0.5 s).
         "LAMBDA_TASK_ROOT": "/var/task",
@@ -177,38 +179,26 @@ def _per_call_ns(func: Callable[[], object], number: int = 100_000) -> float:
     return statistics.median(runs) / number * 1e9
 
 
-def _endpoint_for(emu: Emulator) -> Callable[[], object]:
-    from schwab_tokens.oauth import SchwabOAuth
-
+def _endpoint_for(emu: Emulator) -> Callable[[], SchwabOAuth]:
     client = SchwabOAuth(emu.app_key, emu.app_secret, base_url=emu.base_url)
     return lambda: client
 
 
 # -- many tokens in one invocation --------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _servers() -> Iterator[tuple[str, str]]:
     """The emulator and moto's server, each in its own process (their own GIL, as in real life)."""
-    emu_port, moto_port = _free_port(), _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    emu_port, moto_port = free_port(), free_port()
     emu = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tests.emulator",
+            "devkit.emulator",
             "--port",
             str(emu_port),
             "--access-lifetime",
             "300",
         ],
-        env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -265,7 +255,6 @@ def scale_child(count: int, emulator_url: str) -> None:
     from schwab_tokens.batch import refresh_all
     from schwab_tokens.login_flow import complete_login
     from schwab_tokens.manifest import Target
-    from schwab_tokens.oauth import SchwabOAuth
     from schwab_tokens.settings import Settings
 
     key, secret = "emu-app-key-0001", "emu-app-secret-0001"
@@ -303,14 +292,14 @@ def scale_child(count: int, emulator_url: str) -> None:
     )
 
 
-def bench_scaling(counts: tuple[int, ...] = (1, 100, 1000)) -> list[dict]:
+def bench_scaling(counts: tuple[int, ...] = (1, 100, 1000)) -> list[dict[str, Any]]:
     import json
 
     rows = []
     figures = []
     with _servers() as (emulator_url, moto_url):
         for count in counts:
-            env = {**os.environ, "AWS_ENDPOINT_URL": moto_url, "PYTHONPATH": str(REPO)}
+            env = {**os.environ, "AWS_ENDPOINT_URL": moto_url}
             out = subprocess.run(
                 [sys.executable, __file__, "--scale-child", str(count), emulator_url],
                 env=env,

@@ -36,13 +36,11 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 # The refresher's environment as the stack sets it (powertools reads these at import).
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -174,244 +172,305 @@ def aws_on_moto() -> Iterator[None]:
 
 def simulate(store_type: str, credentials: str, detailed: bool, hours: float) -> Day:
     """``hours`` of scheduled runs with the emulator's clock moving 5 minutes per run."""
-    from schwab_tokens import aws
-    from schwab_tokens.credentials import AppCredentials, store_credentials
-    from schwab_tokens.lambdas import refresher
-    from schwab_tokens.settings import Settings
-    from schwab_tokens.stores import store_from_url
-    from tests.emulator import Emulator
-    from tests.helpers import login
+    from devkit.emulator import Emulator
 
     day = Day(hours)
     with Emulator() as emulator, aws_on_moto():
-        if store_type == "S3":
-            aws.client("s3").create_bucket(Bucket="schwab-tokens-cost")
-            url = "s3://schwab-tokens-cost/schwab/tokens.json"
-        else:
-            url = "secretsmanager://schwab-tokens/tokens"
-        creds_name = (
-            "ssm:/schwab-tokens/credentials"
-            if credentials == "ParameterStore"
-            else ("schwab-tokens/credentials")
-        )
-        store_credentials(creds_name, AppCredentials(emulator.app_key, emulator.app_secret, None))
-        topic = aws.client("sns").create_topic(Name="schwab-tokens")["TopicArn"]
-        settings = Settings(
-            store_url=url,
-            credentials_secret=creds_name,
-            api_base=emulator.base_url,
-            topic_arn=topic,
-            detailed_metrics=detailed,
-        )
-        login(store_from_url(url, settings), emulator)
+        settings = stack_settings(emulator, store_type, credentials, detailed)
         emulator.reset_counters()
-
-        credentials = (creds_name.removeprefix("ssm:"), creds_name)
-
-        def count(event_name: str, params: dict[str, Any], **_: Any) -> None:
-            _, service, operation = event_name.split(".")[:3]
-            service = SERVICE_NAMES.get(service, service)
-            if params.get("SecretId") in credentials or params.get("Name") in credentials:
-                operation = "credentials"  # priced below from the cache's lifetime
-            day.calls[(service, operation)] += 1
-            if str(params.get("Key", "")).endswith(".access.json") or str(
-                params.get("Name", "")
-            ).endswith(".access"):
-                day.view_calls[(service, operation)] += 1
-
-        for service in ("s3", "secretsmanager", "ssm", "sns"):
-            # The API parameters (before-call sees the serialized request instead).
-            aws.client(service).meta.events.register("before-parameter-build.*.*", count)
-        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        count_aws_calls(day, settings.credentials_secret or "")
         log_handlers = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers
         for _ in range(int(hours * RUNS_PER_HOUR)):
-            out = io.StringIO()
-            for handler in log_handlers:  # the function's log, as CloudWatch would ingest it
-                handler.stream = out  # type: ignore[attr-defined]
-            with contextlib.redirect_stdout(out):
-                refresher.handle(event, settings, clock=emulator.now)
-                if detailed:
-                    refresher.metrics.flush_metrics()
-            text = out.getvalue()
-            day.log_bytes += len(text.encode())
-            for line in text.splitlines():
-                with contextlib.suppress(ValueError):
-                    document = json.loads(line)
-                    for directive in document.get("_aws", {}).get("CloudWatchMetrics", []):
-                        dims = ",".join(sorted(itertools.chain(*directive["Dimensions"])))
-                        for metric in directive["Metrics"]:
-                            day.metrics.add(f"{metric['Name']}[{dims}]")
-            day.runs += 1
+            scheduled_run(day, settings, emulator.now, log_handlers)
             emulator.advance(3600 / RUNS_PER_HOUR)
         day.schwab_calls = emulator.calls_by_grant.get("refresh_token", 0)
     return day
 
 
-# -- the bill ------------------------------------------------------------------------------------
-def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[str, Any]:
-    """Monthly quantities and dollars per line, without and with the free tier."""
-    scale = HOURS_PER_MONTH / day.hours
-    runs = day.runs * scale
-    by_service: Counter[tuple[str, str]] = Counter()
-    for (service, operation), n in day.calls.items():
-        by_service[(service, operation)] += n * scale
-    from schwab_tokens.credentials import CACHE_SECONDS
+def stack_settings(emulator: Any, store_type: str, credentials: str, detailed: bool) -> Any:
+    """The stack's store, credentials and topic made on moto, a token logged in to the store,
+    and the refresher's settings for them."""
+    from devkit.user import login
+    from schwab_tokens import aws
+    from schwab_tokens.credentials import AppCredentials, store_credentials
+    from schwab_tokens.settings import Settings
+    from schwab_tokens.stores import store_from_url
 
-    # Credentials are cached CACHE_SECONDS per warm container; the simulation is one container
-    # living a day in seconds, so the cache never expired: price a read per cache lifetime.
-    for service, operation in list(by_service):
-        if operation == "credentials":
-            by_service[(service, operation)] = HOURS_PER_MONTH * 3600 / CACHE_SECONDS
-    s3_reads = sum(
-        n for (s, op), n in by_service.items() if s == "s3" and op.startswith(("Get", "Head"))
+    if store_type == "S3":
+        aws.client("s3").create_bucket(Bucket="schwab-tokens-cost")
+        url = "s3://schwab-tokens-cost/schwab/tokens.json"
+    else:
+        url = "secretsmanager://schwab-tokens/tokens"
+    creds_name = (
+        "ssm:/schwab-tokens/credentials"
+        if credentials == "ParameterStore"
+        else ("schwab-tokens/credentials")
     )
-    s3_writes = sum(
-        n
-        for (s, op), n in by_service.items()
-        if s == "s3" and op.startswith(("Put", "Copy", "List", "Post"))
+    store_credentials(creds_name, AppCredentials(emulator.app_key, emulator.app_secret, None))
+    topic = aws.client("sns").create_topic(Name="schwab-tokens")["TopicArn"]
+    settings = Settings(
+        store_url=url,
+        credentials_secret=creds_name,
+        api_base=emulator.base_url,
+        topic_arn=topic,
+        detailed_metrics=detailed,
     )
-    sm_calls = sum(n for (s, _), n in by_service.items() if s == "secretsmanager")
-    # The notifier (Alerts=Enabled) runs once per message on the topic and reads the alert URLs.
-    notifier_runs = ASSUMPTIONS["emails_per_month"] if counts["notifier_memory_mb"] else 0
-    notifier_gb_seconds = (
-        notifier_runs * ASSUMPTIONS["notifier_ms"] / 1000 * counts["notifier_memory_mb"] / 1024
-    )
-    ssm_calls = sum(n for (s, _), n in by_service.items() if s == "ssm") + notifier_runs
-    aws_calls = sum(by_service.values())
-    cmk = params.get("Encryption") == "CustomerManagedKey"
-    # SecureStrings (the credentials, a Secrets Manager store's access view): one Encrypt or
-    # Decrypt a call, under aws/ssm or the stack's key.
-    kms = ssm_calls
-    sm_reads_writes = sum(
-        n
-        for (s, op), n in by_service.items()
-        if s == "secretsmanager" and op in ("GetSecretValue", "PutSecretValue", "CreateSecret")
-    )
-    kms += sm_reads_writes  # every secret value read or written is one KMS call
-    view = {op: n * scale for op, n in day.view_calls.items()}
-    view_reads = sum(n for (_, op), n in view.items() if op.startswith("Get"))
-    view_writes = sum(n for (_, op), n in view.items() if op.startswith("Put"))
-    s3_view = sum(n for (s, op), n in view.items() if s == "s3" and not op.startswith("Delete"))
-    if cmk and params.get("StoreType", "S3") == "S3":
-        # The token, notes and lease under the bucket key; the view without (its own context).
-        bucket_keyed = s3_reads + s3_writes - s3_view
-        kms += bucket_keyed * ASSUMPTIONS["kms_per_s3_request_with_bucket_key"] + s3_view
-    ms = (
-        ASSUMPTIONS["run_overhead_ms"] * day.runs
-        + ASSUMPTIONS["aws_call_ms"] * sum(day.calls.values())
-        + ASSUMPTIONS["schwab_call_ms"] * day.schwab_calls
-    ) / day.runs
-    gb_seconds = runs * ms / 1000 * counts["memory_mb"] / 1024 + notifier_gb_seconds
-    log_gb = (
-        day.log_bytes * scale
-        + runs * ASSUMPTIONS["platform_log_bytes"]
-        + notifier_runs * ASSUMPTIONS["notifier_log_bytes"]
-    ) / 1e9
-    invocations = runs + notifier_runs
-    versions = (day.schwab_calls * scale / HOURS_PER_MONTH) * 24 * ASSUMPTIONS["noncurrent_days"]
-    s3_gb = (  # a new version of the token and of its access view per refresh
-        versions * (ASSUMPTIONS["document_bytes"] + ASSUMPTIONS["view_bytes"]) / 1e9
-        if params.get("StoreType", "S3") == "S3"
-        else 0.0
-    )
-    secrets = counts["secrets"]  # from the resolved template: the credentials secret included
-    lines = [
-        (
-            "Lambda requests",
-            invocations,
-            "lambda_request",
-            invocations * PRICES["lambda_request"],
-        ),
-        (
-            "Lambda compute (GB-s)",
-            gb_seconds,
-            "lambda_gb_second_arm64",
-            gb_seconds * PRICES["lambda_gb_second_arm64"],
-        ),
-        ("S3 reads", s3_reads, None, s3_reads * PRICES["s3_get"]),
-        ("S3 writes", s3_writes, None, s3_writes * PRICES["s3_put"]),
-        ("S3 storage (GB, with 30 days of versions)", s3_gb, None, s3_gb * PRICES["s3_gb_month"]),
-        ("Secrets Manager secrets", secrets, None, secrets * PRICES["sm_secret_month"]),
-        ("Secrets Manager API calls", sm_calls, None, sm_calls * PRICES["sm_api"]),
-        ("SSM Parameter Store (standard)", ssm_calls, None, 0.0),
-        (
-            "KMS customer-managed keys",
-            counts["kms_keys"],
-            None,
-            counts["kms_keys"] * PRICES["kms_key_month"],
-        ),
-        ("KMS requests", kms, "kms_request", kms * PRICES["kms_request"]),
-        ("CloudWatch alarms", counts["alarms"], "cw_alarm", counts["alarms"] * PRICES["cw_alarm"]),
-        (
-            "CloudWatch custom metrics",
-            len(day.metrics),
-            "cw_metric",
-            len(day.metrics) * PRICES["cw_metric"],
-        ),
-        (
-            "CloudWatch dashboards",
-            counts["dashboards"],
-            "cw_dashboard",
-            counts["dashboards"] * PRICES["cw_dashboard"],
-        ),
-        (
-            "CloudWatch Logs (GB ingested and kept)",
-            log_gb,
-            "logs_gb",
-            log_gb * (PRICES["logs_ingest_gb"] + PRICES["logs_store_gb_month"]),
-        ),
-        (
-            "SNS e-mails",
-            ASSUMPTIONS["emails_per_month"],
-            "sns_email",
-            ASSUMPTIONS["emails_per_month"] * (PRICES["sns_email"] + PRICES["sns_publish"]),
-        ),
-        (
-            "X-Ray traces",
-            runs if counts["tracing"] else 0,
-            "xray_trace",
-            (runs if counts["tracing"] else 0) * PRICES["xray_trace"],
-        ),
-    ]
-    rows = []
-    for label, quantity, free_key, dollars in lines:
+    login(store_from_url(url, settings), emulator)
+    return settings
+
+
+def count_aws_calls(day: Day, creds_name: str) -> None:
+    """Count every AWS request from now on in ``day``, by service and operation (the credentials'
+    reads as one operation, ``credentials``; the access view's also in ``day.view_calls``)."""
+    from schwab_tokens import aws
+
+    credential_names = (creds_name.removeprefix("ssm:"), creds_name)
+
+    def count(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        service, operation = event_name.split(".")[1:3]
+        service = SERVICE_NAMES.get(service, service)
+        if params.get("SecretId") in credential_names or params.get("Name") in credential_names:
+            operation = "credentials"  # priced below from the cache's lifetime
+        day.calls[(service, operation)] += 1
+        if str(params.get("Key", "")).endswith(".access.json") or str(
+            params.get("Name", "")
+        ).endswith(".access"):
+            day.view_calls[(service, operation)] += 1
+
+    for service in ("s3", "secretsmanager", "ssm", "sns"):
+        # The API parameters (before-call sees the serialized request instead).
+        aws.client(service).meta.events.register("before-parameter-build.*.*", count)
+
+
+def scheduled_run(
+    day: Day, settings: Any, clock: Callable[[], float], log_handlers: list[logging.Handler]
+) -> None:
+    """One scheduled run of the refresher handler; its log and EMF metrics counted in ``day``."""
+    from schwab_tokens.lambdas import refresher
+    from schwab_tokens.lambdas.observability import metrics
+
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    out = io.StringIO()
+    for handler in log_handlers:  # the function's log, as CloudWatch would ingest it
+        handler.stream = out  # type: ignore[attr-defined]
+    with contextlib.redirect_stdout(out):
+        refresher.handle(event, settings, clock=clock)
+        if settings.detailed_metrics:
+            metrics.flush_metrics()
+    text = out.getvalue()
+    day.log_bytes += len(text.encode())
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            document = json.loads(line)
+            for directive in document.get("_aws", {}).get("CloudWatchMetrics", []):
+                dims = ",".join(sorted(itertools.chain(*directive["Dimensions"])))
+                for metric in directive["Metrics"]:
+                    day.metrics.add(f"{metric['Name']}[{dims}]")
+    day.runs += 1
+
+
+# -- the bill ------------------------------------------------------------------------------------
+#: The Secrets Manager calls that read or write a secret's value: one KMS request each.
+SECRET_VALUE_OPERATIONS = ("GetSecretValue", "PutSecretValue", "CreateSecret")
+
+
+class Month:
+    """A month of one deployment, scaled from a simulated day and priced from the template's
+    counts: the quantities the bill's lines (``LINES``) are made of."""
+
+    def __init__(self, counts: Mapping[str, Any], day: Day, params: Mapping[str, str]) -> None:
+        self.counts, self.day, self.params = counts, day, params
+        self.scale = HOURS_PER_MONTH / day.hours
+        self.runs = day.runs * self.scale
+        self.calls = self._aws_calls()
+        self.view = {call: n * self.scale for call, n in day.view_calls.items()}
+        # The notifier (Alerts=Enabled) runs once per message on the topic and reads the alert URLs.
+        self.notifier_runs = ASSUMPTIONS["emails_per_month"] if counts["notifier_memory_mb"] else 0
+        self.on_s3 = params.get("StoreType", "S3") == "S3"
+
+    def _aws_calls(self) -> dict[tuple[str, str], float]:
+        from schwab_tokens.credentials import CACHE_SECONDS
+
+        calls = {call: n * self.scale for call, n in self.day.calls.items()}
+        # Credentials are cached CACHE_SECONDS per warm container; the simulation is one container
+        # living a day in seconds, so the cache never expired: price a read per cache lifetime.
+        for service, operation in calls:
+            if operation == "credentials":
+                calls[(service, operation)] = HOURS_PER_MONTH * 3600 / CACHE_SECONDS
+        return calls
+
+    def total(self, service: str, operation: Callable[[str], bool] = lambda _: True) -> float:
+        """The month's calls to ``service`` whose operation passes ``operation``."""
+        return sum(n for (s, op), n in self.calls.items() if s == service and operation(op))
+
+    def view_total(self, operation: Callable[[str], bool], service: str | None = None) -> float:
+        """The month's calls on the access view (of ``service``, if given) passing ``operation``."""
+        return sum(n for (s, op), n in self.view.items() if service in (None, s) and operation(op))
+
+    @cached_property
+    def s3_reads(self) -> float:
+        return self.total("s3", lambda op: op.startswith(("Get", "Head")))
+
+    @cached_property
+    def s3_writes(self) -> float:
+        return self.total("s3", lambda op: op.startswith(("Put", "Copy", "List", "Post")))
+
+    @cached_property
+    def ssm_calls(self) -> float:
+        return self.total("ssm") + self.notifier_runs
+
+    @cached_property
+    def kms_requests(self) -> float:
+        # SecureStrings (the credentials, a Secrets Manager store's access view): one Encrypt or
+        # Decrypt a call, under aws/ssm or the stack's key; so is every secret value read or
+        # written.
+        kms = self.ssm_calls + self.total("secretsmanager", SECRET_VALUE_OPERATIONS.__contains__)
+        if self.params.get("Encryption") == "CustomerManagedKey" and self.on_s3:
+            # The token, notes and lease under the bucket key; the view without (its own context).
+            s3_view = self.view_total(lambda op: not op.startswith("Delete"), "s3")
+            bucket_keyed = self.s3_reads + self.s3_writes - s3_view
+            kms += bucket_keyed * ASSUMPTIONS["kms_per_s3_request_with_bucket_key"] + s3_view
+        return kms
+
+    @cached_property
+    def billed_ms_per_run(self) -> float:
+        day = self.day
+        return (
+            ASSUMPTIONS["run_overhead_ms"] * day.runs
+            + ASSUMPTIONS["aws_call_ms"] * sum(day.calls.values())
+            + ASSUMPTIONS["schwab_call_ms"] * day.schwab_calls
+        ) / day.runs
+
+    @cached_property
+    def notifier_gb_seconds(self) -> float:
+        memory: int = self.counts["notifier_memory_mb"]
+        return self.notifier_runs * ASSUMPTIONS["notifier_ms"] / 1000 * memory / 1024
+
+    @cached_property
+    def gb_seconds(self) -> float:
+        memory: int = self.counts["memory_mb"]
+        return self.runs * self.billed_ms_per_run / 1000 * memory / 1024 + self.notifier_gb_seconds
+
+    @cached_property
+    def log_gb(self) -> float:
+        return (
+            self.day.log_bytes * self.scale
+            + self.runs * ASSUMPTIONS["platform_log_bytes"]
+            + self.notifier_runs * ASSUMPTIONS["notifier_log_bytes"]
+        ) / 1e9
+
+    @cached_property
+    def s3_gb(self) -> float:
+        """A new version of the token and of its access view per refresh, kept noncurrent_days."""
+        if not self.on_s3:
+            return 0.0
+        refreshes_a_day = (self.day.schwab_calls * self.scale / HOURS_PER_MONTH) * 24
+        versions = refreshes_a_day * ASSUMPTIONS["noncurrent_days"]
+        return versions * (ASSUMPTIONS["document_bytes"] + ASSUMPTIONS["view_bytes"]) / 1e9
+
+    @cached_property
+    def traces(self) -> float:
+        return self.runs if self.counts["tracing"] else 0
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of the bill: its item, the month's quantity, the PRICES of one unit (summed) and
+    the FREE allowance it falls under, if any."""
+
+    item: str
+    quantity: Callable[[Month], float]
+    prices: tuple[str, ...]
+    free: str | None = None
+
+    def row(self, month: Month) -> dict[str, Any]:
+        """The line priced for ``month``, without and with the free tier."""
+        quantity = self.quantity(month)
+        dollars = quantity * sum(PRICES[key] for key in self.prices)
         free = dollars
-        if free_key is not None:
-            allowance = FREE.get(free_key, 0)
-            billable = max(0.0, quantity - allowance)
+        if self.free is not None:
+            billable = max(0.0, quantity - FREE.get(self.free, 0))
             free = dollars * (billable / quantity) if quantity else 0.0
-        rows.append({"item": label, "quantity": quantity, "usd": dollars, "usd_free_tier": free})
+        return {"item": self.item, "quantity": quantity, "usd": dollars, "usd_free_tier": free}
+
+
+LINES = (
+    Line(
+        "Lambda requests",
+        lambda m: m.runs + m.notifier_runs,
+        ("lambda_request",),
+        "lambda_request",
+    ),
+    Line(
+        "Lambda compute (GB-s)",
+        lambda m: m.gb_seconds,
+        ("lambda_gb_second_arm64",),
+        "lambda_gb_second_arm64",
+    ),
+    Line("S3 reads", lambda m: m.s3_reads, ("s3_get",)),
+    Line("S3 writes", lambda m: m.s3_writes, ("s3_put",)),
+    Line("S3 storage (GB, with 30 days of versions)", lambda m: m.s3_gb, ("s3_gb_month",)),
+    # From the resolved template: the credentials secret included.
+    Line("Secrets Manager secrets", lambda m: m.counts["secrets"], ("sm_secret_month",)),
+    Line("Secrets Manager API calls", lambda m: m.total("secretsmanager"), ("sm_api",)),
+    Line("SSM Parameter Store (standard)", lambda m: m.ssm_calls, ("ssm_standard",)),
+    Line("KMS customer-managed keys", lambda m: m.counts["kms_keys"], ("kms_key_month",)),
+    Line("KMS requests", lambda m: m.kms_requests, ("kms_request",), "kms_request"),
+    Line("CloudWatch alarms", lambda m: m.counts["alarms"], ("cw_alarm",), "cw_alarm"),
+    Line("CloudWatch custom metrics", lambda m: len(m.day.metrics), ("cw_metric",), "cw_metric"),
+    Line(
+        "CloudWatch dashboards", lambda m: m.counts["dashboards"], ("cw_dashboard",), "cw_dashboard"
+    ),
+    Line(
+        "CloudWatch Logs (GB ingested and kept)",
+        lambda m: m.log_gb,
+        ("logs_ingest_gb", "logs_store_gb_month"),
+        "logs_gb",
+    ),
+    Line(
+        "SNS e-mails",
+        lambda m: ASSUMPTIONS["emails_per_month"],
+        ("sns_email", "sns_publish"),
+        "sns_email",
+    ),
+    Line("X-Ray traces", lambda m: m.traces, ("xray_trace",), "xray_trace"),
+)
+
+
+def bill(counts: dict[str, Any], day: Day, params: Mapping[str, str]) -> dict[str, Any]:
+    """Monthly quantities and dollars per line (``LINES``), without and with the free tier."""
+    month = Month(counts, day, params)
+    rows = [line.row(month) for line in LINES]
+    view_reads = month.view_total(lambda op: op.startswith("Get"))
+    view_writes = month.view_total(lambda op: op.startswith("Put"))
     return {
         "rows": rows,
         "total": sum(r["usd"] for r in rows),
         "total_free_tier": sum(r["usd_free_tier"] for r in rows),
-        "aws_calls_per_run": aws_calls / runs,
-        "billed_ms_per_run": ms,
+        "aws_calls_per_run": sum(month.calls.values()) / month.runs,
+        "billed_ms_per_run": month.billed_ms_per_run,
         "notifier": {
-            "runs": notifier_runs,
-            "gb_seconds": notifier_gb_seconds,
+            "runs": month.notifier_runs,
+            "gb_seconds": month.notifier_gb_seconds,
             "memory_mb": counts["notifier_memory_mb"],
         },
         "access_view": {
             "reads": view_reads,
             "writes": view_writes,
-            "reads_per_run": view_reads / runs,
-            "writes_per_refresh": view_writes / max(day.schwab_calls * scale, 1),
+            "reads_per_run": view_reads / month.runs,
+            "writes_per_refresh": view_writes / max(day.schwab_calls * month.scale, 1),
         },
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--only-defaults", action="store_true", help="price the defaults only")
-    args = parser.parse_args()
-
-    from tests.template import load_template, parameter_values, resolved_template
+# -- the tables ----------------------------------------------------------------------------------
+def price_all(hours: float, only_defaults: bool) -> dict[str, dict[str, Any]]:
+    """The bill of each deployment of COMBINATIONS (the first only, if ``only_defaults``); one
+    simulated day for each store, credentials store and metrics setting."""
+    from devkit.template import load_template, parameter_values, resolved_template
 
     template = load_template()
-    combos = dict(list(COMBINATIONS.items())[:1]) if args.only_defaults else COMBINATIONS
+    combos = dict(list(COMBINATIONS.items())[:1]) if only_defaults else COMBINATIONS
     days: dict[tuple[str, str, bool], Day] = {}
     results = {}
     for label, overrides in combos.items():
@@ -423,20 +482,23 @@ def main() -> int:
         )
         if key not in days:
             with contextlib.redirect_stderr(io.StringIO()), tempfile.TemporaryDirectory():
-                days[key] = simulate(*key, args.hours)
+                days[key] = simulate(*key, hours)
         results[label] = bill(template_counts(resolved_template(overrides)), days[key], params)
-    if args.json:
-        print(json.dumps({"results": results, "assumptions": ASSUMPTIONS, "prices": PRICES}))
-        return 0
+    return results
+
+
+def print_deployments(results: Mapping[str, dict[str, Any]], hours: float) -> None:
     print(
         f"Monthly cost of one token, rate(5 minutes), us-east-1 list prices "
-        f"(simulated {args.hours:g} h, scaled to {HOURS_PER_MONTH:.0f} h):\n"
+        f"(simulated {hours:g} h, scaled to {HOURS_PER_MONTH:.0f} h):\n"
     )
     print("| deployment | per month | with the always-free tier |")
     print("| --- | --- | --- |")
     for label, result in results.items():
         print(f"| {label} | ${result['total']:.2f} | ${result['total_free_tier']:.2f} |")
-    default = next(iter(results.values()))
+
+
+def print_lines(default: Mapping[str, Any]) -> None:
     print(
         f"\nThe defaults, line by line ({default['aws_calls_per_run']:.2f} AWS calls and "
         f"~{default['billed_ms_per_run']:.0f} ms billed per run):\n"
@@ -456,17 +518,37 @@ def main() -> int:
         f"({access['writes_per_refresh']:.2f} a refresh) a month; with StoreType=SecretsManager "
         "it is an SSM standard parameter (free; a KMS request a call)."
     )
-    alerts = results.get("Alerts=Enabled")
-    if alerts is not None:
-        notifier = alerts["notifier"]
-        print(
-            f"\nAlerts=Enabled adds ${alerts['total'] - default['total']:.2f} a month "
-            f"(${alerts['total_free_tier'] - default['total_free_tier']:.2f} with the free tier): "
-            f"the notifier's errors alarm (${PRICES['cw_alarm']:.2f}), and the notifier itself, "
-            f"{notifier['runs']:g} runs a month at {notifier['memory_mb']} MB and "
-            f"~{ASSUMPTIONS['notifier_ms']} ms, each reading the alert URLs (an SSM SecureString, "
-            "a KMS request)."
-        )
+
+
+def print_alerts(default: Mapping[str, Any], alerts: Mapping[str, Any] | None) -> None:
+    if alerts is None:
+        return
+    notifier = alerts["notifier"]
+    print(
+        f"\nAlerts=Enabled adds ${alerts['total'] - default['total']:.2f} a month "
+        f"(${alerts['total_free_tier'] - default['total_free_tier']:.2f} with the free tier): "
+        f"the notifier's errors alarm (${PRICES['cw_alarm']:.2f}), and the notifier itself, "
+        f"{notifier['runs']:g} runs a month at {notifier['memory_mb']} MB and "
+        f"~{ASSUMPTIONS['notifier_ms']} ms, each reading the alert URLs (an SSM SecureString, "
+        "a KMS request)."
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--only-defaults", action="store_true", help="price the defaults only")
+    args = parser.parse_args()
+
+    results = price_all(args.hours, args.only_defaults)
+    if args.json:
+        print(json.dumps({"results": results, "assumptions": ASSUMPTIONS, "prices": PRICES}))
+        return 0
+    default = next(iter(results.values()))
+    print_deployments(results, args.hours)
+    print_lines(default)
+    print_alerts(default, results.get("Alerts=Enabled"))
     print(
         "\nAssumptions (not measurable here): "
         + ", ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items())

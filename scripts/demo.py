@@ -19,19 +19,17 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 # The login function's log names its service, as the stack's environment sets it.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "schwab-tokens")
 
-import requests  # noqa: E402
-import urllib3  # noqa: E402
+import requests
+import urllib3
 
-from schwab_tokens.settings import Settings  # noqa: E402
-from tests.emulator import Emulator  # noqa: E402
-from tests.emulator.schwabpy import point_client_at_emulator  # noqa: E402
-from tests.function_url import FunctionUrl  # noqa: E402
-from tests.helpers import cli_env, paste_login, run_cli  # noqa: E402
+from devkit.emulator import Emulator
+from devkit.emulator.schwabpy import point_client_at_emulator
+from devkit.function_url import FunctionUrl
+from devkit.user import cli_env, paste_login, run_cli
+from schwab_tokens.settings import Settings
 
 
 def step(title: str) -> None:

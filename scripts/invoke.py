@@ -39,15 +39,13 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.template import conditions, load_template, parameter_values  # noqa: E402
+from devkit import REPO
+from devkit.template import conditions, load_template, parameter_values
 
 DEFAULT_EVENTS = {
     "refresher": "events/scheduled.json",
@@ -238,11 +236,8 @@ def local_world(
     environment names, the app credentials, a token logged in, and that environment set."""
     from moto.server import ThreadedMotoServer
 
+    from devkit.emulator import Emulator
     from schwab_tokens import aws
-    from schwab_tokens.credentials import AppCredentials, store_credentials
-    from schwab_tokens.stores import store_from_url
-    from tests.emulator import Emulator
-    from tests.helpers import login
 
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
@@ -263,64 +258,86 @@ def local_world(
         host, port = server.get_host_and_port()
         os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
         aws.reset_clients()
-        login_url = login_url_of(event)
-        emulator.register_callback(login_url + "callback")
-
-        made: list[str] = []
-
-        def bucket() -> str:
-            name = f"schwab-tokens-{STACK}"
-            aws.client("s3").create_bucket(Bucket=name)
-            made.append(f"bucket {name}")
-            return name
-
-        def topic() -> str:
-            arn = str(aws.client("sns").create_topic(Name=f"{STACK}-alarms")["TopicArn"])
-            made.append(f"topic {arn}")
-            return arn
-
-        def key() -> str:
-            arn = str(aws.client("kms").create_key(Description=STACK)["KeyMetadata"]["Arn"])
-            made.append(f"KMS key {arn}")
-            return arn
-
-        refs = Refs(
-            {
-                **base_values(template, overrides),
-                "AWS::StackName": STACK,
-                "AWS::Region": REGION,
-                "AWS::AccountId": ACCOUNT,
-                "LoginFunctionUrl.FunctionUrl": login_url,
-            },
-            {"TokenBucket": bucket, "AlarmTopic": topic, "TokenKey.Arn": key},
-        )
-        env, left_out = environment(function, template, overrides, refs)
-        if left_out:
-            raise Usage(f"a local run cannot stand in for what {', '.join(left_out)} names")
-        refresher = functions(template)["refresher"]
-        stack = ("TOKEN_STORE_URL", "SCHWAB_CREDENTIALS_SECRET")  # the stack's store, its app
-        stack_env, _ = environment(refresher, template, overrides, refs, only=stack)
-        env.update(
-            SCHWAB_API_BASE=emulator.base_url,
-            AWS_LAMBDA_FUNCTION_NAME=f"{STACK}-{function.logical_id}",
-        )
-        os.environ.update(env)
-        credentials = stack_env["SCHWAB_CREDENTIALS_SECRET"]
-        store_credentials(
-            credentials,
-            AppCredentials(emulator.app_key, emulator.app_secret, emulator.callback_url),
-        )
-        store_url = stack_env["TOKEN_STORE_URL"]
-        token = login(store_from_url(store_url), emulator)
-        say(f"moto's server on {os.environ['AWS_ENDPOINT_URL']}: {', '.join(made) or 'empty'}")
-        say(f"Schwab emulator on {emulator.base_url}")
-        say(f"credentials in {credentials}; a token logged in to {store_url} ({token.fingerprint})")
-        for name in sorted(env):
-            say(f"  {name}={env[name]}")
+        stand_in_stack(function, template, overrides, login_url_of(event), emulator)
         yield
     finally:
         emulator.stop()
         server.stop()
+
+
+def stand_in_stack(
+    function: Function,
+    template: Mapping[str, Any],
+    overrides: dict[str, str],
+    login_url: str,
+    emulator: Any,
+) -> None:
+    """On moto's server: what the function's environment names, the stack's app credentials and
+    a token logged in to the stack's store; then that environment set, pointed at the emulator.
+    Raises Usage if the environment names something not stood in for."""
+    from devkit.user import login
+    from schwab_tokens.credentials import AppCredentials, store_credentials
+    from schwab_tokens.stores import store_from_url
+
+    emulator.register_callback(login_url + "callback")
+    made: list[str] = []
+    refs = Refs(
+        {
+            **base_values(template, overrides),
+            "AWS::StackName": STACK,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "LoginFunctionUrl.FunctionUrl": login_url,
+        },
+        stack_resources(made),
+    )
+    env, left_out = environment(function, template, overrides, refs)
+    if left_out:
+        raise Usage(f"a local run cannot stand in for what {', '.join(left_out)} names")
+    refresher = functions(template)["refresher"]
+    stack = ("TOKEN_STORE_URL", "SCHWAB_CREDENTIALS_SECRET")  # the stack's store, its app
+    stack_env, _ = environment(refresher, template, overrides, refs, only=stack)
+    env.update(
+        SCHWAB_API_BASE=emulator.base_url,
+        AWS_LAMBDA_FUNCTION_NAME=f"{STACK}-{function.logical_id}",
+    )
+    os.environ.update(env)
+    credentials = stack_env["SCHWAB_CREDENTIALS_SECRET"]
+    store_credentials(
+        credentials,
+        AppCredentials(emulator.app_key, emulator.app_secret, emulator.callback_url),
+    )
+    store_url = stack_env["TOKEN_STORE_URL"]
+    token = login(store_from_url(store_url), emulator)
+    say(f"moto's server on {os.environ['AWS_ENDPOINT_URL']}: {', '.join(made) or 'empty'}")
+    say(f"Schwab emulator on {emulator.base_url}")
+    say(f"credentials in {credentials}; a token logged in to {store_url} ({token.fingerprint})")
+    for name in sorted(env):
+        say(f"  {name}={env[name]}")
+
+
+def stack_resources(made: list[str]) -> dict[str, Callable[[], str]]:
+    """Makers of the stack's resources a function's environment may name, by the name its
+    references use; each maker notes in ``made`` what it made."""
+    from schwab_tokens import aws
+
+    def bucket() -> str:
+        name = f"schwab-tokens-{STACK}"
+        aws.client("s3").create_bucket(Bucket=name)
+        made.append(f"bucket {name}")
+        return name
+
+    def topic() -> str:
+        arn = str(aws.client("sns").create_topic(Name=f"{STACK}-alarms")["TopicArn"])
+        made.append(f"topic {arn}")
+        return arn
+
+    def key() -> str:
+        arn = str(aws.client("kms").create_key(Description=STACK)["KeyMetadata"]["Arn"])
+        made.append(f"KMS key {arn}")
+        return arn
+
+    return {"TokenBucket": bucket, "AlarmTopic": topic, "TokenKey.Arn": key}
 
 
 @contextlib.contextmanager
@@ -379,7 +396,7 @@ def context_for(function: Function, template: Mapping[str, Any]) -> Context:
 def invoke(function: Function, event: dict[str, Any], context: Context) -> tuple[Any, bool]:
     """Load the handler fresh and call it; its output (logs, EMF) goes to standard error.
     Returns (result, True) or (the exception, False)."""
-    from tests.helpers import load_handler
+    from devkit.handlers import load_handler
 
     with contextlib.redirect_stdout(sys.stderr):
         try:

@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def test_paths() -> list[str]:
 
 
 def load(path: Path) -> list[dict[str, Any]]:
-    records = []
+    records: list[dict[str, Any]] = []
     if not path.exists():
         return records
     for line in path.read_text().splitlines():
@@ -98,181 +99,231 @@ def store_order(store: str) -> tuple[int, str]:
     return (STORES.index(store) if store in STORES else len(STORES), store)
 
 
-def summarize(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, bool]], list[str]]:
-    """The table's rows (figure, value, target, holds) and the lines of detail under it."""
-    kinds = by_kind(records)
-    rows: list[tuple[str, str, str, bool]] = []
-    notes: list[str] = []
+# -- the table: one entry of FIGURES per part, each from the records of its kinds -----------------
+Record = dict[str, Any]
+Kinds = dict[str, list[Record]]
+#: One row of the table: figure, value, target, holds.
+Row = tuple[str, str, str, bool]
+Measured = tuple[list[Row], list[str]]
 
-    faults = kinds.get("fault", [])
+
+@dataclass(frozen=True)
+class Figures:
+    """One part of the table: the records it reads (``select``), the rows and notes they give
+    (``measure``, called only when there are some), and its rows when there are none."""
+
+    select: Callable[[Kinds], list[Record]]
+    measure: Callable[[list[Record], Kinds], Measured]
+    absent: tuple[Row, ...] = ()
+
+
+def of_kind(kind: str) -> Callable[[Kinds], list[Record]]:
+    return lambda kinds: kinds.get(kind, [])
+
+
+def fault_figures(faults: list[Record], kinds: Kinds) -> Measured:
     cases = {(r.get("store"), r.get("fault")) for r in faults}
     known = [r for r in faults if not r.get("passed") and r.get("known_bug")]
     bad = [r for r in faults if not r.get("passed") and not r.get("known_bug")]
     unchanged = [r for r in faults if r.get("bytes_unchanged") is False]
-    if faults:
-        value = (
-            f"{len(cases)} rows (store x fault), {len(faults)} runs; "
-            f"{len(faults) - len(bad) - len(known)} as expected"
-        )
-        if known:
-            value += f", {len(known)} known bug (xfail)"
-        rows.append(("faults tried", value, "every run as expected", not bad and not unchanged))
-        for r in known:
-            notes.append(f"known bug, {r.get('store')}/{r.get('fault')}: {r.get('known_bug')}")
-        modes = Counter(str(r.get("mode")) for r in faults)
-        notes.append(
-            "fault matrix runs by mode: " + ", ".join(f"{m} {n}" for m, n in sorted(modes.items()))
-        )
-        for r in bad:
-            notes.append(f"FAILED fault row {r.get('store')}/{r.get('fault')} ({r.get('mode')}):")
-            notes += [f"  - {p}" for p in r.get("problems", [])]
-    else:
-        rows.append(("faults tried", "not run", "every run as expected", False))
+    value = (
+        f"{len(cases)} rows (store x fault), {len(faults)} runs; "
+        f"{len(faults) - len(bad) - len(known)} as expected"
+    )
+    if known:
+        value += f", {len(known)} known bug (xfail)"
+    rows = [("faults tried", value, "every run as expected", not bad and not unchanged)]
+    notes = [f"known bug, {r.get('store')}/{r.get('fault')}: {r.get('known_bug')}" for r in known]
+    modes = Counter(str(r.get("mode")) for r in faults)
+    notes.append(
+        "fault matrix runs by mode: " + ", ".join(f"{m} {n}" for m, n in sorted(modes.items()))
+    )
+    for r in bad:
+        notes.append(f"FAILED fault row {r.get('store')}/{r.get('fault')} ({r.get('mode')}):")
+        notes += [f"  - {p}" for p in r.get("problems", [])]
+    return rows, notes
 
-    crashes = kinds.get("crash", [])
-    summaries = kinds.get("crash_summary", [])
+
+def crash_figures(crashes: list[Record], kinds: Kinds) -> Measured:
     lost = sum(1 for r in crashes if r.get("lost") or r.get("corrupt"))
     next_failed = sum(1 for r in crashes if r.get("next_ok") is False)
+    killed = Counter(str(r.get("store")) for r in crashes)
+    short = [s for s in STORES if killed[s] < 50]
+    rows = [
+        (
+            "runs killed (SIGKILL mid-refresh)",
+            f"{len(crashes)} ({per_store(killed)})",
+            ">= 50 per store",
+            not short,
+        ),
+        (
+            "tokens lost or corrupted",
+            f"{lost} of {len(crashes)} kills; next run failed after {next_failed}",
+            "0",
+            lost == 0 and next_failed == 0,
+        ),
+    ]
+    phases = Counter(str(r.get("phase")) for r in crashes)
+    return rows, ["kills landed: " + ", ".join(f"{p} {n}" for p, n in sorted(phases.items()))]
+
+
+def with_a_view(kinds: Kinds) -> list[Record]:
+    return [r for r in kinds.get("fault", []) + kinds.get("crash", []) if r.get("view")]
+
+
+def view_figures(views: list[Record], kinds: Kinds) -> Measured:
+    states = Counter(str(r["view"]) for r in views)
+    wrong = sum(n for state, n in states.items() if state.startswith("WRONG"))
+    repaired = [r for r in views if r.get("recovered") is False or r.get("next_ok") is False]
+    value = (
+        f"{len(views)} checked: "
+        + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+        + f"; not repaired by the next run: {len(repaired)}"
+    )
+    row = ("access view after a fault or kill", value, "matches or older, never another token")
+    notes = []
+    crashes = kinds.get("crash", [])
     if crashes:
-        killed = Counter(str(r.get("store")) for r in crashes)
-        short = [s for s in STORES if killed[s] < 50]
-        rows.append(
-            (
-                "runs killed (SIGKILL mid-refresh)",
-                f"{len(crashes)} ({per_store(killed)})",
-                ">= 50 per store",
-                not short,
-            )
-        )
-        rows.append(
-            (
-                "tokens lost or corrupted",
-                f"{lost} of {len(crashes)} kills; next run failed after {next_failed}",
-                "0",
-                lost == 0 and next_failed == 0,
-            )
-        )
-        phases = Counter(str(r.get("phase")) for r in crashes)
-        notes.append("kills landed: " + ", ".join(f"{p} {n}" for p, n in sorted(phases.items())))
-    views = [r for r in faults + crashes if r.get("view")]
-    if views:
-        states = Counter(str(r["view"]) for r in views)
-        wrong = sum(n for state, n in states.items() if state.startswith("WRONG"))
-        repaired = [r for r in views if r.get("recovered") is False or r.get("next_ok") is False]
-        rows.append(
-            (
-                "access view after a fault or kill",
-                f"{len(views)} checked: "
-                + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
-                + f"; not repaired by the next run: {len(repaired)}",
-                "matches or older, never another token",
-                wrong == 0 and not repaired,
-            )
-        )
         slowest = max(float(r.get("next_run_seconds") or 0) for r in crashes)
         notes.append(f"longest wait of a next run for a dead holder's lease: {slowest:.1f} s")
-    else:
-        rows.append(("runs killed (SIGKILL mid-refresh)", "not run", ">= 50 per store", False))
-        rows.append(("tokens lost or corrupted", "not measured", "0", False))
+    return [(*row, wrong == 0 and not repaired)], notes
 
-    generated = kinds.get("hypothesis", [])
-    if generated:
-        examples = sum(int(r.get("examples") or 0) for r in generated)
-        tests = len({r.get("test") for r in generated})
-        rows.append(("inputs generated (hypothesis)", f"{examples} in {tests} tests", "-", True))
-    else:
-        rows.append(("inputs generated (hypothesis)", "not measured", "-", True))
 
-    leaks = [r for r in kinds.get("leak_check", []) if int(r.get("checked") or 0)]
-    if leaks:
-        checked = sum(int(r.get("checked") or 0) for r in leaks)
-        texts = sum(int(r.get("texts") or 0) for r in leaks)
-        leaked = sum(int(r.get("leaked") or 0) for r in leaks)
-        scanned = f"{texts} outputs of {checked} tests" if texts else f"{checked} tests"
-        rows.append(("secrets leaked", f"{leaked} in {scanned} scanned", "0", leaked == 0))
-    else:
-        rows.append(("secrets leaked", "not measured", "0", True))
+def hypothesis_figures(generated: list[Record], kinds: Kinds) -> Measured:
+    examples = sum(int(r.get("examples") or 0) for r in generated)
+    tests = len({r.get("test") for r in generated})
+    return [("inputs generated (hypothesis)", f"{examples} in {tests} tests", "-", True)], []
 
-    answers = kinds.get("bad_answer", [])
-    if answers:
-        broken = sum(1 for r in answers if r.get("broken") or not r.get("passed"))
-        stores = Counter(str(r.get("store")) for r in answers)
-        rows.append(
-            (
-                "bad token answers tried / stores broken",
-                f"{len(answers)} ({per_store(stores)}) / {broken}",
-                "0 broken",
-                broken == 0,
-            )
-        )
-    else:
-        rows.append(("bad token answers tried / stores broken", "not run", "0 broken", False))
 
-    skews = kinds.get("clock_skew", [])
-    if skews:
-        doubles = sum(1 for r in skews if r.get("double_holder") or not r.get("passed"))
-        rows.append(
-            (
-                "clock-skewed writers / double holders",
-                f"{len(skews)} ("
-                + ", ".join(f"{r.get('store')} {r.get('skew'):+d} s" for r in skews)
-                + f") / {doubles}",
-                "0 double holders",
-                doubles == 0,
-            )
-        )
-    else:
-        rows.append(("clock-skewed writers / double holders", "not run", "0", False))
+def leak_checks(kinds: Kinds) -> list[Record]:
+    return [r for r in kinds.get("leak_check", []) if int(r.get("checked") or 0)]
 
-    soaks = kinds.get("soak", [])
-    if soaks:
-        needed = sum(int(r.get("needed") or 0) for r in soaks)
-        calls = sum(int(r.get("calls") or 0) for r in soaks)
-        errors = sum(int(r.get("errors") or 0) for r in soaks)
-        rejected = sum(int(r.get("rejected") or 0) for r in soaks)
-        # A store's rounds may come in several chunks (records), one per test.
-        soak_rounds: Counter[str] = Counter()
-        seconds_per_store: defaultdict[str, float] = defaultdict(float)
-        chunks_per_store: Counter[str] = Counter()
-        for r in soaks:
-            soak_rounds[str(r.get("store"))] += int(r.get("rounds") or 0)
-            seconds_per_store[str(r.get("store"))] += float(r.get("seconds") or 0)
-            chunks_per_store[str(r.get("store"))] += 1
-        rounds = per_store_text(soak_rounds)
-        reads = sum(int(r.get("reads") or 0) for r in soaks)
-        min_left = min(float(r.get("min_left") or 0) for r in soaks)
-        rows.append(
-            (
-                "endpoint calls vs needed (soak)",
-                f"{calls} / {needed} (rounds: {rounds}; 20 refreshers, 20 readers)",
-                "equal",
-                calls == needed and errors == 0,
-            )
-        )
-        rows.append(
-            (
-                "reader tokens refused or < 300 s left",
-                f"{rejected} refused, least left {min_left:.0f} s, in {reads} reads",
-                "0, > 300 s",
-                rejected == 0 and min_left > 300 and errors == 0,
-            )
-        )
-        for store in sorted(soak_rounds, key=store_order):
-            notes.append(
-                f"soak {store}: {soak_rounds[store]} rounds in {seconds_per_store[store]:.1f} s "
-                f"({chunks_per_store[store]} chunks)"
-            )
-    else:
-        rows.append(("endpoint calls vs needed (soak)", "not run", "equal", False))
-    killed_per_store: Counter[str] = Counter()
-    crash_seconds: defaultdict[str, float] = defaultdict(float)
+
+def leak_figures(leaks: list[Record], kinds: Kinds) -> Measured:
+    checked = sum(int(r.get("checked") or 0) for r in leaks)
+    texts = sum(int(r.get("texts") or 0) for r in leaks)
+    leaked = sum(int(r.get("leaked") or 0) for r in leaks)
+    scanned = f"{texts} outputs of {checked} tests" if texts else f"{checked} tests"
+    return [("secrets leaked", f"{leaked} in {scanned} scanned", "0", leaked == 0)], []
+
+
+def bad_answer_figures(answers: list[Record], kinds: Kinds) -> Measured:
+    broken = sum(1 for r in answers if r.get("broken") or not r.get("passed"))
+    stores = Counter(str(r.get("store")) for r in answers)
+    value = f"{len(answers)} ({per_store(stores)}) / {broken}"
+    return [("bad token answers tried / stores broken", value, "0 broken", broken == 0)], []
+
+
+def clock_skew_figures(skews: list[Record], kinds: Kinds) -> Measured:
+    doubles = sum(1 for r in skews if r.get("double_holder") or not r.get("passed"))
+    writers = ", ".join(f"{r.get('store')} {r.get('skew'):+d} s" for r in skews)
+    value = f"{len(skews)} ({writers}) / {doubles}"
+    figure = "clock-skewed writers / double holders"
+    return [(figure, value, "0 double holders", doubles == 0)], []
+
+
+def soak_figures(soaks: list[Record], kinds: Kinds) -> Measured:
+    needed, calls, errors, rejected, reads = (
+        sum(int(r.get(name) or 0) for r in soaks)
+        for name in ("needed", "calls", "errors", "rejected", "reads")
+    )
+    # A store's rounds may come in several chunks (records), one per test.
+    rounds: Counter[str] = Counter()
+    seconds: defaultdict[str, float] = defaultdict(float)
+    chunks: Counter[str] = Counter()
+    for r in soaks:
+        rounds[str(r.get("store"))] += int(r.get("rounds") or 0)
+        seconds[str(r.get("store"))] += float(r.get("seconds") or 0)
+        chunks[str(r.get("store"))] += 1
+    min_left = min(float(r.get("min_left") or 0) for r in soaks)
+    rows = [
+        (
+            "endpoint calls vs needed (soak)",
+            f"{calls} / {needed} (rounds: {per_store_text(rounds)}; 20 refreshers, 20 readers)",
+            "equal",
+            calls == needed and errors == 0,
+        ),
+        (
+            "reader tokens refused or < 300 s left",
+            f"{rejected} refused, least left {min_left:.0f} s, in {reads} reads",
+            "0, > 300 s",
+            rejected == 0 and min_left > 300 and errors == 0,
+        ),
+    ]
+    notes = [
+        f"soak {store}: {rounds[store]} rounds in {seconds[store]:.1f} s ({chunks[store]} chunks)"
+        for store in sorted(rounds, key=store_order)
+    ]
+    return rows, notes
+
+
+def crash_time_notes(summaries: list[Record], kinds: Kinds) -> Measured:
+    killed: Counter[str] = Counter()
+    seconds: defaultdict[str, float] = defaultdict(float)
     for r in summaries:  # one per store, or one per store and strategy
-        killed_per_store[str(r.get("store"))] += int(r.get("killed") or 0)
-        crash_seconds[str(r.get("store"))] += float(r.get("seconds") or 0)
-    for store in sorted(killed_per_store, key=store_order):
-        notes.append(
-            f"crash {store}: {killed_per_store[store]} kills in {crash_seconds[store]:.1f} s"
-        )
+        killed[str(r.get("store"))] += int(r.get("killed") or 0)
+        seconds[str(r.get("store"))] += float(r.get("seconds") or 0)
+    notes = [
+        f"crash {store}: {killed[store]} kills in {seconds[store]:.1f} s"
+        for store in sorted(killed, key=store_order)
+    ]
+    return [], notes
+
+
+#: The table's parts, in the order of its rows (and of the notes under it).
+FIGURES = (
+    Figures(
+        of_kind("fault"),
+        fault_figures,
+        (("faults tried", "not run", "every run as expected", False),),
+    ),
+    Figures(
+        of_kind("crash"),
+        crash_figures,
+        (
+            ("runs killed (SIGKILL mid-refresh)", "not run", ">= 50 per store", False),
+            ("tokens lost or corrupted", "not measured", "0", False),
+        ),
+    ),
+    Figures(with_a_view, view_figures),
+    Figures(
+        of_kind("hypothesis"),
+        hypothesis_figures,
+        (("inputs generated (hypothesis)", "not measured", "-", True),),
+    ),
+    Figures(leak_checks, leak_figures, (("secrets leaked", "not measured", "0", True),)),
+    Figures(
+        of_kind("bad_answer"),
+        bad_answer_figures,
+        (("bad token answers tried / stores broken", "not run", "0 broken", False),),
+    ),
+    Figures(
+        of_kind("clock_skew"),
+        clock_skew_figures,
+        (("clock-skewed writers / double holders", "not run", "0", False),),
+    ),
+    Figures(
+        of_kind("soak"),
+        soak_figures,
+        (("endpoint calls vs needed (soak)", "not run", "equal", False),),
+    ),
+    Figures(of_kind("crash_summary"), crash_time_notes),
+)
+
+
+def summarize(records: list[Record]) -> Measured:
+    """The table's rows (figure, value, target, holds) and the lines of detail under it."""
+    kinds = by_kind(records)
+    rows: list[Row] = []
+    notes: list[str] = []
+    for part in FIGURES:
+        chosen = part.select(kinds)
+        if chosen:
+            more_rows, more_notes = part.measure(chosen, kinds)
+            rows += more_rows
+            notes += more_notes
+        else:
+            rows += part.absent
     return rows, notes
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulator import Emulator
-from tests.helpers import free_port
+from devkit.background import free_port
+from devkit.emulator import Emulator
 
 pytest_plugins = ["tests.conftest_aws", "tests.secret_hygiene", "tests.browser"]
 

@@ -1,18 +1,16 @@
-"""Shared test steps: logging in through the emulator, running the CLI and the Lambda handlers as
-a user and AWS would, putting bytes in a store behind the package's back, and reading what the
-handlers print.
+"""Shared test steps: settings and checks around the emulator, tokens and raw bytes put in a store
+behind the package's back, the Lambda handlers invoked as AWS would, and what they print.
 
-Test modules import from here (and from ``tests.fakes``, ``tests.emulator``,
-``tests.conftest_aws``, ``tests.reliability.support``), never from one another.
+What a user does (log in through the emulator, run the CLI) and the emulator itself are in the
+development kit the scripts share (``devkit.user``, ``devkit.handlers``, ``devkit.emulator``).
+Test modules import from there and from here (and from ``tests.fakes``, ``tests.conftest_aws``,
+``tests.reliability.support``), never from one another.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,40 +20,19 @@ from typing import Any
 
 import requests
 
+from devkit import REPO
+from devkit.emulator.server import ACCOUNT_NUMBERS_PATH
+from devkit.handlers import load_handler
+from devkit.user import CLI
 from schwab_tokens.errors import LoginRequired
-from schwab_tokens.login_flow import complete_login
-from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
-from tests.emulator.server import ACCOUNT_NUMBERS_PATH
 
-REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
-_SCRIPT = Path(sys.executable).with_name("schwab-tokens")
-#: The installed console script, as a user runs it (the module form if tests run elsewhere).
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "schwab_tokens"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# -- logging in -----------------------------------------------------------------------------------
-def follow_authorize(authorize_url: str) -> str:
-    """What the browser does after the user approves: the emulator's redirect target."""
-    answer = requests.get(authorize_url, allow_redirects=False, timeout=5)
-    assert answer.status_code == 302, answer.status_code
-    return answer.headers["Location"]
-
-
-def oauth_for(emulator: Any, **options: Any) -> SchwabOAuth:
-    """The emulated app's OAuth client (``timeout``, ``retries`` as ``SchwabOAuth`` takes them)."""
-    return SchwabOAuth(emulator.app_key, emulator.app_secret, base_url=emulator.base_url, **options)
-
-
+# -- the emulator ----------------------------------------------------------------------------------
 def emulator_settings(emulator: Any, url: str, **options: Any) -> Settings:
     """The package's settings for a store whose app is the emulator's (``options`` as
     ``Settings`` takes them: timeouts, a topic, a login URL...)."""
@@ -66,14 +43,6 @@ def emulator_settings(emulator: Any, url: str, **options: Any) -> Settings:
         api_base=emulator.base_url,
         **{"http_timeout": 5, **options},
     )
-
-
-def login(store: TokenStore, emulator: Any) -> Token:
-    """A completed login, done through the library (for tests about what comes after)."""
-    oauth = oauth_for(emulator)
-    callback = emulator.callback_url
-    url, state = oauth.authorize_url(callback)
-    return complete_login(oauth, store, follow_authorize(url), state, callback)
 
 
 def accepted(emulator: Any, access_token: str) -> bool:
@@ -153,87 +122,6 @@ class RawBody:
         yield self.body
 
 
-# -- the CLI ------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-def cli_env(emulator: Any, **extra: str) -> dict[str, str]:
-    """The environment of a user's shell pointed at the emulator (key and secret in the env)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "TOKEN_STORE"))}
-    env.update(
-        SCHWAB_API_BASE=emulator.base_url,
-        SCHWAB_APP_KEY=emulator.app_key,
-        SCHWAB_APP_SECRET=emulator.app_secret,
-        SCHWAB_HTTP_TIMEOUT="1",
-        SCHWAB_HTTP_RETRIES="2",
-        PYTHONPATH=str(REPO),
-    )
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    args: Iterable[str],
-    env: Mapping[str, str],
-    stdin: str = "",
-    timeout: float = 60,
-    cwd: str | Path | None = None,
-) -> Run:
-    done = subprocess.run(
-        [*CLI, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=dict(env),
-        timeout=timeout,
-        cwd=cwd,
-    )
-    return Run(done.returncode, done.stdout, done.stderr)
-
-
-def paste_login(
-    args: Iterable[str], env: Mapping[str, str], link_for: Callable[[str], str] = follow_authorize
-) -> Run:
-    """``schwab-tokens login --paste`` driven like a person: open the printed URL, paste the link.
-
-    ``link_for`` turns the authorize URL into the pasted line (tests use it to tamper).
-    """
-    return login_by_listener([*CLI, "login", "--paste", *args], env, link_for)
-
-
-def login_by_listener(
-    argv: list[str], env: Mapping[str, str], link_for: Callable[[str], str] = follow_authorize
-) -> Run:
-    """Any login command line (``--paste`` or the HTTPS listener, which also takes a pasted
-    link): open the authorize URL it prints, as the browser would, and paste where it landed."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(env),
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    out: list[str] = []
-    for line in proc.stdout:
-        out.append(line)
-        if "/v1/oauth/authorize?" in line:
-            proc.stdin.write(link_for(line.strip()) + "\n")
-            proc.stdin.flush()
-            break
-    rest, err = proc.communicate(timeout=60)
-    return Run(proc.returncode, "".join(out) + rest, err)
-
-
 # -- the Lambda handlers ---------------------------------------------------------------------------
 @dataclass
 class LambdaContext:
@@ -289,27 +177,6 @@ def lambda_event(name: str) -> dict[str, Any]:
     invoke it)."""
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
-
-
-def load_handler(folder: str) -> Any:
-    """Import functions/<folder>/app.py fresh, as a cold start does: the layer's Lambda modules
-    (and so their powertools Logger, Tracer and Metrics) are imported again too."""
-    import importlib.util
-    import logging
-
-    for name in [m for m in sys.modules if m.startswith("schwab_tokens.lambdas")]:
-        sys.modules.pop(name)
-    name = f"handler_{folder}"
-    sys.modules.pop(name, None)
-    spec = importlib.util.spec_from_file_location(name, REPO / "functions" / folder / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # powertools reuses an existing logger's handler, which an earlier test bound to its own
-    # (captured, now closed) stdout: the cold start writes to this test's stdout.
-    for handler in logging.getLogger("schwab-tokens").handlers:
-        handler.stream = sys.stdout  # type: ignore[attr-defined]
-    return module
 
 
 def refresher_env(emulator: Any, url: str, **extra: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.background import BackgroundServer
+from devkit.background import BackgroundServer
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tests.background import BackgroundServer
+from devkit.background import BackgroundServer
 
 #: Headers that describe one connection, not the message: never relayed as they are.
 #: (``Transfer-Encoding`` is one too, but a chunked request body is forwarded raw, so the

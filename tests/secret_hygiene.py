@@ -124,7 +124,7 @@ class _LoggerTap(logging.Filter):
 # -- wrapping test helpers (never the library) ------------------------------------------------
 def _wrap_emulator() -> tuple[type, Any] | None:
     try:
-        from tests.emulator.server import Emulator
+        from devkit.emulator.server import Emulator
     except ImportError:  # the plugin used outside this repository: nothing to learn from
         return None
     original = Emulator.__init__

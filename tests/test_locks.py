@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit import REPO
 from scripts.lock import (
     DEV_LOCK,
     LAMBDA_FOLDERS,
@@ -26,7 +27,6 @@ from scripts.lock import (
     pins,
     problems,
 )
-from tests.helpers import REPO
 
 LAYER_LOCK = "layers/schwab_tokens/requirements.lock"
 

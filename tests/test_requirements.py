@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from devkit import REPO
 
 NEEDS_A_MISSING_TOOL = """
 from tests.requirements import require_tool

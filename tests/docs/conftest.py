@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from devkit.background import free_port
+from devkit.emulator import Emulator
+from devkit.user import login
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.helpers import free_port, login
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ its ``handler(event, context)`` (and ``lambda_handler``, the template's handler 
   ``https://api.schwabapi.com`` fails, naming the host: take the base from ``SCHWAB_API_BASE``);
 - schwab-py: ``schwab.auth.client_from_access_functions`` (which ``schwab_py_client()`` calls
   too) is wrapped so the client it returns talks to the emulator
-  (``tests.emulator.schwabpy.point_client_at_emulator``);
+  (``devkit.emulator.schwabpy.point_client_at_emulator``);
 - Schwabdev: its clients' ``_base_api_url`` is the emulator, and a post to Schwab's token
   endpoint (``schwabdev.tokens.requests.post``) fails the run: a consumer never refreshes.
 """
@@ -144,7 +144,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def _schwab_py_on(api_base: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import schwab
 
-    from tests.emulator.schwabpy import point_client_at_emulator
+    from devkit.emulator.schwabpy import point_client_at_emulator
 
     original = schwab.auth.client_from_access_functions
 

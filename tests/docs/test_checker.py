@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.template import load_yaml
 from schwab_tokens.commands import parser
 from tests.docs import checker
 from tests.docs.checker import Project
 from tests.docs.consumer import ConsumerFailed, run_consumer
-from tests.emulator import Emulator
-from tests.template import load_yaml
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from devkit import REPO
+from devkit.emulator import Emulator
+from devkit.template import load_template
 from schwab_tokens.commands import parser
 from tests.docs import checker
 from tests.docs.checker import Block, Problem, Project
 from tests.docs.consumer import ConsumerFailed, run_consumer
-from tests.emulator import Emulator
-from tests.helpers import REPO
 from tests.requirements import INSTALL_SCRIPT, require_tool
-from tests.template import load_template
 
 
 @cache

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import schwab_tokens
+from devkit import REPO
 from tests.docs.checker import parse_doc, shell_lines
-from tests.helpers import REPO
 
 NEEDS_THE_INDEX = "this test needs the package index (or pip's cache), as the build tests do"
 

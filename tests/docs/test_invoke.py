@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from devkit import REPO
+from devkit.emulator import Emulator
+from devkit.user import Run, login
 from schwab_tokens import aws
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.helpers import REPO, Run, log_records, login
+from tests.helpers import log_records
 
 SCRIPT = REPO / "scripts" / "invoke.py"
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from devkit import REPO
+from devkit.template import load_template
 from schwab_tokens import credentials, health, notify, tickets
 from schwab_tokens.commands import parser
 from schwab_tokens.diagnosis import store as doctor_store
@@ -33,8 +35,6 @@ from schwab_tokens.settings import (
 from schwab_tokens.stores.base import safety
 from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
 from schwab_tokens.token import DEFAULT_EXPIRES_IN, REFRESH_TOKEN_LIFETIME
-from tests.helpers import REPO
-from tests.template import load_template
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 _NUMBER = r"(\d+(?:,\d{3})*(?:\.\d+)?|a|one|two|three|twice)"

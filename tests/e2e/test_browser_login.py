@@ -26,9 +26,11 @@ from typing import Any
 
 import pytest
 
+from devkit.background import free_port
+from devkit.user import CLI, cli_env
 from schwab_tokens.token import Token
 from tests.browser import browse, needs_chromium
-from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, free_port, secrets_of
+from tests.helpers import accepted, assert_no_secrets, secrets_of
 
 #: Bounds a hung CLI.
 CLI_TIMEOUT = 30.0

@@ -1,7 +1,7 @@
 """The phone login as a person does it: a link from the e-mail, a real browser, Schwab, done.
 
 Headless Chromium opens ``<LoginUrl>start?ticket=...`` on a local HTTPS stand-in for the Lambda
-Function URL (``tests/function_url.py``, the real login handler behind it), follows the redirect
+Function URL (``devkit/function_url.py``, the real login handler behind it), follows the redirect
 to the Schwab emulator's authorize page, comes back to ``<LoginUrl>callback`` with the cookie the
 function set, and shows the page the user reads. Opening the same link again shows "already
 used". AWS is moto's server over HTTP.
@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devkit.emulator import Emulator
+from devkit.function_url import FunctionUrl
+from devkit.user import login
 from schwab_tokens import tickets
 from schwab_tokens.stores import store_from_url
 from tests.browser import browse, needs_chromium
-from tests.emulator import Emulator
-from tests.function_url import FunctionUrl
-from tests.helpers import assert_no_secrets, emulator_settings, login
+from tests.helpers import assert_no_secrets, emulator_settings
 
 
 @needs_chromium

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.emulator import EmulatorTransport
-from tests.emulator.server import (
+from devkit.emulator import EmulatorTransport
+from devkit.emulator.server import (
     ACCOUNT_NUMBERS,
     BAD_ANSWER_FAULT_KINDS,
     BAD_REQUEST_HTML,
@@ -816,7 +816,7 @@ def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "tests.emulator",
+            "devkit.emulator",
             "--port",
             "0",
             "--app-key",
@@ -862,7 +862,7 @@ def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
 
 def make_schwab_client(emu: Emulator, expires_in: int) -> tuple[Any, list[dict[str, Any]]]:
     schwab_auth = pytest.importorskip("schwab.auth")
-    from tests.emulator import point_client_at_emulator
+    from devkit.emulator import point_client_at_emulator
 
     tok = login(emu)
     now = int(time.time())
@@ -926,7 +926,7 @@ def test_schwab_py_refresh_with_dead_token_raises(emu: Emulator) -> None:
 def test_transport_refuses_other_hosts(emu: Emulator) -> None:
     import httpx
 
-    from tests.emulator import HostNotEmulatedError
+    from devkit.emulator import HostNotEmulatedError
 
     with httpx.Client(transport=EmulatorTransport(emu.base_url)) as client:
         for url in (

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit import REPO
+from devkit.user import cli_env, login, run_cli
 from schwab_tokens import TokenReader
 from schwab_tokens.commands import parser
 from schwab_tokens.errors import MisplacedDocument
 from schwab_tokens.stores import store_from_url
-from tests.helpers import REPO, cli_env, login, run_cli
 
 LIBRARY = REPO / "layers" / "schwab_tokens" / "schwab_tokens"
 

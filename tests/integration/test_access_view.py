@@ -22,6 +22,9 @@ import schwab
 import schwabdev
 from authlib.integrations.base_client.errors import InvalidTokenError
 
+from devkit.emulator import Emulator
+from devkit.emulator.schwabpy import point_client_at_emulator
+from devkit.user import cli_env, login, paste_login, run_cli
 from schwab_tokens.access import AccessView
 from schwab_tokens.errors import LoginRequired
 from schwab_tokens.exports import SchwabdevTokens
@@ -29,21 +32,8 @@ from schwab_tokens.lambdas.refresher import handle
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import access_url, source_from_url, store_from_url
-from tests.emulator import Emulator
-from tests.emulator.schwabpy import point_client_at_emulator
 from tests.fakes import AheadClock
-from tests.helpers import (
-    cli_env,
-    emulator_settings,
-    lambda_event,
-    login,
-    paste_login,
-    run_cli,
-    start_watch,
-    valid,
-    view_of,
-    wait_for,
-)
+from tests.helpers import emulator_settings, lambda_event, start_watch, valid, view_of, wait_for
 
 
 def test_the_views_location_derives_from_the_store_url(aws_endpoint: str) -> None:

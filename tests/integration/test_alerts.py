@@ -22,23 +22,20 @@ from typing import Any
 
 import pytest
 
+from devkit.background import free_port
+from devkit.emulator import Emulator
+from devkit.handlers import load_handler
+from devkit.user import CLI, cli_env, login, run_cli
 from schwab_tokens import alert_urls, aws
 from schwab_tokens.lambdas.refresher import handle as refresher
 from schwab_tokens.notify import trial_notice
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
 from tests.helpers import (
-    CLI,
     LambdaContext,
     assert_no_secrets,
-    cli_env,
     emulator_settings,
-    free_port,
-    load_handler,
     log_records,
-    login,
     make_token,
-    run_cli,
     secrets_of,
 )
 from tests.receiver import Receiver

@@ -21,22 +21,16 @@ import pytest
 import requests
 import schwab
 
+from devkit.background import free_port
+from devkit.emulator.schwabpy import point_client_at_emulator
+from devkit.user import CLI, Run, cli_env, follow_authorize, login, paste_login, run_cli
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.file import FileStore
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token
-from tests.emulator.schwabpy import point_client_at_emulator
 from tests.helpers import (
-    CLI,
-    Run,
     assert_no_secrets,
-    cli_env,
-    follow_authorize,
-    free_port,
-    login,
-    paste_login,
     put_raw,
-    run_cli,
     secrets_of,
     snapshot,
     start_watch,

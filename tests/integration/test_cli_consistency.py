@@ -14,24 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from schwab_tokens.commands import COMMANDS
-from schwab_tokens.credentials import AppCredentials, store_credentials
-from schwab_tokens.listener import MAX_UNUSABLE_LINKS
-from schwab_tokens.stores import store_from_url
-from tests.helpers import (
+from devkit import REPO
+from devkit.user import (
     CLI,
-    REPO,
     Run,
-    assert_no_secrets,
     cli_env,
     follow_authorize,
     login,
     login_by_listener,
     paste_login,
     run_cli,
-    secrets_of,
-    snapshot,
 )
+from schwab_tokens.commands import COMMANDS
+from schwab_tokens.credentials import AppCredentials, store_credentials
+from schwab_tokens.listener import MAX_UNUSABLE_LINKS
+from schwab_tokens.stores import store_from_url
+from tests.helpers import assert_no_secrets, secrets_of, snapshot
 
 CREDENTIALS = ["schwab-tokens/credentials", "ssm:/schwab-tokens/credentials"]
 

@@ -4,7 +4,7 @@ token the reader holds, take each newer token the refresher stores, and never ca
 token endpoint themselves, from the access view or from the whole document.
 
 Schwab is the emulator (real HTTP on 127.0.0.1); schwab-py's transport is pointed at it
-(tests/emulator/schwabpy.py); Schwabdev posts to Schwab's token endpoint with `requests.post`
+(devkit/emulator/schwabpy.py); Schwabdev posts to Schwab's token endpoint with `requests.post`
 of its own module, which is refused here and counted (it would leave this machine).
 """
 
@@ -24,15 +24,16 @@ import pytest
 import schwabdev
 from authlib.integrations.base_client.errors import InvalidTokenError
 
+from devkit.emulator import Emulator
+from devkit.emulator.schwabpy import point_client_at_emulator
+from devkit.user import login
 from schwab_tokens.errors import LoginRequired, TemporaryFailure
 from schwab_tokens.lambdas.refresher import handle
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
-from tests.emulator import Emulator
-from tests.emulator.schwabpy import point_client_at_emulator
 from tests.fakes import AheadClock, token_at
-from tests.helpers import emulator_settings, lambda_event, login, wait_for
+from tests.helpers import emulator_settings, lambda_event, wait_for
 
 
 @pytest.fixture(autouse=True)

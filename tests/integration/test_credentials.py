@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from devkit.user import cli_env, paste_login, run_cli
 from schwab_tokens import aws
 from schwab_tokens.credentials import (
     AppCredentials,
@@ -16,7 +17,7 @@ from schwab_tokens.credentials import (
 )
 from schwab_tokens.errors import ConfigurationError, UsageError
 from schwab_tokens.settings import Settings
-from tests.helpers import RawBody, assert_no_secrets, cli_env, paste_login, run_cli, secrets_of
+from tests.helpers import RawBody, assert_no_secrets, secrets_of
 
 
 def stored_credentials(name: str) -> dict:

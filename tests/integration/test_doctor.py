@@ -37,6 +37,10 @@ from typing import Any
 
 import pytest
 
+from devkit import REPO
+from devkit.background import free_port
+from devkit.emulator import Emulator
+from devkit.user import Run, login, run_cli
 from schwab_tokens import aws
 from schwab_tokens.access import AccessView
 from schwab_tokens.credentials import AppCredentials, store_credentials
@@ -54,9 +58,8 @@ from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.timefmt import duration, when
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME, Token, fingerprint
-from tests.emulator import Emulator
 from tests.fakes import token_at
-from tests.helpers import REPO, Run, assert_no_secrets, free_port, login, run_cli, secrets_of
+from tests.helpers import assert_no_secrets, secrets_of
 from tests.template.stack import REGION, Deployment, deploy
 
 STACK = "doctor"
@@ -579,7 +582,7 @@ def test_a_pending_email_subscription_names_the_address() -> None:
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_the_hosted_login_answers_or_not(tmp_path: Path, emulator: Emulator) -> None:
-    from tests.function_url import FunctionUrl
+    from devkit.function_url import FunctionUrl
 
     settings = Settings(
         store_url=str(tmp_path / "tokens.json"),

@@ -9,19 +9,16 @@ import time
 
 import pytest
 
+from devkit.user import cli_env, follow_authorize, oauth_for, run_cli
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.login_flow import complete_login
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME
 from tests.helpers import (
     assert_no_secrets,
-    cli_env,
     emf_metrics,
-    follow_authorize,
     invoke,
-    oauth_for,
     refresher_env,
-    run_cli,
     secrets_of,
     snapshot,
 )

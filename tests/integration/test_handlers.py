@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from devkit.handlers import load_handler
+from devkit.user import login
 from schwab_tokens import aws
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.stores import store_from_url
@@ -16,9 +18,7 @@ from tests.helpers import (
     emf_metrics,
     invoke,
     lambda_event,
-    load_handler,
     log_records,
-    login,
     refresher_env,
     secrets_of,
 )

@@ -21,14 +21,15 @@ from pathlib import Path
 import pytest
 import requests
 
+from devkit.emulator import Emulator
+from devkit.user import CLI, cli_env, login, paste_login, run_cli
 from schwab_tokens import __version__
 from schwab_tokens.listener import CallbackListener, listen_for_login
 from schwab_tokens.login_flow import complete_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.stores.file import FileStore
 from schwab_tokens.token import Token
-from tests.emulator import Emulator
-from tests.helpers import CLI, assert_no_secrets, cli_env, login, paste_login, run_cli
+from tests.helpers import assert_no_secrets
 
 
 def secrets_of(emulator: Emulator) -> set[str]:

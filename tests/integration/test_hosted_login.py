@@ -19,6 +19,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from devkit.emulator import Emulator
+from devkit.function_url import FunctionUrl
+from devkit.user import follow_authorize, login, oauth_for
 from schwab_tokens import aws, tickets
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.login import handle
@@ -26,16 +29,7 @@ from schwab_tokens.login_flow import complete_login, record_login
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import TokenStore, store_from_url
-from tests.emulator import Emulator
-from tests.function_url import FunctionUrl
-from tests.helpers import (
-    emulator_settings,
-    follow_authorize,
-    login,
-    make_token,
-    oauth_for,
-    view_of,
-)
+from tests.helpers import emulator_settings, make_token, view_of
 from tests.s3_proxy import S3Proxy
 
 DOMAIN = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"

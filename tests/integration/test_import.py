@@ -30,22 +30,19 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devkit.background import free_port
+from devkit.emulator import Emulator
+from devkit.emulator.schwabpy import SCHWAB_HOST, EmulatorTransport
+from devkit.user import cli_env, follow_authorize, login, run_cli
 from schwab_tokens.errors import InvalidTokenDocument, SchwabTokensError
 from schwab_tokens.exports import SCHWABDEV_COLUMNS, write_schwabdev
 from schwab_tokens.imports import import_login, read_login
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import Token
-from tests.emulator import Emulator
-from tests.emulator.schwabpy import SCHWAB_HOST, EmulatorTransport
 from tests.helpers import (
     accepted,
     assert_no_secrets,
-    cli_env,
-    follow_authorize,
-    free_port,
-    login,
     make_token,
-    run_cli,
     secrets_of,
     snapshot,
     valid,

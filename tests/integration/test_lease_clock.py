@@ -19,10 +19,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.user import CLI, cli_env, login
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.helpers import CLI, assert_no_secrets, cli_env, login, wait_for
+from tests.helpers import assert_no_secrets, wait_for
 from tests.reliability.support import record
 from tests.requirements import INSTALL_SCRIPT, require_tool
 from tests.s3_proxy import S3Proxy
@@ -150,8 +151,8 @@ def test_a_holder_past_its_deadline_neither_calls_nor_writes(
     url: str, emulator: Emulator, aws_endpoint: str
 ) -> None:
     """Its lease ran out while it waited for the lease to be worth using: nothing is sent."""
+    from devkit.user import oauth_for
     from schwab_tokens.policy import run
-    from tests.helpers import oauth_for
 
     store = store_from_url(url, Settings())
     login(store, emulator)

@@ -16,18 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit import REPO
+from devkit.emulator import Emulator
+from devkit.user import CLI, Run, cli_env, follow_authorize, login, paste_login, run_cli
 from schwab_tokens.stores.file import FileStore
-from tests.emulator import Emulator
-from tests.helpers import (
-    CLI,
-    REPO,
-    Run,
-    cli_env,
-    follow_authorize,
-    login,
-    paste_login,
-    run_cli,
-)
 
 FORMATS = ("access", "schwab-py", "schwabdev")
 

@@ -7,19 +7,11 @@ import os
 
 import pytest
 
+from devkit.handlers import load_handler
+from devkit.user import cli_env, login, run_cli
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.stores import store_from_url
-from tests.helpers import (
-    LambdaContext,
-    cli_env,
-    emf_documents,
-    lambda_event,
-    load_handler,
-    log_records,
-    login,
-    refresher_env,
-    run_cli,
-)
+from tests.helpers import LambdaContext, emf_documents, lambda_event, log_records, refresher_env
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from devkit import REPO
+from devkit.emulator import Emulator
+from devkit.user import CLI, follow_authorize, login, login_by_listener, oauth_for
 from schwab_tokens import aws, tickets
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.lambdas.refresher import RefreshRunFailed, handle
@@ -28,18 +31,7 @@ from schwab_tokens.login_flow import complete_login
 from schwab_tokens.oauth import SchwabOAuth, parse_callback
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.helpers import (
-    CLI,
-    REPO,
-    accepted,
-    assert_no_secrets,
-    emulator_settings,
-    follow_authorize,
-    login,
-    login_by_listener,
-    oauth_for,
-)
+from tests.helpers import accepted, assert_no_secrets, emulator_settings
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 STEP = 1800  # one run every 30 simulated minutes near a change: enough to see it

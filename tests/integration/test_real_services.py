@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.emulator.server import EDGE_400_FAULT_KINDS
+from devkit.user import cli_env, follow_authorize, login, oauth_for, run_cli
 from schwab_tokens import aws
 from schwab_tokens.errors import AccessDenied, ConfigurationError
 from schwab_tokens.lambdas.refresher import handle
@@ -25,19 +28,7 @@ from schwab_tokens.oauth import parse_callback
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.emulator.server import EDGE_400_FAULT_KINDS
-from tests.helpers import (
-    accepted,
-    cli_env,
-    emulator_settings,
-    follow_authorize,
-    login,
-    oauth_for,
-    run_cli,
-    secrets_of,
-    snapshot,
-)
+from tests.helpers import accepted, emulator_settings, secrets_of, snapshot
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 
@@ -154,7 +145,7 @@ def test_a_bot_before_the_first_view_is_told_both_causes_of_s3s_403(
 def _race(count: int, args: list[str], env: dict[str, str]) -> list[Any]:
     import subprocess
 
-    from tests.helpers import CLI, Run
+    from devkit.user import CLI, Run
 
     procs = [
         subprocess.Popen(

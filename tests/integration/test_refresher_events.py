@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.handlers import load_handler
+from devkit.user import login
 from schwab_tokens import aws
 from schwab_tokens.errors import SchwabTokensError, UsageError
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.helpers import LambdaContext, lambda_event, load_handler, login, refresher_env
+from tests.helpers import LambdaContext, lambda_event, refresher_env
 
 SCHEDULED = {"source": "aws.events", "time": "2026-01-05T12:00:00Z", "detail": {}}
 

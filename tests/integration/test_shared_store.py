@@ -12,11 +12,12 @@ import subprocess
 import pytest
 import schwab
 
+from devkit.emulator.schwabpy import point_client_at_emulator
+from devkit.user import CLI, cli_env, login
 from schwab_tokens import aws
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import store_from_url
-from tests.emulator.schwabpy import point_client_at_emulator
-from tests.helpers import CLI, accepted, cli_env, login, make_token
+from tests.helpers import accepted, make_token
 from tests.reliability.support import ACCESS_DENIED, WRITE_OP, Hooks
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from devkit.user import cli_env, login, run_cli
 from schwab_tokens import TokenReader
 from schwab_tokens.errors import LoginRequired
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME
 from tests.fakes import FakeClock
-from tests.helpers import cli_env, login, make_token, run_cli, start_watch
+from tests.helpers import make_token, start_watch
 
 T0 = 1_900_000_000
 

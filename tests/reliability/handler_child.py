@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.helpers import LambdaContext, lambda_event, load_handler
+from devkit.handlers import load_handler
+from tests.helpers import LambdaContext, lambda_event
 
 
 def main(argv: list[str]) -> int:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulator import BAD_ANSWER_FAULT_KINDS, Emulator
+from devkit.user import CLI, cli_env, login, oauth_for
 from schwab_tokens.policy import run
 from schwab_tokens.stores import store_from_url
-from tests.emulator import BAD_ANSWER_FAULT_KINDS, Emulator
-from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, login, oauth_for
+from tests.helpers import accepted, assert_no_secrets
 from tests.reliability.support import new_store, record, state
 
 STORES = ("file", "s3", "secretsmanager")

@@ -36,11 +36,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.user import CLI, cli_env, login, oauth_for
 from schwab_tokens.policy import run
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.token import Token
-from tests.emulator import Emulator
-from tests.helpers import CLI, accepted, assert_no_secrets, cli_env, login, oauth_for, secrets_of
+from tests.helpers import accepted, assert_no_secrets, secrets_of
 from tests.reliability.support import (
     FULL,
     lease_evidence,

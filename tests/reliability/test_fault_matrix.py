@@ -39,6 +39,9 @@ from typing import Any
 
 import pytest
 
+from devkit.background import free_port
+from devkit.emulator import Emulator
+from devkit.user import CLI, cli_env, login, oauth_for
 from schwab_tokens import aws
 from schwab_tokens.access import AccessView
 from schwab_tokens.errors import ExitCode
@@ -48,18 +51,12 @@ from schwab_tokens.policy import run
 from schwab_tokens.stores import store_from_url
 from schwab_tokens.stores.file import FileStore
 from schwab_tokens.token import Token
-from tests.emulator import Emulator
 from tests.helpers import (
-    CLI,
     accepted,
     assert_no_secrets,
-    cli_env,
     emf_metrics,
-    free_port,
     invoke,
     log_records,
-    login,
-    oauth_for,
     put_raw,
     refresher_env,
     secrets_of,

@@ -39,14 +39,15 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.user import login, oauth_for
 from schwab_tokens.errors import Outcome
 from schwab_tokens.oauth import SchwabOAuth
 from schwab_tokens.policy import run
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.token import Token
-from tests.emulator import Emulator
-from tests.helpers import accepted, login, oauth_for
+from tests.helpers import accepted
 from tests.reliability.support import FULL, new_store, record
 
 #: Rounds per store (``RELIABILITY_SOAK_ROUNDS`` overrides all three). A loser stops queueing

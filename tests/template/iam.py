@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from devkit.template import as_list
 from schwab_tokens import aws
-from tests.template import as_list
 
 SERVICES = ("s3", "secretsmanager", "ssm", "sns")
 #: How a denial comes back (moto's JSON services answer a bare 403).

@@ -21,7 +21,7 @@ What moto 5.2 cannot do is stood in, each time in the same way:
 - moto keeps ``AWS::NoValue`` inside lists as ``null`` (CloudFormation drops the item):
   ``moto_drops_novalue_in_lists()`` patches moto's resolver while a stack is created.
 - moto's functions keep no layers, architectures or tracing mode: tests read those from the
-  translated template (``Deployment.translated`` with ``tests.template.resolve``).
+  translated template (``Deployment.translated`` with ``devkit.template.resolve``).
 - moto keeps a key's ``KeyPolicy`` as the object CloudFormation passes (AWS keeps the JSON
   text), and its ``DescribeKey`` and ``GetKeyPolicy`` then fail: the policy is handed over as
   JSON text (``Fn::ToJsonString``), so ``GetKeyPolicy`` answers the policy as deployed.
@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.template import conditions, load_template, parameter_values
+from devkit.template import conditions, load_template, parameter_values
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -301,7 +301,7 @@ def role_documents(session: Any, deployment: Deployment, role: str) -> list[dict
     translation attaches (moto's CloudFormation attaches none: the stack's own are read from IAM
     by the ARN their Ref resolves to, AWS's own from ``aws_managed_policy``) and the inline ones
     IAM holds."""
-    from tests.template import resolve
+    from devkit.template import resolve
 
     translated = resolve(deployment.translated["Resources"][role], deployment.conditions)
     documents = []

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
+from devkit import REPO
+from devkit.template import TEMPLATE
 from scripts.lock import pins
 from tests.requirements import require_tool
-from tests.template import REPO, TEMPLATE
 
 SAM = REPO / ".tools" / "sam" / "bin" / "sam"
 LAYER_ZIP_LIMIT = 2 * 1024 * 1024

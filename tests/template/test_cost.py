@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.template import REPO
+from devkit import REPO
 
 
 def priced(*args: str) -> dict[str, dict]:

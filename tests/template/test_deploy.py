@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.template import as_list, resolve
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import access_url
-from tests.emulator import Emulator
-from tests.template import as_list, resolve
 from tests.template.iam import DENIED, make_user, with_keys
 from tests.template.stack import (
     ACCOUNT,
@@ -611,11 +611,13 @@ def test_the_example_consumer_reads_the_view_with_only_the_reader_policy(
     from botocore.exceptions import ClientError
     from moto.core import enable_iam_authentication
 
+    from devkit.handlers import load_handler
+    from devkit.user import login, oauth_for
     from schwab_tokens import aws
     from schwab_tokens.errors import AccessDenied
     from schwab_tokens.policy import Outcome, run
     from schwab_tokens.stores import store_from_url
-    from tests.helpers import LambdaContext, lambda_event, load_handler, login, oauth_for
+    from tests.helpers import LambdaContext, lambda_event
 
     deployment, session = stack
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):

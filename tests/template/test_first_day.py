@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.template import load_template
 from schwab_tokens import aws
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.settings import Settings
-from tests.emulator import Emulator
 from tests.s3_proxy import S3Proxy
-from tests.template import load_template
 from tests.template.iam import lists_bucket
 from tests.template.stack import REGION, Deployment, deploy, role_documents
 

@@ -46,6 +46,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.template import as_list, load_template
+from devkit.user import cli_env, follow_authorize, login, oauth_for, paste_login
 from schwab_tokens import TokenReader, aws, tickets
 from schwab_tokens.access import AccessView
 from schwab_tokens.credentials import AppCredentials, store_credentials
@@ -53,17 +56,7 @@ from schwab_tokens.errors import AccessDenied
 from schwab_tokens.policy import Outcome, run
 from schwab_tokens.settings import Settings
 from schwab_tokens.stores import store_from_url
-from tests.emulator import Emulator
-from tests.helpers import (
-    accepted,
-    cli_env,
-    follow_authorize,
-    lambda_event,
-    login,
-    oauth_for,
-    paste_login,
-)
-from tests.template import as_list, load_template
+from tests.helpers import accepted, lambda_event
 from tests.template.iam import DENIED, Call, Record, acting_as, grants, make_user
 from tests.template.perimeter import Request, allowed, node
 from tests.template.stack import (

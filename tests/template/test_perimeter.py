@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.template import REPO
+from devkit import REPO
 from tests.template.perimeter import (
     BEGIN,
     CREDENTIALS,

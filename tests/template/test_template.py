@@ -2,7 +2,7 @@
 
 Most checks run for every combination of the choice parameters (StoreType, Encryption,
 CredentialsStore, HostedLogin, DetailedMetrics: 32 deployments), on the
-template as CloudFormation would deploy it (``tests.template.resolved_template``: Conditions
+template as CloudFormation would deploy it (``devkit.template.resolved_template``: Conditions
 decided, ``Fn::If`` resolved), so both branches of every condition are read.
 """
 
@@ -19,14 +19,10 @@ from typing import Any
 
 import pytest
 
-from schwab_tokens.policy import LEASE_WAIT_SECONDS
-from schwab_tokens.settings import DEFAULT_LEASE_TTL
-from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
-from scripts.lock import pins as lock_pins
-from tests.template import (
+from devkit import REPO
+from devkit.template import (
     CHOICES,
     NO_VALUE,
-    REPO,
     all_combinations,
     as_list,
     conditions,
@@ -35,6 +31,10 @@ from tests.template import (
     parameter_values,
     resolved_template,
 )
+from schwab_tokens.policy import LEASE_WAIT_SECONDS
+from schwab_tokens.settings import DEFAULT_LEASE_TTL
+from schwab_tokens.stores.secretsmanager import NOTES_WAIT_SECONDS
+from scripts.lock import pins as lock_pins
 from tests.template.variants import (
     ON,
     VARIANTS,

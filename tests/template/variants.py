@@ -16,7 +16,7 @@ The second form writes, for every variant of ``VARIANTS``:
   region; cfn-lint reads it (it follows every Condition itself);
 - ``DIR/NAME.deployed.json``: what CloudFormation deploys with those values: only the resources
   and outputs whose Condition holds, every ``Fn::If`` decided
-  (``tests.template.resolved_template``). checkov reads this one: it does not decide an
+  (``devkit.template.resolved_template``). checkov reads this one: it does not decide an
   ``Fn::If`` by the defaults (a log group's ``KmsKeyId: !If [UsesCustomerManagedKey, ...,
   !Ref AWS::NoValue]`` passes its KMS check with Encryption=AwsManaged, where the deployed log
   group has no key), and it skips IAM statements wrapped in one.
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.template import TEMPLATE, load_yaml, resolved_template
+from devkit.template import TEMPLATE, load_yaml, resolved_template
 
 _PARAMETER = re.compile(r"^  ([A-Za-z0-9]+):\s*$")
 

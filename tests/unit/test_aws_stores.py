@@ -22,6 +22,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from devkit.background import free_port
 from schwab_tokens import aws
 from schwab_tokens.credentials import (
     AppCredentials,
@@ -44,7 +45,7 @@ from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.stores.s3 import S3Store
 from schwab_tokens.stores.secretsmanager import PENDING, SecretsManagerStore
 from schwab_tokens.token import MAX_DOCUMENT_BYTES, Token
-from tests.helpers import RawBody, free_port, make_token, put_raw
+from tests.helpers import RawBody, make_token, put_raw
 
 KINDS = ["s3", "secretsmanager"]
 

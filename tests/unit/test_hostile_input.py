@@ -773,10 +773,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulator import Emulator
+from devkit.user import login
 from schwab_tokens.errors import CallbackError
 from schwab_tokens.stores.file import FileStore
-from tests.emulator import Emulator
-from tests.helpers import login
 
 SECRETS = Path(__file__).with_name("secrets.txt")
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit import REPO
+from devkit.background import free_port
 from tests.fakes import token_at
-from tests.helpers import REPO, free_port
 
 #: Top-level packages whose import costs a cold start tens to hundreds of milliseconds.
 HEAVY = (

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.user import login
 from schwab_tokens.errors import LoginRequired, NotesTooLarge, Outcome, TemporaryFailure
 from schwab_tokens.lambdas.refresher import forced_mark
 from schwab_tokens.login_flow import record_login
@@ -22,7 +23,7 @@ from schwab_tokens.policy import RunResult
 from schwab_tokens.stores import TokenStore, store_from_url
 from schwab_tokens.stores.base import MAX_NOTES_BYTES, encode_notes
 from tests.fakes import FakeStore
-from tests.helpers import login, make_token
+from tests.helpers import make_token
 
 #: The largest epoch seconds a token document may carry (token.py's plausible range).
 LATEST = 10**12

@@ -9,6 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from devkit.background import free_port
+from devkit.emulator import DEFAULT_ACCOUNTS
+from devkit.emulator.server import EDGE_400_FAULT_KINDS
+from devkit.user import follow_authorize, oauth_for
 from schwab_tokens.errors import (
     BadAppCredentials,
     CallbackError,
@@ -22,9 +26,6 @@ from schwab_tokens.listener import serve_in_background, stop_serving
 from schwab_tokens.oauth import SchwabOAuth, parse_callback, shares_accounts
 from schwab_tokens.settings import Settings
 from schwab_tokens.token import Token
-from tests.emulator import DEFAULT_ACCOUNTS
-from tests.emulator.server import EDGE_400_FAULT_KINDS
-from tests.helpers import follow_authorize, free_port, oauth_for
 
 
 def logged_in(emulator, **options) -> tuple[SchwabOAuth, dict]:

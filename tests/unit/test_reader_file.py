@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.user import login
 from schwab_tokens.errors import InvalidTokenDocument, UsageError
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores.file import FileStore
 from tests.fakes import AheadClock
-from tests.helpers import login
 
 
 class CountingStore(FileStore):

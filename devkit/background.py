@@ -1,10 +1,19 @@
-"""A test server on 127.0.0.1 served from a daemon thread: the emulator and the S3 proxy."""
+"""Servers on 127.0.0.1 served from a daemon thread (the emulator, the tests' S3 proxy and alert
+receiver), and a free port for a server started elsewhere."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import ThreadingHTTPServer
 from typing import Self
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no one listens on now (another process may take it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class BackgroundServer:

@@ -1,9 +1,10 @@
 """A local stand-in for Schwab's OAuth endpoints and one Trader API route.
 
 The emulator is a real HTTP server on 127.0.0.1 so the code under test talks to it through
-its ordinary HTTP stack. It answers the way Schwab does (see DESIGN.md, "Schwab OAuth facts"),
-keeps its own clock so tests can jump days ahead without sleeping, and can be told to
-misbehave (faults) either in-process or through admin routes from another process.
+its ordinary HTTP stack. It answers the way Schwab does (docs/architecture.md, "Schwab's OAuth,
+as the emulator plays it"), keeps its own clock so tests can jump days ahead without sleeping,
+and can be told to misbehave (faults) either in-process or through admin routes from another
+process.
 
 Like Schwab, an app may register several callback URLs; ``authorize`` accepts a
 ``redirect_uri`` only when it is exactly one of them. Each login (``authorization_code``
@@ -76,7 +77,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from tests.background import BackgroundServer
+from devkit.background import BackgroundServer
 
 #: The hostile token-endpoint answers added for answer validation: 200 answers a refresher
 #: has to refuse (bad ``expires_in``, unusable access token, wrong shape, oversized) and a
@@ -311,7 +312,7 @@ class Emulator(BackgroundServer):
     def __init__(
         self,
         app_key: str = "emu-app-key-0001",
-        app_secret: str = "emu-app-secret-0001",
+        app_secret: str = "emu-app-secret-0001",  # noqa: S107 (the emulated app's, made up)
         callback_url: str = "https://127.0.0.1:8182",
         port: int = 0,
         access_lifetime: float = 1800,

@@ -1,4 +1,4 @@
-"""Run the emulator in the foreground: ``python -m tests.emulator --port N``.
+"""Run the emulator in the foreground: ``python -m devkit.emulator --port N``.
 
 Prints one line, ``emulator listening on http://127.0.0.1:N``, then serves until SIGINT or
 SIGTERM and exits 0. Other processes drive it through the ``/_emulator/...`` admin routes.
@@ -12,11 +12,11 @@ import sys
 import threading
 from types import FrameType
 
-from tests.emulator.server import Emulator
+from devkit.emulator.server import Emulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devkit.emulator", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--app-key", default="emu-app-key-0001")
     parser.add_argument("--app-secret", default="emu-app-secret-0001")
