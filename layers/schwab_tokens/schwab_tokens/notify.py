@@ -345,8 +345,9 @@ class _Moment:
         """How to log in again: the phone's link first, when there is one."""
         if self.link:
             return (
-                f"Log in again now from your phone: {self.link}\n(the link works once, for 24 "
-                f"hours)\n\nOr, on your computer: {self.cli}"
+                f"Log in again now from your phone: {self.link}\n"
+                "(the link works once, for 24 hours)\n\n"
+                f"Or, on your computer: {self.cli}"
             )
         return f"Log in again on your computer: {self.cli}"
 
