@@ -2,16 +2,18 @@
 files, functions and classes in the library; one reader of the environment (``settings.py``);
 one name per room (no domain module named like a command or a Lambda's module); and a
 development kit, scripts and benchmarks that stand on their own (no ``sys.path`` edits, no
-import of ``tests``).
+import of ``tests``); and a design that lives in the repository (docs/architecture.md, linked
+from the README and the development page, and no citation of a design file outside it).
 
-Every check reads the source with ``ast``, never runs it, and reports every offender as
-``file:line`` so a failure says where to look. The checks take a root folder, so the last tests
-run each one on a small tree of deliberately bad files: each can fail.
+Every check of code reads the source with ``ast``, never runs it, and every check reports each
+offender as ``file:line`` so a failure says where to look. The checks take a root folder, so
+the last tests run each one on a small tree of deliberately bad files: each can fail.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,13 @@ PACKAGE = "layers/schwab_tokens/schwab_tokens"
 STANDALONE = ("scripts", "benchmarks", "devkit")
 #: The one module of the library that reads the environment.
 ENVIRONMENT_READER = f"{PACKAGE}/settings.py"
+
+#: The design map that was kept outside the repository (spelled apart, so that this file
+#: does not cite it): docs/architecture.md holds the design.
+DESIGN_MAP = "DESIGN" + ".md"
+#: Folders of the checkout that are not the project's own text.
+_NOT_OURS = frozenset({".git", ".venv", ".tools", ".aws-sam", ".mypy_cache", ".ruff_cache"})
+_SOURCE_SUFFIXES = frozenset({".py", ".md", ".yaml", ".yml", ".toml", ".sh", ".mk", ".json", ".in"})
 
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 60
@@ -157,6 +166,43 @@ def _reaching_outside(tree: ast.Module) -> Iterator[tuple[int, str]]:
                     yield node.lineno, "sys.path assigned"
 
 
+def unlinked_architecture(root: Path) -> list[str]:
+    """docs/architecture.md's absence, and each of README.md and docs/development.md that does
+    not link it (tests/docs checks the page's own links with every page's)."""
+    if not (root / "docs/architecture.md").is_file():
+        return ["docs/architecture.md: missing"]
+    found = []
+    for page, link in (
+        ("README.md", "docs/architecture.md"),
+        ("docs/development.md", "architecture.md"),
+    ):
+        path = root / page
+        if not path.is_file() or f"]({link})" not in path.read_text(encoding="utf-8"):
+            found.append(f"{page}: no link [Architecture]({link})")
+    return found
+
+
+def outside_citations(root: Path) -> list[str]:
+    """Every line of the repository's code, docs and build files that names the design map
+    kept outside the repository (``DESIGN_MAP``): docs/architecture.md holds the design."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if d not in _NOT_OURS)
+        for file in sorted(files):
+            path = Path(folder, file)
+            if not _is_source(path):
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines()
+            for number, line in enumerate(lines, start=1):
+                if DESIGN_MAP in line:
+                    found.append(f"{where(root, path, number)}: {line.strip()[:80]}")
+    return found
+
+
+def _is_source(path: Path) -> bool:
+    return path.suffix in _SOURCE_SUFFIXES or path.name == "Makefile"
+
+
 def _is_tests(module: str | None) -> bool:
     return module is not None and (module == "tests" or module.startswith("tests."))
 
@@ -202,6 +248,16 @@ def test_scripts_benchmarks_and_devkit_stand_on_their_own() -> None:
     )
 
 
+def test_the_architecture_page_is_linked_from_the_readme_and_the_development_page() -> None:
+    _fail_on(unlinked_architecture(REPO), "missing links to docs/architecture.md")
+
+
+def test_nothing_cites_a_design_file_outside_the_repository() -> None:
+    _fail_on(
+        outside_citations(REPO), "citations of a file the repository does not hold: cite docs/"
+    )
+
+
 # -- each check can fail -------------------------------------------------------------------------
 @pytest.fixture
 def bad_tree(tmp_path: Path) -> Path:
@@ -229,6 +285,10 @@ def bad_tree(tmp_path: Path) -> Path:
     )
     (tmp_path / "benchmarks" / "run.py").write_text("import sys\nsys.path += ['.']\n")
     (tmp_path / "devkit" / "user.py").write_text("import tests.fakes\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "architecture.md").write_text("# Architecture\n")
+    (tmp_path / "docs" / "development.md").write_text("See [Architecture](architecture.md).\n")
+    (tmp_path / "README.md").write_text(f"See the design ({DESIGN_MAP}, 'The rooms').\n")
     return tmp_path
 
 
@@ -263,4 +323,18 @@ def test_the_standalone_check_sees_imports_and_path_edits(bad_tree: Path) -> Non
         "scripts/demo.py:3: from tests.helpers import ...",
         "benchmarks/run.py:2: sys.path assigned",
         "devkit/user.py:1: import tests.fakes",
+    ]
+
+
+def test_the_link_check_sees_a_page_without_the_link(bad_tree: Path) -> None:
+    assert unlinked_architecture(bad_tree) == [
+        "README.md: no link [Architecture](docs/architecture.md)"
+    ]
+    (bad_tree / "docs" / "architecture.md").unlink()
+    assert unlinked_architecture(bad_tree) == ["docs/architecture.md: missing"]
+
+
+def test_the_citation_check_sees_the_outside_design_map(bad_tree: Path) -> None:
+    assert outside_citations(bad_tree) == [
+        f"README.md:1: See the design ({DESIGN_MAP}, 'The rooms')."
     ]
