@@ -3,8 +3,8 @@
 Real S3 answers **403 AccessDenied**, not 404 NoSuchKey, to ``GetObject`` / ``HeadObject`` of a
 missing key when the caller has no ``s3:ListBucket`` on the bucket (it will not tell a caller
 that may not list the bucket whether a key exists). moto always answers 404. A test that only
-passes against moto's 404 proves nothing about AWS (DESIGN.md, "Where the real services are
-less kind"), so this proxy sits between botocore and moto:
+passes against moto's 404 proves nothing about AWS (docs/architecture.md, "Where the real
+services are less kind than the stand-ins"), so this proxy sits between botocore and moto:
 
 - every request is forwarded unchanged (method, path, query, headers including the SigV4
   signature and ``Host``, raw body bytes) to moto, and moto's answer is relayed;

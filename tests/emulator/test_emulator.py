@@ -1,4 +1,5 @@
-"""The Schwab OAuth emulator answers the way DESIGN.md's "Schwab OAuth facts" describe."""
+"""The Schwab OAuth emulator answers the way docs/architecture.md's "Schwab's OAuth, as the
+emulator plays it" describes."""
 
 from __future__ import annotations
 

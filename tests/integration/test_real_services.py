@@ -1,5 +1,5 @@
 """Where AWS and Schwab answer less kindly than moto and a well-behaved emulator, in the order a
-new user meets them in the first week (DESIGN.md, "Where the real services are less kind").
+new user meets them in the first week (docs/architecture.md, "What the tests stand in for").
 
 Each answer is reproduced, not assumed: S3's 403 for a missing object through a proxy in front
 of moto's server, Schwab's edge answering HTML and empty 400s, one login per app, and

@@ -64,7 +64,8 @@ _PART_LIMIT = 2000  # a link or a command; longer is not ours
 class Notice:
     """One notification. ``subject`` and ``message`` are the e-mail; ``line`` (what happened,
     in one line), ``link`` (the one-time phone login, if any) and ``command`` (what to run on
-    a computer, if anything) are the parts a chat text is made of (``chat``)."""
+    a computer, if anything) are the parts a chat text is made of (``chat``). Built by
+    ``compose``, ``trial_notice`` and ``from_json``."""
 
     kind: Kind | Literal["test"]
     token_name: str
@@ -75,15 +76,17 @@ class Notice:
     command: str | None = None
 
     def chat(self) -> str:
-        """The chat text's body (its title is ``subject``): the line, then the link, or the
-        command when there is no link. Never a token: only what the e-mail says too."""
+        """The chat text's body (its title is ``subject``), at most ``CHAT_LIMIT`` characters:
+        the line, then the link, or the command when there is no link. Never a token: only what
+        the e-mail says too."""
         action = self.link or self.command
         body = self.line if not action else f"{self.line}\n{action}" if self.line else action
         return body if len(body) <= CHAT_LIMIT else body[: CHAT_LIMIT - 3] + "..."
 
     def attributes(self) -> dict[str, str]:
-        """The SNS message attributes: ``kind`` and ``token`` (a subscription can filter on
-        them) and the chat's parts (``NOTICE_ATTRIBUTE``, for the notifier)."""
+        """The SNS message attributes, name to string value: ``kind`` and ``token`` (a
+        subscription can filter on them) and the chat's parts (``NOTICE_ATTRIBUTE``, for the
+        notifier)."""
         return {
             "kind": str(self.kind),
             "token": self.token_name,
@@ -104,9 +107,10 @@ class Notice:
 
     @classmethod
     def from_json(cls, text: str) -> Notice:
-        """A notice from ``to_json``'s text, which arrives from outside: anything else (not
-        JSON, an unknown kind, a part that is not a short string) is ``ValueError``, whose
-        message never quotes the text. The e-mail body is not carried (``message`` is "")."""
+        """The notice ``to_json`` wrote (its ``message``, the e-mail body, is "": it is not
+        carried). The text arrives from outside: anything else (not JSON, an unknown kind, a
+        part that is not a short string) raises ``ValueError``, whose message never quotes the
+        text."""
         if len(text) > 4 * _PART_LIMIT:
             raise ValueError("the notice is too long to be ours")
         try:
@@ -143,7 +147,8 @@ class Notice:
 
 
 def login_level(result: RunResult, now: float) -> Kind | None:
-    """How close the token's login is to its end, from this run's result."""
+    """How close the token's login is to its end at ``now``, from this run's result: one of
+    the login's notice kinds, or None when it is far (or there is no token). Raises nothing."""
     token = result.token
     if token is None:
         return None  # never logged in: nothing to warn about, the user knows
@@ -161,7 +166,8 @@ def login_level(result: RunResult, now: float) -> Kind | None:
 def next_notes(
     notes: dict[str, Any], result: RunResult, now: float
 ) -> tuple[dict[str, Any], Kind | None]:
-    """The notes after this run, and the notification to send (at most one per run).
+    """The notes after this run, and the kind of notification to send (at most one per run,
+    None for none). Raises nothing.
 
     Pure: the same notes and result always give the same answer, which is what makes a
     compare-and-swap of the notes a sufficient guard against sending twice. The run's verdict on
@@ -229,12 +235,14 @@ def notify(
     now: float | None = None,
     login_command: str | None = None,
 ) -> Kind | None:
-    """Update the notes for this run and send what changed; returns the kind sent, if any.
+    """Update the notes for this run and send what changed; returns the kind sent, or None.
 
     The notes are written before the message is sent: of two runs that see the same change,
-    only the one whose conditional write wins sends. If sending fails the notes are put back,
-    so the next run tries again. ``login_command`` is the command the e-mail tells the user to
-    run (complete: it must work as printed on a laptop with only AWS credentials).
+    only the one whose conditional write wins sends (the other returns None). If ``publish``
+    raises a ``SchwabTokensError``, the notes are put back, so the next run tries again, and
+    the error is raised; so is the store's error when the notes cannot be read or written.
+    ``login_command`` is the command the e-mail tells the user to run (complete: it must work
+    as printed on a laptop with only AWS credentials).
     """
     now = time.time() if now is None else now
     notes, version = store.read_notes()
@@ -285,96 +293,156 @@ def compose(
     link: str | None,
     cli: str | None = None,
 ) -> Notice:
-    """The e-mail: a subject that is enough on a lock screen, and a body that says what
-    happened, when the bots stop, and what to do; and the same in chat's parts (``Notice``):
-    one line, the link, the command."""
-    token = result.token
-    # SNS takes a subject under 100 characters (plain ASCII here, as older SNS docs require):
-    # a long token name is shortened, never the action.
-    short = name if len(name) <= 32 else name[:29] + "..."
-    login_ends = token.refresh_expires_at if token is not None else now
-    access_ends = token.access_expires_at if token is not None else now
-    cli = cli or f"schwab-tokens login --store {url}"
-    how = (
-        f"Log in again now from your phone: {link}\n(the link works once, for 24 hours)\n\n"
-        f"Or, on your computer: {cli}"
-        if link
-        else f"Log in again on your computer: {cli}"
+    """The ``Notice`` of ``kind`` for the token ``name`` in the store ``url``: an e-mail whose
+    subject is enough on a lock screen and whose body says what happened, when the bots stop
+    and what to do, and the same in chat's parts. ``link`` is a one-time phone login, ``cli``
+    the login command to print (default: ``schwab-tokens login --store URL``). Raises nothing.
+    """
+    moment = _Moment(
+        name,
+        _short(name),
+        url,
+        result,
+        now,
+        result.token.refresh_expires_at if result.token is not None else now,
+        result.token.access_expires_at if result.token is not None else now,
+        link,
+        cli or f"schwab-tokens login --store {url}",
     )
-    command: str | None = cli
     if kind is Kind.EXPIRING_24H or kind is Kind.EXPIRING_2H:
-        subject = f"Schwab login '{short}' ends in {_left(login_ends - now)}: log in again"
-        body = (
-            f"Your Schwab login for the token '{name}' ends at {_when(login_ends)} "
-            f"(in {_left(login_ends - now)}). Schwab lets a login last 7 days; after that the "
-            "refresh token is dead and your bots stop getting access tokens.\n\n"
-            f"{how}"
-        )
-        line = f"The login ends at {_when(login_ends)}; then your bots get no access token."
-    elif kind is Kind.LOGIN_REQUIRED:
-        last = (
-            f"the last access token works until {_when(access_ends)}, then"
-            if access_ends > now
-            else f"the last access token ran out at {_when(access_ends)}, so"
-        )
-        if isinstance(result.error, LoginReplaced):
-            subject = f"Schwab login '{short}' was replaced by another login: log in again"
-            why = (
-                "Schwab refused its refresh token although the login had days left: another "
-                "login to this app replaced this one. Schwab keeps one login per app, so a login "
-                "with another tool (schwab-py's easy_client, Schwabdev, a second "
-                "schwab-tokens login) ends the older one"
-            )
-            after = (
-                "\n\nLet only schwab-tokens log in to this app; your other programs can read "
-                "its token (TokenReader, `schwab-tokens export`)."
-            )
-            line = "Another login to this app replaced it (Schwab keeps one login per app); "
-        else:
-            subject = f"Schwab login '{short}' is over: your bots have stopped"
-            why = "the refresh token is dead or expired"
-            after = ""
-            line = "The refresh token is dead or expired; "
-        body = (
-            f"The Schwab login for the token '{name}' has ended: {why}; {last} your bots get "
-            f"no working token until you log in again.\n\n{how}{after}"
-        )
-        line += f"{last} nothing works until you log in again."
-    elif kind is Kind.FAILING:
-        if token is None:
-            stop = "the stored token cannot be read, so your bots get none"
-        elif access_ends > now:
-            stop = f"your bots stop at {_when(access_ends)} when the current access token runs out"
-        else:
-            stop = f"your bots have had no valid access token since {_when(access_ends)}"
-        reason = str(result.error) if result.error is not None else "unknown"
-        subject = f"Schwab token '{short}': refreshes failing for 30 min"
-        status = f"schwab-tokens status --store {url}"
-        body = (
-            f"Refreshing the token '{name}' has failed for 30 minutes; {stop}. The refresher "
-            f"keeps trying every few minutes.\n\nLast error: {reason}\n\n"
-            "Most often Schwab is down or the app key or secret changed. Check "
-            f"`{status}` and the refresher's log."
-        )
-        line = _one_line(f"{stop[0].upper()}{stop[1:]}. Last error: {reason}")
-        link, command = None, status
-    else:
-        subject = f"Schwab token '{short}' works again"
-        body = (
-            f"Refreshing the token '{name}' works again; the access token is valid until "
-            f"{_when(access_ends)}. Nothing to do."
-        )
-        line = f"The access token is valid until {_when(access_ends)}. Nothing to do."
-        link, command = None, None
-    return Notice(kind, name, subject, body, line, link, command)
+        return _expiring_notice(kind, moment)
+    if kind is Kind.LOGIN_REQUIRED:
+        return _login_over_notice(moment)
+    if kind is Kind.FAILING:
+        return _failing_notice(moment)
+    return _recovered_notice(moment)
 
 
 def trial_notice(name: str, sender: str) -> Notice:
-    """What ``schwab-tokens alerts test`` sends: says where it came from, asks nothing."""
-    short = name if len(name) <= 32 else name[:29] + "..."
-    subject = f"Schwab token '{short}': test alert"
+    """The ``Notice`` that ``schwab-tokens alerts test`` sends: it says where it came from and
+    asks nothing. Raises nothing."""
     line = f"A test from {sender}: your alerts reach you. Nothing to do."
-    return Notice(TEST, name, subject, f"{line}\n", line)
+    return Notice(TEST, name, f"Schwab token '{_short(name)}': test alert", f"{line}\n", line)
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """What every message draws on: the token (``short`` is its name for a subject), when its
+    login and its access token end, and how to log in again (``link``, ``cli``)."""
+
+    name: str
+    short: str
+    url: str
+    result: RunResult
+    now: float
+    login_ends: float
+    access_ends: float
+    link: str | None
+    cli: str
+
+    @property
+    def how(self) -> str:
+        """How to log in again: the phone's link first, when there is one."""
+        if self.link:
+            return (
+                f"Log in again now from your phone: {self.link}\n"
+                "(the link works once, for 24 hours)\n\n"
+                f"Or, on your computer: {self.cli}"
+            )
+        return f"Log in again on your computer: {self.cli}"
+
+
+def _short(name: str) -> str:
+    """The token's name for a subject. SNS takes a subject under 100 characters (plain ASCII
+    here, as older SNS docs require): a long name is shortened, never the action."""
+    return name if len(name) <= 32 else name[:29] + "..."
+
+
+def _expiring_notice(kind: Kind, moment: _Moment) -> Notice:
+    left, ends = _left(moment.login_ends - moment.now), _when(moment.login_ends)
+    subject = f"Schwab login '{moment.short}' ends in {left}: log in again"
+    body = (
+        f"Your Schwab login for the token '{moment.name}' ends at {ends} (in {left}). Schwab "
+        "lets a login last 7 days; after that the refresh token is dead and your bots stop "
+        f"getting access tokens.\n\n{moment.how}"
+    )
+    line = f"The login ends at {ends}; then your bots get no access token."
+    return Notice(kind, moment.name, subject, body, line, moment.link, moment.cli)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """Why a login ended, as each part of the "login over" notice says it."""
+
+    subject: str  # after "Schwab login '<name>' "
+    why: str
+    after: str  # after how to log in again
+    line: str
+
+
+_REPLACED = _Ending(
+    "was replaced by another login: log in again",
+    "Schwab refused its refresh token although the login had days left: another login to this "
+    "app replaced this one. Schwab keeps one login per app, so a login with another tool "
+    "(schwab-py's easy_client, Schwabdev, a second schwab-tokens login) ends the older one",
+    "\n\nLet only schwab-tokens log in to this app; your other programs can read its token "
+    "(TokenReader, `schwab-tokens export`).",
+    "Another login to this app replaced it (Schwab keeps one login per app); ",
+)
+_DEAD = _Ending(
+    "is over: your bots have stopped",
+    "the refresh token is dead or expired",
+    "",
+    "The refresh token is dead or expired; ",
+)
+
+
+def _login_over_notice(moment: _Moment) -> Notice:
+    ending = _REPLACED if isinstance(moment.result.error, LoginReplaced) else _DEAD
+    if moment.access_ends > moment.now:
+        last = f"the last access token works until {_when(moment.access_ends)}, then"
+    else:
+        last = f"the last access token ran out at {_when(moment.access_ends)}, so"
+    body = (
+        f"The Schwab login for the token '{moment.name}' has ended: {ending.why}; {last} your "
+        f"bots get no working token until you log in again.\n\n{moment.how}{ending.after}"
+    )
+    line = f"{ending.line}{last} nothing works until you log in again."
+    subject = f"Schwab login '{moment.short}' {ending.subject}"
+    return Notice(Kind.LOGIN_REQUIRED, moment.name, subject, body, line, moment.link, moment.cli)
+
+
+def _failing_notice(moment: _Moment) -> Notice:
+    if moment.result.token is None:
+        stop = "the stored token cannot be read, so your bots get none"
+    elif moment.access_ends > moment.now:
+        stop = (
+            f"your bots stop at {_when(moment.access_ends)} when the current access token runs out"
+        )
+    else:
+        stop = f"your bots have had no valid access token since {_when(moment.access_ends)}"
+    reason = str(moment.result.error) if moment.result.error is not None else "unknown"
+    status = f"schwab-tokens status --store {moment.url}"
+    body = (
+        f"Refreshing the token '{moment.name}' has failed for 30 minutes; {stop}. The refresher "
+        f"keeps trying every few minutes.\n\nLast error: {reason}\n\n"
+        "Most often Schwab is down or the app key or secret changed. Check "
+        f"`{status}` and the refresher's log."
+    )
+    subject = f"Schwab token '{moment.short}': refreshes failing for 30 min"
+    line = _one_line(f"{stop[0].upper()}{stop[1:]}. Last error: {reason}")
+    return Notice(Kind.FAILING, moment.name, subject, body, line, None, status)
+
+
+def _recovered_notice(moment: _Moment) -> Notice:
+    until = _when(moment.access_ends)
+    subject = f"Schwab token '{moment.short}' works again"
+    body = (
+        f"Refreshing the token '{moment.name}' works again; the access token is valid until "
+        f"{until}. Nothing to do."
+    )
+    line = f"The access token is valid until {until}. Nothing to do."
+    return Notice(Kind.RECOVERED, moment.name, subject, body, line, None, None)
 
 
 def _one_line(text: str) -> str:

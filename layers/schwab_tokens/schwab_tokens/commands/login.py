@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import AccessDenied, ConfigurationError, ExitCode
@@ -21,6 +22,7 @@ LOGIN_TIMEOUT_SECONDS = 300.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``login``'s flags to its subcommand's parser. Returns nothing; raises nothing."""
     add_app_credentials(parser)
     parser.add_argument(
         "--callback-url",
@@ -36,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..listener import CallbackListener, LinkQueue, listen_for_login
+    """Log in through Schwab's authorize page and store the first token; with
+    ``--credentials-secret`` and a key and secret given, store those too once Schwab took them.
+    Returns the exit code (0). Raises the package's errors (a bad flag or callback URL, a store
+    that cannot take the token, no app credentials, a login that was refused, cancelled or not
+    completed in time), each with its exit code; the store is changed only by a login that
+    succeeded."""
     from ..login_flow import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
     from ..oauth import SchwabOAuth
 
@@ -58,45 +65,69 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return complete_login(oauth, target, link, state, callback)
 
     if args.paste:
-        links = LinkQueue()
-        out("Open this address in a browser, log in to Schwab and approve the app:")
-        out(authorize_url)
-        out(
-            "Then paste here the whole address the browser was sent to (it starts with "
-            f"{callback}; Ctrl-D cancels):"
-        )
-        links.feed_lines(sys.stdin)
-        token = listen_for_login(links, handle, None, err)
+        token = _pasted_login(authorize_url, callback, handle)
     else:
-        with CallbackListener(callback, state) as listener:
-            out(
-                f"Listening on {callback} for Schwab's redirect (the browser will warn about "
-                "a self-signed certificate: that is this listener)."
-            )
-            out("Open this address in a browser, log in to Schwab and approve the app:")
-            out(authorize_url)
-            out("Or paste here the address the browser was sent to (Ctrl-D cancels).")
-            listener.feed_lines(sys.stdin)
-            if not args.no_browser:
-                import webbrowser
-
-                webbrowser.open(authorize_url)
-            token = listen_for_login(listener, handle, LOGIN_TIMEOUT_SECONDS, err)
+        token = _listened_login(authorize_url, callback, state, handle, not args.no_browser)
     out(
         f"Logged in: token stored in {target.url} (fingerprint {token.fingerprint}); the refresh "
         f"token lasts until {when(token.refresh_expires_at)}."
     )
     if args.credentials_secret and given:
         # Only after Schwab accepted them: a typo must not replace working credentials.
-        from ..credentials import AppCredentials, store_credentials
-
-        store_credentials(
-            args.credentials_secret,
-            AppCredentials(creds.app_key, creds.app_secret, callback),
-            settings.region,
-        )
-        out(f"App key and secret stored in {args.credentials_secret}.")
+        _keep_credentials(args.credentials_secret, creds, callback, settings)
     return int(ExitCode.OK)
+
+
+def _pasted_login(authorize_url: str, callback: str, handle: Callable[[str], Token]) -> Token:
+    """The token from the returned address the user pastes (``--paste``: any https callback)."""
+    from ..listener import LinkQueue, listen_for_login
+
+    links = LinkQueue()
+    out("Open this address in a browser, log in to Schwab and approve the app:")
+    out(authorize_url)
+    out(
+        "Then paste here the whole address the browser was sent to (it starts with "
+        f"{callback}; Ctrl-D cancels):"
+    )
+    links.feed_lines(sys.stdin)
+    return listen_for_login(links, handle, None, err)
+
+
+def _listened_login(
+    authorize_url: str,
+    callback: str,
+    state: str,
+    handle: Callable[[str], Token],
+    open_browser: bool,
+) -> Token:
+    """The token from Schwab's redirect to the HTTPS listener on ``callback``, or from the
+    address the user pastes, whichever comes first, within ``LOGIN_TIMEOUT_SECONDS``."""
+    from ..listener import CallbackListener, listen_for_login
+
+    with CallbackListener(callback, state) as listener:
+        out(
+            f"Listening on {callback} for Schwab's redirect (the browser will warn about "
+            "a self-signed certificate: that is this listener)."
+        )
+        out("Open this address in a browser, log in to Schwab and approve the app:")
+        out(authorize_url)
+        out("Or paste here the address the browser was sent to (Ctrl-D cancels).")
+        listener.feed_lines(sys.stdin)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(authorize_url)
+        return listen_for_login(listener, handle, LOGIN_TIMEOUT_SECONDS, err)
+
+
+def _keep_credentials(name: str, creds: AppCredentials, callback: str, settings: Settings) -> None:
+    """Store the app key and secret, with the callback that worked, in the secret ``name``."""
+    from ..credentials import AppCredentials, store_credentials
+
+    store_credentials(
+        name, AppCredentials(creds.app_key, creds.app_secret, callback), settings.region
+    )
+    out(f"App key and secret stored in {name}.")
 
 
 def _credentials(args: argparse.Namespace, settings: Settings) -> tuple[AppCredentials, bool]:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..batch import refresh_all
+from ..batch import TokenRun, refresh_all
 from ..credentials import load_credentials
 from ..errors import Outcome, SchwabTokensError, UnexpectedError, UsageError, WriteConflict
 from ..manifest import Target, targets_from_settings
@@ -55,7 +55,9 @@ PER_TOKEN_METRICS = frozenset(
 
 
 class RefreshRunFailed(SchwabTokensError):
-    """Raised by the handler after reporting, so the invocation counts as an error."""
+    """What ``handle`` raises after reporting every token, when one failed in a way the refresher
+    cannot tell the user itself (anything but a temporary failure or a dead login), so the
+    invocation counts as an error."""
 
 
 def handle(
@@ -64,9 +66,29 @@ def handle(
     clock: Clock = time.time,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """One invocation: refresh, report and notify each token; raise if a token failed in a way
-    the refresher cannot report itself (anything but a temporary failure). ``request_id`` is
-    Lambda's (the same on its retries of an asynchronous invocation)."""
+    """One invocation: refresh, report and notify each token. Returns the summary: the overall
+    outcome and each token's result. Raises the ``SchwabTokensError`` that makes the settings or
+    the event unusable (after logging it), and ``RefreshRunFailed`` (after reporting) when a
+    token failed otherwise than temporarily or by a dead login. ``request_id`` is Lambda's (the
+    same on its retries of an asynchronous invocation)."""
+    settings, force, targets = _configure(event, settings)
+    forcing = _Forcing(force, request_id)
+    runs = refresh_all(targets, settings, force=forcing, clock=clock)
+    for each in runs:
+        _report(each, settings, clock, forcing, per_token_metrics=len(runs) > 1)
+    if settings.detailed_metrics:
+        _emit_aggregate([each.result for each in runs])
+    summary = {
+        "outcome": str(_overall([each.result for each in runs])),
+        "tokens": [{"token": each.target.name, **each.result.to_dict()} for each in runs],
+    }
+    _raise_unreported(runs)
+    return summary
+
+
+def _configure(event: Any, settings: Settings | None) -> tuple[Settings, bool, list[Target]]:
+    """The settings, whether the event forces a refresh, and the tokens. Nothing is tried when
+    they are unusable: the error is logged in one line (and counted) before Lambda sees it."""
     try:
         settings = Settings.from_env() if settings is None else settings
         force = parse_event(event)
@@ -76,7 +98,6 @@ def handle(
 
             aws.require_s3_conditional_writes()  # a runtime that cannot: say so at once
     except SchwabTokensError as exc:
-        # Nothing was tried: say so in one line (and the failure metric) before Lambda sees it.
         logger.error(
             f"configuration error: {exc}",
             extra={"outcome": str(Outcome.FAILED), "error": type(exc).__name__, "reason": str(exc)},
@@ -85,46 +106,44 @@ def handle(
         if wanted:
             _emit_aggregate([RunResult("configuration", Outcome.FAILED, error=exc)])
         raise
-    mark = forced_mark(request_id) if force else None
-    forced: set[str] = set()
+    return settings, force, targets
 
-    def to_force(target: Target, store: TokenStore) -> bool:
-        if force and not _already_forced(store, mark):
-            forced.add(target.name)
-        return target.name in forced
 
-    runs = refresh_all(targets, settings, force=to_force, clock=clock)
-    results = [(each.target, each.result) for each in runs]
-    for target, store, result in runs:
-        record = {"token": target.name, **result.to_dict()}
-        level = logger.info if result.ok else logger.warning if result.temporary else logger.error
-        level(f"token {target.name}: {result.outcome}", extra=record)
-        if store is None:
-            continue  # its URL is unusable: reported above, nothing to note or notify
-        if mark and target.name in forced and result.outcome == Outcome.REFRESHED:
-            _note_forced(target, store, mark)
-        _notify(target, store, result, settings, clock)
-        if settings.detailed_metrics and len(runs) > 1:
-            _emit_per_token(target, result)
-    if settings.detailed_metrics:
-        _emit_aggregate([result for _, result in results])
-    summary = {
-        "outcome": str(_overall([r for _, r in results])),
-        "tokens": [{"token": t.name, **r.to_dict()} for t, r in results],
-    }
-    # A temporary failure (Schwab or AWS not answering) is the refresher's to report: it logs
-    # it, the next scheduled run retries it, and the "failing for 30 minutes" e-mail says it.
-    # Anything else (no access, a bug) raises, so that Lambda's Errors metric, and with it the
-    # RefresherErrors alarm, counts only what the refresher cannot tell the user itself.
-    unreported = [(t, r) for t, r in results if r.outcome == Outcome.FAILED and not r.temporary]
+def _report(
+    run: TokenRun, settings: Settings, clock: Clock, forcing: _Forcing, per_token_metrics: bool
+) -> None:
+    """One token's log line, its forced-refresh mark, its notification and its metrics."""
+    target, store, result = run
+    record = {"token": target.name, **result.to_dict()}
+    level = logger.info if result.ok else logger.warning if result.temporary else logger.error
+    level(f"token {target.name}: {result.outcome}", extra=record)
+    if store is None:
+        return  # its URL is unusable: reported above, nothing to note or notify
+    forcing.note(target, store, result)
+    _notify(target, store, result, settings, clock)
+    if settings.detailed_metrics and per_token_metrics:
+        _emit_per_token(target, result)
+
+
+def _raise_unreported(runs: Sequence[TokenRun]) -> None:
+    """Raise ``RefreshRunFailed`` for the failures the refresher cannot report itself.
+
+    A temporary failure (Schwab or AWS not answering) is the refresher's to report: it logs it,
+    the next scheduled run retries it, and the "failing for 30 minutes" e-mail says it. Anything
+    else (no access, a bug) raises, so that Lambda's Errors metric, and with it the
+    RefresherErrors alarm, counts only what the refresher cannot tell the user itself."""
+    unreported = [
+        each for each in runs if each.result.outcome == Outcome.FAILED and not each.result.temporary
+    ]
     if unreported:
-        names = ", ".join(t.name for t, _ in unreported)
-        raise RefreshRunFailed(f"refresh failed for {names}: {unreported[0][1].error}")
-    return summary
+        names = ", ".join(each.target.name for each in unreported)
+        raise RefreshRunFailed(f"refresh failed for {names}: {unreported[0].result.error}")
 
 
 def parse_event(event: Any) -> bool:
-    """``force``: a JSON boolean, at the top or in EventBridge's ``detail``."""
+    """Whether the event forces a refresh: its ``force``, a JSON boolean, at the top or in
+    EventBridge's ``detail`` (False when absent). Raises ``UsageError`` for an event that is not
+    a JSON object or a ``force`` that is not a boolean."""
     if event is None:
         return False
     if not isinstance(event, Mapping):
@@ -141,9 +160,31 @@ def parse_event(event: Any) -> bool:
 
 
 # -- a forced refresh, once per invocation -------------------------------------------------------
+class _Forcing:
+    """Which tokens a forced event refreshes: each, once per invocation (``forced_mark``).
+
+    Called by ``refresh_all`` for each token (true: force it); ``note`` then marks a forced
+    refresh done, so Lambda's retry of this invocation does not refresh that token again."""
+
+    def __init__(self, force: bool, request_id: str | None) -> None:
+        self.force = force
+        self.mark = forced_mark(request_id) if force else None
+        self.forced: set[str] = set()
+
+    def __call__(self, target: Target, store: TokenStore) -> bool:
+        if self.force and not _already_forced(store, self.mark):
+            self.forced.add(target.name)
+        return target.name in self.forced
+
+    def note(self, target: Target, store: TokenStore, result: RunResult) -> None:
+        if self.mark and target.name in self.forced and result.outcome == Outcome.REFRESHED:
+            _note_forced(target, store, self.mark)
+
+
 def forced_mark(request_id: str | None) -> str | None:
     """What the notes keep of the request id (``notes.FORCED``, "this invocation's forced
-    refresh is done"): short (the notes are small), not the id itself."""
+    refresh is done"): short (the notes are small), not the id itself; None without an id.
+    Raises nothing."""
     if not request_id:
         return None
     return hashlib.sha256(request_id.encode()).hexdigest()[:12]
@@ -175,7 +216,8 @@ def _note_forced(target: Target, store: TokenStore, mark: str) -> None:
 
 
 def short_repr(value: Any) -> str:
-    """Python's ``repr`` of a value from an event, cut to 40 characters for a message."""
+    """Python's ``repr`` of a value from an event, cut to 40 characters for a message. Raises
+    nothing."""
     return repr(value)[:40]
 
 
@@ -219,9 +261,10 @@ def _notify(
 
 
 def login_command(target: Target, settings: Settings) -> str:
-    """The CLI login the e-mails print: complete, so that it works as printed on a laptop with
-    only AWS credentials (the app key and secret come from the stack's credentials; the region
-    is the stack's, whatever the laptop's default)."""
+    """The CLI login the e-mails print, as one shell-quoted command line: complete, so that it
+    works as printed on a laptop with only AWS credentials (the app key and secret come from
+    the stack's credentials; the region is the stack's, whatever the laptop's default). Raises
+    nothing."""
     words = ["schwab-tokens", "login", "--store", target.url]
     credentials = target.credentials_secret or settings.credentials_secret
     if credentials:
