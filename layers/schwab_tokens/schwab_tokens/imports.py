@@ -51,10 +51,11 @@ _JSON_LEAD = b"\xef\xbb\xbf \t\r\n"
 
 @dataclass(frozen=True)
 class Imported:
-    """What ``import_login`` did: the login it read (``kind``: ``schwab-py`` or
-    ``schwabdev``), the token now in the store, what that replaced, and whether Schwab
-    refreshed it first (``checked``). ``written`` is False when the store already held this
-    login, as fresh or fresher."""
+    """What ``import_login`` did: the login it read, what it stored and what that replaced.
+
+    ``kind`` is ``schwab-py`` or ``schwabdev``; ``checked`` says whether Schwab refreshed it
+    first; ``written`` is False when the store already held this login, as fresh or fresher.
+    """
 
     kind: str
     token: Token
@@ -66,10 +67,12 @@ class Imported:
 
 
 def read_login(path: str, *, now: float | None = None) -> tuple[str, Token]:
-    """The login in ``path`` and its kind, told apart by content (SQLite's magic, or a JSON
-    object). ``InvalidTokenDocument`` for anything else or any field out of its range, naming
-    it; ``LoginRequired`` for a file that holds no login this tool can carry on (an old
-    schwab-py's, whose login time is unknown; Schwabdev's encrypted or unfinished one)."""
+    """The login in ``path`` and its kind, told apart by content (SQLite or JSON).
+
+    Raises ``InvalidTokenDocument`` for anything else or any field out of its range, naming
+    it, and ``LoginRequired`` for a file that holds no login this tool can carry on (an old
+    schwab-py's, whose login time is unknown; Schwabdev's encrypted or unfinished one).
+    """
     now = time.time() if now is None else now
     head = _read_head(path)
     if head.startswith(SQLITE_MAGIC):

@@ -118,6 +118,7 @@ def _relative_to(url: str, folder: Path | None) -> str:
 
 
 def default_name(url: str) -> str:
+    """A token's name from its store URL: the last part, without ``.json`` (or ``default``)."""
     tail = url.rstrip("/").rsplit("/", 1)[-1]
     return tail.removesuffix(".json") or "default"
 

@@ -54,9 +54,11 @@ def account_fingerprint(app_secret: str, account_numbers: bytes) -> str:
 
 
 def shares_accounts(noted: str, current: str) -> bool | None:
-    """Whether two logins' account fingerprints share an account; None when they cannot be
-    compared (MACed under another app secret, or noted by an older version as one hash of the
-    whole set)."""
+    """Whether two logins' account fingerprints share an account, or None.
+
+    None when they cannot be compared: MACed under another app secret, or a noted fingerprint
+    that is one hash of the whole set rather than one MAC per account.
+    """
     noted_key, _, noted_macs = noted.partition(":")
     key, _, macs = current.partition(":")
     if noted_key != key or not all(len(mac) == 4 for mac in noted_macs.split(".")):
