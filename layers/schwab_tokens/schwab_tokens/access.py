@@ -101,7 +101,10 @@ class AccessView(Expiries):
 
     @classmethod
     def parse(cls, raw: bytes | str, *, source: str = "access view") -> AccessView:
-        """A stored view's bytes (strict JSON, at most 64 KB), or ``InvalidTokenDocument``."""
+        """The view in a stored view's bytes (strict JSON, at most 64 KB).
+
+        Raises ``InvalidTokenDocument`` (or ``MisplacedDocument``) naming what is wrong.
+        """
         return cls.from_dict(load_json(raw, source), source=source)
 
     @classmethod

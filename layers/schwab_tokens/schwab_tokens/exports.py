@@ -143,8 +143,9 @@ def read_schwabdev(path: str | os.PathLike[str], *, now: float | None = None) ->
 
     The login's time is the refresh token's issue time. The file is opened read-only and
     nothing in it is trusted (schema, sizes, times). Raises ``InvalidTokenDocument`` naming the
-    column at fault (never quoting a token), and ``LoginRequired`` when it holds no login
-    schwab-tokens can use (none yet, or encrypted).
+    column at fault (never quoting a token), ``LoginRequired`` when it holds no login
+    schwab-tokens can use (none yet, or encrypted), and ``ConfigurationError`` when it cannot
+    be read.
     """
     now = time.time() if now is None else now
     target = Path(path).expanduser()
@@ -282,7 +283,10 @@ class SchwabdevTokens:
             return True
 
     def call_on_auth(self, auth_url: str) -> str:
-        """Schwabdev's ``call_on_auth``: never a prompt in a bot."""
+        """Schwabdev's ``call_on_auth``: never a prompt in a bot.
+
+        Always raises ``LoginRequired`` naming the fix.
+        """
         del auth_url
         raise LoginRequired(
             f"the Schwab login behind {self.reader.store.url} is over or nearly over: log in "

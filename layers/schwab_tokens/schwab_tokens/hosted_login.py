@@ -113,7 +113,10 @@ class HostedLogin:
         return self.login_url + "callback"
 
     def handle(self, method: str, path: str, query: str, cookies: Sequence[str]) -> Page:
-        """Answer one request (path relative to the function URL, raw query string)."""
+        """Answer one request (path relative to the function URL, raw query string).
+
+        Never raises a ``SchwabTokensError``: an error is answered with its page.
+        """
         route = {"/start": self.start, "/callback": self.callback}.get(path)
         # HEAD (link previews) may look at the start, never complete a login.
         allowed = ("GET", "HEAD") if path == "/start" else ("GET",)

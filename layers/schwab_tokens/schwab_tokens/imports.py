@@ -96,11 +96,11 @@ def import_login(
 ) -> Imported:
     """Read the login in ``path`` and store it in ``store``, keeping its ``creation_timestamp``.
 
-    Refuses (``LoginRequired``, nothing written) a login whose 7 days are over, or that Schwab
-    refuses when ``oauth`` (the app's token endpoint) is given: the login is then refreshed once
-    before it is stored, and what is stored is the refreshed token. Never replaces a newer login
-    in the store unless ``force`` (``ConfigurationError``); every write is conditional on the
-    version read, re-decided when another writer got in first.
+    Returns what it did. With ``oauth`` (the app's token endpoint), the login is refreshed
+    once and the refreshed token is stored. Raises (nothing written) ``LoginRequired`` for a
+    login whose 7 days are over or that Schwab refuses, ``ConfigurationError`` for a newer login
+    in the store (unless ``force``), ``WriteConflict`` when the store kept changing, and what
+    ``read_login`` raises.
     """
     fix = f"log in again with `schwab-tokens login --store {store.url}`"
     try:

@@ -53,7 +53,11 @@ def complete_login(
     *,
     now: float | None = None,
 ) -> Token:
-    """Exchange the code in ``link``, check the answer, and store the new login."""
+    """Exchange the code in ``link``, check the answer, and store the new login; return it.
+
+    Raises ``UnusableLink`` or ``CallbackError`` for the link, ``InvalidTokenAnswer`` for
+    Schwab's answer, what ``SchwabOAuth.exchange_code`` raises, and ``WriteConflict``.
+    """
     code = parse_callback(link, state)
     token = Token.from_login(oauth.exchange_code(code, callback_url), now)
     return record_login(store, token, login_account(oauth, token))

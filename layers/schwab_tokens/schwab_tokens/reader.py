@@ -109,8 +109,8 @@ class TokenReader:
     def access_token(self) -> str:
         """The current access token: from memory while it has more than ``reread_margin`` left.
 
-        ``LoginRequired`` once the login is over; ``TemporaryFailure`` if the stored access
-        token has expired (the refresher is not running)."""
+        Raises ``LoginRequired`` once the login is over, ``TemporaryFailure`` if the stored
+        access token has expired (the refresher is not running), and as ``token`` does."""
         if self.clock() < self._stale_at:
             return self._access
         token = self.token()

@@ -160,7 +160,10 @@ INTERVAL = Range(0, 86400, low_open=True)
 
 
 def number(env: Mapping[str, str], name: str, default: float, accepted: Range) -> float:
-    """``env[name]`` checked against ``accepted``, or ``default`` when it is not set."""
+    """``env[name]`` checked against ``accepted``, or ``default`` when it is not set.
+
+    Raises ``UsageError`` naming ``name`` and the range.
+    """
     raw = env.get(name, "").strip()
     return accepted.check(raw, name) if raw else default
 
@@ -179,7 +182,10 @@ def flag(env: Mapping[str, str], name: str) -> bool:
 
 
 def api_base(url: str, name: str = "--api-base") -> str:
-    """Schwab's base URL: https, or plain http only to this machine (the emulator)."""
+    """``url`` checked to be Schwab's base URL: https, or plain http only to this machine.
+
+    Raises ``UsageError`` naming ``name`` otherwise.
+    """
     refusal = UsageError(
         f"{name} must be an https:// URL with a host and no user or password (plain http only "
         "to 127.0.0.1): the refresh token and the app secret travel in the request"

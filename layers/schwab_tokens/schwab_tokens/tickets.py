@@ -70,7 +70,10 @@ def store_id(url: str) -> str:
 
 
 def parse_duration(text: str) -> int:
-    """``24h``, ``90m``, ``2d``, ``3600`` (seconds) → seconds, at most 72 hours."""
+    """Seconds in ``24h``, ``90m``, ``2d`` or ``3600`` (seconds), at most 72 hours.
+
+    Raises ``ValueError`` (the caller names the flag) for anything else.
+    """
     match = _DURATION.match(text or "")
     if not match:
         raise ValueError(f"{text!r} is not a duration like 24h, 90m or 2d")

@@ -115,7 +115,10 @@ def refresh_targets(
 
 
 def refresh_runs(args: argparse.Namespace, settings: Settings, force: bool) -> list[TokenRun]:
-    """One policy run per token, each with the store it ran on (for its notes)."""
+    """One policy run per token, each with the store it ran on (for its notes).
+
+    A token's failure is in its result. Raises ``UsageError`` for a bad flag or manifest.
+    """
     from ..batch import refresh_all
 
     settings = with_margin(args, settings)

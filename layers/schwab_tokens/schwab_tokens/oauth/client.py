@@ -61,7 +61,10 @@ class SchwabOAuth:
 
     @classmethod
     def from_settings(cls, app_key: str, app_secret: str, settings: Settings) -> SchwabOAuth:
-        """The client for one app with the HTTP settings (base URL, timeout, retries)."""
+        """The client for one app with the HTTP settings (base URL, timeout, retries).
+
+        Raises ``UsageError`` without a key and secret.
+        """
         return cls(
             app_key,
             app_secret,
@@ -99,7 +102,8 @@ class SchwabOAuth:
     def exchange_code(self, code: str, callback_url: str) -> dict[str, Any]:
         """The answer to the authorization-code grant (validate it with ``Token.from_login``).
 
-        Raises the package's errors as ``answers.classify`` does, or ``TemporaryFailure``."""
+        Raises ``CallbackError`` when Schwab refuses the code, ``BadAppCredentials``,
+        ``TemporaryFailure`` or ``ConfigurationError``, as ``answers.classify`` decides."""
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url}
         return self._post(form)
 
