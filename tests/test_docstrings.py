@@ -66,7 +66,7 @@ def definitions(module: ModuleType) -> Iterator[tuple[str, object, str | None]]:
             yield name, obj, inspect.cleandoc(own) if own else None
             for method_name, method in methods(obj):
                 yield f"{name}.{method_name}", method, inspect.getdoc(method)
-        elif inspect.isfunction(obj):
+        elif inspect.isfunction(inspect.unwrap(obj)):  # functools.cache'd functions too
             yield name, obj, inspect.getdoc(obj)
 
 
