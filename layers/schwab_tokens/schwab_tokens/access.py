@@ -61,14 +61,18 @@ class AccessView(Expiries):
 
     @classmethod
     def of(cls, held: Token | AccessView) -> AccessView:
-        """``held`` itself if it is a view, else the view of the token document: what a client
-        that must never refresh is given (no refresh token)."""
+        """``held`` itself if it is a view, else the view of the token document.
+
+        This is what a client that must never refresh is given (no refresh token).
+        """
         return held if isinstance(held, AccessView) else cls.from_token(held)
 
     def covers(self, other: AccessView) -> bool:
-        """Whether this stored view makes writing ``other`` unnecessary: it mirrors a later
-        token, or the same one with at least as much known (a mark that the login is over is
-        removed only by a newer token, never by a run that merely found the token fresh)."""
+        """Whether this stored view makes writing ``other`` unnecessary.
+
+        True when it mirrors a later token, or the same one with at least as much known: a mark
+        that the login is over is removed only by a newer token.
+        """
         if self.order() != other.order():
             return self.order() > other.order()
         unmarked = replace(self, login_required=False) == replace(other, login_required=False)
@@ -76,6 +80,7 @@ class AccessView(Expiries):
 
     # -- the JSON form ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The view's JSON object (``schemas/access-view.schema.json``)."""
         mark = {"login_required": True} if self.login_required else {}
         return {
             **mark,
@@ -91,16 +96,24 @@ class AccessView(Expiries):
         }
 
     def to_json(self) -> bytes:
+        """The view as the UTF-8 JSON a store keeps."""
         return strictjson.dumps(self.to_dict())
 
     @classmethod
     def parse(cls, raw: bytes | str, *, source: str = "access view") -> AccessView:
-        """A stored view's bytes (strict JSON, at most 64 KB), or ``InvalidTokenDocument``."""
+        """The view in a stored view's bytes (strict JSON, at most 64 KB).
+
+        Raises ``InvalidTokenDocument`` (or ``MisplacedDocument``) naming what is wrong.
+        """
         return cls.from_dict(load_json(raw, source), source=source)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "access view") -> AccessView:
-        """A view as stored; ``InvalidTokenDocument`` naming what is wrong (never the token)."""
+        """A view as stored, parsed and checked.
+
+        Raises ``MisplacedDocument`` if it holds a refresh token, and ``InvalidTokenDocument``
+        naming what else is wrong (never quoting the token).
+        """
         if holds_refresh_token(data):
             raise MisplacedDocument(
                 f"{source} holds a whole token document, refresh token included, where only the "
@@ -147,19 +160,24 @@ class AccessView(Expiries):
     # -- what a consumer asks -----------------------------------------------------------------
     @property
     def access_expires_at(self) -> float:
+        """When the access token expires (``expires_at``), in epoch seconds."""
         return float(self.expires_at)
 
     @property
     def issued_at(self) -> float:
+        """When Schwab issued the access token (``expires_at - expires_in``)."""
         return float(self.expires_at - self.expires_in)
 
     @property
     def fingerprint(self) -> str:
+        """A short label of the access token, safe to log."""
         return fingerprint(self.access_token)
 
     def schwab_py_document(self) -> dict[str, Any]:
-        """What schwab-py's ``client_from_access_functions`` reads: a token document with no
-        refresh token (so its client can never try a refresh it cannot do)."""
+        """The document schwab-py's ``client_from_access_functions`` reads.
+
+        It has no refresh token, so its client can never try a refresh it cannot do.
+        """
         return {
             "creation_timestamp": self.creation_timestamp,
             "token": {
@@ -172,8 +190,11 @@ class AccessView(Expiries):
         }
 
     def order(self) -> tuple[int, float]:
-        """Later logins first, then access tokens issued later: a view never goes back to an
-        older token (issue times, not expiries: a later answer may be shorter-lived)."""
+        """The sort key of views: login time, then access-token issue time.
+
+        A view never goes back to an older token. Issue times, not expiries: a later answer
+        may be shorter-lived.
+        """
         return (self.creation_timestamp, self.issued_at)
 
     def __repr__(self) -> str:  # the dataclass default would print the token
@@ -194,7 +215,10 @@ def holds_refresh_token(data: Any) -> bool:
 
 
 def parse_document(raw: bytes | str, *, source: str) -> Token | AccessView:
-    """A stored document of either kind: a token document, or an access view (``format``)."""
+    """A stored document of either kind: a token document, or an access view (``format``).
+
+    Raises ``InvalidTokenDocument`` (or ``MisplacedDocument``) if it is neither.
+    """
     data = load_json(raw, source)
     if isinstance(data, dict) and "format" in data:
         return AccessView.from_dict(data, source=source)

@@ -63,8 +63,10 @@ _send_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Delivery:
-    """What one URL answered: ``ok``, and ``detail`` ("delivered", or why not: Apprise's last
-    word, with every part of the URL taken out)."""
+    """What one URL answered: ``ok``, and ``detail`` ("delivered", or why not).
+
+    The reason is Apprise's last word, with every part of the URL taken out.
+    """
 
     index: int
     service: str
@@ -72,18 +74,23 @@ class Delivery:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The delivery as JSON-ready fields (no part of the URL)."""
         return {"index": self.index, "service": self.service, "ok": self.ok, "detail": self.detail}
 
 
 # -- URLs ----------------------------------------------------------------------------------------
 def scheme_of(url: str) -> str | None:
+    """The URL's scheme in lower case (``tgram``), or None if it has none."""
     found = _SCHEME.match(url)
     return found.group(1).lower() if found else None
 
 
 def describe(url: str) -> str:
-    """The URL as it may be shown: the service's name, and the host for a plain server
-    (``JSON (127.0.0.1)``, ``E-Mail (gmail.com)``, ``Telegram``); never a key or a path."""
+    """The URL as it may be shown: the service's name, and the host for a plain server.
+
+    For example ``JSON (127.0.0.1)``, ``E-Mail (gmail.com)``, ``Telegram``; never a key or a
+    path. Raises ``ConfigurationError`` if Apprise is not installed.
+    """
     plugin = _instantiate(url)
     if plugin is None:
         scheme = scheme_of(url)
@@ -101,8 +108,11 @@ def fingerprint(url: str) -> str:
 
 
 def check(url: str) -> str:
-    """``url`` if Apprise can use it (stripped), else ``UsageError`` naming the scheme and
-    why, never the rest of the URL."""
+    """``url``, stripped, if Apprise can use it.
+
+    Raises ``UsageError`` naming the scheme and why, never the rest of the URL, and
+    ``ConfigurationError`` if Apprise is not installed.
+    """
     url = url.strip()
     scheme = scheme_of(url)
     if not url or scheme is None:
@@ -141,9 +151,12 @@ def send(
     *,
     budget: float = SEND_BUDGET_SECONDS,
 ) -> list[Delivery]:
-    """Send ``notice`` (title: its subject; body: ``Notice.chat``) to every URL, one by one,
-    each on its own; return what each answered, in order. Never raises for a URL: a URL that
-    cannot be parsed, refused the message or timed out is a ``Delivery`` with ``ok`` False."""
+    """Send ``notice`` to every URL, one by one; return what each answered, in order.
+
+    The title is the notice's subject, the body ``Notice.chat``. A URL that cannot be parsed,
+    refused the message or timed out is a ``Delivery`` with ``ok`` False, never an exception;
+    only a missing Apprise raises (``ConfigurationError``).
+    """
     return send_text(urls, notice.subject, notice.chat(), budget=budget)
 
 
@@ -288,8 +301,11 @@ def file_beside(store_path: str | os.PathLike[str]) -> Path:
 
 
 def parse_urls(text: str, where: str) -> list[str]:
-    """The stored list: a JSON list of at most ``MAX_URLS`` strings. Anything else is a
-    ``ConfigurationError`` that names the place and the fix, never the content."""
+    """The stored list of URLs: a JSON list of at most ``MAX_URLS`` strings.
+
+    Raises ``ConfigurationError`` for anything else, naming the place and the fix, never the
+    content.
+    """
     try:
         data = strictjson.loads(text)
     except strictjson.NotJSON as exc:
@@ -311,13 +327,17 @@ _REWRITE = "remove it and add the URLs again with `schwab-tokens alerts add`"
 
 
 def dump_urls(urls: Sequence[str]) -> str:
+    """The stored form of a list of URLs (JSON), as ``parse_urls`` reads it."""
     return json.dumps(list(urls))
 
 
 def read_urls(where: str, *, cached: bool = False, region: str | None = None) -> list[str] | None:
-    """The URLs kept at ``where`` (``ssm:/NAME`` of ``region``, or a file path); None if
-    nothing is kept there yet. ``cached``: through powertools' cache (``CACHE_SECONDS``), for
-    the notifier."""
+    """The URLs kept at ``where`` (``ssm:/NAME`` of ``region``, or a file path), or None.
+
+    None means nothing is kept there yet. ``cached`` reads through powertools' cache
+    (``CACHE_SECONDS``), for the notifier. Raises ``ConfigurationError`` for an unreadable or
+    malformed list, and ``TemporaryFailure`` or ``AccessDenied`` when AWS fails.
+    """
     if where.startswith(SSM_PREFIX):
         text = _read_parameter(where.removeprefix(SSM_PREFIX), cached, region)
     else:
@@ -326,8 +346,11 @@ def read_urls(where: str, *, cached: bool = False, region: str | None = None) ->
 
 
 def write_urls(where: str, urls: Sequence[str], region: str | None = None) -> None:
-    """Replace the URLs kept at ``where``: a SecureString parameter (of ``region``), or a file
-    only its owner can read (0600)."""
+    """Replace the URLs kept at ``where``: an SSM SecureString (of ``region``), or a 0600 file.
+
+    Raises ``UsageError`` for more than ``MAX_URLS`` URLs, and ``TemporaryFailure``,
+    ``AccessDenied`` or ``ConfigurationError`` when the write fails.
+    """
     if len(urls) > MAX_URLS:
         raise UsageError(f"at most {MAX_URLS} alert URLs: remove one first")
     text = dump_urls(urls)

@@ -91,12 +91,11 @@ _CREDENTIAL_HINT = (
 
 # -- clients -----------------------------------------------------------------------------------
 def client(service: str, region: str | None = None) -> Any:
-    """A boto3 client for ``service`` in ``region`` (``Settings.region``: ``--region``,
-    ``AWS_REGION`` or ``AWS_DEFAULT_REGION``; None: boto3's own chain, the profile's), made once
-    per process and region and shared by all threads.
+    """The process's boto3 client for ``service`` in ``region``, shared by all threads.
 
-    boto3 clients are thread safe, sessions are not: every client is created under one lock
-    from one session. Endpoints and credentials come only from boto3's own chain.
+    ``region`` is ``Settings.region``; None means boto3's own chain (the profile's). Endpoints
+    and credentials come only from boto3's chain. Raises ``ConfigurationError`` when boto3
+    cannot make the client (no region, a bad profile).
     """
     key = (service, region, os.getpid())
     found = _clients.get(key)
@@ -147,10 +146,11 @@ _missing_conditions: dict[int, list[str]] = {}
 
 
 def require_s3_conditional_writes() -> None:
-    """Refuse to write to S3 with a botocore that cannot send its conditions: it would drop them
-    and write blindly, or fail on every write as a puzzling parameter error. Lambda's bundled
-    boto3 depends on the runtime's version and the region, so this is checked once per process,
-    on the first write, and names the fix."""
+    """Refuse to write to S3 with a botocore that cannot send S3's conditional writes.
+
+    Such a botocore would drop the conditions and write blindly. Checked once per process.
+    Raises ``ConfigurationError`` naming the fix (a newer boto3).
+    """
     pid = os.getpid()
     if pid not in _missing_conditions:
         model = client("s3").meta.service_model
@@ -184,8 +184,7 @@ def reset_clients() -> None:
 
 
 def on_reset(forget: Any) -> None:
-    """Call ``forget()`` whenever the clients are reset: caches built on them register here
-    (the credentials' powertools providers)."""
+    """Call ``forget()`` whenever the clients are reset (caches built on them register here)."""
     _on_reset.append(forget)
 
 
@@ -212,6 +211,7 @@ def error_code(exc: BaseException) -> str | None:
 
 
 def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a ``ClientError``'s answer, else None."""
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return None
@@ -221,8 +221,12 @@ def http_status(exc: BaseException) -> int | None:
 
 # -- translation -------------------------------------------------------------------------------
 def translate(exc: BaseException, *, what: str, action: str) -> SchwabTokensError:
-    """The error to raise for a failed AWS call on ``what`` (e.g. ``s3://b/k``) needing the IAM
-    permission ``action`` (e.g. ``s3:GetObject``). Messages never carry request values."""
+    """The package's error for a failed AWS call on ``what`` that needs permission ``action``.
+
+    ``what`` is e.g. ``s3://b/k``, ``action`` e.g. ``s3:GetObject``. Returns (never raises) a
+    ``TemporaryFailure``, ``AccessDenied``, ``ConfigurationError`` or ``SchwabTokensError``
+    whose message names the next step and never carries request values.
+    """
     if isinstance(exc, SchwabTokensError):
         return exc
     from botocore import exceptions as be
@@ -269,8 +273,11 @@ def translate(exc: BaseException, *, what: str, action: str) -> SchwabTokensErro
 
 @contextmanager
 def translated(what: str, action: str) -> Iterator[None]:
-    """Run AWS calls whose errors leave as the package's (``translate``), each naming ``what``
-    and the IAM permission ``action`` it needs."""
+    """Run AWS calls whose botocore errors leave as the package's errors (``translate``).
+
+    Raises ``TemporaryFailure``, ``AccessDenied`` or ``ConfigurationError`` naming ``what``
+    and the IAM permission ``action``.
+    """
     try:
         yield
     except boto_errors() as exc:
@@ -368,8 +375,12 @@ def _bucket_of(what: str) -> str:
 
 # -- notifications ------------------------------------------------------------------------------
 def publish(topic_arn: str, subject: str, message: str, attributes: dict[str, str]) -> None:
-    """One SNS message (e-mail subscribers see ``subject`` and ``message``; ``attributes`` are
-    string message attributes a subscription can filter on)."""
+    """Publish one SNS message to ``topic_arn``, in the topic's own region.
+
+    E-mail subscribers see ``subject`` and ``message``; ``attributes`` are string message
+    attributes a subscription can filter on. Raises ``TemporaryFailure``, ``AccessDenied`` or
+    ``ConfigurationError``.
+    """
     region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None  # the topic's own
     try:
         client("sns", region).publish(

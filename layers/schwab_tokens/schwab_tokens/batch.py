@@ -48,7 +48,9 @@ def refresh_all(
 ) -> list[TokenRun]:
     """Run the refresh policy on every target; the runs come back in the targets' order.
 
-    ``force``: refresh even fresh tokens (all of them, or those for which it answers true)."""
+    ``force``: refresh even fresh tokens (all of them, or those for which it answers true).
+    Never raises for a token: its error is in its ``RunResult``.
+    """
     endpoints = Endpoints(settings)
 
     def one(target: Target) -> TokenRun:
@@ -92,6 +94,10 @@ class Endpoints:
         self._lock = threading.Lock()
 
     def get(self, credentials_source: str | None = None) -> SchwabOAuth:
+        """The token-endpoint client of the app whose credentials are at ``credentials_source``.
+
+        Raises what ``load_credentials`` raises (``ConfigurationError``, ``TemporaryFailure``).
+        """
         with self._lock:
             if credentials_source not in self._built:
                 from .oauth import SchwabOAuth

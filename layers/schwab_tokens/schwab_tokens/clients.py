@@ -55,8 +55,11 @@ SCHWABDEV_REFRESH_WITHIN = 61 + 29
 
 
 def require_extra(module: str, project: str, extra: str, requirement: str) -> ModuleType:
-    """The optional library ``module``; ``ConfigurationError`` naming the pip command that
-    installs it when it is missing (or broken)."""
+    """The optional library ``module``, imported.
+
+    Raises ``ConfigurationError`` naming the pip command that installs it when it is missing
+    (or broken).
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -70,7 +73,7 @@ def require_extra(module: str, project: str, extra: str, requirement: str) -> Mo
 def schwab_py_client(
     reader: TokenReader, *, asyncio: bool = False, enforce_enums: bool = True
 ) -> Any:
-    """A schwab-py client (``AsyncClient`` with ``asyncio``) on ``reader``, that never refreshes.
+    """A schwab-py client on ``reader`` (``AsyncClient`` with ``asyncio``) that never refreshes.
 
     Raises ``LoginRequired`` once the login is over, ``ConfigurationError`` without schwab-py.
     """

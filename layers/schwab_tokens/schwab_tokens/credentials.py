@@ -28,6 +28,8 @@ class CredentialsNotFound(ConfigurationError):
 
 @dataclass(frozen=True)
 class AppCredentials:
+    """The Schwab app's key and secret, and its callback URL if one is known."""
+
     app_key: str
     app_secret: str = field(repr=False)
     callback_url: str | None = None
@@ -37,7 +39,8 @@ def load_credentials(settings: Settings, *, source: str | None = None) -> AppCre
     """The app's key and secret.
 
     ``source`` (a manifest entry's own credentials) wins; otherwise ``SCHWAB_APP_KEY`` and
-    ``SCHWAB_APP_SECRET`` when both are set, else ``SCHWAB_CREDENTIALS_SECRET``.
+    ``SCHWAB_APP_SECRET`` when both are set, else ``SCHWAB_CREDENTIALS_SECRET``. Raises
+    ``UsageError`` when none is given, and what ``read_credentials`` raises.
     """
     if source:
         return read_credentials(source, settings.region)
@@ -57,8 +60,12 @@ def load_credentials(settings: Settings, *, source: str | None = None) -> AppCre
 
 
 def read_credentials(name: str, region: str | None = None) -> AppCredentials:
-    """The credentials stored in secret ``name`` or parameter ``ssm:/...`` of ``region``
-    (cached); ``CredentialsNotFound``, ``ConfigurationError`` or ``AccessDenied`` otherwise."""
+    """The credentials stored in secret ``name`` or parameter ``ssm:/...`` of ``region``.
+
+    Read through a cache of ``CACHE_SECONDS``. Raises ``CredentialsNotFound`` when there is
+    none, ``ConfigurationError`` for a malformed document, and ``AccessDenied`` or
+    ``TemporaryFailure`` when AWS refuses or fails.
+    """
     check_name(name)
     document = _cached(name, region)
     try:
@@ -82,6 +89,7 @@ def read_credentials(name: str, region: str | None = None) -> AppCredentials:
 
 
 def credentials_document(credentials: AppCredentials) -> str:
+    """The stored form of the credentials: JSON ``{"app_key", "app_secret", "callback_url"}``."""
     return json.dumps(
         {
             "app_key": credentials.app_key,
@@ -92,8 +100,12 @@ def credentials_document(credentials: AppCredentials) -> str:
 
 
 def store_credentials(name: str, credentials: AppCredentials, region: str | None = None) -> None:
-    """Write the credentials to secret ``name`` (created if missing; no new version when the
-    value is unchanged and readable) or to parameter ``ssm:/...`` (a SecureString)."""
+    """Write the credentials to secret ``name`` or to parameter ``ssm:/...`` (a SecureString).
+
+    A missing secret is created; an unchanged, readable value gets no new version. Raises
+    ``UsageError`` for a name SSM would refuse, and ``AccessDenied``, ``TemporaryFailure`` or
+    ``ConfigurationError`` when AWS refuses or fails.
+    """
     check_name(name)
     document = credentials_document(credentials)
     if name.startswith(SSM_PREFIX):
@@ -109,7 +121,10 @@ def store_credentials(name: str, credentials: AppCredentials, region: str | None
 
 
 def check_name(name: str) -> None:
-    """A parameter name SSM would refuse is refused before any call, saying why."""
+    """Refuse a parameter name SSM would refuse, before any call.
+
+    Raises ``UsageError`` saying why.
+    """
     if name.startswith(SSM_PREFIX):
         from .stores.ssm import check_parameter_name
 

@@ -40,11 +40,14 @@ class SchwabTokensError(Exception):
 
 
 class UnexpectedError(SchwabTokensError):
-    """A bug or an exception nobody anticipated; only its kind is shown (its text could quote
-    a request)."""
+    """A bug or an exception nobody anticipated.
+
+    Only the exception's kind is shown: its text could quote a request.
+    """
 
     @classmethod
     def wrap(cls, exc: BaseException) -> UnexpectedError:
+        """Return an ``UnexpectedError`` that names ``exc``'s type, never its text."""
         return cls(f"unexpected error ({type(exc).__name__}); please report it")
 
 
@@ -60,8 +63,11 @@ class RefreshTokenRejected(LoginRequired):
 
 
 class LoginReplaced(RefreshTokenRejected):
-    """The refresh token was refused while its login had days left: Schwab keeps one login per
-    app, so another login to the same app (another tool, a second ``login``) ended this one."""
+    """The refresh token was refused while its login had days left.
+
+    Schwab keeps one login per app, so another login to the same app (another tool, a second
+    ``login``) ended this one.
+    """
 
 
 class CallbackError(LoginRequired):
@@ -69,8 +75,10 @@ class CallbackError(LoginRequired):
 
 
 class UnusableLink(CallbackError):
-    """The link is not this login's answer from Schwab (another login's state, no code, not a
-    URL): a mistake in what was pasted, not Schwab's verdict, so another link may still work."""
+    """The link is not this login's answer from Schwab: another login's state, no code, no URL.
+
+    A mistake in what was pasted, not Schwab's verdict, so another link may still work.
+    """
 
 
 class TemporaryFailure(SchwabTokensError):
@@ -102,12 +110,14 @@ class ConfigurationError(SchwabTokensError):
 
 
 class InvalidTokenDocument(ConfigurationError):
-    """The stored document does not parse or lacks a field; it is never overwritten by a refresh."""
+    """The stored document does not parse or lacks a field; a refresh never overwrites it."""
 
 
 class MisplacedDocument(InvalidTokenDocument):
-    """A whole token document, refresh token included, where only the access view belongs (where
-    bots and the reader policy read): the store is misconfigured."""
+    """A whole token document, refresh token included, where only the access view belongs.
+
+    The access view is where bots and the reader policy read: the store is misconfigured.
+    """
 
 
 class BadAppCredentials(ConfigurationError):
@@ -119,8 +129,10 @@ class AccessDenied(ConfigurationError):
 
 
 class NotesTooLarge(SchwabTokensError):
-    """Notes larger than every store can keep (``stores.base.MAX_NOTES_BYTES``): a bug, refused
-    before any store is called."""
+    """Notes larger than every store can keep (``stores.base.MAX_NOTES_BYTES``).
+
+    A bug, refused before any store is called.
+    """
 
 
 class UsageError(SchwabTokensError):

@@ -78,15 +78,15 @@ def access_json(held: Token | AccessView) -> bytes:
 
 
 def schwab_py_json(held: Token | AccessView) -> bytes:
-    """schwab-py's token document (``schemas/token.schema.json``; from a view, without the
-    refresh token, so a schwab-py client on it can never refresh by itself)."""
+    """schwab-py's token document (``schemas/token.schema.json``), as JSON bytes.
+
+    From a view it has no refresh token, so a schwab-py client on it can never refresh.
+    """
     return strictjson.dumps(held.schwab_py_document())
 
 
 def schwabdev_database(held: Token | AccessView) -> bytes:
-    """Schwabdev 4's tokens database with this token as its one row: the bytes of a SQLite
-    file, for ``stores.file.write_private`` (``export`` writes a new file, renamed over the
-    old)."""
+    """Schwabdev 4's tokens database with this token as its one row, as SQLite file bytes."""
     with contextlib.closing(sqlite3.connect(":memory:")) as db:
         _fill(db, held)
         return db.serialize()
@@ -139,15 +139,13 @@ def _iso(epoch: float) -> str:
 
 
 def read_schwabdev(path: str | os.PathLike[str], *, now: float | None = None) -> Token:
-    """The login in Schwabdev 4's tokens database at ``path``, as a validated token document:
-    the login's time (``creation_timestamp``) is the refresh token's issue time, the access
-    token expires ``expires_in`` seconds after its own.
+    """The login in Schwabdev 4's tokens database at ``path``, as a validated token document.
 
-    The file is input from outside: it is opened read-only (never changed, Schwabdev's locks
-    honoured), SQLite's schema is not trusted, strings and blobs are capped, the table and its
-    columns are checked, and the times are ISO-8601 as Schwabdev writes them, none in the
-    future. ``InvalidTokenDocument`` names the column at fault (never quoting a token);
-    ``LoginRequired`` when it holds no login schwab-tokens can use (none yet, or encrypted).
+    The login's time is the refresh token's issue time. The file is opened read-only and
+    nothing in it is trusted (schema, sizes, times). Raises ``InvalidTokenDocument`` naming the
+    column at fault (never quoting a token), ``LoginRequired`` when it holds no login
+    schwab-tokens can use (none yet, or encrypted), and ``ConfigurationError`` when it cannot
+    be read.
     """
     now = time.time() if now is None else now
     target = Path(path).expanduser()
@@ -259,14 +257,12 @@ def _issued(values: dict[str, object], column: str, source: str, now: float) -> 
 
 
 class SchwabdevTokens:
-    """Keeps a Schwabdev 4 tokens database current from a ``TokenReader``: for a Lambda (or any
-    process) that builds one ``schwabdev.Client`` per warm container.
+    """Keeps a Schwabdev 4 tokens database current from a ``TokenReader``.
 
-    Call ``sync()`` at the start of each invocation: it rewrites the row only when the reader's
-    access token changed (a warm invocation with a fresh token touches nothing), and writes the
-    access view alone, even from a reader of the whole document. Pass ``call_on_auth`` to the
-    client: where Schwabdev would stop and prompt for a login, it raises
-    ``LoginRequired`` naming the fix instead.
+    For a process that builds one ``schwabdev.Client`` per warm container. Call ``sync()`` at
+    the start of each invocation: it rewrites the row (the access view alone) only when the
+    reader's access token changed. Pass ``call_on_auth`` to the client: where Schwabdev would
+    prompt for a login, it raises ``LoginRequired`` naming the fix instead.
     """
 
     def __init__(self, reader: TokenReader, path: str | os.PathLike[str]) -> None:
@@ -287,7 +283,10 @@ class SchwabdevTokens:
             return True
 
     def call_on_auth(self, auth_url: str) -> str:
-        """Schwabdev's ``call_on_auth``: never a prompt in a bot."""
+        """Schwabdev's ``call_on_auth``: never a prompt in a bot.
+
+        Always raises ``LoginRequired`` naming the fix.
+        """
         del auth_url
         raise LoginRequired(
             f"the Schwab login behind {self.reader.store.url} is over or nearly over: log in "

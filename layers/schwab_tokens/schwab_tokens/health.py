@@ -19,12 +19,14 @@ REFRESH_WARNING_SECONDS = 24 * 3600
 
 
 def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
-    """What ``schwab-tokens status --json`` prints for one store: where consumers read it
-    (``access_url``, the access view), login time, both expiries (epoch seconds) and the
-    seconds left, the last write, a fingerprint, ``login_required`` (the login is over: past
-    its 7 days, or a run found Schwab refusing its refresh token) and ``healthy`` (a refresh
-    would work and more than a day is left before a login is due). Raises what
-    ``store.read()`` raises (``LoginRequired`` when there is no token)."""
+    """What ``schwab-tokens status --json`` prints for one store.
+
+    The row holds where consumers read (``access_url``), the login time, both expiries and the
+    seconds left, the last write, a fingerprint, ``login_required`` (the login is over) and
+    ``healthy`` (a refresh would work and more than a day is left before a login is due).
+    Raises what ``store.read()`` raises: ``LoginRequired`` when there is no token,
+    ``InvalidTokenDocument``, ``AccessDenied``, ``TemporaryFailure``.
+    """
     now = time.time() if now is None else now
     stored = store.read()
     token = stored.token

@@ -89,8 +89,11 @@ _TICKET_PAGES = {
 
 
 class HostedLogin:
-    """The phone login for one store. ``app`` gives the Schwab client and the ticket key (it
-    reads the app credentials, so it is called only once a request needs them)."""
+    """The phone login for one store.
+
+    ``app`` gives the Schwab client and the ticket key; it reads the app credentials, so it is
+    called only once a request needs them.
+    """
 
     def __init__(
         self,
@@ -106,10 +109,14 @@ class HostedLogin:
 
     @property
     def redirect_uri(self) -> str:
+        """The callback address Schwab sends the browser back to."""
         return self.login_url + "callback"
 
     def handle(self, method: str, path: str, query: str, cookies: Sequence[str]) -> Page:
-        """Answer one request (path relative to the function URL, raw query string)."""
+        """Answer one request (path relative to the function URL, raw query string).
+
+        Never raises a ``SchwabTokensError``: an error is answered with its page.
+        """
         route = {"/start": self.start, "/callback": self.callback}.get(path)
         # HEAD (link previews) may look at the start, never complete a login.
         allowed = ("GET", "HEAD") if path == "/start" else ("GET",)
@@ -126,6 +133,11 @@ class HostedLogin:
 
     # -- GET start ------------------------------------------------------------------------------
     def start(self, params: Mapping[str, str], nonce: str | None) -> Page:
+        """``GET start?ticket=``: the redirect to Schwab's authorize page, or why not.
+
+        A bad ticket is a page, not an exception. Raises what reading the credentials and the
+        store raise (``ConfigurationError``, ``TemporaryFailure``); ``handle`` makes them pages.
+        """
         del nonce  # a new login gets a new nonce, whatever the browser had
         ticket_text = params.get("ticket", "")
         now = self.clock()
@@ -155,6 +167,11 @@ class HostedLogin:
 
     # -- GET callback ---------------------------------------------------------------------------
     def callback(self, params: Mapping[str, str], nonce: str | None) -> Page:
+        """``GET callback``: store the new login if Schwab's answer and the ticket allow it.
+
+        Returns the page that says what happened. Raises the package's errors (a refused code,
+        ``WriteConflict``, AWS failures); ``handle`` makes them pages.
+        """
         state = params.get("state")
         if not tickets.looks_like_state(state):
             return self._paste_page(params)

@@ -51,10 +51,11 @@ _JSON_LEAD = b"\xef\xbb\xbf \t\r\n"
 
 @dataclass(frozen=True)
 class Imported:
-    """What ``import_login`` did: the login it read (``kind``: ``schwab-py`` or
-    ``schwabdev``), the token now in the store, what that replaced, and whether Schwab
-    refreshed it first (``checked``). ``written`` is False when the store already held this
-    login, as fresh or fresher."""
+    """What ``import_login`` did: the login it read, what it stored and what that replaced.
+
+    ``kind`` is ``schwab-py`` or ``schwabdev``; ``checked`` says whether Schwab refreshed it
+    first; ``written`` is False when the store already held this login, as fresh or fresher.
+    """
 
     kind: str
     token: Token
@@ -66,10 +67,12 @@ class Imported:
 
 
 def read_login(path: str, *, now: float | None = None) -> tuple[str, Token]:
-    """The login in ``path`` and its kind, told apart by content (SQLite's magic, or a JSON
-    object). ``InvalidTokenDocument`` for anything else or any field out of its range, naming
-    it; ``LoginRequired`` for a file that holds no login this tool can carry on (an old
-    schwab-py's, whose login time is unknown; Schwabdev's encrypted or unfinished one)."""
+    """The login in ``path`` and its kind, told apart by content (SQLite or JSON).
+
+    Raises ``InvalidTokenDocument`` for anything else or any field out of its range, naming
+    it, and ``LoginRequired`` for a file that holds no login this tool can carry on (an old
+    schwab-py's, whose login time is unknown; Schwabdev's encrypted or unfinished one).
+    """
     now = time.time() if now is None else now
     head = _read_head(path)
     if head.startswith(SQLITE_MAGIC):
@@ -93,11 +96,11 @@ def import_login(
 ) -> Imported:
     """Read the login in ``path`` and store it in ``store``, keeping its ``creation_timestamp``.
 
-    Refuses (``LoginRequired``, nothing written) a login whose 7 days are over, or that Schwab
-    refuses when ``oauth`` (the app's token endpoint) is given: the login is then refreshed once
-    before it is stored, and what is stored is the refreshed token. Never replaces a newer login
-    in the store unless ``force`` (``ConfigurationError``); every write is conditional on the
-    version read, re-decided when another writer got in first.
+    Returns what it did. With ``oauth`` (the app's token endpoint), the login is refreshed
+    once and the refreshed token is stored. Raises (nothing written) ``LoginRequired`` for a
+    login whose 7 days are over or that Schwab refuses, ``ConfigurationError`` for a newer login
+    in the store (unless ``force``), ``WriteConflict`` when the store kept changing, and what
+    ``read_login`` raises.
     """
     fix = f"log in again with `schwab-tokens login --store {store.url}`"
     try:

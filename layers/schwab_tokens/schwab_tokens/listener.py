@@ -46,8 +46,10 @@ Arrival = tuple[str | None, Reply | None]
 
 
 class LinkQueue:
-    """The links of one login, in the order they arrive: lines pasted on a stream, then its end
-    (which cancels the login)."""
+    """The links of one login, in the order they arrive.
+
+    Lines pasted on a stream, then its end (which cancels the login).
+    """
 
     def __init__(self) -> None:
         self.links: queue.Queue[Arrival] = queue.Queue()
@@ -69,8 +71,10 @@ class LinkQueue:
 
 
 class CallbackListener(LinkQueue):
-    """An HTTPS server on the callback URL handing each returned link of this login (its
-    ``state``) to the caller, besides the pasted ones."""
+    """An HTTPS server on the callback URL that queues each returned link of this login.
+
+    Links of this login are those with its ``state``; pasted links are queued beside them.
+    """
 
     def __init__(
         self, callback_url: str, state: str | None = None, reply_timeout: float = 60.0
@@ -120,6 +124,7 @@ def serve_in_background(server: ThreadingHTTPServer, name: str) -> ThreadingHTTP
 
 
 def stop_serving(server: ThreadingHTTPServer | None) -> None:
+    """Stop ``server`` (if any) and close its socket."""
     if server is not None:
         server.shutdown()
         server.server_close()

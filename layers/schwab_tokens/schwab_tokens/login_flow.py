@@ -27,8 +27,11 @@ WRITE_ATTEMPTS = 3
 
 
 def check_callback_url(url: str, *, listen: bool = True) -> str:
-    """The app's registered callback: https always; on 127.0.0.1 when this machine listens on
-    it (Schwab and schwab-py both insist), any host when the returned address is pasted."""
+    """``url``, checked to be a callback this login can use.
+
+    It is https always, and on 127.0.0.1 when this machine listens on it (Schwab and schwab-py
+    both insist); any host when the returned address is pasted. Raises ``UsageError``.
+    """
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise UsageError(f"the callback URL must be an https:// URL (got {url!r})")
@@ -50,7 +53,11 @@ def complete_login(
     *,
     now: float | None = None,
 ) -> Token:
-    """Exchange the code in ``link``, check the answer, and store the new login."""
+    """Exchange the code in ``link``, check the answer, and store the new login; return it.
+
+    Raises ``UnusableLink`` or ``CallbackError`` for the link, ``InvalidTokenAnswer`` for
+    Schwab's answer, what ``SchwabOAuth.exchange_code`` raises, and ``WriteConflict``.
+    """
     code = parse_callback(link, state)
     token = Token.from_login(oauth.exchange_code(code, callback_url), now)
     return record_login(store, token, login_account(oauth, token))
@@ -59,15 +66,12 @@ def complete_login(
 def record_login(
     store: TokenStore, token: Token, account: str | None, *, replaces: int | None = None
 ) -> Token:
-    """Store a new login's token, then note which Schwab login it is; returns what was stored.
+    """Store a new login's token, then note which Schwab login it is; return what was stored.
 
-    ``replaces``: the login (``creation_timestamp``) this one may replace; if the store holds
-    another one by the time of the write (someone logged in meanwhile), nothing is written and
-    ``LoginRequired`` says why. The token write is conditional on the version just read, so a
-    refresher's write in between is retried, never overwritten blindly.
-
-    Once the token is written the login has happened: a failure to write the notes is logged,
-    never raised (the next phone login then asks for the CLI once).
+    ``replaces``: the login (``creation_timestamp``) this one may replace. Raises
+    ``LoginRequired`` if the store holds another one by the time of the write, and
+    ``WriteConflict`` if the store kept changing. Once the token is written, a failure to
+    write the notes is logged, never raised.
     """
     if replaces is not None and token.creation_timestamp <= replaces:
         # A new login is always later than the one it replaces (whatever the clocks said), so
@@ -93,8 +97,7 @@ def record_login(
 
 
 def note_login(store: TokenStore, token: Token, account: str | None) -> None:
-    """After a new login's token is stored (``record_login``, ``imports.import_login``): keep
-    the consumers' access view in step, then note which Schwab login it is.
+    """Write the access view of a newly stored login, then note which Schwab login it is.
 
     The login has happened by then: a failure is logged, never raised (the next refresh writes
     the view; a phone login asks for the CLI once).
@@ -128,8 +131,11 @@ def note_login(store: TokenStore, token: Token, account: str | None) -> None:
 
 
 def login_account(oauth: SchwabOAuth, token: Token) -> str | None:
-    """Which Schwab login this is; None (and a warning) if Schwab's account route fails, which
-    must not cost the user the login they just did."""
+    """Which Schwab login this is (an account fingerprint), or None if Schwab cannot say.
+
+    A failure of Schwab's account route is logged, never raised: it must not cost the user
+    the login they just did.
+    """
     try:
         return oauth.account_fingerprint(token.access_token)
     except SchwabTokensError as exc:
@@ -140,4 +146,5 @@ def login_account(oauth: SchwabOAuth, token: Token) -> str | None:
 
 
 def login_time(token: Token) -> str:
+    """The login's time, to the minute, as the CLI prints it."""
     return minute(token.creation_timestamp)

@@ -38,7 +38,10 @@ class Target:
 
 
 def targets_from_settings(settings: Settings) -> list[Target]:
-    """The tokens the settings name: the manifest, else the URL list, else the one URL."""
+    """The tokens the settings name: the manifest, else the URL list, else the one URL.
+
+    Raises ``UsageError`` when they name none, or an unusable manifest or list.
+    """
     if settings.manifest:
         return load_manifest(settings.manifest)
     many = [item.strip() for item in settings.store_urls.split(",") if item.strip()]
@@ -57,7 +60,10 @@ def targets_from_settings(settings: Settings) -> list[Target]:
 
 
 def load_manifest(source: str) -> list[Target]:
-    """A manifest given inline (JSON text) or as a path to a JSON file."""
+    """The tokens of a manifest given inline (JSON text) or as a path to a JSON file.
+
+    Raises ``UsageError`` naming what is wrong with it.
+    """
     text, folder = source, None
     if not source.lstrip().startswith(("{", "[")):
         path = user_path(source)
@@ -118,6 +124,7 @@ def _relative_to(url: str, folder: Path | None) -> str:
 
 
 def default_name(url: str) -> str:
+    """A token's name from its store URL: the last part, without ``.json`` (or ``default``)."""
     tail = url.rstrip("/").rsplit("/", 1)[-1]
     return tail.removesuffix(".json") or "default"
 

@@ -15,8 +15,10 @@ _providers: dict[tuple[str, str | None, int], Any] = {}
 
 
 def provider(service: str, region: str | None) -> Any:
-    """The powertools provider (``ssm`` or ``secretsmanager``) of this process and region,
-    on our client (our retries and timeouts, boto3's endpoint chain)."""
+    """The process's powertools provider (``ssm`` or ``secretsmanager``) for ``region``.
+
+    It runs on ``aws.client``'s client: our retries and timeouts, boto3's endpoint chain.
+    """
     key = (service, region, os.getpid())
     found = _providers.get(key)
     if found is not None:
@@ -38,8 +40,10 @@ def forget_cached() -> None:
 
 
 def put_secure_string(name: str, value: str, description: str, region: str | None) -> None:
-    """Write the standard-tier SecureString ``name`` (``aws/ssm`` key), replacing its value;
-    the package's errors on failure."""
+    """Write the standard-tier SecureString ``name`` (``aws/ssm`` key), replacing its value.
+
+    Raises ``AccessDenied``, ``TemporaryFailure`` or ``ConfigurationError`` when SSM refuses.
+    """
     with aws.translated(f"parameter {name}", "ssm:PutParameter"):
         aws.client("ssm", region).put_parameter(
             Name=name,

@@ -43,9 +43,16 @@ Clock = Callable[[], float]
 
 
 class TokenEndpoint(Protocol):
+    """What the policy needs of Schwab's token endpoint (``oauth.SchwabOAuth`` is one)."""
+
     def refresh(self, refresh_token: str, *, time_left: float = ...) -> dict[str, Any]:
-        """Schwab's answer to a refresh grant; no retry starts that could not end within
-        ``time_left`` seconds (the lease's)."""
+        """Schwab's answer to a refresh grant, as parsed JSON.
+
+        No retry starts that could not end within ``time_left`` seconds (the lease's). Raises
+        ``RefreshTokenRejected`` when Schwab refuses the refresh token, ``BadAppCredentials``
+        for a wrong app key or secret, ``TemporaryFailure`` when no usable answer came, and
+        ``ConfigurationError`` for any other refusal.
+        """
         ...
 
 
@@ -67,27 +74,33 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the run ended without an error."""
         return self.error is None
 
     @property
     def exit_code(self) -> int:
+        """The CLI's exit code for this run: 0, or its error's ``exit_code``."""
         return 0 if self.error is None else int(self.error.exit_code)
 
     @property
     def access_seconds_left(self) -> float | None:
+        """Seconds the access token had left when the run ended, or None with no token."""
         return None if self.token is None else self.token.access_seconds_left(self.checked_at)
 
     @property
     def refresh_hours_left(self) -> float | None:
+        """Hours the login had left when the run ended, or None with no token."""
         if self.token is None:
             return None
         return self.token.refresh_seconds_left(self.checked_at) / 3600
 
     @property
     def temporary(self) -> bool:
+        """Whether the run failed for a reason that may pass (``TemporaryFailure``)."""
         return isinstance(self.error, TemporaryFailure)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as ``refresh --json`` and the logs show it (no secret, a fingerprint)."""
         left = self.access_seconds_left
         hours = self.refresh_hours_left
         return {
@@ -120,7 +133,8 @@ def run(
     ``endpoint`` is a factory so that a run that finds the token fresh never loads the app
     credentials (a Secrets Manager or SSM call in Lambda). ``force`` refreshes a token that is
     still fresh, unless another writer stores a fresh one while this run waits for the lease.
-    ``lease_ttl`` bounds how long a crashed holder can block the others.
+    ``lease_ttl`` bounds how long a crashed holder can block the others. Never raises a
+    ``SchwabTokensError``: the error is in the result.
     """
     started = time.monotonic()
     policy = _Policy(store, endpoint, margin, force, lease_ttl, lease_wait, clock, sleep)

@@ -91,8 +91,11 @@ class TokenReader:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> TokenReader:
-        """The access view in ``TOKEN_ACCESS_URL`` (the stack's ``AccessTokenUrl`` output), else
-        the store in ``TOKEN_STORE_URL`` (``env`` defaults to the process's)."""
+        """A reader of ``TOKEN_ACCESS_URL`` (the access view), else of ``TOKEN_STORE_URL``.
+
+        ``env`` defaults to the process's environment. Raises ``UsageError`` when neither is
+        set or the URL is not a store's.
+        """
         settings = Settings.from_env(env)
         url = settings.access_url or settings.store_url
         if not url:
@@ -106,8 +109,8 @@ class TokenReader:
     def access_token(self) -> str:
         """The current access token: from memory while it has more than ``reread_margin`` left.
 
-        ``LoginRequired`` once the login is over; ``TemporaryFailure`` if the stored access
-        token has expired (the refresher is not running)."""
+        Raises ``LoginRequired`` once the login is over, ``TemporaryFailure`` if the stored
+        access token has expired (the refresher is not running), and as ``token`` does."""
         if self.clock() < self._stale_at:
             return self._access
         token = self.token()
@@ -120,8 +123,12 @@ class TokenReader:
         return self._access
 
     def token(self) -> Held:
-        """What was read (a ``Token`` or an ``AccessView``: expiries, fingerprint), re-read like
-        ``access_token``; ``LoginRequired`` once the login is over."""
+        """What was read: a ``Token`` or an ``AccessView`` (expiries, fingerprint).
+
+        Re-read like ``access_token``. Raises ``LoginRequired`` once the login is over, and
+        what the store's read raises (``InvalidTokenDocument``, ``AccessDenied``,
+        ``TemporaryFailure``).
+        """
         if self.clock() < self._stale_at and self._token is not None:
             return self._token
         with self._lock:
@@ -133,8 +140,10 @@ class TokenReader:
             return self._token
 
     def document(self) -> dict[str, Any]:
-        """The schwab-py token document (a fresh copy; changing it changes nothing stored). From
-        an access view it has no refresh token."""
+        """The schwab-py token document, a fresh copy (without a refresh token from a view).
+
+        Raises as ``token`` does.
+        """
         return self.token().schwab_py_document()
 
     def _load(self) -> None:
@@ -187,22 +196,13 @@ class TokenReader:
     def access_functions(self, *, refresh: bool = True) -> tuple[ReadFunc, WriteFunc]:
         """``(read, write)`` for ``schwab.auth.client_from_access_functions``.
 
-        From an access view: the client gets a token with no refresh token that takes the
-        newer access token from the view whenever its own nears expiry, so it never calls
-        Schwab's token endpoint and never tries a refresh it cannot do (once the view itself
-        runs out it raises authlib's ``InvalidTokenError``).
-
-        From a whole document: the refresher (or ``watch``) owns refreshing, and the client takes
-        each newer token from the store the same way, so a long-lived client follows them
-        instead of refreshing. Only when the store's own token runs into schwab-py's leeway
-        (nothing is refreshing it) does schwab-py refresh; ``write`` then stores the new
-        document only if the store still holds the version this reader read. A conflict means
-        another writer refreshed first: theirs is kept and re-read, never overwritten. A reader
-        that may not write is denied: the cache is then forgotten, so the next read takes the
-        refresher's token, and nothing is raised.
-
-        ``refresh=False``: from a whole document too, the client is given the access view alone
-        (no refresh token), so it never refreshes, as from a view.
+        The client takes each newer access token from the store whenever its own nears expiry,
+        so it follows the refresher instead of refreshing. From an access view, or with
+        ``refresh=False``, it holds no refresh token and can never refresh (once the token runs
+        out, authlib raises ``InvalidTokenError``). From a whole document, schwab-py refreshes
+        only when nothing else did; ``write`` then stores the new document only if the store
+        still holds the version this reader read (a lost race or a denied write is no error:
+        the other writer's token is read instead). Both raise as ``token`` does.
         """
 
         def read() -> dict[str, Any]:
@@ -242,11 +242,12 @@ class TokenReader:
 
     # -- ready clients (the extras; docs/reading-the-token.md) -------------------------------
     def schwab_py_client(self, *, asyncio: bool = False, enforce_enums: bool = True) -> Any:
-        """A schwab-py client (``schwab.client.Client``, or ``AsyncClient`` with ``asyncio``)
-        that takes each newer access token from this reader and never refreshes by itself.
+        """A schwab-py client that takes each newer access token from this reader.
 
-        Needs schwab-py (the ``schwab-py`` extra): ``ConfigurationError`` naming the pip
-        command without it. See ``clients.schwab_py_client``."""
+        ``schwab.client.Client``, or ``AsyncClient`` with ``asyncio``; it never refreshes by
+        itself. Raises ``ConfigurationError`` naming the pip command without schwab-py, and
+        ``LoginRequired`` once the login is over (``clients.schwab_py_client``).
+        """
         from .clients import schwab_py_client
 
         return schwab_py_client(self, asyncio=asyncio, enforce_enums=enforce_enums)
@@ -254,11 +255,13 @@ class TokenReader:
     def schwabdev_client(
         self, *, tokens_db: str | os.PathLike[str] | None = None, timeout: float = 10
     ) -> Any:
-        """A Schwabdev 4 client (a ``schwabdev.Client``) that takes each newer access token
-        from this reader through its tokens database and never refreshes by itself.
+        """A ``schwabdev.Client`` that takes each newer access token from this reader.
 
-        Needs Schwabdev (the ``schwabdev`` extra): ``ConfigurationError`` naming the pip
-        command without it. See ``clients.schwabdev_client``."""
+        It reads them through its tokens database and never refreshes by itself. Raises
+        ``ConfigurationError`` naming the pip command without Schwabdev, ``LoginRequired`` once
+        the login is over and ``TemporaryFailure`` for a token too near its end
+        (``clients.schwabdev_client``).
+        """
         from .clients import schwabdev_client
 
         return schwabdev_client(self, tokens_db=tokens_db, timeout=timeout)

@@ -36,7 +36,7 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 @dataclass(frozen=True)
 class Settings:
-    """The package's configuration. Defaults are the contract's; ``from_env`` reads overrides."""
+    """The package's configuration; ``from_env`` reads overrides of the contract's defaults."""
 
     store_url: str | None = None
     #: A consumer's access view (``TOKEN_ACCESS_URL``: the stack's AccessTokenUrl output).
@@ -70,6 +70,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings in ``env`` (default: the process's environment), checked.
+
+        Raises ``UsageError`` naming the variable for a value out of its form or range.
+        """
         env = os.environ if env is None else env
 
         def text(name: str) -> str | None:
@@ -102,8 +106,11 @@ class Settings:
 
     @staticmethod
     def metrics_wanted(env: Mapping[str, str] | None = None) -> bool:
-        """Whether custom metrics are on, when the rest of the settings could not be read
-        (the failure metric of a broken configuration must still be emitted)."""
+        """Whether custom metrics are on, read alone (for when the rest of the settings fail).
+
+        The failure metric of a broken configuration must still be emitted. Raises
+        ``UsageError`` for a value that is not true or false.
+        """
         return flag(os.environ if env is None else env, "SCHWAB_TOKENS_DETAILED_METRICS")
 
     def with_(self, **changes: Any) -> Settings:
@@ -113,8 +120,10 @@ class Settings:
 
 @dataclass(frozen=True)
 class Range:
-    """The numbers a setting accepts: finite, within ``[low, high]`` (``(low, high]`` when
-    ``low_open``), whole if ``integer``."""
+    """The numbers a setting accepts: finite, within ``[low, high]``, whole if ``integer``.
+
+    ``low_open`` excludes ``low``.
+    """
 
     low: float
     high: float
@@ -151,12 +160,19 @@ INTERVAL = Range(0, 86400, low_open=True)
 
 
 def number(env: Mapping[str, str], name: str, default: float, accepted: Range) -> float:
-    """``env[name]`` checked against ``accepted``, or ``default`` when it is not set."""
+    """``env[name]`` checked against ``accepted``, or ``default`` when it is not set.
+
+    Raises ``UsageError`` naming ``name`` and the range.
+    """
     raw = env.get(name, "").strip()
     return accepted.check(raw, name) if raw else default
 
 
 def flag(env: Mapping[str, str], name: str) -> bool:
+    """The true-or-false variable ``name`` of ``env`` (unset: False).
+
+    Raises ``UsageError`` for a value that is neither.
+    """
     raw = env.get(name, "").strip().lower()
     if raw in ("", "0", "false", "no", "off", "disabled"):
         return False
@@ -166,7 +182,10 @@ def flag(env: Mapping[str, str], name: str) -> bool:
 
 
 def api_base(url: str, name: str = "--api-base") -> str:
-    """Schwab's base URL: https, or plain http only to this machine (the emulator)."""
+    """``url`` checked to be Schwab's base URL: https, or plain http only to this machine.
+
+    Raises ``UsageError`` naming ``name`` otherwise.
+    """
     refusal = UsageError(
         f"{name} must be an https:// URL with a host and no user or password (plain http only "
         "to 127.0.0.1): the refresh token and the app secret travel in the request"

@@ -51,6 +51,8 @@ class TicketError(SchwabTokensError):
 
 @dataclass(frozen=True)
 class Ticket:
+    """A verified ticket: the store it may log in again, the login it replaces, its expiry."""
+
     store: str
     login: int
     expires: int
@@ -68,7 +70,10 @@ def store_id(url: str) -> str:
 
 
 def parse_duration(text: str) -> int:
-    """``24h``, ``90m``, ``2d``, ``3600`` (seconds) → seconds, at most 72 hours."""
+    """Seconds in ``24h``, ``90m``, ``2d`` or ``3600`` (seconds), at most 72 hours.
+
+    Raises ``ValueError`` (the caller names the flag) for anything else.
+    """
     match = _DURATION.match(text or "")
     if not match:
         raise ValueError(f"{text!r} is not a duration like 24h, 90m or 2d")
@@ -98,14 +103,19 @@ def mint(
 
 
 def precheck(text: str, now: float) -> None:
-    """Refuse (``TicketError``) a ticket that no key could make usable: malformed, or expired by
-    the time it carries in clear. Needs no key, so the hosted login runs it before reading the
-    app credentials; ``verify`` runs it too."""
+    """Refuse a ticket that no key could make usable: malformed, or expired.
+
+    Needs no key, so the hosted login runs it before reading the app credentials; ``verify``
+    runs it too. Raises ``TicketError``.
+    """
     _claims(_payload(text), now)
 
 
 def verify(key: bytes, text: str, store_url: str, now: float) -> Ticket:
-    """The ticket in ``text`` if it is authentic, unexpired and for this store."""
+    """The ticket in ``text`` if it is authentic, unexpired and for this store.
+
+    Raises ``TicketError`` otherwise.
+    """
     payload, _, mac = text.partition(".")
     claims = _claims(_payload(text), now)
     if not hmac.compare_digest(mac, _mac(key, b"ticket|" + payload.encode())):
@@ -119,21 +129,29 @@ def new_nonce(now: float) -> str:
 
 
 def state_for(key: bytes, ticket_text: str, nonce: str) -> str:
-    """The OAuth ``state`` of a login started with ``ticket_text`` in the browser holding
-    ``nonce`` in its cookie."""
+    """The OAuth ``state`` of a login started with ``ticket_text`` in the browser of ``nonce``.
+
+    ``nonce`` is the one that browser holds in its cookie.
+    """
     payload = ticket_text.partition(".")[0]
     return f"{payload}.{_mac(key, b'state|' + nonce.encode() + b'|' + payload.encode())}"
 
 
 def precheck_state(state: str, nonce: str | None, now: float) -> None:
-    """Refuse (``TicketError``) a returning ``state`` that no key could make usable: malformed,
-    no cookie or not one of ours, a sign-in older than ``SIGN_IN_SECONDS``, an expired ticket.
-    Needs no key (see ``precheck``); ``verify_state`` runs it too."""
+    """Refuse a returning ``state`` that no key could make usable.
+
+    Malformed, no cookie or not one of ours, a sign-in older than ``SIGN_IN_SECONDS``, an
+    expired ticket. Needs no key (see ``precheck``); ``verify_state`` runs it too. Raises
+    ``TicketError``.
+    """
     _state_claims(state, nonce, now)
 
 
 def verify_state(key: bytes, state: str, nonce: str | None, store_url: str, now: float) -> Ticket:
-    """The ticket a returning ``state`` was started with, if it was started in this browser."""
+    """The ticket a returning ``state`` was started with, if it was started in this browser.
+
+    Raises ``TicketError`` otherwise.
+    """
     claims, cookie = _state_claims(state, nonce, now)
     payload, _, mac = state.partition(".")
     # The time in the nonce is under this MAC: a cookie moved forward in time fails here.

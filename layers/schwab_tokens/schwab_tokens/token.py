@@ -39,13 +39,17 @@ def fingerprint(secret: str) -> str:
 
 
 class Expiries:
-    """The time arithmetic a token document and an access view share: each has a login time
-    (``creation_timestamp``) and an access-token expiry (``access_expires_at``)."""
+    """The time arithmetic a token document and an access view share.
+
+    Each has a login time (``creation_timestamp``) and an access-token expiry
+    (``access_expires_at``).
+    """
 
     creation_timestamp: int
 
     @property
     def access_expires_at(self) -> float:
+        """When the access token expires, in epoch seconds."""
         raise NotImplementedError
 
     @property
@@ -54,9 +58,11 @@ class Expiries:
         return float(self.creation_timestamp + REFRESH_TOKEN_LIFETIME)
 
     def access_seconds_left(self, now: float | None = None) -> float:
+        """Seconds until the access token expires (negative once it has)."""
         return self.access_expires_at - (time.time() if now is None else now)
 
     def refresh_seconds_left(self, now: float | None = None) -> float:
+        """Seconds until the login ends (negative once it has)."""
         return self.refresh_expires_at - (time.time() if now is None else now)
 
 
@@ -80,10 +86,12 @@ class Token(Expiries):
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "token document") -> Token:
-        """Validate a schwab-py token document already parsed (e.g. what schwab-py hands its
-        write hook): ``creation_timestamp`` epoch seconds, ``token.access_token`` and
-        ``token.refresh_token`` printable ASCII, ``token.expires_at`` epoch seconds. Other keys
-        are kept as they are (schwab-py and authlib add their own)."""
+        """Validate a schwab-py token document already parsed (e.g. from schwab-py's write hook).
+
+        Requires ``creation_timestamp`` and ``token.expires_at`` in epoch seconds, and
+        ``token.access_token`` and ``token.refresh_token`` in printable ASCII; other keys are
+        kept as they are (schwab-py and authlib add their own). Raises ``InvalidTokenDocument``.
+        """
         if not isinstance(data, dict):
             raise InvalidTokenDocument(f"{source} must be a JSON object")
         created = data.get("creation_timestamp")
@@ -111,8 +119,10 @@ class Token(Expiries):
     # -- building ----------------------------------------------------------------------------
     @classmethod
     def from_login(cls, answer: Any, now: float | None = None) -> Token:
-        """The first document, from the authorization-code answer (validated like any answer:
-        ``InvalidTokenAnswer`` if it is not a usable token)."""
+        """The first document, from the authorization-code answer.
+
+        Raises ``InvalidTokenAnswer`` if the answer is not a usable token.
+        """
         now = time.time() if now is None else now
         fields = token_fields(answer, need_refresh_token=True)
         return _round_trip(cls(int(now), _with_expiry(fields, now)))
@@ -131,10 +141,12 @@ class Token(Expiries):
 
     @classmethod
     def from_client(cls, document: Any, *, source: str = "the token schwab-py wrote") -> Token:
-        """A document an OAuth client built from Schwab's answer (what schwab-py hands its write
-        hook): checked like a stored document, then, like an answer, only the known fields are
-        kept (authlib keeps whatever Schwab sent, ``NaN`` included) and the result round-trips.
-        ``InvalidTokenDocument`` if it is not a usable token."""
+        """A document an OAuth client built from Schwab's answer (schwab-py's write hook).
+
+        Checked like a stored document, then, like an answer, only the known fields are kept
+        (authlib keeps whatever Schwab sent, ``NaN`` included). Raises ``InvalidTokenDocument``
+        if it is not a usable token.
+        """
         checked = cls.from_dict(document, source=source)
         try:
             fields = token_fields(checked.token, need_refresh_token=True)
@@ -144,9 +156,11 @@ class Token(Expiries):
             raise InvalidTokenDocument(f"{source} is not a usable token: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The document as a dict (a copy): ``{"creation_timestamp": .., "token": {..}}``."""
         return {"creation_timestamp": self.creation_timestamp, "token": dict(self.token)}
 
     def to_json(self) -> bytes:
+        """The document as the UTF-8 JSON a store keeps."""
         # The strict writer: a document the strict parser would refuse is never produced.
         return strictjson.dumps(self.to_dict())
 
@@ -157,14 +171,17 @@ class Token(Expiries):
     # -- arithmetic --------------------------------------------------------------------------
     @property
     def access_token(self) -> str:
+        """The access token (a secret: log ``fingerprint`` instead)."""
         return str(self.token["access_token"])
 
     @property
     def refresh_token(self) -> str:
+        """The refresh token (a secret, never logged)."""
         return str(self.token["refresh_token"])
 
     @property
     def access_expires_at(self) -> float:
+        """When the access token expires (``token.expires_at``), in epoch seconds."""
         return float(self.token["expires_at"])
 
     @property
@@ -174,10 +191,12 @@ class Token(Expiries):
         return self.access_expires_at - (DEFAULT_EXPIRES_IN if lifetime is None else lifetime)
 
     def needs_refresh(self, margin: float, now: float | None = None) -> bool:
+        """Whether the access token has less than ``margin`` seconds left."""
         return self.access_seconds_left(now) < margin
 
     @property
     def fingerprint(self) -> str:
+        """A short label of the access token, safe to log."""
         return fingerprint(self.access_token)
 
     def __repr__(self) -> str:  # the dataclass default would print the tokens
@@ -191,9 +210,11 @@ class Token(Expiries):
 
 
 def load_json(raw: bytes | str, source: str) -> Any:
-    """A stored document's JSON (a token document or an access view), or
-    ``InvalidTokenDocument``: anything over 64 KB, or text that is not strict JSON (``NaN``,
-    ``Infinity`` and ``1e400`` included), named but never quoted."""
+    """The parsed JSON of a stored document (a token document or an access view).
+
+    Raises ``InvalidTokenDocument`` for anything over 64 KB or text that is not strict JSON
+    (``NaN``, ``Infinity`` and ``1e400`` included), named but never quoted.
+    """
     # A str is measured in UTF-8 bytes, as the file or object would be; anything longer
     # than the limit in characters is already too long, so huge input is never encoded.
     size = len(raw)
@@ -221,8 +242,11 @@ def _epoch(value: object) -> bool:
 
 
 def token_string_problem(value: str, limit: int = MAX_TOKEN_CHARS) -> str | None:
-    """Why ``value`` cannot be an OAuth token, or None. Tokens are printable ASCII (RFC 6749
-    A.12/A.17); anything else cannot travel in a form body or a header."""
+    """Why ``value`` cannot be an OAuth token, or None when it can.
+
+    Tokens are printable ASCII (RFC 6749 A.12/A.17); anything else cannot travel in a form body
+    or a header.
+    """
     if len(value) > limit:
         return f"is longer than {limit} characters"
     if not (value.isascii() and value.isprintable()):
@@ -233,12 +257,9 @@ def token_string_problem(value: str, limit: int = MAX_TOKEN_CHARS) -> str | None
 def token_fields(answer: Any, *, need_refresh_token: bool) -> dict[str, Any]:
     """The fields of a token-endpoint answer that go into the stored document, validated.
 
-    Schwab's answer is input from outside: only the known fields are kept, each checked and
-    bounded, so that whatever a 200 carries the document stays a small, valid schwab-py token.
-    ``expires_in`` is optional in OAuth (RFC 6749 5.1): when it is missing, Schwab's documented
-    1800 s is assumed (with a warning); when it is there it must be a number of 1..86400 s, since
-    a ``NaN``, a string or a century says the answer is not what Schwab sends. Anything wrong is
-    ``InvalidTokenAnswer``: a temporary failure that stores nothing.
+    Only the known fields are kept, each checked and bounded. A missing ``expires_in`` means
+    Schwab's documented 1800 s (RFC 6749 5.1 makes it optional); a present one must be 1..86400 s.
+    Raises ``InvalidTokenAnswer`` (a temporary failure that stores nothing) for anything else.
     """
     if not isinstance(answer, Mapping):
         raise InvalidTokenAnswer(_ANSWER + "is not a JSON object" + _UNTOUCHED)

@@ -67,6 +67,11 @@ environment:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv``); return the exit code.
+
+    Errors are printed, never raised: each ``SchwabTokensError`` exits with its own code.
+    argparse exits (``SystemExit``) with 2 on a usage error, and 0 after ``--help``.
+    """
     args = parser().parse_args(argv)
     debug = False
     try:

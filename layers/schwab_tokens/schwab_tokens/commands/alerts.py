@@ -36,6 +36,7 @@ TOPIC_OUTPUT = "AlarmTopicArn"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``alerts`` to its subparser."""
     parser.add_argument(
         "action",
         choices=ACTIONS,
@@ -58,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``alerts ACTION``; return the exit code (``ExitCode``).
+
+    Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
+    and exits with.
+    """
     where = _where(args, settings)
     region = settings.region
     if args.action == "add":

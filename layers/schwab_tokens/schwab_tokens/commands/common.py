@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # -- arguments ------------------------------------------------------------------------------------
 def add_manifest(parser: argparse.ArgumentParser) -> None:
+    """Add ``--manifest FILE`` (several tokens) to a command's parser."""
     parser.add_argument(
         "--manifest",
         metavar="FILE",
@@ -26,8 +27,10 @@ def add_manifest(parser: argparse.ArgumentParser) -> None:
 
 
 def add_app_credentials(parser: argparse.ArgumentParser) -> None:
-    """The app key and where the key and secret are stored, for every command that needs them
-    (the secret itself is never a flag: see the epilog)."""
+    """Add ``--app-key`` and ``--credentials-secret`` to a command's parser.
+
+    The secret itself is never a flag (see the epilog).
+    """
     parser.add_argument("--app-key", help="default: $SCHWAB_APP_KEY (the secret: see below)")
     parser.add_argument(
         "--credentials-secret",
@@ -40,6 +43,7 @@ def add_app_credentials(parser: argparse.ArgumentParser) -> None:
 
 
 def add_margin(parser: argparse.ArgumentParser) -> None:
+    """Add ``--margin SECONDS`` (when to refresh) to a command's parser."""
     parser.add_argument(
         "--margin",
         help="refresh when fewer seconds than this are left, 0-900 "
@@ -49,24 +53,33 @@ def add_margin(parser: argparse.ArgumentParser) -> None:
 
 # -- which store ----------------------------------------------------------------------------------
 def store_url(args: argparse.Namespace, settings: Settings) -> str:
+    """The store's URL: ``--store``, else ``TOKEN_STORE_URL``, else ``tokens.json``."""
     if args.store is not None:  # an explicit --store "" is refused, not replaced by a default
         return str(args.store)
     return settings.store_url or DEFAULT_STORE_URL
 
 
 def store(args: argparse.Namespace, settings: Settings) -> TokenStore:
+    """The store at ``store_url``; raises ``UsageError`` for a URL no store understands."""
     return store_from_url(store_url(args, settings), settings)
 
 
 def several(args: argparse.Namespace, settings: Settings) -> bool:
-    """Several tokens: ``--manifest``, or, without ``--store``, TOKEN_MANIFEST or
-    TOKEN_STORE_URLS in the environment (as the refresher Lambda reads them)."""
+    """Whether the command works on several tokens rather than one store.
+
+    True with ``--manifest``, or, without ``--store``, with ``TOKEN_MANIFEST`` or
+    ``TOKEN_STORE_URLS`` in the environment (as the refresher Lambda reads them).
+    """
     if getattr(args, "manifest", None):
         return True
     return args.store is None and bool(settings.manifest or settings.store_urls)
 
 
 def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
+    """The tokens the command works on: the manifest's, or the one store's.
+
+    Raises ``UsageError`` for an unusable manifest or store URL.
+    """
     if getattr(args, "manifest", None):
         return load_manifest(args.manifest)
     if several(args, settings):
@@ -77,9 +90,11 @@ def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
 
 
 def with_app(args: argparse.Namespace, settings: Settings, *, prompt: bool) -> Settings:
-    """The settings with ``--app-key`` and ``--credentials-secret``; with ``prompt``, the app
-    secret from a hidden prompt if only the key is known and a person is at the terminal (the
-    caller decides whether a credentials secret makes the prompt needless)."""
+    """The settings with ``--app-key`` and ``--credentials-secret`` applied.
+
+    With ``prompt``, the app secret is asked for (not shown) when only the key is known and a
+    person is at the terminal.
+    """
     settings = settings.with_(
         app_key=getattr(args, "app_key", None),
         credentials_secret=getattr(args, "credentials_secret", None),
@@ -100,7 +115,10 @@ def refresh_targets(
 
 
 def refresh_runs(args: argparse.Namespace, settings: Settings, force: bool) -> list[TokenRun]:
-    """One policy run per token, each with the store it ran on (for its notes)."""
+    """One policy run per token, each with the store it ran on (for its notes).
+
+    A token's failure is in its result. Raises ``UsageError`` for a bad flag or manifest.
+    """
     from ..batch import refresh_all
 
     settings = with_margin(args, settings)
@@ -116,6 +134,7 @@ def with_margin(args: argparse.Namespace, settings: Settings) -> Settings:
 
 # -- printing ------------------------------------------------------------------------------------
 def report(result: RunResult) -> None:
+    """Print one run's outcome: to stdout when it succeeded, to stderr when it failed."""
     data = result.to_dict()
     if result.error is not None:
         err(f"{data['outcome']}: {result.error}")
@@ -129,8 +148,10 @@ def report(result: RunResult) -> None:
 
 
 def out(text: str) -> None:
+    """Print ``text`` to stdout, flushed."""
     print(text, flush=True)
 
 
 def err(text: str) -> None:
+    """Print ``text`` to stderr, flushed."""
     print(text, file=sys.stderr, flush=True)

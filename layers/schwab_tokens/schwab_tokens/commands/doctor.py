@@ -32,6 +32,7 @@ other check failed; 4 when a check could not run (temporary AWS failure); else 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``doctor`` to its subparser."""
     parser.description = DESCRIPTION
     parser.add_argument(
         "--stack",
@@ -48,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``doctor`` and print its report; return the report's exit code.
+
+    Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
+    and exits with.
+    """
     from ..diagnosis import diagnose
 
     # With --stack and no --store, the stack's StoreUrl output (None here) is the store.

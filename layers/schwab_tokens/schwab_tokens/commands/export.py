@@ -16,6 +16,7 @@ STORE_DEFAULT = "$TOKEN_ACCESS_URL, then the access view of $TOKEN_STORE_URL, th
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``export`` to its subparser."""
     parser.add_argument(
         "--format",
         required=True,
@@ -32,8 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Reads the access view (of ``--store``, or ``TOKEN_ACCESS_URL``): an export never holds
-    the refresh token, so no client built on it refreshes behind the refresher's back."""
+    """Write the access view in the form another client reads; return 0.
+
+    The view is read from ``--store`` or ``TOKEN_ACCESS_URL``: an export never holds the
+    refresh token, so no client built on it refreshes behind the refresher's back.
+    Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
+    and exits with.
+    """
     from ..exports import access_json, schwab_py_json, schwabdev_database
     from ..reader import TokenReader
     from ..stores import is_view_url, store_from_url

@@ -16,6 +16,7 @@ HELP = "bring a schwab-py token file or a Schwabdev tokens.db into the store, ke
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``import`` to its subparser."""
     parser.add_argument(
         "path",
         metavar="PATH",
@@ -28,9 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """With the app's key and secret known (the environment, the credentials secret), the
-    login is checked with one refresh before it is stored; without them it is stored as it is,
-    and the output says it was not checked."""
+    """Import a schwab-py or Schwabdev login into the store; return 0.
+
+    With the app's key and secret known, the login is checked with one refresh before it is
+    stored; without them it is stored as it is, and the output says so.
+    Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
+    and exits with.
+    """
     from ..imports import SCHWABDEV, import_login
 
     target = store(args, settings)

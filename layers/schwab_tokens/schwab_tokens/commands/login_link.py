@@ -15,6 +15,7 @@ HELP = "print a one-time link that logs in again from a phone (HostedLogin)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``login-link`` to its subparser."""
     add_app_credentials(parser)
     parser.add_argument(
         "--login-url", help="the stack's LoginUrl output (default: $SCHWAB_LOGIN_URL)"
@@ -25,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a one-time login link for ``--store``'s login; return 0.
+
+    Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
+    and exits with.
+    """
     from ..credentials import load_credentials
     from ..settings import api_base
     from ..tickets import mint, parse_duration, ticket_key

@@ -13,6 +13,7 @@ HELP = "refresh the token if it is due (or --force)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``refresh`` to its subparser."""
     add_manifest(parser)
     add_app_credentials(parser)
     parser.add_argument("--force", action="store_true", help="refresh even if still fresh")
@@ -21,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Refresh every token once and report each; return the worst exit code.
+
+    A token's failure is reported, not raised. Raises ``SchwabTokensError`` (``UsageError``
+    for a bad flag), which ``main`` prints and exits with.
+    """
     results = refresh_targets(args, settings, force=args.force)
     for target, result in results:
         if args.json:

@@ -16,6 +16,7 @@ HELP = "show the token's expiry and health"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``status`` to its subparser."""
     add_manifest(parser)
     parser.add_argument(
         "--json",
@@ -25,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print each token's expiries and health; return the worst exit code (3: login over).
+
+    Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
+    and exits with.
+    """
     from ..health import describe, describe_all, failure_row
 
     if several(args, settings):

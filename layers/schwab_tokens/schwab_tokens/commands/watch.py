@@ -55,6 +55,7 @@ STOP_WITHIN_SECONDS = 1.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``watch`` to its subparser."""
     add_manifest(parser)
     add_app_credentials(parser)
     parser.add_argument("--interval", default="60", help="seconds between checks (default 60)")
@@ -69,9 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Refresh on a timer. The refresh runs in a worker thread so that SIGINT/SIGTERM end the
-    command within ``STOP_WITHIN_SECONDS`` even while Schwab is slow: every write is atomic
-    and conditional, so leaving mid-refresh leaves the previous or the new token, never half."""
+    """Refresh on a timer until SIGINT or SIGTERM; return 130 after SIGINT, else 0.
+
+    The refresh runs in a worker thread so that a signal ends the command within
+    ``STOP_WITHIN_SECONDS`` even while Schwab is slow; every write is atomic and conditional,
+    so leaving mid-refresh leaves the previous or the new token, never half. A round's errors
+    are reported and waited out; only a bad flag or missing app credentials raise
+    ``UsageError``.
+    """
     interval = INTERVAL.check(args.interval, "--interval")
     # Checked here, not only in each round: a round's errors are waited out, a bad flag is not.
     settings = with_margin(args, settings)

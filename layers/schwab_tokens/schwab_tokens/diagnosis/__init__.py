@@ -48,9 +48,12 @@ def diagnose(
     region: str | None = None,
     now: Callable[[], float] = time.time,
 ) -> Report:
-    """Check the token at ``store_url`` and, with ``stack_name``, the deployment (whose
-    ``StoreUrl`` output is the store when ``store_url`` is None). ``region`` is the
-    ``--region`` the user gave, repeated in the commands printed as fixes."""
+    """Check the token at ``store_url`` and, with ``stack_name``, the deployment.
+
+    The stack's ``StoreUrl`` output is the store when ``store_url`` is None. ``region`` is the
+    ``--region`` the user gave, repeated in the commands printed as fixes. A check that cannot
+    run is a line of the report; only an unusable store URL raises (``UsageError``).
+    """
     report = Report()
     fixes = Fixes(region)
     clients = Clients(settings.region)

@@ -48,8 +48,11 @@ class Question:
 
 
 def simulate(question: Question, clients: Clients) -> dict[str, str]:
-    """Each action's decision (``allowed``, ``explicitDeny``, ``implicitDeny``).
-    ``CannotSimulate`` when the endpoint cannot answer; other refusals as the package's errors."""
+    """Each action's decision: ``allowed``, ``explicitDeny`` or ``implicitDeny``.
+
+    Raises ``CannotSimulate`` when the endpoint cannot answer, and other refusals as
+    ``AccessDenied``, ``TemporaryFailure`` or ``ConfigurationError``.
+    """
     client = clients.iam()
     entries = (("aws:PrincipalArn", question.role_arn, "string"), *question.context)
     context = [
@@ -95,8 +98,11 @@ def _simulator_error(exc: BaseException) -> Exception:
 
 
 def verdict(name: str, question: Question, what: str, clients: Clients) -> Check:
-    """The check line for ``question``: ok when every action is allowed, FAIL naming the
-    first one that is not (and whether a policy denies it explicitly), or "not checked"."""
+    """The check line for ``question``: ok when IAM allows every action, else FAIL.
+
+    A FAIL names the first action not allowed (and whether a policy denies it explicitly); a
+    simulation that cannot run is a "not checked" line.
+    """
     try:
         decisions = simulate(question, clients)
     except CannotSimulate as exc:
@@ -137,8 +143,11 @@ def credentials_question(role_arn: str, name: str, function_arn: str, clients: C
 def store_question(
     role_arn: str, store: TokenStore, function_arn: str, clients: Clients
 ) -> Question:
-    """May the refresher read and write its token where it lives (with the bucket's or the
-    secret's resource policy, which can deny what the role's policies allow)?"""
+    """May the refresher read and write its token where it lives?
+
+    The question carries the bucket's or the secret's resource policy, which can deny what
+    the role's policies allow.
+    """
     partition, region, account = _arn_parts(function_arn)
     bucket = getattr(store, "bucket", None)
     if isinstance(bucket, str):

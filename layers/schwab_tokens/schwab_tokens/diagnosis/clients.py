@@ -21,6 +21,12 @@ if TYPE_CHECKING:  # type stubs, a development dependency only
 
 @dataclass(frozen=True)
 class Clients:
+    """doctor's boto3 clients, typed, all in ``region`` (None: boto3's own chain).
+
+    Each method returns the shared client of ``aws.client``; making one raises
+    ``ConfigurationError`` when boto3 cannot (no region, a bad profile).
+    """
+
     region: str | None = None
 
     @property
@@ -29,33 +35,41 @@ class Clients:
         return str(self.cloudformation().meta.region_name)
 
     def cloudformation(self) -> CloudFormationClient:
+        """The CloudFormation client."""
         client: CloudFormationClient = aws.client("cloudformation", self.region)
         return client
 
     def cloudwatch(self) -> CloudWatchClient:
+        """The CloudWatch client."""
         client: CloudWatchClient = aws.client("cloudwatch", self.region)
         return client
 
     def events(self) -> EventBridgeClient:
+        """The EventBridge client."""
         client: EventBridgeClient = aws.client("events", self.region)
         return client
 
     def iam(self) -> IAMClient:
+        """The IAM client."""
         client: IAMClient = aws.client("iam", self.region)
         return client
 
     def lambda_(self) -> LambdaClient:
+        """The Lambda client."""
         client: LambdaClient = aws.client("lambda", self.region)
         return client
 
     def s3(self) -> S3Client:
+        """The S3 client."""
         client: S3Client = aws.client("s3", self.region)
         return client
 
     def secretsmanager(self) -> SecretsManagerClient:
+        """The Secrets Manager client."""
         client: SecretsManagerClient = aws.client("secretsmanager", self.region)
         return client
 
     def sns(self) -> SNSClient:
+        """The SNS client."""
         client: SNSClient = aws.client("sns", self.region)
         return client

@@ -50,8 +50,7 @@ def stored(
 
 
 def refresher_reads_them(outputs: Mapping[str, str], function: Function, clients: Clients) -> Check:
-    """The refresher is configured with the stack's credentials, and IAM lets its role read
-    them."""
+    """Whether the refresher is configured with the stack's credentials and may read them."""
     name = outputs.get("CredentialsSecretName") or ""
     variables = (function.get("Environment") or {}).get("Variables") or {}
     configured = str(variables.get("SCHWAB_CREDENTIALS_SECRET") or "")

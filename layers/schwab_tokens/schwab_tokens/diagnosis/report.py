@@ -11,6 +11,8 @@ from ..errors import ExitCode, SchwabTokensError
 
 
 class Status(StrEnum):
+    """How a check ended: ``OK``, ``WARN`` and ``SKIP`` pass; ``FAIL`` and ``ERROR`` do not."""
+
     OK = "ok"
     WARN = "warn"
     SKIP = "skip"
@@ -30,6 +32,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
+        """Whether the check passed (``OK``, ``WARN`` or ``SKIP``)."""
         return self.status in (Status.OK, Status.WARN, Status.SKIP)
 
     def line(self) -> str:
@@ -38,6 +41,7 @@ class Check:
         return f"{text}; {self.fix}" if self.fix and self.status is not Status.OK else text
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as ``doctor --json`` prints it."""
         return {
             "name": self.name,
             "ok": self.ok,
@@ -48,10 +52,12 @@ class Check:
 
 
 def ok(name: str, detail: str) -> Check:
+    """A check that passed."""
     return Check(name, Status.OK, detail)
 
 
 def fail(name: str, detail: str, fix: str = "", code: ExitCode = ExitCode.CONFIGURATION) -> Check:
+    """A check that failed, with the fix to print and the exit code it calls for."""
     return Check(name, Status.FAIL, detail, fix, code)
 
 
@@ -71,17 +77,23 @@ def guarded(name: str, run: Callable[[], Check]) -> Check:
 
 
 def plural(count: int, word: str) -> str:
+    """``count`` and ``word``, with an "s" unless the count is 1."""
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 @dataclass
 class Report:
+    """The checks ``doctor`` ran, in order, and what they add up to."""
+
     checks: list[Check] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """3 if the login is a problem, else 5 if anything failed, else 4 if a check could not
-        run, else 0 (see the package's docstring)."""
+        """The exit code the checks add up to.
+
+        3 if the login is a problem, else 5 if anything failed, else 4 if a check could not
+        run, else 0.
+        """
         failed = [check for check in self.checks if check.status is Status.FAIL]
         if any(check.exit_code == ExitCode.LOGIN_REQUIRED for check in failed):
             return int(ExitCode.LOGIN_REQUIRED)
@@ -120,9 +132,11 @@ class Report:
         return f"{text}; exit {code}: {then}"
 
     def lines(self) -> list[str]:
+        """The lines ``doctor`` prints: one per check, then the summary."""
         return [*(check.line() for check in self.checks), self.summary]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as ``doctor --json`` prints it."""
         return {
             "checks": [check.to_dict() for check in self.checks],
             "exit_code": self.exit_code,
@@ -132,17 +146,22 @@ class Report:
 
 @dataclass(frozen=True)
 class Fixes:
-    """The commands the report prints as fixes, complete so that they work as printed: the
-    ``--region`` the user gave is repeated in each."""
+    """The commands the report prints as fixes, complete so that they work as printed.
+
+    The ``--region`` the user gave is repeated in each.
+    """
 
     region: str | None = None
 
     @property
     def region_flag(self) -> str:
+        """`` --region REGION`` when the user gave one, else an empty string."""
         return f" --region {self.region}" if self.region else ""
 
     def login(self, store_url: str) -> str:
+        """The ``login`` command that logs in to ``store_url`` again."""
         return f"schwab-tokens login --store {store_url}{self.region_flag}"
 
     def refresh(self, store_url: str) -> str:
+        """The ``refresh`` command for ``store_url``."""
         return f"schwab-tokens refresh --store {store_url}{self.region_flag}"

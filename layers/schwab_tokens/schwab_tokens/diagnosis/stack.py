@@ -123,8 +123,10 @@ def schedule(function: Function, clients: Clients) -> Check:
 def recent_runs(
     function: Function, store: TokenStore | None, token: Token | None, now: float, clients: Clients
 ) -> Check:
-    """Refreshes failing since when (the notes beside the token) and Lambda's ``Errors`` metric
-    of the last hour. A login found over is the "login" line's: it is the token's state."""
+    """Whether the refresher's recent runs failed: the notes, and the last hour's ``Errors``.
+
+    A login found over is the "login" line's business, not this one's.
+    """
     name = str(function.get("FunctionName") or "")
     log_group = str((function.get("LoggingConfig") or {}).get("LogGroup") or "")
     log_group = log_group or f"/aws/lambda/{name}"
@@ -176,8 +178,10 @@ def hosted_login(outputs: Mapping[str, str]) -> Check:
 def check_login_url(
     login_url: str, *, timeout: float = HTTP_TIMEOUT_SECONDS, verify: bool | str = True
 ) -> Check:
-    """The hosted login answers ``<LoginUrl>start`` with a page (any HTTP status: without a
-    ticket it refuses, which still proves the function URL is there and public)."""
+    """Whether the hosted login answers ``<LoginUrl>start`` with a page (any HTTP status).
+
+    Without a ticket it refuses, which still proves the function URL is there and public.
+    """
     import requests
 
     url = login_url + ("" if login_url.endswith("/") else "/") + "start"

@@ -54,9 +54,11 @@ class Text:
 
 
 def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
-    """Forward every notification in ``event`` to every alert URL; return per record what
-    each URL answered. Raises ``NothingDelivered`` if a message reached no URL, and a
-    ``ConfigurationError`` if the alert URLs cannot be read."""
+    """Forward every notification in ``event`` to every alert URL.
+
+    Returns, per record, what each URL answered. Raises ``NothingDelivered`` if a message
+    reached no URL, and ``ConfigurationError`` if the alert URLs cannot be read.
+    """
     settings = Settings.from_env() if settings is None else settings
     texts = []
     for index, record in enumerate(_records(event), start=1):
@@ -106,8 +108,10 @@ def _records(event: Any) -> list[Any]:
 
 
 def from_record(record: Any) -> Text | None:
-    """The chat message for one SNS record, or None if the record is not an SNS
-    notification (not from ``aws:sns``, no text message, longer than SNS allows)."""
+    """The chat message for one SNS record, or None if it is not an SNS notification.
+
+    Not one: not from ``aws:sns``, no text message, or longer than SNS allows.
+    """
     if not isinstance(record, Mapping):
         return None
     source = record.get("EventSource") or record.get("eventSource")

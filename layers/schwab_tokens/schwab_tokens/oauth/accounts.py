@@ -19,12 +19,10 @@ MAX_NOTED_ACCOUNTS = 8
 def account_fingerprint(app_secret: str, account_numbers: bytes) -> str:
     """The fingerprint of the accounts in an ``accountNumbers`` answer: ``<key id>:<mac>...``.
 
-    Schwab's consent screen lets the user pick the accounts at each login, so two logins of one
-    person may link different, overlapping sets. Account numbers are short enough to find from
-    a plain hash by trying them all, so each is MACed with a key derived from the app secret
-    and cut to 24 bits (a stranger's account matches one by chance with p = 2**-24); the key
-    id (a hash of that key) tells a later login whether it can compare at all (after the app
-    secret changed, it cannot). Raises ``TemporaryFailure`` when the answer lists no accounts.
+    Each account number is MACed with a key derived from the app secret and cut to 24 bits
+    (a plain hash could be reversed by trying every number); the key id tells a later login
+    whether it can compare at all (``shares_accounts``). Raises ``TemporaryFailure`` when the
+    answer lists no accounts.
     """
     try:
         body = strictjson.loads(account_numbers[:MAX_ANSWER_BYTES])
@@ -43,6 +41,9 @@ def account_fingerprint(app_secret: str, account_numbers: bytes) -> str:
         raise TemporaryFailure("Schwab's account route listed no accounts; try again later")
     key = hmac.new(app_secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
     key_id = hashlib.sha256(key).hexdigest()[:8]
+    # One MAC per account, not one for the set: Schwab lets the user pick the accounts at each
+    # login, so two logins of one person may link different, overlapping sets. 24 bits: a
+    # stranger's account matches one by chance with p = 2**-24.
     macs = sorted(
         {
             base64.urlsafe_b64encode(hmac.new(key, n.encode(), hashlib.sha256).digest()[:3])
@@ -54,9 +55,11 @@ def account_fingerprint(app_secret: str, account_numbers: bytes) -> str:
 
 
 def shares_accounts(noted: str, current: str) -> bool | None:
-    """Whether two logins' account fingerprints share an account; None when they cannot be
-    compared (MACed under another app secret, or noted by an older version as one hash of the
-    whole set)."""
+    """Whether two logins' account fingerprints share an account, or None.
+
+    None when they cannot be compared: MACed under another app secret, or a noted fingerprint
+    that is one hash of the whole set rather than one MAC per account.
+    """
     noted_key, _, noted_macs = noted.partition(":")
     key, _, macs = current.partition(":")
     if noted_key != key or not all(len(mac) == 4 for mac in noted_macs.split(".")):

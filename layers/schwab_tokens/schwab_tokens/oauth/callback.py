@@ -13,12 +13,11 @@ MAX_LINK_LENGTH = 4096
 
 
 def parse_callback(link: str, expected_state: str | None) -> str:
-    """The authorization code from the link the browser was sent to, or a clear ``CallbackError``:
-    ``UnusableLink`` when the link is not this login's answer (another link may follow),
-    a plain ``CallbackError`` for Schwab's own ``error=`` verdict.
+    """The authorization code from the link the browser was sent to.
 
-    A link without ``code`` is refused: a naive client would fall back to another grant and get
-    a token that cannot be refreshed.
+    Raises ``UnusableLink`` when the link is not this login's answer (another link may follow;
+    a link without ``code`` included), and a plain ``CallbackError`` for Schwab's own
+    ``error=`` verdict.
     """
     if not isinstance(link, str):
         raise UnusableLink("the returned link must be text")

@@ -61,7 +61,10 @@ class SchwabOAuth:
 
     @classmethod
     def from_settings(cls, app_key: str, app_secret: str, settings: Settings) -> SchwabOAuth:
-        """The client for one app with the HTTP settings (base URL, timeout, retries)."""
+        """The client for one app with the HTTP settings (base URL, timeout, retries).
+
+        Raises ``UsageError`` without a key and secret.
+        """
         return cls(
             app_key,
             app_secret,
@@ -99,27 +102,28 @@ class SchwabOAuth:
     def exchange_code(self, code: str, callback_url: str) -> dict[str, Any]:
         """The answer to the authorization-code grant (validate it with ``Token.from_login``).
 
-        Raises the package's errors as ``answers.classify`` does, or ``TemporaryFailure``."""
+        Raises ``CallbackError`` when Schwab refuses the code, ``BadAppCredentials``,
+        ``TemporaryFailure`` or ``ConfigurationError``, as ``answers.classify`` decides."""
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url}
         return self._post(form)
 
     def refresh(self, refresh_token: str, *, time_left: float = math.inf) -> dict[str, Any]:
-        """The answer to the refresh grant (validate it with ``Token.refreshed``).
+        """The answer to the refresh grant, as parsed JSON (validate it with ``Token.refreshed``).
 
-        ``time_left``: seconds until the caller's lease ends. No retry starts that could not end
-        before then (a try takes at most the connect plus the read timeout, and ``Retry-After``
-        up to 20 s comes first), so a good answer never arrives too late to be stored: the
-        retries stop early instead (``TemporaryFailure``). Other errors as ``answers.classify``
-        raises them."""
+        ``time_left``: seconds until the caller's lease ends; no retry starts that could not end
+        before then, so a good answer never arrives too late to be stored. Raises
+        ``RefreshTokenRejected``, ``BadAppCredentials``, ``TemporaryFailure`` (retries cut short
+        included) or ``ConfigurationError``, as ``answers.classify`` decides.
+        """
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         return self._post(form, time_left)
 
     def account_fingerprint(self, access_token: str) -> str:
-        """Which Schwab accounts a token's login linked, as ``accounts.account_fingerprint``
-        says them (from ``GET /trader/v1/accounts/accountNumbers``; see ``shares_accounts``).
+        """Which Schwab accounts a token's login linked, as ``accounts.account_fingerprint``.
 
-        Raises ``TemporaryFailure`` when the route cannot be reached, answers anything but 200
-        or lists no accounts."""
+        Asks ``GET /trader/v1/accounts/accountNumbers``. Raises ``TemporaryFailure`` when the
+        route cannot be reached, answers anything but 200 or lists no accounts.
+        """
         try:
             answer = self._http.call(
                 "GET",

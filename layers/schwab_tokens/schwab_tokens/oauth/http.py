@@ -29,8 +29,10 @@ MAX_RETRY_AFTER = 20.0
 
 @dataclass
 class Deadline:
-    """The time budget of one call: the monotonic time by which its last answer must be in,
-    and how long one try may take. ``cut_short`` says afterwards whether it stopped a retry."""
+    """The time budget of one call: when its last answer must be in, and how long a try takes.
+
+    ``at`` is monotonic time. ``cut_short`` says afterwards whether it stopped a retry.
+    """
 
     at: float = math.inf
     try_seconds: float = 0.0
@@ -42,9 +44,11 @@ class Deadline:
 
 
 class BoundedRetry(Retry):
-    """urllib3's ``Retry`` for one call: ``Retry-After`` capped at ``MAX_RETRY_AFTER``, and no
-    new try that could not end before the call's ``deadline`` (a refresh under a lease: an
-    answer that arrived after the lease ran out would be thrown away)."""
+    """urllib3's ``Retry`` for one call, bounded by the call's ``deadline``.
+
+    ``Retry-After`` is capped at ``MAX_RETRY_AFTER``, and no new try starts that could not end
+    before the deadline (under a lease, an answer after the lease ran out is thrown away).
+    """
 
     def __init__(self, *, deadline: Deadline | None = None, **options: Any) -> None:
         super().__init__(**options)
@@ -60,8 +64,11 @@ class BoundedRetry(Retry):
         return min(super().parse_retry_after(retry_after), MAX_RETRY_AFTER)
 
     def increment(self, *args: Any, **kwargs: Any) -> Self:
-        """The retries after one more failed try; raises ``MaxRetryError`` (or, for an error
-        status, lets urllib3 return the answer) when no try is left or no time for one."""
+        """The retries left after one more failed try.
+
+        Raises ``MaxRetryError`` (or, for an error status, lets urllib3 return the answer) when
+        no try is left or no time for one.
+        """
         new = super().increment(*args, **kwargs)
         response = kwargs.get("response")
         wait = (new.get_retry_after(response) if response is not None else None) or 0.0
@@ -75,8 +82,11 @@ class BoundedRetry(Retry):
 
 @dataclass(frozen=True)
 class Answer:
-    """The last answer of one call: its status, its first ``MAX_ANSWER_BYTES + 1`` bytes
-    (decoded), its content type, the URL asked and how many tries it took, said in words."""
+    """The last answer of one call: status, body, content type, URL and tries.
+
+    The body is the first ``MAX_ANSWER_BYTES + 1`` bytes (decoded); the tries are said in
+    words.
+    """
 
     status: int
     body: bytes
@@ -91,8 +101,11 @@ class Answer:
 
 
 class Unreachable(Exception):
-    """No answer came. ``fault`` names the network fault (never the request's text) and
-    ``tries`` how many tries were made."""
+    """No answer came.
+
+    ``fault`` names the network fault (never the request's text) and ``tries`` how many tries
+    were made.
+    """
 
     def __init__(self, fault: str, tries: str) -> None:
         super().__init__(fault)
@@ -118,9 +131,11 @@ class _OneCall(HTTPAdapter):
 
 
 class Http:
-    """One client's HTTP: ``timeout`` is ``(connect, read)`` seconds per try and ``retries`` the
-    extra tries for a transient fault. Safe to share between threads: each call carries its
-    own retries and deadline."""
+    """One client's HTTP, with bounded retries; safe to share between threads.
+
+    ``timeout`` is ``(connect, read)`` seconds per try and ``retries`` the extra tries for a
+    transient fault. Each call carries its own retries and deadline.
+    """
 
     def __init__(self, timeout: tuple[float, float], retries: int) -> None:
         self.timeout = timeout
