@@ -30,8 +30,9 @@ from ..errors import (
     LoginRequired,
     UsageError,
 )
-from ..token import MAX_DOCUMENT_BYTES, Token
-from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, View, polled_lease
+from ..token import Token
+from .base import Lease, RawDocument, TokenStore, View, polled_lease
+from .limits import MAX_DOCUMENT_BYTES, MAX_NOTES_BYTES, encode_document, encode_view
 
 #: How long a write waits for another process's lock on the same file.
 WRITE_WAIT_SECONDS = 30.0
@@ -79,7 +80,7 @@ class FileStore(TokenStore):
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, token: Token, expected_version: str | None) -> str:
-        data = token.to_json()
+        data = encode_document(token, self.url)
         with self._exclusive(WRITE_WAIT_SECONDS):
             if self.version() != expected_version:
                 raise self.changed_error()
@@ -210,10 +211,11 @@ class FileView(View):
         return (None, None) if found is None else self.usable(found[0], _digest(found[0]))
 
     def put(self, view: AccessView, expected_version: str | None) -> None:
+        data = encode_view(view, self.url)
         with self.store._exclusive(WRITE_WAIT_SECONDS):
             if self.current()[1] != expected_version:
                 raise self.store.changed_error("access view changed")
-            write_private(self.path, view.to_json())
+            write_private(self.path, data)
 
 
 def write_private(target: Path, data: bytes) -> None:
