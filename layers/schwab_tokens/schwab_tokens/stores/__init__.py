@@ -133,7 +133,8 @@ def _unknown_scheme_error(url: str, scheme: str) -> UsageError:
 
 
 def view_name(name: str) -> str:
-    """A file name or S3 key's access view: ``tokens.json`` -> ``tokens.access.json``."""
+    """The name of a file's or S3 key's access view: ``tokens.json`` ->
+    ``tokens.access.json``."""
     return name.removesuffix(".json") + ".access.json"
 
 
@@ -142,20 +143,21 @@ _SSM_UNSAFE = re.compile(r"[+=@]")
 
 
 def ssm_view_name(secret_name: str) -> str:
-    """The SSM parameter that holds the view of ``secretsmanager://secret_name``."""
+    """The name of the SSM parameter that holds the view of ``secretsmanager://secret_name``."""
     return "/" + _SSM_UNSAFE.sub("_", secret_name).lstrip("/") + ".access"
 
 
 def is_view_url(url: str) -> bool:
-    """Whether ``url`` names an access view rather than a token store (by the rule above)."""
+    """Whether ``url`` names an access view rather than a token store (by the module's
+    rules); never raises."""
     url = url.strip()
     return url.startswith(SSM_VIEW) or url.endswith(".access.json")
 
 
 def document_url(view_url: str) -> str:
-    """The token store whose access view ``view_url`` is, by the rule above (for a Secrets
-    Manager store's ``ssm:/NAME.access`` the name as written: ``+``, ``=`` and ``@`` became
-    ``_`` in it, so the stack's StoreUrl output is named too)."""
+    """The URL of the token store whose access view ``view_url`` is, by the module's rules,
+    for messages (for a Secrets Manager store's ``ssm:/NAME.access`` the name as written:
+    ``+``, ``=`` and ``@`` became ``_`` in it, so the stack's StoreUrl output is named too)."""
     view_url = view_url.strip()
     if view_url.startswith(SSM_VIEW):
         name = view_url.removeprefix(SSM_VIEW).strip("/").removesuffix(".access")
@@ -164,14 +166,16 @@ def document_url(view_url: str) -> str:
 
 
 def access_url(url: str, settings: Settings | None = None) -> str:
-    """Where the access view of the store at ``url`` lives (see the module's rules)."""
+    """The URL of the access view of the store at ``url`` (see the module's rules); raises
+    what ``store_from_url`` raises."""
     store = store_from_url(url, settings or Settings())
     return store.view.url
 
 
 def source_from_url(url: str, settings: Settings | None = None) -> TokenStore | View:
     """What a reader reads: a token store (any store URL) or an access view (a store's view URL,
-    or ``ssm:/NAME`` for a Secrets Manager store's)."""
+    or ``ssm:/NAME`` for a Secrets Manager store's). Raises ``UsageError`` as
+    ``store_from_url`` does."""
     if isinstance(url, str) and url.strip().startswith(SSM_VIEW):
         from .ssm import SsmView
 

@@ -4,7 +4,8 @@ Every backend offers the same things: read the document with an opaque version, 
 conditionally on the version read, hold a short single-flight lease around a refresh, and keep a
 small record of notes beside the token (which Schwab login it is, which notifications were sent)
 with the same compare-and-swap. Stores know nothing of OAuth; parsing, messages and the lease's
-bookkeeping are shared here so every backend behaves and reports alike.
+bookkeeping are shared here, and the sizes every store keeps in ``limits.py``, so every backend
+behaves and reports alike (docs/architecture.md, "The store protocol").
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 
 def check_parameter_name(name: str, fix: str) -> None:
-    """Refuse, before any call, a name SSM would refuse (``UsageError`` naming ``fix``): SSM
-    takes /NAME of letters, digits and ``_ . - /``, and no name beginning with aws or ssm
-    (case-insensitive, ``/aws...`` included)."""
+    """Return nothing for a name SSM takes; raise ``UsageError`` naming ``fix``, before any
+    call, for a name SSM would refuse. SSM takes /NAME of letters, digits and ``_ . - /``, and
+    no name beginning with aws or ssm (case-insensitive, ``/aws...`` included)."""
     top = name.lstrip("/").lower()
     if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
         raise UsageError(
