@@ -46,13 +46,7 @@ def encode_document(token: Token, url: str) -> bytes:
     """``token`` as the store at ``url`` keeps it. Raises ``InvalidTokenDocument``, before any
     store is called, when it is over ``MAX_DOCUMENT_BYTES`` (extra fields kept from a document
     written by another tool can make it so)."""
-    raw = token.to_json()
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise InvalidTokenDocument(
-            f"this token document is {len(raw)} bytes, more than any store keeps "
-            f"({MAX_DOCUMENT_BYTES}); nothing was written to {url}, which holds what it held"
-        )
-    return raw
+    return _within(token.to_json(), MAX_DOCUMENT_BYTES, "this token document", url)
 
 
 def encode_notes(notes: dict[str, Any]) -> bytes:
@@ -70,10 +64,13 @@ def encode_notes(notes: dict[str, Any]) -> bytes:
 def encode_view(view: AccessView, url: str) -> bytes:
     """``view`` as stored at ``url``. Raises ``InvalidTokenDocument``, before any store is
     called, when it is over ``MAX_VIEW_BYTES``."""
-    raw = view.to_json()
-    if len(raw) > MAX_VIEW_BYTES:
+    return _within(view.to_json(), MAX_VIEW_BYTES, "this access view", url, " for one")
+
+
+def _within(raw: bytes, limit: int, what: str, url: str, per: str = "") -> bytes:
+    if len(raw) > limit:
         raise InvalidTokenDocument(
-            f"this access view is {len(raw)} bytes, more than any store keeps for one "
-            f"({MAX_VIEW_BYTES}); nothing was written to {url}, which holds what it held"
+            f"{what} is {len(raw)} bytes, more than any store keeps{per} ({limit}); "
+            f"nothing was written to {url}, which holds what it held"
         )
     return raw
