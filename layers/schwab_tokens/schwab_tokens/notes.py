@@ -1,6 +1,6 @@
 """The notes a store keeps beside its token: which login they are about, and what is known of it.
 
-One small JSON object (at most ``stores.base.MAX_NOTES_BYTES``), read and written with the same
+One small JSON object (at most ``stores.limits.MAX_NOTES_BYTES``), read and written with the same
 compare-and-swap as the token (``TokenStore.read_notes`` / ``write_notes``). Its keys:
 
 - ``login``: the ``creation_timestamp`` of the login the notes are about. Notes of another login
@@ -36,15 +36,15 @@ OVER = "over"
 SENT = "sent"
 FAILING = "failing"
 FORCED = "forced"
-#: What older versions wrote instead of ``failing``; read once, then replaced.
+#: The pair of keys read as ``failing`` (``normalized``), and replaced by it on the next write.
 _LEGACY_FAILING = ("failing_since", "failing_sent")
 #: A notes update that keeps losing to other writers gives up after this many tries.
 WRITE_ATTEMPTS = 3
 
 
 def normalized(notes: dict[str, Any]) -> dict[str, Any]:
-    """``notes`` in today's form (an older version's ``failing_since``/``failing_sent`` become
-    ``failing``), so old keys never pile up beside new ones."""
+    """``notes`` with the pair ``failing_since``/``failing_sent`` turned into ``failing``, so
+    the two forms never pile up side by side; ``notes`` itself when it has neither. Pure."""
     if not any(key in notes for key in _LEGACY_FAILING):
         return notes
     new = {k: v for k, v in notes.items() if k not in _LEGACY_FAILING}
@@ -55,7 +55,8 @@ def normalized(notes: dict[str, Any]) -> dict[str, Any]:
 
 
 def failing(notes: dict[str, Any]) -> tuple[float, bool] | None:
-    """Since when refreshes have failed and whether that was said, or None."""
+    """Since when refreshes have failed (epoch seconds) and whether that was said, or None
+    when they are not failing (or the time is no time). Pure."""
     noted = normalized(notes).get(FAILING)
     if isinstance(noted, list) and len(noted) == 2 and _is_time(noted[0]):
         return float(noted[0]), bool(noted[1])
@@ -63,8 +64,8 @@ def failing(notes: dict[str, Any]) -> tuple[float, bool] | None:
 
 
 def login_over(notes: dict[str, Any], token: Token) -> bool:
-    """Whether a run found ``token``'s login over (notes about another login say nothing).
-    ``sent: login_required`` counts too: it is what versions before ``over`` noted."""
+    """Whether a run found ``token``'s login over (notes about another login say nothing):
+    ``over``, or a ``login_required`` notice sent, noted for that login. Pure."""
     if notes.get(LOGIN) != token.creation_timestamp:
         return False
     return bool(notes.get(OVER)) or notes.get(SENT) == "login_required"

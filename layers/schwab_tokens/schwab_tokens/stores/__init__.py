@@ -22,6 +22,7 @@ one rule per kind of store, so no writer needs to be told:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ..errors import UsageError
 from ..settings import Settings
@@ -36,10 +37,12 @@ _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 
 
 def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
-    """``PATH`` or ``file:PATH``, ``s3://BUCKET/KEY`` or ``secretsmanager://NAME``.
+    """The store at ``PATH`` or ``file:PATH``, ``s3://BUCKET/KEY`` or ``secretsmanager://NAME``.
 
-    ``settings`` (default: ``Settings.from_env()``) supply what writers need: the KMS key for
-    new objects and secrets, and the writer's name for S3 metadata.
+    ``settings`` (default: ``Settings.from_env()``, read only for an AWS store) supply what
+    writers need: the KMS key for new objects and secrets, and the writer's name for S3
+    metadata. Raises ``UsageError`` naming the right form for a URL that is empty, of no known
+    scheme, of a scheme's wrong form, or an access view's.
     """
     if not isinstance(url, str) or not url.strip():
         raise UsageError(f"the store URL is empty: give {FORMS}")
@@ -55,60 +58,83 @@ def store_from_url(url: str, settings: Settings | None = None) -> TokenStore:
         )
     scheme = _SCHEME.match(url)
     if scheme is None or scheme.group(1) == "file":
-        from .file import FileStore
-
-        path = url.removeprefix("file:")
-        if not path:
-            raise UsageError("file: needs a path, as in file:tokens.json")
-        return FileStore(path, url=url)
+        return _file_store(url)
     settings = Settings.from_env() if settings is None else settings
-    if url.startswith("s3://"):
-        bucket, _, key = url[len("s3://") :].partition("/")
-        if _BUCKET.fullmatch(bucket) and not key:
-            raise UsageError(
-                f"{url!r} names a bucket but no key: an S3 store URL is s3://BUCKET/KEY, e.g. "
-                f"s3://{bucket}/schwab/tokens.json (the stack's StoreUrl output)"
-            )
-        if not _BUCKET.fullmatch(bucket):
-            raise UsageError(
-                f"an S3 store URL is s3://BUCKET/KEY with a bucket name of 3-63 lowercase "
-                f"letters, digits, dots or hyphens, not {url!r}"
-            )
-        from .s3 import S3Store
+    for prefix, parse in _AWS_STORES.items():
+        if url.startswith(prefix):
+            return parse(url, settings)
+    raise _unknown_scheme_error(url, scheme.group(1))
 
-        return S3Store(
-            bucket,
-            key,
-            url=url,
-            kms_key_id=settings.kms_key_id,
-            writer=settings.writer,
-            region=settings.region,
-        )
-    if url.startswith("secretsmanager://"):
-        name = url[len("secretsmanager://") :]
-        if not _SECRET_NAME.fullmatch(name):
-            raise UsageError(
-                "a Secrets Manager store URL is secretsmanager://NAME, the name made of letters, "
-                f"digits and /_+=.@- (at most 512), not {url!r}"
-            )
-        from .secretsmanager import SecretsManagerStore
 
-        return SecretsManagerStore(
-            name, url=url, kms_key_id=settings.kms_key_id, region=settings.region
+def _file_store(url: str) -> TokenStore:
+    from .file import FileStore
+
+    path = url.removeprefix("file:")
+    if not path:
+        raise UsageError("file: needs a path, as in file:tokens.json")
+    return FileStore(path, url=url)
+
+
+def _s3_store(url: str, settings: Settings) -> TokenStore:
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if _BUCKET.fullmatch(bucket) and not key:
+        raise UsageError(
+            f"{url!r} names a bucket but no key: an S3 store URL is s3://BUCKET/KEY, e.g. "
+            f"s3://{bucket}/schwab/tokens.json (the stack's StoreUrl output)"
         )
-    hint = {"s3": "s3://BUCKET/KEY", "secretsmanager": "secretsmanager://NAME"}.get(
-        scheme.group(1).lower()
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"an S3 store URL is s3://BUCKET/KEY with a bucket name of 3-63 lowercase "
+            f"letters, digits, dots or hyphens, not {url!r}"
+        )
+    from .s3 import S3Store
+
+    return S3Store(
+        bucket,
+        key,
+        url=url,
+        kms_key_id=settings.kms_key_id,
+        writer=settings.writer,
+        region=settings.region,
     )
+
+
+def _secretsmanager_store(url: str, settings: Settings) -> TokenStore:
+    name = url[len("secretsmanager://") :]
+    if not _SECRET_NAME.fullmatch(name):
+        raise UsageError(
+            "a Secrets Manager store URL is secretsmanager://NAME, the name made of letters, "
+            f"digits and /_+=.@- (at most 512), not {url!r}"
+        )
+    from .secretsmanager import SecretsManagerStore
+
+    return SecretsManagerStore(
+        name, url=url, kms_key_id=settings.kms_key_id, region=settings.region
+    )
+
+
+#: The AWS stores by the prefix of their URL (a file store needs no settings).
+_AWS_STORES: dict[str, Callable[[str, Settings], TokenStore]] = {
+    "s3://": _s3_store,
+    "secretsmanager://": _secretsmanager_store,
+}
+
+
+def _unknown_scheme_error(url: str, scheme: str) -> UsageError:
+    hint = {"s3": "s3://BUCKET/KEY", "secretsmanager": "secretsmanager://NAME"}.get(scheme.lower())
     if hint:
-        raise UsageError(f"{url!r} is not a store URL: write it as {hint} (lowercase, two slashes)")
-    raise UsageError(
-        f"unknown store URL scheme {scheme.group(1)!r} in {url!r}: use {FORMS} "
+        return UsageError(
+            f"{url!r} is not a store URL: write it as {hint} (lowercase, two slashes)"
+        )
+    return UsageError(
+        f"unknown store URL scheme {scheme!r} in {url!r}: use {FORMS} "
         "(a file whose name has a colon: ./NAME or file:NAME)"
     )
 
 
 def view_name(name: str) -> str:
-    """A file name or S3 key's access view: ``tokens.json`` -> ``tokens.access.json``."""
+    """The name of a file's or S3 key's access view: ``tokens.json`` ->
+    ``tokens.access.json``."""
     return name.removesuffix(".json") + ".access.json"
 
 
@@ -117,20 +143,21 @@ _SSM_UNSAFE = re.compile(r"[+=@]")
 
 
 def ssm_view_name(secret_name: str) -> str:
-    """The SSM parameter that holds the view of ``secretsmanager://secret_name``."""
+    """The name of the SSM parameter that holds the view of ``secretsmanager://secret_name``."""
     return "/" + _SSM_UNSAFE.sub("_", secret_name).lstrip("/") + ".access"
 
 
 def is_view_url(url: str) -> bool:
-    """Whether ``url`` names an access view rather than a token store (by the rule above)."""
+    """Whether ``url`` names an access view rather than a token store (by the module's
+    rules); never raises."""
     url = url.strip()
     return url.startswith(SSM_VIEW) or url.endswith(".access.json")
 
 
 def document_url(view_url: str) -> str:
-    """The token store whose access view ``view_url`` is, by the rule above (for a Secrets
-    Manager store's ``ssm:/NAME.access`` the name as written: ``+``, ``=`` and ``@`` became
-    ``_`` in it, so the stack's StoreUrl output is named too)."""
+    """The URL of the token store whose access view ``view_url`` is, by the module's rules,
+    for messages (for a Secrets Manager store's ``ssm:/NAME.access`` the name as written:
+    ``+``, ``=`` and ``@`` became ``_`` in it, so the stack's StoreUrl output is named too)."""
     view_url = view_url.strip()
     if view_url.startswith(SSM_VIEW):
         name = view_url.removeprefix(SSM_VIEW).strip("/").removesuffix(".access")
@@ -139,14 +166,16 @@ def document_url(view_url: str) -> str:
 
 
 def access_url(url: str, settings: Settings | None = None) -> str:
-    """Where the access view of the store at ``url`` lives (see the module's rules)."""
+    """The URL of the access view of the store at ``url`` (see the module's rules); raises
+    what ``store_from_url`` raises."""
     store = store_from_url(url, settings or Settings())
     return store.view.url
 
 
 def source_from_url(url: str, settings: Settings | None = None) -> TokenStore | View:
     """What a reader reads: a token store (any store URL) or an access view (a store's view URL,
-    or ``ssm:/NAME`` for a Secrets Manager store's)."""
+    or ``ssm:/NAME`` for a Secrets Manager store's). Raises ``UsageError`` as
+    ``store_from_url`` does."""
     if isinstance(url, str) and url.strip().startswith(SSM_VIEW):
         from .ssm import SsmView
 

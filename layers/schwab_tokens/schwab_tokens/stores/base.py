@@ -4,7 +4,8 @@ Every backend offers the same things: read the document with an opaque version, 
 conditionally on the version read, hold a short single-flight lease around a refresh, and keep a
 small record of notes beside the token (which Schwab login it is, which notifications were sent)
 with the same compare-and-swap. Stores know nothing of OAuth; parsing, messages and the lease's
-bookkeeping are shared here so every backend behaves and reports alike.
+bookkeeping are shared here, and the sizes every store keeps in ``limits.py``, so every backend
+behaves and reports alike (docs/architecture.md, "The store protocol").
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -25,18 +26,26 @@ from ..errors import (
     InvalidTokenDocument,
     LeaseBusy,
     LoginRequired,
-    NotesTooLarge,
     SchwabTokensError,
     WriteConflict,
 )
 from ..token import Token
+from .limits import MAX_NOTES_BYTES, encode_notes
+
+__all__ = [
+    "MAX_NOTES_BYTES",
+    "Lease",
+    "RawDocument",
+    "Stored",
+    "TokenStore",
+    "View",
+    "encode_notes",
+    "polled_lease",
+    "response_date",
+    "safety",
+]
 
 log = logging.getLogger(__name__)
-
-#: The notes (``notes.py``: a login time, an account fingerprint, a few marks) as JSON bytes, in
-#: every store. Secrets Manager keeps them in a staging label of at most 256 characters,
-#: ``notes.<sequence, up to 12 digits>.<base64>``, which leaves 237 characters: 177 bytes.
-MAX_NOTES_BYTES = 176
 
 
 class RawDocument(NamedTuple):
@@ -75,6 +84,7 @@ class Lease:
         self._clock = clock
 
     def valid(self) -> bool:
+        """Whether the lease is held and its deadline not yet reached (never raises)."""
         return self.held and self._clock() < self.deadline
 
     def time_left(self) -> float:
@@ -82,11 +92,13 @@ class Lease:
         return max(0.0, self.deadline - self._clock()) if self.held else 0.0
 
     def __bool__(self) -> bool:
+        """``held``."""
         return self.held
 
 
 def safety(ttl: float) -> float:
-    """How long before its ttl a holder stops: clock-rate drift and the store's rounding."""
+    """How many seconds before its ttl a holder stops: clock-rate drift and the store's
+    rounding."""
     return min(10.0, ttl * 0.1)
 
 
@@ -99,9 +111,11 @@ class View(abc.ABC):
 
     @abc.abstractmethod
     def read_raw(self) -> RawDocument:
-        """The stored view's bytes and version; ``LoginRequired`` if there is none yet."""
+        """The stored view's bytes, version and write time; raises ``LoginRequired`` if there is
+        none yet."""
 
     def missing_error(self) -> LoginRequired:
+        """The ``LoginRequired`` for a view not written yet, naming the command that writes it."""
         writer = f" --store {self.store_url}" if self.store_url else ""
         return LoginRequired(
             f"no access view at {self.url} yet: every writer keeps it beside the token; "
@@ -109,7 +123,8 @@ class View(abc.ABC):
         )
 
     def usable(self, raw: bytes | str, version: str) -> tuple[AccessView | None, str | None]:
-        """``current()``'s answer for stored ``raw``: a view that does not parse is rewritten."""
+        """``current()``'s answer for stored ``raw``: the parsed view and ``version``, or None
+        and ``version`` for a view that does not parse (it is then rewritten). Never raises."""
         try:
             return AccessView.parse(raw, source=self.url), version
         except InvalidTokenDocument:
@@ -123,7 +138,9 @@ class View(abc.ABC):
     @abc.abstractmethod
     def put(self, view: AccessView, expected_version: str | None) -> None:
         """Store ``view`` if the stored one is still ``expected_version`` (atomically where the
-        backend can: ``WriteConflict`` otherwise)."""
+        backend can); returns nothing. Raises ``WriteConflict`` if it changed, and
+        ``InvalidTokenDocument`` for a view over ``limits.MAX_VIEW_BYTES`` (before any store
+        call: what was stored stays)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -136,8 +153,9 @@ class TokenStore(abc.ABC):
     url: str
 
     def read(self) -> Stored:
-        """The parsed document: ``LoginRequired`` when there is none, ``InvalidTokenDocument``
-        when what is there is not a token (it is then never overwritten by a refresh)."""
+        """The parsed document with its version. Raises ``LoginRequired`` when there is none,
+        ``InvalidTokenDocument`` when what is there is not a token (it is then never
+        overwritten by a refresh), and what ``read_raw`` raises."""
         try:
             raw, version, written_at = self.read_raw()
             token = Token.parse(raw, source=self.url)
@@ -146,7 +164,8 @@ class TokenStore(abc.ABC):
         return Stored(token, version, written_at)
 
     def relogin_fix(self) -> str:
-        """What puts a good document back: a login rewrites whatever is stored."""
+        """The sentence that says what puts a good document back: a login rewrites whatever is
+        stored."""
         return (
             "Nothing refreshes it as it is: `schwab-tokens login --store "
             f"{self.url}` replaces it with a new login"
@@ -154,7 +173,9 @@ class TokenStore(abc.ABC):
 
     @abc.abstractmethod
     def read_raw(self) -> RawDocument:
-        """The stored bytes, their version and write time; ``LoginRequired`` if there are none."""
+        """The stored bytes (at most ``limits.MAX_DOCUMENT_BYTES`` + 1: ``read`` refuses more),
+        their version and write time. Raises ``LoginRequired`` if there are none; a backend that
+        knows the size first may raise ``InvalidTokenDocument`` for a larger document."""
 
     @abc.abstractmethod
     def version(self) -> str | None:
@@ -163,7 +184,9 @@ class TokenStore(abc.ABC):
     @abc.abstractmethod
     def write(self, token: Token, expected_version: str | None) -> str:
         """Store ``token`` only if the current version is still ``expected_version`` (None: no
-        document yet); return the new version, or raise ``WriteConflict``."""
+        document yet); return the new version. Raises ``WriteConflict`` if it changed, and
+        ``InvalidTokenDocument`` for a document over ``limits.MAX_DOCUMENT_BYTES`` (before any
+        store call: what was stored stays)."""
 
     @abc.abstractmethod
     def lease(
@@ -213,7 +236,8 @@ class TokenStore(abc.ABC):
         yet); return the new version, or raise ``WriteConflict``."""
 
     def read_notes(self) -> tuple[dict[str, Any], str | None]:
-        """The notes (an empty dict when none or unreadable: they are advisory) and version."""
+        """The notes (an empty dict when none or unreadable: they are advisory) and their
+        version (None when there are none). Raises what ``read_notes_raw`` raises."""
         raw, version = self.read_notes_raw()
         if raw is None:
             return {}, None
@@ -225,8 +249,9 @@ class TokenStore(abc.ABC):
         return (data if isinstance(data, dict) else {}), version
 
     def write_notes(self, notes: dict[str, Any], expected_version: str | None) -> str:
-        """Replace the notes if their version is still ``expected_version``; the new version.
-        ``NotesTooLarge`` past ``MAX_NOTES_BYTES``, ``WriteConflict`` if they changed."""
+        """Replace the notes if their version is still ``expected_version``; returns the new
+        version. Raises ``NotesTooLarge`` past ``MAX_NOTES_BYTES`` (before any store call, so
+        the notes stored stay), ``WriteConflict`` if they changed."""
         raw = encode_notes(notes)
         return self.write_notes_raw(raw, expected_version)
 
@@ -234,7 +259,8 @@ class TokenStore(abc.ABC):
     def preflight(self) -> None:
         """Prove that this store can be written, before a login spends Schwab's one-time code:
         read the current document (none is fine) and take and release the lease, which needs
-        the same write permission, key and bucket or secret as the token itself."""
+        the same write permission, key and bucket or secret as the token itself. Returns
+        nothing; raises what ``read_raw`` and ``lease`` raise (``LoginRequired`` aside)."""
         with suppress(LoginRequired):
             self.read_raw()
         with self.lease(30.0, 10.0):
@@ -245,30 +271,23 @@ class TokenStore(abc.ABC):
 
     # -- messages every backend shares ------------------------------------------------------------
     def no_token_error(self) -> LoginRequired:
+        """The ``LoginRequired`` for a store that holds no token, naming the login command."""
         return LoginRequired(
             f"no token at {self.url}: run `schwab-tokens login --store {self.url}`"
         )
 
     def changed_error(self, what: str = "changed") -> WriteConflict:
+        """The ``WriteConflict`` for a conditional write that lost: the store ``what``."""
         return WriteConflict(f"{self.url} {what} since it was read; not overwritten")
 
     def deleted_error(self) -> WriteConflict:
+        """The ``WriteConflict`` for a document deleted since it was read."""
         return WriteConflict(f"{self.url} was deleted since it was read; not overwritten")
 
 
-def encode_notes(notes: dict[str, Any]) -> bytes:
-    """The notes as stored; ``NotesTooLarge`` (before any store is called) past the limit."""
-    raw = strictjson.dumps(notes)
-    if len(raw) > MAX_NOTES_BYTES:
-        raise NotesTooLarge(
-            f"notes of {len(raw)} bytes exceed the {MAX_NOTES_BYTES} every store can keep; "
-            "nothing was written (please report it)"
-        )
-    return raw
-
-
-def response_date(response: dict[str, Any]) -> float | None:
-    """The store's clock: the HTTP ``Date`` of an AWS answer (whole seconds), if it has one."""
+def response_date(response: Mapping[str, Any]) -> float | None:
+    """The store's clock: the HTTP ``Date`` of an AWS answer in epoch seconds (whole seconds),
+    or None when it has none or it does not parse. Never raises."""
     # Imported here: email.utils costs a consumer's cold start ~10 ms, and only an answer from
     # AWS (after boto3 is loaded anyway) carries a Date.
     from email.utils import parsedate_to_datetime
@@ -299,7 +318,9 @@ def polled_lease(
 
     Shared by the backends whose lease is a record (S3 object, secret label, lock file), and
     by the tests' in-memory store on its fake ``clock`` and ``sleep``. The deadline of a lease
-    that ``expires`` starts from before the attempt that took it.
+    that ``expires`` starts from before the attempt that took it. Yields the ``Lease`` (not held
+    when ``abandon_if`` answered true); raises ``LeaseBusy`` when ``wait`` ran out, and what
+    ``try_acquire`` raises. A failed ``release`` is logged, never raised.
     """
     deadline = clock() + wait
     delay = 0.05

@@ -30,15 +30,17 @@ from ..errors import (
     LoginRequired,
     UsageError,
 )
-from ..token import MAX_DOCUMENT_BYTES, Token
-from .base import MAX_NOTES_BYTES, Lease, RawDocument, TokenStore, View, polled_lease
+from ..token import Token
+from .base import Lease, RawDocument, TokenStore, View, polled_lease
+from .limits import MAX_DOCUMENT_BYTES, MAX_NOTES_BYTES, encode_document, encode_view
 
 #: How long a write waits for another process's lock on the same file.
 WRITE_WAIT_SECONDS = 30.0
 
 
 def user_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` with ``~`` expanded; a ``~user`` that does not exist is a usage error."""
+    """``path`` with ``~`` expanded; raises ``UsageError`` for a ``~user`` that does not
+    exist."""
     try:
         return Path(path).expanduser()
     except RuntimeError:
@@ -46,6 +48,9 @@ def user_path(path: str | os.PathLike[str]) -> Path:
 
 
 class FileStore(TokenStore):
+    """A token document in a local JSON file (see the module's docstring), its notes in
+    ``<file>.notes``, its lease the ``flock`` of ``<file>.lock``, its view a ``FileView``."""
+
     def __init__(self, path: str | os.PathLike[str], url: str | None = None) -> None:
         self.path = user_path(path)
         self.url = url or str(path)
@@ -79,7 +84,7 @@ class FileStore(TokenStore):
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, token: Token, expected_version: str | None) -> str:
-        data = token.to_json()
+        data = encode_document(token, self.url)
         with self._exclusive(WRITE_WAIT_SECONDS):
             if self.version() != expected_version:
                 raise self.changed_error()
@@ -96,6 +101,7 @@ class FileStore(TokenStore):
     # -- the access view -------------------------------------------------------------------------
     @property
     def view(self) -> FileView:
+        """The access view beside the token file (``FileView``)."""
         return self._view
 
     # -- notes -------------------------------------------------------------------------------
@@ -116,7 +122,9 @@ class FileStore(TokenStore):
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> contextlib.AbstractContextManager[Lease]:
-        # The kernel releases a dead holder's flock at once: no ttl, no deadline.
+        """The ``flock`` of ``<file>.lock``, re-entrant per thread; the kernel releases a dead
+        holder's lock at once, so it has no deadline. Raises ``LeaseBusy`` when ``wait`` runs
+        out, ``ConfigurationError`` or ``AccessDenied`` when the lock file cannot be opened."""
         return self._exclusive(wait, abandon_if, ttl)
 
     @contextlib.contextmanager
@@ -164,7 +172,8 @@ class FileStore(TokenStore):
         lock, notes or view of a login that never happened): the token must be readable (none
         is fine), none of the files a login writes a symlink, an existing lock must open and
         lock, and the folder must take a new file (a temp file, removed at once: the lock, the
-        token and its notes and view are all made in that folder, by the same user)."""
+        token and its notes and view are all made in that folder, by the same user). Returns
+        nothing; raises ``ConfigurationError`` or ``AccessDenied`` naming what is in the way."""
         with contextlib.suppress(LoginRequired):
             self.read_raw()
         for path in (self.path, self.notes_path, self._view.path):
@@ -210,10 +219,11 @@ class FileView(View):
         return (None, None) if found is None else self.usable(found[0], _digest(found[0]))
 
     def put(self, view: AccessView, expected_version: str | None) -> None:
+        data = encode_view(view, self.url)
         with self.store._exclusive(WRITE_WAIT_SECONDS):
             if self.current()[1] != expected_version:
                 raise self.store.changed_error("access view changed")
-            write_private(self.path, view.to_json())
+            write_private(self.path, data)
 
 
 def write_private(target: Path, data: bytes) -> None:
@@ -222,7 +232,7 @@ def write_private(target: Path, data: bytes) -> None:
     file or the new one, never half of one, and an old file's wider mode goes with it. Missing
     folders are created 0700. Raises ``ConfigurationError`` for a symlink at ``target`` (see
     ``refuse_symlink``), ``AccessDenied`` or ``ConfigurationError`` for what the file system
-    refuses, naming the path."""
+    refuses, naming the path. Returns nothing."""
     folder = target.parent
     make_private_folders(folder)
     refuse_symlink(target)
@@ -243,7 +253,8 @@ def write_private(target: Path, data: bytes) -> None:
 
 
 def refuse_symlink(target: Path) -> None:
-    """``ConfigurationError`` if ``target`` is a symlink: writing through it would write
+    """Return nothing, or raise ``ConfigurationError`` if ``target`` is a symlink: writing
+    through it would write
     wherever it points, and replacing it would silently cut the user's link (and, for a token,
     put its lock in another folder than another link's to the same file)."""
     if target.is_symlink():
@@ -255,7 +266,8 @@ def refuse_symlink(target: Path) -> None:
 
 def make_private_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents 0700 whatever the umask (a token's folder is
-    nobody else's business); returns those it created, outermost first."""
+    nobody else's business); returns those it created, outermost first. Raises
+    ``AccessDenied`` or ``ConfigurationError`` naming a folder it could not create."""
     missing = []
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)

@@ -11,7 +11,7 @@ current one again. It never holds a token the store did not hold.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import aws
 from ..access import AccessView
@@ -22,6 +22,11 @@ from ..errors import (
 )
 from ..settings import Settings
 from .base import RawDocument, View
+from .limits import encode_view
+
+if TYPE_CHECKING:  # type stubs, a development dependency only
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_ssm.type_defs import GetParameterResultTypeDef
 
 PREFIX = "ssm:"
 #: SSM's own rules for names: a-z, A-Z, 0-9, _ . - and / (and never aws* or ssm* at the top).
@@ -29,9 +34,9 @@ _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 
 def check_parameter_name(name: str, fix: str) -> None:
-    """Refuse, before any call, a name SSM would refuse (``UsageError`` naming ``fix``): SSM
-    takes /NAME of letters, digits and ``_ . - /``, and no name beginning with aws or ssm
-    (case-insensitive, ``/aws...`` included)."""
+    """Return nothing for a name SSM takes; raise ``UsageError`` naming ``fix``, before any
+    call, for a name SSM would refuse. SSM takes /NAME of letters, digits and ``_ . - /``, and
+    no name beginning with aws or ssm (case-insensitive, ``/aws...`` included)."""
     top = name.lstrip("/").lower()
     if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
         raise UsageError(
@@ -41,6 +46,9 @@ def check_parameter_name(name: str, fix: str) -> None:
 
 
 class SsmView(View):
+    """The access view of a Secrets Manager store: an SSM SecureString standard parameter
+    (see the module's docstring), at most ``limits.MAX_VIEW_BYTES`` like every view."""
+
     def __init__(
         self,
         name: str,
@@ -64,6 +72,8 @@ class SsmView(View):
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SsmView:
+        """The view at ``ssm:/NAME`` for a consumer; raises ``UsageError`` for a name SSM would
+        refuse."""
         return cls(url.removeprefix(PREFIX), kms_key_id=settings.kms_key_id, region=settings.region)
 
     def read_raw(self) -> RawDocument:
@@ -86,6 +96,7 @@ class SsmView(View):
         return self.usable(str(parameter.get("Value", "")), str(parameter.get("Version")))
 
     def put(self, view: AccessView, expected_version: str | None) -> None:
+        value = encode_view(view, self.url).decode()
         current = self._get()
         found = None if current is None else str(current["Parameter"].get("Version"))
         if found != expected_version:
@@ -93,9 +104,9 @@ class SsmView(View):
         key = self.kms_key_id or (self.key_of_store() if self.key_of_store else None)
         options: dict[str, Any] = {"KeyId": key} if key else {}
         try:
-            aws.client("ssm", self.region).put_parameter(
+            self._client().put_parameter(
                 Name=self.name,
-                Value=view.to_json().decode(),
+                Value=value,
                 Type="SecureString",
                 Tier="Standard",
                 Overwrite=True,
@@ -105,11 +116,13 @@ class SsmView(View):
         except aws.boto_errors() as exc:
             raise aws.translate(exc, what=self.url, action="ssm:PutParameter") from exc
 
-    def _get(self) -> dict[str, Any] | None:
+    def _client(self) -> SSMClient:
+        client: SSMClient = aws.client("ssm", self.region)
+        return client
+
+    def _get(self) -> GetParameterResultTypeDef | None:
         try:
-            response: dict[str, Any] = aws.client("ssm", self.region).get_parameter(
-                Name=self.name, WithDecryption=True
-            )
+            response = self._client().get_parameter(Name=self.name, WithDecryption=True)
         except aws.boto_errors() as exc:
             if aws.error_code(exc) == "ParameterNotFound":
                 return None
