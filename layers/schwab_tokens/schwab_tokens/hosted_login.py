@@ -205,16 +205,7 @@ class HostedLogin:
         if not shared:
             # Schwab lets the user pick the accounts at each login: a subset, or another mix,
             # of the same person's accounts is fine; a login sharing none is someone else's.
-            return _page(
-                409,
-                "other_account",
-                "None of these accounts belong to this token's login",
-                "The accounts you linked at Schwab just now share none with the login your bots "
-                "use, so nothing changed: this is another Schwab user, or you linked only other "
-                "accounts. Open the link again, log in with the usual Schwab user and link at "
-                "least one account your bots trade. To move the token to other accounts on "
-                "purpose, run `schwab-tokens login` on your computer.",
-            )
+            return _other_account()
         token = record_login(self.store, token, account, replaces=ticket.login)
         ends = time.strftime("%a %d %b %Y, %H:%M UTC", time.gmtime(token.refresh_expires_at))
         return Page(
@@ -270,6 +261,19 @@ def _unchecked() -> Page:
         "This token's Schwab login was not noted (or was noted under another app secret), so a "
         "login from here could not be checked to be yours. Run `schwab-tokens login` on your "
         "computer once; after that, login links work.",
+    )
+
+
+def _other_account() -> Page:
+    return _page(
+        409,
+        "other_account",
+        "None of these accounts belong to this token's login",
+        "The accounts you linked at Schwab just now share none with the login your bots "
+        "use, so nothing changed: this is another Schwab user, or you linked only other "
+        "accounts. Open the link again, log in with the usual Schwab user and link at "
+        "least one account your bots trade. To move the token to other accounts on "
+        "purpose, run `schwab-tokens login` on your computer.",
     )
 
 

@@ -43,8 +43,11 @@ WRITE_ATTEMPTS = 3
 
 
 def normalized(notes: dict[str, Any]) -> dict[str, Any]:
-    """``notes`` with the pair ``failing_since``/``failing_sent`` turned into ``failing``, so
-    the two forms never pile up side by side; ``notes`` itself when it has neither. Pure."""
+    """``notes`` with the pair ``failing_since``/``failing_sent`` turned into ``failing``.
+
+    The two forms then never pile up side by side. Returns ``notes`` itself when it has
+    neither. Pure.
+    """
     if not any(key in notes for key in _LEGACY_FAILING):
         return notes
     new = {k: v for k, v in notes.items() if k not in _LEGACY_FAILING}
@@ -55,8 +58,10 @@ def normalized(notes: dict[str, Any]) -> dict[str, Any]:
 
 
 def failing(notes: dict[str, Any]) -> tuple[float, bool] | None:
-    """Since when refreshes have failed (epoch seconds) and whether that was said, or None
-    when they are not failing (or the time is no time). Pure."""
+    """Since when refreshes have failed (epoch seconds) and whether that was said.
+
+    None when they are not failing (or the time is no time). Pure.
+    """
     noted = normalized(notes).get(FAILING)
     if isinstance(noted, list) and len(noted) == 2 and _is_time(noted[0]):
         return float(noted[0]), bool(noted[1])
@@ -64,17 +69,22 @@ def failing(notes: dict[str, Any]) -> tuple[float, bool] | None:
 
 
 def login_over(notes: dict[str, Any], token: Token) -> bool:
-    """Whether a run found ``token``'s login over (notes about another login say nothing):
-    ``over``, or a ``login_required`` notice sent, noted for that login. Pure."""
+    """Whether a run found ``token``'s login over (notes about another login say nothing).
+
+    Over: ``over``, or a ``login_required`` notice sent, noted for that login. Pure.
+    """
     if notes.get(LOGIN) != token.creation_timestamp:
         return False
     return bool(notes.get(OVER)) or notes.get(SENT) == "login_required"
 
 
 def with_verdict(notes: dict[str, Any], token: Token, outcome: Outcome) -> dict[str, Any]:
-    """The notes after a run on ``token`` ended in ``outcome``: ``over`` set when it found the
-    login over, removed when it refreshed that login; unchanged otherwise (a still-fresh token
-    proves nothing about the login). Pure: returns ``notes`` itself when nothing changes."""
+    """The notes after a run on ``token`` ended in ``outcome``.
+
+    ``over`` is set when it found the login over, removed when it refreshed that login;
+    unchanged otherwise (a still-fresh token proves nothing about the login). Pure: returns
+    ``notes`` itself when nothing changes.
+    """
     notes = normalized(notes)
     noted = notes.get(LOGIN)
     if isinstance(noted, int | float) and noted > token.creation_timestamp:
@@ -91,9 +101,11 @@ def with_verdict(notes: dict[str, Any], token: Token, outcome: Outcome) -> dict[
 
 
 def record_verdict(store: TokenStore, token: Token | None, outcome: Outcome) -> None:
-    """Note what a run learnt about the login (``with_verdict``) beside the token, and mark the
-    access view when the login is over, so that readers say so too. Best effort, never raises:
-    the run's own outcome is already decided and reported."""
+    """Note what a run learnt about the login (``with_verdict``) beside the token.
+
+    Also marks the access view when the login is over, so that readers say so too. Best effort,
+    never raises: the run's own outcome is already decided and reported.
+    """
     if token is None or outcome not in (Outcome.REAUTH_REQUIRED, Outcome.REFRESHED):
         return
     try:

@@ -62,10 +62,13 @@ _PART_LIMIT = 2000  # a link or a command; longer is not ours
 
 @dataclass(frozen=True)
 class Notice:
-    """One notification. ``subject`` and ``message`` are the e-mail; ``line`` (what happened,
-    in one line), ``link`` (the one-time phone login, if any) and ``command`` (what to run on
-    a computer, if anything) are the parts a chat text is made of (``chat``). Built by
-    ``compose``, ``trial_notice`` and ``from_json``."""
+    """One notification: an e-mail and the parts a chat text is made of.
+
+    ``subject`` and ``message`` are the e-mail; ``line`` (what happened, in one line), ``link``
+    (the one-time phone login, if any) and ``command`` (what to run on a computer, if anything)
+    are the parts a chat text is made of (``chat``). Built by ``compose``, ``trial_notice`` and
+    ``from_json``.
+    """
 
     kind: Kind | Literal["test"]
     token_name: str
@@ -76,17 +79,21 @@ class Notice:
     command: str | None = None
 
     def chat(self) -> str:
-        """The chat text's body (its title is ``subject``), at most ``CHAT_LIMIT`` characters:
-        the line, then the link, or the command when there is no link. Never a token: only what
-        the e-mail says too."""
+        """The chat text's body (its title is ``subject``), at most ``CHAT_LIMIT`` characters.
+
+        The line, then the link, or the command when there is no link. Never a token: only what
+        the e-mail says too.
+        """
         action = self.link or self.command
         body = self.line if not action else f"{self.line}\n{action}" if self.line else action
         return body if len(body) <= CHAT_LIMIT else body[: CHAT_LIMIT - 3] + "..."
 
     def attributes(self) -> dict[str, str]:
-        """The SNS message attributes, name to string value: ``kind`` and ``token`` (a
-        subscription can filter on them) and the chat's parts (``NOTICE_ATTRIBUTE``, for the
-        notifier)."""
+        """The SNS message attributes, name to string value.
+
+        ``kind`` and ``token`` (a subscription can filter on them) and the chat's parts
+        (``NOTICE_ATTRIBUTE``, for the notifier).
+        """
         return {
             "kind": str(self.kind),
             "token": self.token_name,
@@ -107,10 +114,11 @@ class Notice:
 
     @classmethod
     def from_json(cls, text: str) -> Notice:
-        """The notice ``to_json`` wrote (its ``message``, the e-mail body, is "": it is not
-        carried). The text arrives from outside: anything else (not JSON, an unknown kind, a
-        part that is not a short string) raises ``ValueError``, whose message never quotes the
-        text."""
+        """The notice ``to_json`` wrote, its ``message`` "" (the e-mail body is not carried).
+
+        The text arrives from outside: anything else (not JSON, an unknown kind, a part that is
+        not a short string) raises ``ValueError``, whose message never quotes the text.
+        """
         if len(text) > 4 * _PART_LIMIT:
             raise ValueError("the notice is too long to be ours")
         try:
@@ -147,8 +155,11 @@ class Notice:
 
 
 def login_level(result: RunResult, now: float) -> Kind | None:
-    """How close the token's login is to its end at ``now``, from this run's result: one of
-    the login's notice kinds, or None when it is far (or there is no token). Raises nothing."""
+    """How close the token's login is to its end at ``now``, from this run's result.
+
+    Returns one of the login's notice kinds, or None when it is far (or there is no token).
+    Raises nothing.
+    """
     token = result.token
     if token is None:
         return None  # never logged in: nothing to warn about, the user knows
@@ -166,8 +177,9 @@ def login_level(result: RunResult, now: float) -> Kind | None:
 def next_notes(
     notes: dict[str, Any], result: RunResult, now: float
 ) -> tuple[dict[str, Any], Kind | None]:
-    """The notes after this run, and the kind of notification to send (at most one per run,
-    None for none). Raises nothing.
+    """The notes after this run, and the kind of notification to send (None for none).
+
+    At most one notification per run. Raises nothing.
 
     Pure: the same notes and result always give the same answer, which is what makes a
     compare-and-swap of the notes a sufficient guard against sending twice. The run's verdict on
@@ -293,10 +305,11 @@ def compose(
     link: str | None,
     cli: str | None = None,
 ) -> Notice:
-    """The ``Notice`` of ``kind`` for the token ``name`` in the store ``url``: an e-mail whose
-    subject is enough on a lock screen and whose body says what happened, when the bots stop
-    and what to do, and the same in chat's parts. ``link`` is a one-time phone login, ``cli``
-    the login command to print (default: ``schwab-tokens login --store URL``). Raises nothing.
+    """The ``Notice`` of ``kind`` for the token ``name`` in the store ``url``; raises nothing.
+
+    An e-mail whose subject is enough on a lock screen and whose body says what happened, when
+    the bots stop and what to do, and the same in chat's parts. ``link`` is a one-time phone
+    login, ``cli`` the login command to print (default: ``schwab-tokens login --store URL``).
     """
     moment = _Moment(
         name,
@@ -319,8 +332,10 @@ def compose(
 
 
 def trial_notice(name: str, sender: str) -> Notice:
-    """The ``Notice`` that ``schwab-tokens alerts test`` sends: it says where it came from and
-    asks nothing. Raises nothing."""
+    """The ``Notice`` that ``schwab-tokens alerts test`` sends; raises nothing.
+
+    It says where it came from and asks nothing.
+    """
     line = f"A test from {sender}: your alerts reach you. Nothing to do."
     return Notice(TEST, name, f"Schwab token '{_short(name)}': test alert", f"{line}\n", line)
 

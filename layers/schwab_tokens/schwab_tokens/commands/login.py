@@ -22,7 +22,7 @@ LOGIN_TIMEOUT_SECONDS = 300.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``login``'s flags to its subcommand's parser. Returns nothing; raises nothing."""
+    """Add ``login``'s flags to its subcommand's parser; raises nothing."""
     add_app_credentials(parser)
     parser.add_argument(
         "--callback-url",
@@ -38,12 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Log in through Schwab's authorize page and store the first token; with
-    ``--credentials-secret`` and a key and secret given, store those too once Schwab took them.
-    Returns the exit code (0). Raises the package's errors (a bad flag or callback URL, a store
-    that cannot take the token, no app credentials, a login that was refused, cancelled or not
-    completed in time), each with its exit code; the store is changed only by a login that
-    succeeded."""
+    """Log in through Schwab's authorize page and store the first token; returns 0.
+
+    With ``--credentials-secret`` and a key and secret given, store those too once Schwab took
+    them. Raises the package's errors (a bad flag or callback URL, a store that cannot take the
+    token, no app credentials, a login that was refused, cancelled or not completed in time),
+    each with its exit code; the store is changed only by a login that succeeded.
+    """
     from ..login_flow import DEFAULT_CALLBACK_URL, check_callback_url, complete_login
     from ..oauth import SchwabOAuth
 

@@ -55,9 +55,11 @@ PER_TOKEN_METRICS = frozenset(
 
 
 class RefreshRunFailed(SchwabTokensError):
-    """What ``handle`` raises after reporting every token, when one failed in a way the refresher
-    cannot tell the user itself (anything but a temporary failure or a dead login), so the
-    invocation counts as an error."""
+    """What ``handle`` raises after reporting every token, when one failed unexpectedly.
+
+    Unexpectedly: in a way the refresher cannot tell the user itself (anything but a temporary
+    failure or a dead login), so the invocation counts as an error.
+    """
 
 
 def handle(
@@ -66,11 +68,13 @@ def handle(
     clock: Clock = time.time,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """One invocation: refresh, report and notify each token. Returns the summary: the overall
-    outcome and each token's result. Raises the ``SchwabTokensError`` that makes the settings or
-    the event unusable (after logging it), and ``RefreshRunFailed`` (after reporting) when a
-    token failed otherwise than temporarily or by a dead login. ``request_id`` is Lambda's (the
-    same on its retries of an asynchronous invocation)."""
+    """One invocation: refresh, report and notify each token; returns the run's summary.
+
+    The summary holds the overall outcome and each token's result. ``request_id`` is Lambda's
+    (the same on its retries of an asynchronous invocation). Raises the ``SchwabTokensError``
+    that makes the settings or the event unusable (after logging it), and ``RefreshRunFailed``
+    (after reporting) when a token failed otherwise than temporarily or by a dead login.
+    """
     settings, force, targets = _configure(event, settings)
     forcing = _Forcing(force, request_id)
     runs = refresh_all(targets, settings, force=forcing, clock=clock)
@@ -141,9 +145,11 @@ def _raise_unreported(runs: Sequence[TokenRun]) -> None:
 
 
 def parse_event(event: Any) -> bool:
-    """Whether the event forces a refresh: its ``force``, a JSON boolean, at the top or in
-    EventBridge's ``detail`` (False when absent). Raises ``UsageError`` for an event that is not
-    a JSON object or a ``force`` that is not a boolean."""
+    """Whether the event forces a refresh (False when it does not say).
+
+    The event's ``force``, a JSON boolean, at the top or in EventBridge's ``detail``. Raises
+    ``UsageError`` for an event that is not a JSON object or a ``force`` that is not a boolean.
+    """
     if event is None:
         return False
     if not isinstance(event, Mapping):
@@ -182,9 +188,11 @@ class _Forcing:
 
 
 def forced_mark(request_id: str | None) -> str | None:
-    """What the notes keep of the request id (``notes.FORCED``, "this invocation's forced
-    refresh is done"): short (the notes are small), not the id itself; None without an id.
-    Raises nothing."""
+    """What the notes keep of the request id (``notes.FORCED``), or None without an id.
+
+    The mark says "this invocation's forced refresh is done": short (the notes are small), not
+    the id itself. Raises nothing.
+    """
     if not request_id:
         return None
     return hashlib.sha256(request_id.encode()).hexdigest()[:12]
@@ -216,8 +224,7 @@ def _note_forced(target: Target, store: TokenStore, mark: str) -> None:
 
 
 def short_repr(value: Any) -> str:
-    """Python's ``repr`` of a value from an event, cut to 40 characters for a message. Raises
-    nothing."""
+    """Python's ``repr`` of a value from an event, cut to 40 characters for a message."""
     return repr(value)[:40]
 
 
@@ -261,10 +268,12 @@ def _notify(
 
 
 def login_command(target: Target, settings: Settings) -> str:
-    """The CLI login the e-mails print, as one shell-quoted command line: complete, so that it
-    works as printed on a laptop with only AWS credentials (the app key and secret come from
-    the stack's credentials; the region is the stack's, whatever the laptop's default). Raises
-    nothing."""
+    """The CLI login the e-mails print, as one shell-quoted command line; raises nothing.
+
+    Complete, so that it works as printed on a laptop with only AWS credentials: the app key and
+    secret come from the stack's credentials, and the region is the stack's, whatever the
+    laptop's default.
+    """
     words = ["schwab-tokens", "login", "--store", target.url]
     credentials = target.credentials_secret or settings.credentials_secret
     if credentials:

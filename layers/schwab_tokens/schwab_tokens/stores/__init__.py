@@ -133,8 +133,7 @@ def _unknown_scheme_error(url: str, scheme: str) -> UsageError:
 
 
 def view_name(name: str) -> str:
-    """The name of a file's or S3 key's access view: ``tokens.json`` ->
-    ``tokens.access.json``."""
+    """The name of a file's or S3 key's access view: ``tokens.json`` -> ``tokens.access.json``."""
     return name.removesuffix(".json") + ".access.json"
 
 
@@ -148,16 +147,21 @@ def ssm_view_name(secret_name: str) -> str:
 
 
 def is_view_url(url: str) -> bool:
-    """Whether ``url`` names an access view rather than a token store (by the module's
-    rules); never raises."""
+    """Whether ``url`` names an access view rather than a token store (by the module's rules).
+
+    Never raises.
+    """
     url = url.strip()
     return url.startswith(SSM_VIEW) or url.endswith(".access.json")
 
 
 def document_url(view_url: str) -> str:
-    """The URL of the token store whose access view ``view_url`` is, by the module's rules,
-    for messages (for a Secrets Manager store's ``ssm:/NAME.access`` the name as written:
-    ``+``, ``=`` and ``@`` became ``_`` in it, so the stack's StoreUrl output is named too)."""
+    """The URL of the token store whose access view ``view_url`` is, for messages.
+
+    By the module's rules; for a Secrets Manager store's ``ssm:/NAME.access``, the name as
+    written (``+``, ``=`` and ``@`` became ``_`` in it), so the stack's StoreUrl output is
+    named too.
+    """
     view_url = view_url.strip()
     if view_url.startswith(SSM_VIEW):
         name = view_url.removeprefix(SSM_VIEW).strip("/").removesuffix(".access")
@@ -166,16 +170,20 @@ def document_url(view_url: str) -> str:
 
 
 def access_url(url: str, settings: Settings | None = None) -> str:
-    """The URL of the access view of the store at ``url`` (see the module's rules); raises
-    what ``store_from_url`` raises."""
+    """The URL of the access view of the store at ``url`` (see the module's rules).
+
+    Raises what ``store_from_url`` raises.
+    """
     store = store_from_url(url, settings or Settings())
     return store.view.url
 
 
 def source_from_url(url: str, settings: Settings | None = None) -> TokenStore | View:
-    """What a reader reads: a token store (any store URL) or an access view (a store's view URL,
-    or ``ssm:/NAME`` for a Secrets Manager store's). Raises ``UsageError`` as
-    ``store_from_url`` does."""
+    """What a reader reads: a token store (any store URL) or an access view.
+
+    A view is named by a store's view URL, or ``ssm:/NAME`` for a Secrets Manager store's.
+    Raises ``UsageError`` as ``store_from_url`` does.
+    """
     if isinstance(url, str) and url.strip().startswith(SSM_VIEW):
         from .ssm import SsmView
 

@@ -49,8 +49,11 @@ log = logging.getLogger(__name__)
 
 
 class RawDocument(NamedTuple):
-    """The stored bytes as read, the version a conditional write must name, and when the store
-    last wrote them (epoch seconds, from store metadata, if known)."""
+    """The stored bytes as read, the version a conditional write must name, and when written.
+
+    ``written_at`` is when the store last wrote them (epoch seconds, from store metadata), if
+    known.
+    """
 
     raw: bytes
     version: str
@@ -97,8 +100,10 @@ class Lease:
 
 
 def safety(ttl: float) -> float:
-    """How many seconds before its ttl a holder stops: clock-rate drift and the store's
-    rounding."""
+    """How many seconds before its ttl a holder stops.
+
+    The margin covers clock-rate drift and the store's rounding.
+    """
     return min(10.0, ttl * 0.1)
 
 
@@ -111,8 +116,10 @@ class View(abc.ABC):
 
     @abc.abstractmethod
     def read_raw(self) -> RawDocument:
-        """The stored view's bytes, version and write time; raises ``LoginRequired`` if there is
-        none yet."""
+        """The stored view's bytes, version and write time.
+
+        Raises ``LoginRequired`` if there is none yet.
+        """
 
     def missing_error(self) -> LoginRequired:
         """The ``LoginRequired`` for a view not written yet, naming the command that writes it."""
@@ -123,8 +130,11 @@ class View(abc.ABC):
         )
 
     def usable(self, raw: bytes | str, version: str) -> tuple[AccessView | None, str | None]:
-        """``current()``'s answer for stored ``raw``: the parsed view and ``version``, or None
-        and ``version`` for a view that does not parse (it is then rewritten). Never raises."""
+        """``current()``'s answer for stored ``raw``: the parsed view and ``version``.
+
+        None and ``version`` for a view that does not parse (it is then rewritten). Never
+        raises.
+        """
         try:
             return AccessView.parse(raw, source=self.url), version
         except InvalidTokenDocument:
@@ -132,30 +142,39 @@ class View(abc.ABC):
 
     @abc.abstractmethod
     def current(self) -> tuple[AccessView | None, str | None]:
-        """The stored view if a consumer can use it (None when there is none, it does not parse,
-        or consumers could not read it), and the version a write must name (None: none yet)."""
+        """The stored view if a consumer can use it, and the version a write must name.
+
+        The view is None when there is none, it does not parse, or consumers could not read it;
+        the version is None when there is none yet.
+        """
 
     @abc.abstractmethod
     def put(self, view: AccessView, expected_version: str | None) -> None:
-        """Store ``view`` if the stored one is still ``expected_version`` (atomically where the
-        backend can); returns nothing. Raises ``WriteConflict`` if it changed, and
+        """Store ``view`` if the stored one is still ``expected_version``.
+
+        Atomically where the backend can. Raises ``WriteConflict`` if it changed, and
         ``InvalidTokenDocument`` for a view over ``limits.MAX_VIEW_BYTES`` (before any store
-        call: what was stored stays)."""
+        call: what was stored stays).
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
 
 class TokenStore(abc.ABC):
-    """One token document in one place (a file, an S3 object, a secret), its notes, and the
-    access view beside it."""
+    """One token document in one place, its notes, and the access view beside it.
+
+    The place is a file, an S3 object or a secret.
+    """
 
     url: str
 
     def read(self) -> Stored:
-        """The parsed document with its version. Raises ``LoginRequired`` when there is none,
-        ``InvalidTokenDocument`` when what is there is not a token (it is then never
-        overwritten by a refresh), and what ``read_raw`` raises."""
+        """The parsed document with its version.
+
+        Raises ``LoginRequired`` when there is none, ``InvalidTokenDocument`` when what is there
+        is not a token (it is then never overwritten by a refresh), and what ``read_raw`` raises.
+        """
         try:
             raw, version, written_at = self.read_raw()
             token = Token.parse(raw, source=self.url)
@@ -164,8 +183,10 @@ class TokenStore(abc.ABC):
         return Stored(token, version, written_at)
 
     def relogin_fix(self) -> str:
-        """The sentence that says what puts a good document back: a login rewrites whatever is
-        stored."""
+        """The sentence that says what puts a good document back.
+
+        A login rewrites whatever is stored.
+        """
         return (
             "Nothing refreshes it as it is: `schwab-tokens login --store "
             f"{self.url}` replaces it with a new login"
@@ -173,9 +194,12 @@ class TokenStore(abc.ABC):
 
     @abc.abstractmethod
     def read_raw(self) -> RawDocument:
-        """The stored bytes (at most ``limits.MAX_DOCUMENT_BYTES`` + 1: ``read`` refuses more),
-        their version and write time. Raises ``LoginRequired`` if there are none; a backend that
-        knows the size first may raise ``InvalidTokenDocument`` for a larger document."""
+        """The stored bytes, their version and write time.
+
+        At most ``limits.MAX_DOCUMENT_BYTES`` + 1 bytes: ``read`` refuses more. Raises
+        ``LoginRequired`` if there are none; a backend that knows the size first may raise
+        ``InvalidTokenDocument`` for a larger document.
+        """
 
     @abc.abstractmethod
     def version(self) -> str | None:
@@ -183,10 +207,12 @@ class TokenStore(abc.ABC):
 
     @abc.abstractmethod
     def write(self, token: Token, expected_version: str | None) -> str:
-        """Store ``token`` only if the current version is still ``expected_version`` (None: no
-        document yet); return the new version. Raises ``WriteConflict`` if it changed, and
-        ``InvalidTokenDocument`` for a document over ``limits.MAX_DOCUMENT_BYTES`` (before any
-        store call: what was stored stays)."""
+        """Store ``token`` only if the current version is still ``expected_version``.
+
+        ``expected_version`` None means no document yet. Returns the new version. Raises
+        ``WriteConflict`` if it changed, and ``InvalidTokenDocument`` for a document over
+        ``limits.MAX_DOCUMENT_BYTES`` (before any store call: what was stored stays).
+        """
 
     @abc.abstractmethod
     def lease(
@@ -208,11 +234,14 @@ class TokenStore(abc.ABC):
         """This store's access view (where ``stores.access_url`` says it is)."""
 
     def sync_view(self, token: Token, *, login_required: bool = False) -> str:
-        """Make the access view mirror ``token``, a document this store holds (just read, or
-        just written: never one that failed validation), marked ``login_required`` when a run
-        found its login over. Returns ``"written"``, or ``"current"`` when the view already
-        covers it (``AccessView.covers``): a view never goes back to an older token, nor loses
-        the mark for the same token. Raises what the view's backend raises (no access, no key)."""
+        """Make the access view mirror ``token``, a document this store holds.
+
+        ``token`` was just read or just written: never one that failed validation. The view is
+        marked ``login_required`` when a run found its login over. Returns ``"written"``, or
+        ``"current"`` when the view already covers it (``AccessView.covers``): a view never goes
+        back to an older token, nor loses the mark for the same token. Raises what the view's
+        backend raises (no access, no key).
+        """
         wanted = AccessView.from_token(token, login_required=login_required)
         for _ in range(3):
             current, version = self.view.current()
@@ -232,12 +261,18 @@ class TokenStore(abc.ABC):
 
     @abc.abstractmethod
     def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
-        """Replace the notes only if their version is still ``expected_version`` (None: none
-        yet); return the new version, or raise ``WriteConflict``."""
+        """Replace the notes only if their version is still ``expected_version``.
+
+        ``expected_version`` None means none yet. Returns the new version; raises
+        ``WriteConflict`` if they changed.
+        """
 
     def read_notes(self) -> tuple[dict[str, Any], str | None]:
-        """The notes (an empty dict when none or unreadable: they are advisory) and their
-        version (None when there are none). Raises what ``read_notes_raw`` raises."""
+        """The notes and their version.
+
+        The notes are an empty dict when none or unreadable (they are advisory); the version is
+        None when there are none. Raises what ``read_notes_raw`` raises.
+        """
         raw, version = self.read_notes_raw()
         if raw is None:
             return {}, None
@@ -249,18 +284,22 @@ class TokenStore(abc.ABC):
         return (data if isinstance(data, dict) else {}), version
 
     def write_notes(self, notes: dict[str, Any], expected_version: str | None) -> str:
-        """Replace the notes if their version is still ``expected_version``; returns the new
-        version. Raises ``NotesTooLarge`` past ``MAX_NOTES_BYTES`` (before any store call, so
-        the notes stored stay), ``WriteConflict`` if they changed."""
+        """Replace the notes if their version is still ``expected_version``.
+
+        Returns the new version. Raises ``NotesTooLarge`` past ``MAX_NOTES_BYTES`` (before any
+        store call, so the notes stored stay), ``WriteConflict`` if they changed.
+        """
         raw = encode_notes(notes)
         return self.write_notes_raw(raw, expected_version)
 
     # -- before a login -------------------------------------------------------------------------
     def preflight(self) -> None:
-        """Prove that this store can be written, before a login spends Schwab's one-time code:
-        read the current document (none is fine) and take and release the lease, which needs
-        the same write permission, key and bucket or secret as the token itself. Returns
-        nothing; raises what ``read_raw`` and ``lease`` raise (``LoginRequired`` aside)."""
+        """Prove that this store can be written, before a login spends Schwab's one-time code.
+
+        Reads the current document (none is fine) and takes and releases the lease, which needs
+        the same write permission, key and bucket or secret as the token itself. Raises what
+        ``read_raw`` and ``lease`` raise (``LoginRequired`` aside).
+        """
         with suppress(LoginRequired):
             self.read_raw()
         with self.lease(30.0, 10.0):
@@ -286,8 +325,10 @@ class TokenStore(abc.ABC):
 
 
 def response_date(response: Mapping[str, Any]) -> float | None:
-    """The store's clock: the HTTP ``Date`` of an AWS answer in epoch seconds (whole seconds),
-    or None when it has none or it does not parse. Never raises."""
+    """The store's clock: the HTTP ``Date`` of an AWS answer in epoch seconds (whole seconds).
+
+    None when it has none or it does not parse. Never raises.
+    """
     # Imported here: email.utils costs a consumer's cold start ~10 ms, and only an answer from
     # AWS (after boto3 is loaded anyway) carries a Date.
     from email.utils import parsedate_to_datetime

@@ -39,8 +39,10 @@ WRITE_WAIT_SECONDS = 30.0
 
 
 def user_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` with ``~`` expanded; raises ``UsageError`` for a ``~user`` that does not
-    exist."""
+    """``path`` with ``~`` expanded.
+
+    Raises ``UsageError`` for a ``~user`` that does not exist.
+    """
     try:
         return Path(path).expanduser()
     except RuntimeError:
@@ -48,8 +50,11 @@ def user_path(path: str | os.PathLike[str]) -> Path:
 
 
 class FileStore(TokenStore):
-    """A token document in a local JSON file (see the module's docstring), its notes in
-    ``<file>.notes``, its lease the ``flock`` of ``<file>.lock``, its view a ``FileView``."""
+    """A token document in a local JSON file (see the module's docstring).
+
+    Its notes are in ``<file>.notes``, its lease is the ``flock`` of ``<file>.lock``, its view a
+    ``FileView``.
+    """
 
     def __init__(self, path: str | os.PathLike[str], url: str | None = None) -> None:
         self.path = user_path(path)
@@ -122,9 +127,12 @@ class FileStore(TokenStore):
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> contextlib.AbstractContextManager[Lease]:
-        """The ``flock`` of ``<file>.lock``, re-entrant per thread; the kernel releases a dead
-        holder's lock at once, so it has no deadline. Raises ``LeaseBusy`` when ``wait`` runs
-        out, ``ConfigurationError`` or ``AccessDenied`` when the lock file cannot be opened."""
+        """The ``flock`` of ``<file>.lock``, re-entrant per thread.
+
+        The kernel releases a dead holder's lock at once, so it has no deadline. Raises
+        ``LeaseBusy`` when ``wait`` runs out, ``ConfigurationError`` or ``AccessDenied`` when the
+        lock file cannot be opened.
+        """
         return self._exclusive(wait, abandon_if, ttl)
 
     @contextlib.contextmanager
@@ -168,12 +176,14 @@ class FileStore(TokenStore):
         raise ConfigurationError(f"the lock file {self.lock_path} is a symlink; remove it")
 
     def preflight(self) -> None:
-        """Prove that a login can be stored here, leaving nothing behind if it then fails (no
-        lock, notes or view of a login that never happened): the token must be readable (none
-        is fine), none of the files a login writes a symlink, an existing lock must open and
-        lock, and the folder must take a new file (a temp file, removed at once: the lock, the
-        token and its notes and view are all made in that folder, by the same user). Returns
-        nothing; raises ``ConfigurationError`` or ``AccessDenied`` naming what is in the way."""
+        """Prove that a login can be stored here, leaving nothing behind if it then fails.
+
+        Nothing behind: no lock, notes or view of a login that never happened. The token must be
+        readable (none is fine), none of the files a login writes a symlink, an existing lock
+        must open and lock, and the folder must take a new file (a temp file, removed at once:
+        the lock, the token and its notes and view are all made in that folder, by the same
+        user). Raises ``ConfigurationError`` or ``AccessDenied`` naming what is in the way.
+        """
         with contextlib.suppress(LoginRequired):
             self.read_raw()
         for path in (self.path, self.notes_path, self._view.path):
@@ -196,8 +206,10 @@ class FileStore(TokenStore):
 
 
 class FileView(View):
-    """The access view beside a token file: ``tokens.json`` -> ``tokens.access.json``, written
-    atomically under the token file's lock, created 0600 like the token."""
+    """The access view beside a token file: ``tokens.json`` -> ``tokens.access.json``.
+
+    Written atomically under the token file's lock, created 0600 like the token.
+    """
 
     def __init__(self, store: FileStore) -> None:
         from . import view_name
@@ -227,12 +239,14 @@ class FileView(View):
 
 
 def write_private(target: Path, data: bytes) -> None:
-    """Replace ``target`` with ``data`` so that only its owner can read it, atomically: a temp
-    file (mkstemp: 0600) in the same folder, fsynced, renamed over it; a reader sees the old
-    file or the new one, never half of one, and an old file's wider mode goes with it. Missing
-    folders are created 0700. Raises ``ConfigurationError`` for a symlink at ``target`` (see
-    ``refuse_symlink``), ``AccessDenied`` or ``ConfigurationError`` for what the file system
-    refuses, naming the path. Returns nothing."""
+    """Replace ``target`` with ``data`` atomically, so that only its owner can read it.
+
+    A temp file (mkstemp: 0600) in the same folder, fsynced, renamed over it: a reader sees the
+    old file or the new one, never half of one, and an old file's wider mode goes with it.
+    Missing folders are created 0700. Raises ``ConfigurationError`` for a symlink at ``target``
+    (see ``refuse_symlink``), ``AccessDenied`` or ``ConfigurationError`` for what the file
+    system refuses, naming the path.
+    """
     folder = target.parent
     make_private_folders(folder)
     refuse_symlink(target)
@@ -253,10 +267,12 @@ def write_private(target: Path, data: bytes) -> None:
 
 
 def refuse_symlink(target: Path) -> None:
-    """Return nothing, or raise ``ConfigurationError`` if ``target`` is a symlink: writing
-    through it would write
-    wherever it points, and replacing it would silently cut the user's link (and, for a token,
-    put its lock in another folder than another link's to the same file)."""
+    """Raise ``ConfigurationError`` if ``target`` is a symlink.
+
+    Writing through it would write wherever it points, and replacing it would silently cut the
+    user's link (and, for a token, put its lock in another folder than another link's to the
+    same file).
+    """
     if target.is_symlink():
         raise ConfigurationError(
             f"{target} is a symbolic link, which schwab-tokens does not write through or "
@@ -265,9 +281,12 @@ def refuse_symlink(target: Path) -> None:
 
 
 def make_private_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents 0700 whatever the umask (a token's folder is
-    nobody else's business); returns those it created, outermost first. Raises
-    ``AccessDenied`` or ``ConfigurationError`` naming a folder it could not create."""
+    """Create ``folder`` and its missing parents 0700, whatever the umask.
+
+    A token's folder is nobody else's business. Returns the folders it created, outermost
+    first. Raises ``AccessDenied`` or ``ConfigurationError`` naming a folder it could not
+    create.
+    """
     missing = []
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)

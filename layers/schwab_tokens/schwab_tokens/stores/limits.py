@@ -43,15 +43,21 @@ __all__ = [
 
 
 def encode_document(token: Token, url: str) -> bytes:
-    """``token`` as the store at ``url`` keeps it. Raises ``InvalidTokenDocument``, before any
-    store is called, when it is over ``MAX_DOCUMENT_BYTES`` (extra fields kept from a document
-    written by another tool can make it so)."""
+    """``token`` as the store at ``url`` keeps it.
+
+    Raises ``InvalidTokenDocument``, before any store is called, when it is over
+    ``MAX_DOCUMENT_BYTES`` (extra fields kept from a document written by another tool can make
+    it so).
+    """
     return _within(token.to_json(), MAX_DOCUMENT_BYTES, "this token document", url)
 
 
 def encode_notes(notes: dict[str, Any]) -> bytes:
-    """The notes as stored. Raises ``NotesTooLarge``, before any store is called, when they are
-    over ``MAX_NOTES_BYTES``."""
+    """The notes as stored.
+
+    Raises ``NotesTooLarge``, before any store is called, when they are over
+    ``MAX_NOTES_BYTES``.
+    """
     raw = strictjson.dumps(notes)
     if len(raw) > MAX_NOTES_BYTES:
         raise NotesTooLarge(
@@ -62,8 +68,11 @@ def encode_notes(notes: dict[str, Any]) -> bytes:
 
 
 def encode_view(view: AccessView, url: str) -> bytes:
-    """``view`` as stored at ``url``. Raises ``InvalidTokenDocument``, before any store is
-    called, when it is over ``MAX_VIEW_BYTES``."""
+    """``view`` as stored at ``url``.
+
+    Raises ``InvalidTokenDocument``, before any store is called, when it is over
+    ``MAX_VIEW_BYTES``.
+    """
     return _within(view.to_json(), MAX_VIEW_BYTES, "this access view", url, " for one")
 
 

@@ -37,8 +37,11 @@ __all__ = ["S3Store", "S3View"]
 
 
 class S3Store(TokenStore):
-    """A token document in an S3 object (see the module's docstring), with its lease and notes
-    beside it (``s3_sidecars.py``) and its access view (``S3View``)."""
+    """A token document in an S3 object (see the module's docstring).
+
+    Its lease and notes are objects beside it (``s3_sidecars.py``), and so is its access view
+    (``S3View``).
+    """
 
     def __init__(
         self,
@@ -99,9 +102,12 @@ class S3Store(TokenStore):
             self.kms_key_seen = key
 
     def get_object(self, key: str, limit: int) -> tuple[bytes, Mapping[str, Any]] | None:
-        """The bytes (at most ``limit`` + 1) of the object ``key`` in this store's bucket and
-        S3's answer, or None if it is missing. Raises ``InvalidTokenDocument`` when the token
-        object is over ``MAX_DOCUMENT_BYTES``, and what S3's refusals translate to."""
+        """The bytes of the object ``key`` in this store's bucket and S3's answer, or None.
+
+        At most ``limit`` + 1 bytes; None if the object is missing. Raises
+        ``InvalidTokenDocument`` when the token object is over ``MAX_DOCUMENT_BYTES``, and what
+        S3's refusals translate to.
+        """
         what = f"s3://{self.bucket}/{key}"
         try:
             response = self.client().get_object(Bucket=self.bucket, Key=key)
@@ -141,10 +147,12 @@ class S3Store(TokenStore):
         metadata: dict[str, str],
         encryption: dict[str, Any] | None = None,
     ) -> str:
-        """Put ``body`` at ``key`` only if its ETag is still ``expected`` (None: only if there is
-        none), with this store's encryption unless ``encryption`` is given; returns the new
-        ETag. Raises ``WriteConflict`` when the condition fails, and what S3's other refusals
-        translate to."""
+        """Put ``body`` at ``key`` only if its ETag is still ``expected``; returns the new ETag.
+
+        ``expected`` None: only if there is none. With this store's encryption unless
+        ``encryption`` is given. Raises ``WriteConflict`` when the condition fails, and what S3's
+        other refusals translate to.
+        """
         aws.require_s3_conditional_writes()
         condition: dict[str, Any] = (
             {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
@@ -193,8 +201,11 @@ class S3Store(TokenStore):
 
 
 class S3View(View):
-    """The access view beside an S3 token: ``schwab/tokens.json`` -> ``schwab/tokens.access.json``
-    in the same bucket, written conditionally (``If-Match`` / ``If-None-Match: *``)."""
+    """The access view beside an S3 token, in the same bucket.
+
+    ``schwab/tokens.json`` -> ``schwab/tokens.access.json``, written conditionally
+    (``If-Match`` / ``If-None-Match: *``).
+    """
 
     def __init__(self, store: S3Store) -> None:
         from . import view_name

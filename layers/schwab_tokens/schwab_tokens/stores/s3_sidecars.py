@@ -58,9 +58,11 @@ class S3Lease:
     def hold(
         self, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> AbstractContextManager[Lease]:
-        """The lease as ``TokenStore.lease`` hands it out (``polled_lease``): raises
-        ``LeaseBusy`` when ``wait`` runs out, ``ConfigurationError`` without S3's conditional
-        writes, and what S3's refusals translate to."""
+        """The lease as ``TokenStore.lease`` hands it out (``polled_lease``).
+
+        Raises ``LeaseBusy`` when ``wait`` runs out, ``ConfigurationError`` without S3's
+        conditional writes, and what S3's refusals translate to.
+        """
         aws.require_s3_conditional_writes()
         return polled_lease(
             self.try_acquire, self.release, wait, self.ttl, self.store.url, abandon_if
@@ -79,8 +81,11 @@ class S3Lease:
         return current.expired and self._put({"IfMatch": current.etag})
 
     def release(self) -> None:
-        """Delete the lease object while it is still ours; nothing when it is not (it expired
-        and was taken over). Raises what S3's other refusals translate to."""
+        """Delete the lease object while it is still ours.
+
+        Nothing when it is not (it expired and was taken over). Raises what S3's other refusals
+        translate to.
+        """
         current = self.read()
         if current is None or current.data.get("owner") != self.owner:
             return
@@ -116,8 +121,10 @@ class S3Lease:
         return True
 
     def read(self) -> LeaseRecord | None:
-        """The lease object as it stands, or None when there is none. Raises what S3's
-        refusals translate to (a 403 aside: see below)."""
+        """The lease object as it stands, or None when there is none.
+
+        Raises what S3's refusals translate to (a 403 aside: see below).
+        """
         try:
             found = self.store.get_object(self.key, _MAX_LEASE_BYTES)
         except AccessDenied:
@@ -154,8 +161,11 @@ class S3Notes:
         self.key = store.notes_key
 
     def read(self) -> tuple[bytes | None, str | None]:
-        """``TokenStore.read_notes_raw``: the bytes (at most ``MAX_NOTES_BYTES`` + 1) and ETag,
-        or ``(None, None)``. Raises what S3's refusals translate to (a 403 aside)."""
+        """``TokenStore.read_notes_raw``: the bytes and ETag, or ``(None, None)``.
+
+        At most ``MAX_NOTES_BYTES`` + 1 bytes. Raises what S3's refusals translate to (a 403
+        aside).
+        """
         try:
             found = self.store.get_object(self.key, MAX_NOTES_BYTES)
         except AccessDenied:
@@ -168,8 +178,10 @@ class S3Notes:
         return found[0], str(found[1]["ETag"])
 
     def write(self, raw: bytes, expected_version: str | None) -> str:
-        """``TokenStore.write_notes_raw``: returns the new ETag; raises ``WriteConflict`` when
-        the notes changed since ``expected_version``."""
+        """``TokenStore.write_notes_raw``: returns the new ETag.
+
+        Raises ``WriteConflict`` when the notes changed since ``expected_version``.
+        """
         try:
             return self.store.put_if(self.key, raw, expected_version, {})
         except WriteConflict:

@@ -45,8 +45,11 @@ Stages = dict[str, list[str]]
 
 
 class Secret:
-    """One secret as Secrets Manager answers for it: its labels per version, its clock and its
-    KMS key, and the calls that attach and remove one label."""
+    """One secret as Secrets Manager answers for it, and the calls that change one label.
+
+    What it answers: the labels per version, its clock and its KMS key; the calls attach and
+    remove one label.
+    """
 
     def __init__(self, name: str, url: str, region: str | None, kms_key_id: str | None) -> None:
         self.name = name
@@ -66,9 +69,11 @@ class Secret:
         return aws.translate(exc, what=self.url, action=f"secretsmanager:{operation}")
 
     def describe(self) -> tuple[Stages, float] | None:
-        """Labels per version and Secrets Manager's clock (epoch seconds), or None when there is
-        no secret. Raises ``ConfigurationError`` for a secret scheduled for deletion, and what
-        ``translate`` makes of any other refusal."""
+        """Labels per version and Secrets Manager's clock (epoch seconds), or None (no secret).
+
+        Raises ``ConfigurationError`` for a secret scheduled for deletion, and what
+        ``translate`` makes of any other refusal.
+        """
         try:
             response = self.client().describe_secret(SecretId=self.name)
         except aws.boto_errors() as exc:
@@ -92,8 +97,11 @@ class Secret:
         return None if described is None else described[0]
 
     def add_label(self, label: str, version: str) -> bool:
-        """Attach ``label`` to ``version``; False when Secrets Manager refused it for now (the
-        version went away, or too many labels). Raises for any other refusal."""
+        """Attach ``label`` to ``version``; returns whether Secrets Manager took it.
+
+        False when Secrets Manager refused it for now (the version went away, or too many
+        labels). Raises what ``translate`` makes of any other refusal.
+        """
         try:
             self.client().update_secret_version_stage(
                 SecretId=self.name, VersionStage=label, MoveToVersionId=version
@@ -105,8 +113,10 @@ class Secret:
         return True
 
     def remove_label(self, label: str, version: str) -> None:
-        """Take ``label`` off ``version``; nothing when someone removed it first. Raises for
-        any other refusal."""
+        """Take ``label`` off ``version``; nothing when someone removed it first.
+
+        Raises what ``translate`` makes of any other refusal.
+        """
         try:
             self.client().update_secret_version_stage(
                 SecretId=self.name, VersionStage=label, RemoveFromVersionId=version
@@ -143,8 +153,9 @@ def _lease_labels(stages: Stages) -> Iterator[_LeaseLabel]:
 
 
 class LabelLease:
-    """One contender for the lease of a secret, made of staging labels; it never creates a
-    secret version.
+    """One contender for the lease of a secret, made of staging labels.
+
+    It never creates a secret version.
 
     Why labels: a lease taken by writing versions would add up to two ``PutSecretValue`` per
     refresh, while Secrets Manager asks for at most about one every ten minutes (it deletes
@@ -185,15 +196,19 @@ class LabelLease:
     def hold(
         self, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> AbstractContextManager[Lease]:
-        """The lease as ``TokenStore.lease`` hands it out (``polled_lease``): raises
-        ``LeaseBusy`` when ``wait`` runs out, and what the label calls raise."""
+        """The lease as ``TokenStore.lease`` hands it out (``polled_lease``).
+
+        Raises ``LeaseBusy`` when ``wait`` runs out, and what the label calls raise.
+        """
         return polled_lease(
             self.try_acquire, self.release, wait, self.ttl, self.secret.url, abandon_if
         )
 
     def try_acquire(self) -> bool:
-        """One attempt: True when this contender holds the lease (or there is nothing to lease),
-        False when another holds it or won the race. Raises what the label calls raise."""
+        """One attempt: whether this contender holds the lease (or there is nothing to lease).
+
+        False when another holds it or won the race. Raises what the label calls raise.
+        """
         described = self.secret.describe()
         if described is None:
             return True
@@ -239,8 +254,10 @@ class LabelLease:
 
 # -- the notes ------------------------------------------------------------------------------------
 def latest_notes(stages: Stages) -> tuple[int, str, bytes] | None:
-    """The notes label with the highest sequence number: (sequence, label, decoded bytes), or
-    None when there is none that decodes."""
+    """The notes label with the highest sequence number: (sequence, label, decoded bytes).
+
+    None when there is none that decodes.
+    """
     best: tuple[int, str, bytes] | None = None
     for labels in stages.values():
         for label in labels:
@@ -260,7 +277,9 @@ def latest_notes(stages: Stages) -> tuple[int, str, bytes] | None:
 
 def read_notes(secret: Secret) -> tuple[bytes | None, str | None]:
     """The notes' bytes and version (their label), or ``(None, None)`` when there are none.
-    Raises as ``Secret.describe``."""
+
+    Raises as ``Secret.describe``.
+    """
     stages = secret.stages()
     found = None if stages is None else latest_notes(stages)
     if found is None:
@@ -275,11 +294,14 @@ def write_notes(
     expected_version: str | None,
     changed_error: Callable[[str], WriteConflict],
 ) -> str:
-    """To be called under the lease: check the notes label is still ``expected_version``,
-    attach the new one to the current version, then remove the old ones (a crash in between
-    leaves two labels; readers take the higher sequence number). Returns the new label. Raises
-    ``changed_error(...)`` when the notes or the secret changed, ``NotesTooLarge`` when the
-    notes do not fit a label (before anything is written)."""
+    """Replace the notes label of ``secret`` with one for ``raw``; call it under the lease.
+
+    Checks the notes label is still ``expected_version``, attaches the new one to the current
+    version, then removes the old ones (a crash in between leaves two labels; readers take the
+    higher sequence number). Returns the new label. Raises ``changed_error(...)`` when the notes
+    or the secret changed, ``NotesTooLarge`` when the notes do not fit a label (before anything
+    is written).
+    """
     stages = secret.stages()
     version = None if stages is None else current_version(stages)
     if stages is None or version is None:

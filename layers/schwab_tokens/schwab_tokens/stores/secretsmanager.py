@@ -53,9 +53,11 @@ NOTES_WAIT_SECONDS = 30.0
 
 
 class SecretsManagerStore(TokenStore):
-    """A token document in a Secrets Manager secret (see the module's docstring); its lease and
-    notes are the secret's staging labels (``secret_labels.py``), its access view an SSM
-    parameter (``ssm.py``)."""
+    """A token document in a Secrets Manager secret (see the module's docstring).
+
+    Its lease and notes are the secret's staging labels (``secret_labels.py``), its access view
+    an SSM parameter (``ssm.py``).
+    """
 
     def __init__(
         self,
@@ -225,17 +227,21 @@ class SecretsManagerStore(TokenStore):
     def lease(
         self, ttl: float, wait: float, abandon_if: Callable[[], bool] | None = None
     ) -> AbstractContextManager[Lease]:
-        """The single-flight lease, made of staging labels (``secret_labels.LabelLease``); it
-        never creates a secret version. Raises as ``TokenStore.lease`` says."""
+        """The single-flight lease, made of staging labels (``secret_labels.LabelLease``).
+
+        It never creates a secret version. Raises as ``TokenStore.lease`` says.
+        """
         return LabelLease(self.secret, ttl).hold(wait, abandon_if)
 
     def read_notes_raw(self) -> tuple[bytes | None, str | None]:
         return read_notes(self.secret)
 
     def write_notes_raw(self, raw: bytes, expected_version: str | None) -> str:
-        """Under the lease, the notes label moves (``secret_labels.write_notes``); returns the
-        new label. Raises ``WriteConflict`` as the protocol says, ``LeaseBusy`` when a refresh
-        holds the lease longer than ``NOTES_WAIT_SECONDS``."""
+        """Move the notes label under the lease (``secret_labels.write_notes``).
+
+        Returns the new label. Raises ``WriteConflict`` as the protocol says, ``LeaseBusy`` when
+        a refresh holds the lease longer than ``NOTES_WAIT_SECONDS``.
+        """
         with self.lease(30.0, NOTES_WAIT_SECONDS):
             return write_notes(self.secret, raw, expected_version, self.changed_error)
 

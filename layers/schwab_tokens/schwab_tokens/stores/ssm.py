@@ -34,9 +34,11 @@ _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 
 def check_parameter_name(name: str, fix: str) -> None:
-    """Return nothing for a name SSM takes; raise ``UsageError`` naming ``fix``, before any
-    call, for a name SSM would refuse. SSM takes /NAME of letters, digits and ``_ . - /``, and
-    no name beginning with aws or ssm (case-insensitive, ``/aws...`` included)."""
+    """Raise ``UsageError`` naming ``fix``, before any call, for a name SSM would refuse.
+
+    SSM takes /NAME of letters, digits and ``_ . - /``, and no name beginning with aws or ssm
+    (case-insensitive, ``/aws...`` included).
+    """
     top = name.lstrip("/").lower()
     if not name.startswith("/") or not set(name) <= _ALLOWED or top.startswith(("aws", "ssm")):
         raise UsageError(
@@ -46,8 +48,10 @@ def check_parameter_name(name: str, fix: str) -> None:
 
 
 class SsmView(View):
-    """The access view of a Secrets Manager store: an SSM SecureString standard parameter
-    (see the module's docstring), at most ``limits.MAX_VIEW_BYTES`` like every view."""
+    """The access view of a Secrets Manager store: an SSM SecureString standard parameter.
+
+    See the module's docstring; at most ``limits.MAX_VIEW_BYTES`` like every view.
+    """
 
     def __init__(
         self,
@@ -72,8 +76,10 @@ class SsmView(View):
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SsmView:
-        """The view at ``ssm:/NAME`` for a consumer; raises ``UsageError`` for a name SSM would
-        refuse."""
+        """The view at ``ssm:/NAME`` for a consumer.
+
+        Raises ``UsageError`` for a name SSM would refuse.
+        """
         return cls(url.removeprefix(PREFIX), kms_key_id=settings.kms_key_id, region=settings.region)
 
     def read_raw(self) -> RawDocument:
