@@ -163,7 +163,9 @@ class IamSimulator(BackgroundServer):
         context = tuple(_context(form))
         try:
             return {
-                action: {r: decide(principal, action, r, context, resource_policy) for r in resources}
+                action: {
+                    r: decide(principal, action, r, context, resource_policy) for r in resources
+                }
                 for action in actions
             }
         except ValueError as exc:  # principalmapper's word for a context key given twice
@@ -229,7 +231,13 @@ def decide(
     grant = {"Effect": "Allow", "Principal": {"AWS": principal.arn}, "Action": "*", "Resource": "*"}
     statements = [*(resource_policy or {}).get("Statement", []), grant]
     granting = Request(
-        "simulated", action, "", "", resource, context, {"Version": "2012-10-17", "Statement": statements}
+        "simulated",
+        action,
+        "",
+        "",
+        resource,
+        context,
+        {"Version": "2012-10-17", "Statement": statements},
     )
     return "implicitDeny" if allowed(principal, granting) else "explicitDeny"
 
