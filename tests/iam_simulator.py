@@ -80,7 +80,7 @@ class _Moto:
     def client(self, name: str) -> Any:
         import boto3
 
-        return boto3.client(  # type: ignore[call-overload]  (any service's client)
+        return boto3.client(  # type: ignore[call-overload]
             name,
             endpoint_url=self.endpoint,
             region_name=REGION,
