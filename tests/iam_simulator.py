@@ -28,8 +28,10 @@ As IAM documents it (SimulatePrincipalPolicy, ``CallerArn``): a ``ResourcePolicy
 caller that is an IAM user, so with a role as ``PolicySourceArn`` and no ``CallerArn`` the
 request is refused (400 ``InvalidInput``, the message IAM gives: "Invalid caller - Caller must
 be an IAM user in this context."); a ``CallerArn`` is the principal the resource policy's
-``Principal`` is matched against, holding the source's policies. The user it names need not
-exist here (whether IAM requires it to is not known to these tests).
+``Principal`` is matched against, holding the source's policies. Whether IAM requires that
+user to exist is not documented: by default it need not exist here, and with
+``callers_must_exist`` a caller moto's IAM does not hold is refused (404 ``NoSuchEntity``), so
+doctor is tested on both readings.
 
 Not honoured: service control and resource control policies, session policies, groups and
 users as ``PolicySourceArn`` (answered 501 ``NotImplemented``), ``ResourceOwner``,
@@ -95,8 +97,9 @@ class IamSimulator(BackgroundServer):
 
     thread_name = "iam-simulator"
 
-    def __init__(self, moto_endpoint: str) -> None:
+    def __init__(self, moto_endpoint: str, *, callers_must_exist: bool = False) -> None:
         self.moto = _Moto(moto_endpoint)
+        self.callers_must_exist = callers_must_exist
 
     def new_server(self) -> ThreadingHTTPServer:
         simulator = self
@@ -159,6 +162,8 @@ class IamSimulator(BackgroundServer):
             raise Refused(400, "InvalidInput", NOT_A_USER)
         if caller and ":user/" not in caller:
             raise Refused(400, "InvalidInput", NOT_A_USER)
+        if caller and self.callers_must_exist:
+            self.existing_user(caller)
         principal = self.principal(source, caller, form)
         context = tuple(_context(form))
         try:
@@ -206,6 +211,17 @@ class IamSimulator(BackgroundServer):
 
             principal.permissions_boundary = Policy(bound or "input", "boundary", boundary)
         return principal
+
+    def existing_user(self, arn: str) -> None:
+        """Refuse, as IAM refuses an entity it does not hold, a user moto's IAM does not hold."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.moto.client("iam").get_user(UserName=arn.rsplit("/", 1)[1])
+        except ClientError as exc:
+            error = exc.response["Error"]
+            status = int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+            raise Refused(status, str(error["Code"]), str(error["Message"])) from None
 
     def _policy(self, arn: str) -> dict[str, Any]:
         if ":iam::aws:policy/" in arn:  # AWS's own, which moto's server does not load

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from .. import aws
+from .. import aws, strictjson
 from ..errors import AccessDenied
 from ..stores import TokenStore
 from .clients import Clients
@@ -20,6 +20,13 @@ if TYPE_CHECKING:  # type stubs, a development dependency only
 
 SIMULATE = "iam:SimulatePrincipalPolicy"
 _NO_SIMULATOR = f"this AWS endpoint cannot simulate IAM policies ({SIMULATE})"
+#: IAM simulates a resource's policy only for an IAM user as the caller (``CallerArn``: "required
+#: if you include a ResourcePolicy and the PolicySourceArn is not the ARN for an IAM user"). A
+#: role's question is asked as this user holding the role's policies, the resource policy's
+#: mentions of the role naming it instead; conditions still see the role (``aws:PrincipalArn``).
+CALLER_NAME = "schwab-tokens-doctor"
+#: What IAM answers when it will not take that caller (a user that does not exist, say).
+_CALLER_REFUSED = ("InvalidInput", "NoSuchEntity")
 #: What a request over TLS carries: the bucket policy denies any other.
 _TLS_CONTEXT: tuple[tuple[str, str, str], ...] = (
     ("aws:SecureTransport", "true", "boolean"),
@@ -50,10 +57,10 @@ class Question:
 def simulate(question: Question, clients: Clients) -> dict[str, str]:
     """Each action's decision: ``allowed``, ``explicitDeny`` or ``implicitDeny``.
 
-    Raises ``CannotSimulate`` when the endpoint cannot answer, and other refusals as
-    ``AccessDenied``, ``TemporaryFailure`` or ``ConfigurationError``.
+    Raises ``CannotSimulate`` when the endpoint cannot answer (or would not take a caller for
+    the resource's policy), and other refusals as ``AccessDenied``, ``TemporaryFailure`` or
+    ``ConfigurationError``.
     """
-    client = clients.iam()
     entries = (("aws:PrincipalArn", question.role_arn, "string"), *question.context)
     context = [
         cast(
@@ -64,11 +71,13 @@ def simulate(question: Question, clients: Clients) -> dict[str, str]:
     ]
     options: dict[str, Any] = {}
     if question.resource_policy:
-        options["ResourcePolicy"] = question.resource_policy
+        caller = caller_arn(question.role_arn)
+        options["CallerArn"] = caller
+        options["ResourcePolicy"] = as_caller(question.resource_policy, question.role_arn, caller)
     from botocore.parsers import ResponseParserError
 
     try:
-        answer = client.simulate_principal_policy(
+        answer = clients.iam().simulate_principal_policy(
             PolicySourceArn=question.role_arn,
             ActionNames=list(question.actions),
             ResourceArns=[question.resource_arn],
@@ -79,11 +88,53 @@ def simulate(question: Question, clients: Clients) -> dict[str, str]:
         # What moto's server answers for an action it does not implement: a 500 of no XML.
         raise CannotSimulate(_NO_SIMULATOR, Status.SKIP) from None
     except aws.boto_errors() as exc:
+        if options and aws.error_code(exc) in _CALLER_REFUSED:
+            raise CannotSimulate(
+                f"IAM's policy simulator would not take {options['CallerArn']} as the caller "
+                f"for the resource's policy ({aws.error_code(exc)}), and without one it "
+                "cannot weigh that policy",
+                Status.WARN,
+            ) from None
         raise _simulator_error(exc) from None
     return {
         str(result["EvalActionName"]): str(result["EvalDecision"])
         for result in answer.get("EvaluationResults", [])
     }
+
+
+def caller_arn(role_arn: str) -> str:
+    """The IAM user ARN, in the role's partition and account, that asks a resource's policy."""
+    parts = role_arn.split(":")
+    partition, account = (parts[1], parts[4]) if len(parts) > 4 else ("aws", "")
+    return f"arn:{partition}:iam::{account}:user/{CALLER_NAME}"
+
+
+def as_caller(policy: str, role_arn: str, caller: str) -> str:
+    """``policy`` with every ``Principal``/``NotPrincipal`` entry naming the role naming ``caller``.
+
+    A policy that is not a JSON object of statements (AWS's answer, so checked) is returned as it
+    came: the simulator then judges it as written.
+    """
+    try:
+        document = strictjson.loads(policy)
+    except ValueError:
+        return policy
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list):
+        return policy
+    for statement in statements:
+        for key in ("Principal", "NotPrincipal"):
+            named = statement.get(key) if isinstance(statement, dict) else None
+            if isinstance(named, dict) and "AWS" in named:
+                arns = named["AWS"]
+                named["AWS"] = (
+                    [caller if arn == role_arn else arn for arn in arns]
+                    if isinstance(arns, list)
+                    else (caller if arns == role_arn else arns)
+                )
+    return strictjson.dumps(document).decode()
 
 
 def _simulator_error(exc: BaseException) -> Exception:
@@ -203,4 +254,13 @@ def _bucket_policy(bucket: str, clients: Clients) -> str | None:
     return str(policy) if policy else None
 
 
-__all__ = ["CannotSimulate", "Question", "credentials_question", "simulate", "store_question"]
+__all__ = [
+    "CALLER_NAME",
+    "CannotSimulate",
+    "Question",
+    "as_caller",
+    "caller_arn",
+    "credentials_question",
+    "simulate",
+    "store_question",
+]
