@@ -110,7 +110,7 @@ def caller_arn(role_arn: str) -> str:
 
 
 def as_caller(policy: str, role_arn: str, caller: str) -> str:
-    """``policy`` with every ``Principal``/``NotPrincipal`` entry naming the role naming ``caller``.
+    """``policy`` with each ``Principal``/``NotPrincipal`` naming the role naming ``caller``.
 
     A policy that is not a JSON object of statements (AWS's answer, so checked) is returned as it
     came: the simulator then judges it as written.
