@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,8 @@ NAME = "watch"
 HELP = "keep the token fresh until stopped (SIGINT/SIGTERM)"
 #: How soon ``watch`` exits after SIGINT/SIGTERM, even in the middle of a refresh.
 STOP_WITHIN_SECONDS = 1.5
+#: How often the main thread looks for a signal while it sleeps or waits for a round.
+SLICE_SECONDS = 0.1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,11 +91,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         args.alert = [alert_urls.check(url) for url in args.alert]
     stopped: list[int] = []
-    wake = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
+        # Only a list append: a handler runs between any two bytecodes of the main thread, even
+        # inside a lock it holds (setting an Event from here once hung watch for good).
         stopped.append(int(ExitCode.INTERRUPTED) if signum == signal.SIGINT else int(ExitCode.OK))
-        wake.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -101,8 +104,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     said: dict[str, str] = {}
     while not stopped:
         _until_stopped(lambda: _round(args, settings, said, interval), stopped, done)
-        if not stopped:
-            wake.wait(interval)
+        _sleep(interval, stopped)
     out("stopped")
     if not done.is_set():
         # A refresh is still waiting on Schwab, with several tokens in a thread pool that the
@@ -217,6 +219,13 @@ def _say(said: dict[str, str], key: str, state: str, *, error: bool = False) -> 
     return True
 
 
+def _sleep(seconds: float, stopped: list[int]) -> None:
+    """Sleep ``seconds``, or less once a signal came: slices of ``SLICE_SECONDS`` at most."""
+    end = time.monotonic() + seconds
+    while not stopped and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, SLICE_SECONDS))
+
+
 def _until_stopped(work: Callable[[], None], stopped: list[int], done: threading.Event) -> None:
     """Run ``work`` in a worker thread until it is done or a signal came (``done`` tells which)."""
     done.clear()
@@ -231,4 +240,4 @@ def _until_stopped(work: Callable[[], None], stopped: list[int], done: threading
 
     threading.Thread(target=target, name="watch-refresh", daemon=True).start()
     while not done.is_set() and not stopped:
-        done.wait(0.1)
+        done.wait(SLICE_SECONDS)
