@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
+import time
 from types import FrameType
 
 from devkit.emulator.server import Emulator
@@ -30,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-lifetime", type=float, default=1800)
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
+    stop: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # Only an append: setting an Event here can deadlock inside that Event's own wait.
+        stop.append(signum)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ).start()
     try:
         print(f"emulator listening on {emulator.base_url}", flush=True)
-        while not stop.wait(0.2):
-            pass
+        while not stop:
+            time.sleep(0.2)
     finally:
         emulator.stop()
     return 0
