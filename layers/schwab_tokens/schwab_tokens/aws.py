@@ -1,10 +1,14 @@
-"""Generic AWS plumbing: boto3 clients, botocore's errors translated, SNS publishing.
+"""Generic AWS plumbing: botocore clients, botocore's errors translated, SNS publishing.
 
-Clients come from boto3's own configuration chain (credentials, region, ``AWS_ENDPOINT_URL`` and
-the per-service ``AWS_ENDPOINT_URL_<SERVICE>``), with bounded timeouts and botocore's "standard"
-retries, so throttling and 5xx answers are retried before they reach us. ``translate`` turns
-whatever is left into this package's errors with a next step in the message. boto3 is imported
-on first use, so ``import schwab_tokens.aws`` costs nothing on a cold start that never needs it.
+Clients come from the SDK's own configuration chain (credentials, region, ``AWS_ENDPOINT_URL``
+and the per-service ``AWS_ENDPOINT_URL_<SERVICE>``), with bounded timeouts and botocore's
+"standard" retries, so throttling and 5xx answers are retried before they reach us. ``translate``
+turns whatever is left into this package's errors with a next step in the message.
+
+The clients are botocore's, made by a botocore session: they are the objects boto3 would hand
+out (boto3's session wraps the same one), without importing boto3 and s3transfer, about 100 ms of
+every cold start and CLI command that touches AWS. botocore is imported on first use, so
+``import schwab_tokens.aws`` costs nothing on a cold start that never needs it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AccessDenied, ConfigurationError, SchwabTokensError, TemporaryFailure
 
 if TYPE_CHECKING:
-    import boto3
+    import botocore.session
 
 #: botocore's ``max_attempts`` counts retries after the first attempt ("standard" mode backs
 #: off with jitter in between), so a call makes up to five attempts.
@@ -28,7 +32,7 @@ CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 10
 
 _lock = threading.Lock()
-_session: tuple[int, boto3.session.Session] | None = None
+_session: tuple[int, botocore.session.Session] | None = None
 _clients: dict[tuple[str, str | None, int], Any] = {}
 
 # -- error vocabularies (codes as AWS spells them; S3 HEAD errors carry only the status) ---------
@@ -91,10 +95,10 @@ _CREDENTIAL_HINT = (
 
 # -- clients -----------------------------------------------------------------------------------
 def client(service: str, region: str | None = None) -> Any:
-    """The process's boto3 client for ``service`` in ``region``, shared by all threads.
+    """The process's client for ``service`` in ``region``, shared by all threads.
 
-    ``region`` is ``Settings.region``; None means boto3's own chain (the profile's). Endpoints
-    and credentials come only from boto3's chain. Raises ``ConfigurationError`` when boto3
+    ``region`` is ``Settings.region``; None means the SDK's own chain (the profile's). Endpoints
+    and credentials come only from that chain. Raises ``ConfigurationError`` when botocore
     cannot make the client (no region, a bad profile).
     """
     key = (service, region, os.getpid())
@@ -103,8 +107,8 @@ def client(service: str, region: str | None = None) -> Any:
         return found
     with _lock:
         session = _this_session()
-        # The region boto3 would choose by itself, named, shares that one's client.
-        same = (service, region or session.region_name, os.getpid())
+        # The region the SDK would choose by itself, named, shares that one's client.
+        same = (service, region or session.get_config_variable("region"), os.getpid())
         found = _clients.get(same)
         if found is None:
             found = _new_client(session, service, region)
@@ -113,18 +117,18 @@ def client(service: str, region: str | None = None) -> Any:
         return found
 
 
-def _this_session() -> Any:
-    """The process's one boto3 session (sessions are not thread safe: made under the lock)."""
+def _this_session() -> botocore.session.Session:
+    """The process's one botocore session (not thread safe: made and used under the lock)."""
     global _session
-    import boto3.session
+    import botocore.session
 
     pid = os.getpid()
     if _session is None or _session[0] != pid:
-        _session = (pid, boto3.session.Session())
+        _session = (pid, botocore.session.Session())
     return _session[1]
 
 
-def _new_client(session: Any, service: str, region: str | None) -> Any:
+def _new_client(session: botocore.session.Session, service: str, region: str | None) -> Any:
     from botocore.config import Config
 
     config = Config(
@@ -135,7 +139,7 @@ def _new_client(session: Any, service: str, region: str | None) -> Any:
     # Any: the service is a run-time name; callers annotate the client they get (with the
     # type stubs of development) where a reader benefits.
     try:
-        return session.client(service, config=config, region_name=region)
+        return session.create_client(service, config=config, region_name=region)
     except boto_errors() as exc:
         raise translate(exc, what=f"the {service} client", action=f"{service} access") from exc
 
