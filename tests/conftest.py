@@ -5,6 +5,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,31 @@ from devkit.background import free_port
 from devkit.emulator import Emulator
 
 pytest_plugins = ["tests.conftest_aws", "tests.secret_hygiene", "tests.browser"]
+
+
+def _share_botocore_data() -> None:
+    """One botocore data loader per data path for the whole process.
+
+    botocore reads its service models and endpoint rules from disk for every new session (about
+    16 ms a file, a dozen files a test), and the suite starts a session per test
+    (``aws.reset_clients``, so no test sees the last one's endpoint or credentials). The files
+    are the same for every session; a different ``AWS_DATA_PATH`` still gets its own loader.
+    Programs make one session per process, so this changes nothing they do.
+    """
+    import botocore.session
+
+    make = botocore.session.create_loader
+    loaders: dict[str | None, Any] = {}
+
+    def shared(search_path_string: str | None = None) -> Any:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = make(search_path_string)
+        return loaders[search_path_string]
+
+    botocore.session.create_loader = shared  # type: ignore[assignment]
+
+
+_share_botocore_data()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -252,10 +252,11 @@ def lambda_runtime(folder: Path) -> Path:
 
 def run_isolated(path: list[Path], statement: str, env: dict[str, str]) -> str:
     """``statement`` in a Python that sees only ``path`` (and the standard library); its
-    output."""
+    output. It writes no bytecode (-B): the build is shared by the session's tests, and one of
+    them checks that it holds no ``.pyc``."""
     code = f"import sys; sys.path[:0] = {[str(p) for p in path]!r}; {statement}"
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code],
+        [sys.executable, "-B", "-S", "-c", code],
         env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", **env},
         capture_output=True,
         text=True,
