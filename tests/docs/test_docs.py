@@ -135,3 +135,39 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         timeout=60,
     )
     assert (verified.returncode, verified.stderr) == (0, "")
+
+
+# -- promises about the pages themselves -----------------------------------------------------------
+README_MOST_LINES = 150
+
+
+def test_the_readme_stays_short() -> None:
+    """The README is the front door: what the tool is, the two commands, the journey, links."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) < README_MOST_LINES, f"README.md has {len(lines)} lines"
+
+
+def _sections(page: str) -> list[tuple[str, str]]:
+    """``page``'s ``## `` sections as (heading, text), in order."""
+    parts = (REPO / "docs" / page).read_text().split("\n## ")
+    return [(part.split("\n", 1)[0], part) for part in parts[1:]]
+
+
+def test_one_schwab_approval_covers_both_callbacks() -> None:
+    """Getting started deploys before it has the Schwab app created, and the app step lists both
+    the laptop's callback and the stack's; if Schwab refuses the second, the laptop login stays
+    (an approved app whose callbacks change can go back to review for days)."""
+    headings = [heading for heading, _ in _sections("getting-started.md")]
+    deploy = next(i for i, h in enumerate(headings) if h.endswith("Deploy"))
+    create = next(i for i, h in enumerate(headings) if "Create a Schwab app" in h)
+    assert deploy < create, headings
+    app = dict(_sections("getting-started.md"))[headings[create]]
+    assert "https://127.0.0.1:8182" in app and "SchwabCallbackUrl" in " ".join(
+        text for h, text in _sections("getting-started.md")[deploy : create + 1]
+    )
+    refused = app.split("**If Schwab refuses the second callback URL**", 1)
+    assert len(refused) == 2, "the app step says what to do if Schwab refuses the second URL"
+    assert "https://127.0.0.1:8182" in refused[1] and "schwab-tokens login" in refused[1]
+    deploy_page = (REPO / "docs" / "deploy.md").read_text()
+    assert "If Schwab refuses the second URL" in deploy_page
+    assert "deploy with `HostedLogin=Enabled` first" in deploy_page

@@ -862,7 +862,8 @@ def test_main_runs_in_foreground_and_exits_on_sigterm() -> None:
 
 
 def make_schwab_client(emu: Emulator, expires_in: int) -> tuple[Any, list[dict[str, Any]]]:
-    schwab_auth = pytest.importorskip("schwab.auth")
+    import schwab.auth as schwab_auth  # schwab-py is a development dependency: never skipped
+
     from devkit.emulator import point_client_at_emulator
 
     tok = login(emu)

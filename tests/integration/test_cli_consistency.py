@@ -5,6 +5,7 @@ moto's server."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from devkit.user import (
     paste_login,
     run_cli,
 )
-from schwab_tokens.commands import COMMANDS
+from schwab_tokens.commands import COMMANDS, common
 from schwab_tokens.credentials import AppCredentials, store_credentials
 from schwab_tokens.listener import MAX_UNUSABLE_LINKS
 from schwab_tokens.stores import store_from_url
@@ -94,9 +95,23 @@ def test_watch_reads_the_credentials_named_by_the_flag(
 
 
 def test_every_command_that_reads_the_credentials_takes_the_flag(emulator) -> None:
-    """The same flag, with the same help, on each (one definition)."""
+    """The same flag, with the same help, on each (one definition): every command whose code
+    reads the app credentials, i.e. calls ``with_app`` or a helper of ``common`` that does."""
+    sources = {
+        name: inspect.getsource(helper)
+        for name, helper in inspect.getmembers(common, inspect.isfunction)
+        if helper.__module__ == common.__name__
+    }
+    calls = {"with_app("}
+    while (
+        grown := {f"{name}(" for name, source in sources.items() if any(c in source for c in calls)}
+        - calls
+    ):
+        calls |= grown
+    readers = [m.NAME for m in COMMANDS if any(call in inspect.getsource(m) for call in calls)]
+    assert {"login", "login-link", "refresh", "watch", "import"} <= set(readers), readers
     helps = {}
-    for command in ("login", "login-link", "refresh", "watch"):
+    for command in readers:
         run = run_cli([command, "--help"], cli_env(emulator))
         assert run.code == 0, run.err
         options = run.out.split("options:", 1)[1].split("exit codes:", 1)[0]

@@ -19,7 +19,7 @@ import pytest
 from devkit.user import cli_env, login, run_cli
 from schwab_tokens import TokenReader
 from schwab_tokens.errors import LoginRequired
-from schwab_tokens.stores import store_from_url
+from schwab_tokens.stores import access_url, store_from_url
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME
 from tests.fakes import FakeClock
 from tests.helpers import make_token, start_watch
@@ -125,3 +125,32 @@ def test_a_login_past_its_seven_days_is_over_for_a_reader_at_once(tmp_path: Path
     clock.advance(61)
     with pytest.raises(LoginRequired, match="7 days after the login"):
         reader.access_token()
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "secretsmanager"])
+def test_a_reader_of_a_view_names_the_document_for_the_login(
+    kind: str, tmp_path: Path, moto_aws: None
+) -> None:
+    """A bot reads the access view; when the login is over, the command it is told to run
+    writes the whole document, so it names the document's URL, never the view's."""
+    document = {
+        "file": str(tmp_path / "tokens.json"),
+        "s3": "s3://bot-bucket/schwab/tokens.json",
+        "secretsmanager": "secretsmanager://bot/tokens",
+    }[kind]
+    if kind == "s3":
+        import boto3
+
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bot-bucket")
+    store = store_from_url(document)
+    token = make_token("viewed", now=T0)
+    token = replace(token, creation_timestamp=T0 - REFRESH_TOKEN_LIFETIME - 60)
+    store.write(token, None)
+    store.sync_view(token, login_required=True)
+    view = access_url(document)
+    with pytest.raises(LoginRequired) as refused:
+        TokenReader(view, clock=FakeClock(T0)).access_token()
+    message = str(refused.value)
+    fix = message.split("`schwab-tokens login ", 1)[1]
+    assert fix.startswith(f"--store {document.split(' ')[0]}"), message
+    assert view not in fix, message

@@ -181,8 +181,7 @@ class TokenReader:
             )
         else:
             return None
-        store = getattr(self.store, "store_url", "") or self.store.url
-        where = f"--store {store}" if store else "--store <the stack's StoreUrl output>"
+        where = f"--store {_document_of(self.store)}"
         return LoginRequired(
             f"the Schwab login behind {self.store.url} is over: {why}. No new access token "
             f"comes until someone logs in again: run `schwab-tokens login {where}`"
@@ -265,6 +264,17 @@ class TokenReader:
         from .clients import schwabdev_client
 
         return schwabdev_client(self, tokens_db=tokens_db, timeout=timeout)
+
+
+def _document_of(source: TokenStore | View) -> str:
+    """The URL of the document behind ``source``: its own, or that of the document a view
+    mirrors (an SSM view does not know it: the rule of ``stores.document_url`` names it)."""
+    mirrored = getattr(source, "store_url", None)
+    if mirrored is None:
+        return source.url  # a document store
+    from .stores import document_url
+
+    return str(mirrored) or document_url(source.url)
 
 
 def _marked_over(source: TokenStore | View, held: Held) -> bool:
