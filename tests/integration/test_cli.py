@@ -69,7 +69,9 @@ def test_login_by_paste_writes_a_token_schwab_py_uses(emulator, store_url: str) 
     assert_no_secrets(run.text, secrets_of(emulator))
 
 
-def listener_login(emulator, path: Path) -> tuple[subprocess.Popen, str]:
+def listener_login(
+    emulator, path: Path, stdin: int = subprocess.PIPE
+) -> tuple[subprocess.Popen, str]:
     """Start `login` in listener mode; return the process and the authorize URL it printed."""
     proc = subprocess.Popen(
         [
@@ -81,7 +83,7 @@ def listener_login(emulator, path: Path) -> tuple[subprocess.Popen, str]:
             "--callback-url",
             emulator.callback_url,
         ],
-        stdin=subprocess.PIPE,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,6 +108,18 @@ def test_login_by_https_listener(emulator, tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert account_numbers(str(path), emulator) == 200
     assert_no_secrets(rest + err + page.text, secrets_of(emulator))
+
+
+def test_a_login_with_no_input_waits_for_the_browser(emulator, tmp_path: Path) -> None:
+    """Started with its input already over (nohup, a job's </dev/null): nothing was pasted, so
+    that is no Ctrl-D, and the browser's redirect still logs in."""
+    path = tmp_path / "tokens.json"
+    proc, authorize_url = listener_login(emulator, path, stdin=subprocess.DEVNULL)
+    page = requests.get(follow_authorize(authorize_url), verify=False, timeout=10)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert page.status_code == 200 and "Login succeeded" in page.text
+    assert "cancelled" not in err and FileStore(path).read().token
 
 
 def test_listener_shows_denial_page_and_writes_nothing(emulator, tmp_path: Path) -> None:

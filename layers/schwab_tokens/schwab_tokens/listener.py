@@ -48,20 +48,28 @@ Arrival = tuple[str | None, Reply | None]
 class LinkQueue:
     """The links of one login, in the order they arrive.
 
-    Lines pasted on a stream, then its end (which cancels the login).
+    Lines pasted on a stream, then (when asked) its end, which cancels the login.
     """
 
     def __init__(self) -> None:
         self.links: queue.Queue[Arrival] = queue.Queue()
 
-    def feed_lines(self, stream: Any) -> None:
-        """Accept links pasted on ``stream``, one a line (a background thread)."""
+    def feed_lines(self, stream: Any, *, end_cancels: bool = True) -> None:
+        """Accept links pasted on ``stream``, one a line (a background thread).
+
+        The stream's end cancels the login if ``end_cancels`` (Ctrl-D at a terminal) or once a
+        line was pasted. An input that is over before any line (nohup, a job's ``</dev/null``)
+        only ends the pasting: the browser's redirect can still come.
+        """
 
         def pump() -> None:
+            pasted = False
             for line in iter(stream.readline, ""):
                 if line.strip():
+                    pasted = True
                     self.links.put((line.strip(), None))
-            self.links.put((None, None))
+            if end_cancels or pasted:
+                self.links.put((None, None))
 
         threading.Thread(target=pump, name="login-paste", daemon=True).start()
 

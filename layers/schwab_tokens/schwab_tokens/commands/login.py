@@ -113,7 +113,9 @@ def _listened_login(
         out("Open this address in a browser, log in to Schwab and approve the app:")
         out(authorize_url)
         out("Or paste here the address the browser was sent to (Ctrl-D cancels).")
-        listener.feed_lines(sys.stdin)
+        # Ctrl-D at a terminal cancels; an input that is over from the start (nohup, a job's
+        # </dev/null) must not cancel a login whose redirect the listener still waits for.
+        listener.feed_lines(sys.stdin, end_cancels=sys.stdin.isatty())
         if open_browser:
             import webbrowser
 
