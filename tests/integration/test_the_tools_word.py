@@ -125,6 +125,14 @@ def test_a_login_past_its_seven_days_is_over_for_a_reader_at_once(tmp_path: Path
     clock.advance(61)
     with pytest.raises(LoginRequired, match="7 days after the login"):
         reader.access_token()
+    for read in (reader.access_token, reader.token, reader.access_token):  # every read, at once
+        with pytest.raises(LoginRequired, match="7 days after the login"):
+            read()
+    again = make_token("again", now=T0 + 61)
+    store = store_from_url(url)
+    store.write(again, store.read().version)  # someone logs in again
+    clock.advance(reader.min_reread)
+    assert reader.access_token() == again.access_token
 
 
 @pytest.mark.parametrize("kind", ["file", "s3", "secretsmanager"])

@@ -88,6 +88,7 @@ class TokenReader:
         self._access = ""
         self._over: LoginRequired | None = None  # the login was found over
         self._stale_at = 0.0  # epoch after which the cache must be re-read
+        self._over_until = 0.0  # while the login is over: epoch of the next look for a new one
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> TokenReader:
@@ -132,7 +133,9 @@ class TokenReader:
         if self.clock() < self._stale_at and self._token is not None:
             return self._token
         with self._lock:
-            if self.clock() >= self._stale_at or self._token is None:
+            now = self.clock()
+            waiting = self._over is not None and now < self._over_until
+            if self._token is None or (now >= self._stale_at and not waiting):
                 self._load()
             if self._over is not None:
                 raise self._over
@@ -161,8 +164,10 @@ class TokenReader:
         now = self.clock()
         self._over = self._login_over(token, now)
         if self._over is not None:
-            # Re-read now and then: a new login makes the reader work again by itself.
-            self._stale_at = now + self.min_reread
+            # No fast path serves the old token; the store is looked at again now and then, so
+            # a new login makes the reader work again by itself.
+            self._stale_at = 0.0
+            self._over_until = now + self.min_reread
             return
         # A token already inside the margin (refresher late) is re-read, but not on every call,
         # and the cache never outlives the login.
@@ -189,7 +194,7 @@ class TokenReader:
 
     def invalidate(self) -> None:
         """Forget the cache: the next call reads the store."""
-        self._stale_at = 0.0
+        self._stale_at = self._over_until = 0.0
 
     # -- schwab-py ---------------------------------------------------------------------------
     def access_functions(self, *, refresh: bool = True) -> tuple[ReadFunc, WriteFunc]:
