@@ -48,6 +48,8 @@ def secrets_of(emulator: Emulator) -> set[str]:
         ("s3://bucket", "names a bucket but no key"),
         ("s3://bucket/", "names a bucket but no key"),
         ("secretsmanager:/name", "secretsmanager://NAME"),
+        ("secretsmanager://ssm-tokens", "does not begin with aws or ssm"),
+        ("secretsmanager://AWS/tokens", "does not begin with aws or ssm"),
         ("SecretsManager://name", "secretsmanager://NAME"),
         ("xyz://a/b", "unknown store URL scheme"),
         ("https://example.com/tokens.json", "unknown store URL scheme"),

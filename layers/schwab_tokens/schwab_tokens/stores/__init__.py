@@ -107,7 +107,15 @@ def _secretsmanager_store(url: str, settings: Settings) -> TokenStore:
             f"digits and /_+=.@- (at most 512), not {url!r}"
         )
     from .secretsmanager import SecretsManagerStore
+    from .ssm import check_parameter_name
 
+    # Its view is an SSM parameter: a name SSM refuses is refused here, before a login spends
+    # Schwab's code on a store whose every run would then fail at the view.
+    check_parameter_name(
+        ssm_view_name(name),
+        f"the access view of secretsmanager://{name} is that parameter: choose a secret name "
+        "that does not begin with aws or ssm",
+    )
     return SecretsManagerStore(
         name, url=url, kms_key_id=settings.kms_key_id, region=settings.region
     )
