@@ -1078,3 +1078,19 @@ def test_over_http_corrupt_document(http_store_url: str) -> None:
 def test_over_http_state_is_reset_between_tests(aws_endpoint: str) -> None:
     assert aws.client("s3").list_buckets()["Buckets"] == []
     assert aws.client("secretsmanager").list_secrets()["SecretList"] == []
+
+
+@pytest.mark.parametrize("region", [None, "us-east-1"])
+def test_a_profile_that_does_not_exist_is_a_configuration_error(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, region: str | None
+) -> None:
+    """With or without a region given (the credentials' reader asks the profile's region), a
+    misspelt AWS_PROFILE is named with the fix (exit 5), never an unexpected error (exit 1)."""
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # so the region is looked for in the profile
+    aws.reset_clients()
+    try:
+        with pytest.raises(ConfigurationError, match="AWS_PROFILE"):
+            aws.client("ssm", region)
+    finally:
+        aws.reset_clients()

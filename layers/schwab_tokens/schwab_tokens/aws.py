@@ -107,8 +107,12 @@ def client(service: str, region: str | None = None) -> Any:
         return found
     with _lock:
         session = _this_session()
-        # The region the SDK would choose by itself, named, shares that one's client.
-        same = (service, region or session.get_config_variable("region"), os.getpid())
+        try:
+            # The region the SDK would choose by itself, named, shares that one's client.
+            chosen = region or session.get_config_variable("region")
+        except boto_errors() as exc:  # a profile that does not exist, a broken config file
+            raise translate(exc, what=f"the {service} client", action=f"{service} access") from exc
+        same = (service, chosen, os.getpid())
         found = _clients.get(same)
         if found is None:
             found = _new_client(session, service, region)
