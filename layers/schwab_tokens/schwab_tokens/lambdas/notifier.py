@@ -56,8 +56,9 @@ class Text:
 def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
     """Forward every notification in ``event`` to every alert URL.
 
-    Returns, per record, what each URL answered. Raises ``NothingDelivered`` if a message
-    reached no URL, and ``ConfigurationError`` if the alert URLs cannot be read.
+    Returns, per record, what each URL answered (none while no URL was added: a warning says
+    how). Raises ``NothingDelivered`` if a message reached no URL, and ``ConfigurationError``
+    if the alert URLs cannot be read.
     """
     settings = Settings.from_env() if settings is None else settings
     texts = []
@@ -70,6 +71,14 @@ def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
     if not texts:
         return {"records": []}
     urls = _urls(settings)
+    if not urls:
+        # Deployed before `alerts add` (the docs' order): the alarms' first moves to OK come
+        # here. Not an error: one would retry and fire the notifier's own alarm for nothing.
+        logger.warning(
+            f"{len(texts)} message(s) not forwarded: {_no_urls(settings)}",
+            extra={"forwarded": 0},
+        )
+        return {"records": []}
     summary = []
     undelivered = []
     for text in texts:
@@ -181,15 +190,20 @@ def _urls(settings: Settings) -> list[str]:
             "the notifier has no SCHWAB_TOKENS_ALERTS_PARAMETER (an SSM parameter /NAME): "
             "deploy the stack with Alerts=Enabled"
         )
-    urls = alert_urls.read_urls(alert_urls.SSM_PREFIX + name, cached=True, region=settings.region)
-    if not urls:
-        stack = name.strip("/").split("/")[0]
-        region = f" --region {settings.region}" if settings.region else ""
-        raise ConfigurationError(
-            f"no alert URLs in parameter {name} yet: add one with "
-            f"`schwab-tokens alerts add --stack {stack}{region}`"
-        )
-    return urls
+    return (
+        alert_urls.read_urls(alert_urls.SSM_PREFIX + name, cached=True, region=settings.region)
+        or []
+    )
+
+
+def _no_urls(settings: Settings) -> str:
+    name = settings.alerts_parameter or "/<stack>/alerts"
+    stack = name.strip("/").split("/")[0]
+    region = f" --region {settings.region}" if settings.region else ""
+    return (
+        f"no alert URLs in parameter {name} yet: add one with "
+        f"`schwab-tokens alerts add --stack {stack}{region}`"
+    )
 
 
 __all__ = ["NothingDelivered", "Text", "from_record", "handle"]
