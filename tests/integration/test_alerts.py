@@ -254,6 +254,30 @@ def test_a_cloudwatch_alarm_is_forwarded_and_a_foreign_record_skipped(
     assert "record 1 is not an SNS notification: skipped" in capsys.readouterr().out
 
 
+def test_the_notifiers_own_alarm_is_left_to_the_email(
+    moto_aws: None, receiver: Receiver, notifier_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sent to URLs that fail, the notifier's own alarm would fail it again and keep itself
+    going, a message every state change; it goes by e-mail only, the others still go out."""
+    alert_urls.write_urls(alert_urls.SSM_PREFIX + PARAMETER, [receiver.form_url()])
+
+    def record(name: str, state: str) -> dict[str, Any]:
+        alarm = {"AlarmName": name, "NewStateValue": state, "NewStateReason": "why"}
+        return {"EventSource": "aws:sns", "Sns": {"Message": json.dumps(alarm)}}
+
+    event = {
+        "Records": [
+            record(f"{STACK}-NotifierErrors", "ALARM"),
+            record(f"{STACK}-NotifierErrors", "OK"),
+            record(f"{STACK}-RefresherErrors", "ALARM"),
+        ]
+    }
+    load_handler("notifier").lambda_handler(event, LambdaContext())
+    (received,) = receiver.wait_for(1)
+    assert received.title == f"ALARM: {STACK}-RefresherErrors"
+    assert capsys.readouterr().out.count("the notifier's own alarm: left to the e-mail") == 2
+
+
 def test_a_notifier_without_urls_says_how_to_add_one(
     moto_aws: None, notifier_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -53,6 +53,10 @@ class Text:
     source: str
 
 
+#: The notifier's errors alarm is ``<stack>-NotifierErrors`` (template.yaml).
+OWN_ALARM = "NotifierErrors"
+
+
 def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
     """Forward every notification in ``event`` to every alert URL.
 
@@ -66,6 +70,11 @@ def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
         text = from_record(record)
         if text is None:
             logger.warning(f"record {index} is not an SNS notification: skipped")
+            continue
+        if text.source == f"alarm {_stack(settings)}-{OWN_ALARM}":
+            # Its own alarm goes by e-mail only: sent to URLs that fail, it would fail the
+            # notifier again and keep that alarm going.
+            logger.info(f"record {index} is the notifier's own alarm: left to the e-mail")
             continue
         texts.append(text)
     if not texts:
@@ -196,9 +205,14 @@ def _urls(settings: Settings) -> list[str]:
     )
 
 
+def _stack(settings: Settings) -> str:
+    """The stack's name, from its alerts parameter ``/<stack>/alerts``."""
+    return (settings.alerts_parameter or "/<stack>/alerts").strip("/").split("/")[0]
+
+
 def _no_urls(settings: Settings) -> str:
     name = settings.alerts_parameter or "/<stack>/alerts"
-    stack = name.strip("/").split("/")[0]
+    stack = _stack(settings)
     region = f" --region {settings.region}" if settings.region else ""
     return (
         f"no alert URLs in parameter {name} yet: add one with "
