@@ -1062,7 +1062,7 @@ def test_the_encryption_parameter_says_what_each_mode_encrypts() -> None:
     assert keyed == set(nouns)
     for noun in nouns.values():
         assert noun in customer and noun in row.split("`CustomerManagedKey`:")[1], noun
-    assert "ParameterStore credentials stay under aws/ssm" in customer
+    assert "ParameterStore credentials and the alerts URLs stay under aws/ssm" in customer
 
 
 @each_combination
