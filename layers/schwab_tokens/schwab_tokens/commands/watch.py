@@ -81,6 +81,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     are reported and waited out; only a bad flag or missing app credentials raise
     ``UsageError``.
     """
+    stopped: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Only a list append: a handler runs between any two bytecodes of the main thread, even
+        # inside a lock it holds (setting an Event from here once hung watch for good).
+        stopped.append(int(ExitCode.INTERRUPTED) if signum == signal.SIGINT else int(ExitCode.OK))
+
+    # First: a stop during the checks below (Apprise's import takes a moment) is a stop too.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     interval = INTERVAL.check(args.interval, "--interval")
     # Checked here, not only in each round: a round's errors are waited out, a bad flag is not.
     settings = with_margin(args, settings)
@@ -90,15 +100,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from .. import alert_urls
 
         args.alert = [alert_urls.check(url) for url in args.alert]
-    stopped: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        # Only a list append: a handler runs between any two bytecodes of the main thread, even
-        # inside a lock it holds (setting an Event from here once hung watch for good).
-        stopped.append(int(ExitCode.INTERRUPTED) if signum == signal.SIGINT else int(ExitCode.OK))
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
     out(f"watching {', '.join(t.url for t in watched)} every {interval:g} s (Ctrl-C to stop)")
     done = threading.Event()
     said: dict[str, str] = {}
