@@ -19,6 +19,7 @@ import pytest
 from devkit import REPO
 from devkit.emulator import Emulator
 from devkit.user import CLI, Run, cli_env, follow_authorize, login, paste_login, run_cli
+from schwab_tokens.stores import access_url
 from schwab_tokens.stores.file import FileStore
 
 FORMATS = ("access", "schwab-py", "schwabdev")
@@ -79,6 +80,19 @@ def test_export_replaces_a_readable_file_with_a_private_one(
     assert output.stat().st_ino != before  # renamed over the old one, not written into it
     assert exported_access_token(kind, output) == FileStore(store).read().token.access_token
     assert os.listdir(output.parent) == ["token"]  # no temporary file left
+
+
+@pytest.mark.parametrize("which", ["document", "view"])
+def test_export_refuses_to_write_over_the_stores_own_files(
+    emulator: Emulator, store: str, which: str
+) -> None:
+    """Exported over tokens.json, a copy without a refresh token would end the login."""
+    target = Path(store) if which == "document" else Path(access_url(store))
+    before = target.read_bytes()
+    run = export(emulator, store, "schwab-py", target)
+    assert run.code == 2, run.text
+    assert "the token store's own file" in run.err
+    assert target.read_bytes() == before
 
 
 @pytest.mark.parametrize("dangling", [False, True], ids=["link", "dangling link"])

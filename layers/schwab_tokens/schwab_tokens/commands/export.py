@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import ExitCode, UsageError
 from ..settings import Settings
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not is_view_url(url):
         url = store_from_url(url, settings).view.url  # a token store's URL: its access view
     held = TokenReader(url, settings=settings).token()
+    if args.output:
+        _refuse_the_stores_files(user_path(args.output), url)
     if args.format == "schwabdev":
         if not args.output:
             raise UsageError("--format schwabdev writes a SQLite database: give --output PATH")
@@ -65,3 +68,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     write_private(user_path(args.output), data + b"\n")
     out(f"{args.format} token written to {args.output} (fingerprint {held.fingerprint})")
     return int(ExitCode.OK)
+
+
+def _refuse_the_stores_files(output: Path, view_url: str) -> None:
+    """Raise ``UsageError`` if ``output`` is the document or the view ``view_url`` mirrors:
+    an export written there would replace the login with a copy that cannot refresh."""
+    from ..stores import document_url
+
+    for url in (view_url, document_url(view_url)):
+        if "://" in url or url.startswith("ssm:"):
+            continue  # not a file
+        if output.resolve() == Path(url).expanduser().resolve():
+            raise UsageError(
+                f"--output {output} is the token store's own file: the export would replace "
+                "the login; write it anywhere else (e.g. --output token.json)"
+            )
+
