@@ -80,6 +80,12 @@ def access_denied_xml(request_id: str, host_id: str) -> bytes:
     ).encode()
 
 
+def _asks_policy(target: str) -> bool:
+    """Whether ``target`` is a GetBucketPolicy request (``/BUCKET?policy``)."""
+    path, _, query = target.partition("?")
+    return path.strip("/").count("/") == 0 and "policy" in query.split("&")
+
+
 def object_address(target: str) -> tuple[str, str] | None:
     """``(bucket, key)`` of a path-style object request target, else ``None``.
 
@@ -110,6 +116,9 @@ class S3Proxy(BackgroundServer):
         self.upstream_host: str = parts.hostname
         self.upstream_port: int = parts.port
         self.list_bucket: ListBucketRule = list_bucket
+        #: Answer GetBucketPolicy 403 AccessDenied, as S3 does a caller without
+        #: s3:GetBucketPolicy (moto shows any caller the policy).
+        self.policy_private = False
         self._lock = threading.Lock()
         self._requests = 0
         self._rewritten = 0
@@ -137,6 +146,7 @@ class S3Proxy(BackgroundServer):
             self._requests = 0
             self._rewritten = 0
             self.list_bucket = list_bucket
+            self.policy_private = False
 
     def _count(self, *, rewritten: bool) -> None:
         with self._lock:
@@ -239,6 +249,10 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         self.close_connection = True
         body = self._raw_body()
+        if proxy.policy_private and method == "GET" and _asks_policy(self.path):
+            proxy._count(rewritten=True)
+            self._access_denied(method)
+            return
         try:
             status, reason, headers, data = self._forward(method, body)
         except (OSError, http.client.HTTPException) as exc:
@@ -248,19 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
         rewrite = proxy.hides_missing_object(method, self.path, status, headers, data)
         proxy._count(rewritten=rewrite)
         if rewrite:
-            request_id = secrets.token_hex(8).upper()
-            host_id = base64.b64encode(secrets.token_bytes(48)).decode()
-            self._send(
-                403,
-                "Forbidden",
-                [
-                    ("x-amz-request-id", request_id),
-                    ("x-amz-id-2", host_id),
-                    ("Content-Type", "application/xml"),
-                    ("Server", "AmazonS3"),
-                ],
-                b"" if method == "HEAD" else access_denied_xml(request_id, host_id),
-            )
+            self._access_denied(method)
             return
         relayed = [(k, v) for k, v in headers.items() if k.lower() not in _NOT_RELAYED]
         if method == "HEAD" or status in (204, 304):
@@ -293,6 +295,22 @@ class _Handler(BaseHTTPRequestHandler):
         if body and self.command != "HEAD":
             self.wfile.write(body)
         self.wfile.flush()
+
+    def _access_denied(self, method: str) -> None:
+        """S3's 403 AccessDenied (HEAD: no body)."""
+        request_id = secrets.token_hex(8).upper()
+        host_id = base64.b64encode(secrets.token_bytes(48)).decode()
+        self._send(
+            403,
+            "Forbidden",
+            [
+                ("x-amz-request-id", request_id),
+                ("x-amz-id-2", host_id),
+                ("Content-Type", "application/xml"),
+                ("Server", "AmazonS3"),
+            ],
+            b"" if method == "HEAD" else access_denied_xml(request_id, host_id),
+        )
 
     def do_GET(self) -> None:
         self._handle("GET")

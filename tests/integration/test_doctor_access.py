@@ -37,6 +37,7 @@ from schwab_tokens import aws
 from tests.iam_simulator import IamSimulator
 from tests.integration import test_doctor
 from tests.integration.test_doctor import STACK, Deployed, doctor, line, lines
+from tests.s3_proxy import S3Proxy
 
 # test_doctor's fixtures: the session's deployment, and the stack put back as made.
 deployed, stack = test_doctor.deployed, test_doctor.stack
@@ -164,6 +165,29 @@ def test_a_bucket_policy_denying_the_write_fails_naming_it(
         "doctor: 1 problem in 13 checks; exit 5: fix the FAIL lines above, then run doctor again"
     )
     assert run.code == 5, run.text
+
+
+def test_a_bucket_policy_doctor_may_not_read_leaves_the_store_line_not_checked(
+    deployed_stack: Deployed, simulator: IamSimulator, s3_proxy: S3Proxy
+) -> None:
+    """Asked without the bucket's policy, IAM would judge the role's policies alone: an ok that
+    skipped the policy's denies. So the line says it was not checked, and why. (S3 answers
+    GetBucketPolicy 403 to a caller without s3:GetBucketPolicy; moto shows it to anyone, so
+    the proxy answers as S3.)"""
+    deny_the_write(deployed_stack)  # a deny doctor cannot see
+    s3_proxy.reset(list_bucket=True)
+    s3_proxy.policy_private = True
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("AWS_ENDPOINT_URL_S3", s3_proxy.url)
+            run = doctor_on_aws(simulator)
+    finally:
+        s3_proxy.reset()
+
+    found = line(run, "refresher writes the store")
+    assert found.startswith("warn  refresher writes the store: not checked: "), found
+    assert f"may not read the bucket policy of {deployed_stack.bucket}" in found, found
+    assert "run doctor as an administrator" in found
 
 
 def test_where_iam_would_not_take_the_caller_the_store_line_says_so_and_never_ok(

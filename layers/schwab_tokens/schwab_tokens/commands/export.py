@@ -83,4 +83,3 @@ def _refuse_the_stores_files(output: Path, view_url: str) -> None:
                 f"--output {output} is the token store's own file: the export would replace "
                 "the login; write it anywhere else (e.g. --output token.json)"
             )
-

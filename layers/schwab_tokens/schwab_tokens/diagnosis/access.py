@@ -5,7 +5,7 @@ LocalStack) or this identity may not ask, the check says "not checked" instead o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -148,13 +148,14 @@ def _simulator_error(exc: BaseException) -> Exception:
     return error
 
 
-def verdict(name: str, question: Question, what: str, clients: Clients) -> Check:
-    """The check line for ``question``: ok when IAM allows every action, else FAIL.
+def verdict(name: str, ask: Callable[[], Question], what: str, clients: Clients) -> Check:
+    """The check line for the question ``ask`` builds: ok when IAM allows every action.
 
     A FAIL names the first action not allowed (and whether a policy denies it explicitly); a
-    simulation that cannot run is a "not checked" line.
+    question or a simulation that cannot be had is a "not checked" line.
     """
     try:
+        question = ask()
         decisions = simulate(question, clients)
     except CannotSimulate as exc:
         return Check(name, exc.status, f"not checked: {exc.why}")
@@ -237,11 +238,13 @@ def _secret(name: str, fallback_arn: str, clients: Clients) -> tuple[str, str | 
     client = clients.secretsmanager()
     try:
         arn = str(client.describe_secret(SecretId=name)["ARN"])
-    except aws.boto_errors():
-        return fallback_arn, None
+    except aws.boto_errors() as exc:
+        _unless_refused(exc, f"the secret {name}")
+        return fallback_arn, None  # no such secret: the store's own line says so
     try:
         policy = client.get_resource_policy(SecretId=name).get("ResourcePolicy")
-    except aws.boto_errors():
+    except aws.boto_errors() as exc:
+        _unless_refused(exc, f"the resource policy of {name}")
         policy = None
     return arn, str(policy) if policy else None
 
@@ -249,9 +252,21 @@ def _secret(name: str, fallback_arn: str, clients: Clients) -> tuple[str, str | 
 def _bucket_policy(bucket: str, clients: Clients) -> str | None:
     try:
         policy = clients.s3().get_bucket_policy(Bucket=bucket).get("Policy")
-    except aws.boto_errors():
-        return None  # none, or this identity may not read it
+    except aws.boto_errors() as exc:
+        _unless_refused(exc, f"the bucket policy of {bucket}")
+        return None  # the bucket has none
     return str(policy) if policy else None
+
+
+def _unless_refused(exc: BaseException, what: str) -> None:
+    """Raise ``CannotSimulate`` (a warning) if AWS refused to show ``what`` to this identity:
+    asked without it, IAM's answer would be a guess (a FAIL, or an ok that skipped a deny)."""
+    if isinstance(aws.translate(exc, what=what, action="doctor"), AccessDenied):
+        raise CannotSimulate(
+            f"this identity may not read {what}, which IAM needs to answer: run doctor as an "
+            "administrator",
+            Status.WARN,
+        ) from None
 
 
 __all__ = [

@@ -60,15 +60,21 @@ def refresher_reads_them(outputs: Mapping[str, str], function: Function, clients
             f"the refresher's SCHWAB_CREDENTIALS_SECRET is {configured or 'not set'}, not {name}",
             "deploy the stack again (sam deploy)",
         )
-    question = credentials_question(
-        str(function.get("Role") or ""), name, str(function.get("FunctionArn") or ""), clients
+    role, arn = str(function.get("Role") or ""), str(function.get("FunctionArn") or "")
+    return verdict(
+        "refresher reads credentials",
+        lambda: credentials_question(role, name, arn, clients),
+        name,
+        clients,
     )
-    return verdict("refresher reads credentials", question, name, clients)
 
 
 def refresher_writes_store(store: TokenStore, function: Function, clients: Clients) -> Check:
     """IAM, with the store's resource policy, lets the refresher read and write its token."""
-    question = store_question(
-        str(function.get("Role") or ""), store, str(function.get("FunctionArn") or ""), clients
+    role, arn = str(function.get("Role") or ""), str(function.get("FunctionArn") or "")
+    return verdict(
+        "refresher writes the store",
+        lambda: store_question(role, store, arn, clients),
+        store.url,
+        clients,
     )
-    return verdict("refresher writes the store", question, store.url, clients)
