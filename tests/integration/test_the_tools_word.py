@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from schwab_tokens.errors import LoginRequired
 from schwab_tokens.stores import access_url, store_from_url
 from schwab_tokens.token import REFRESH_TOKEN_LIFETIME
 from tests.fakes import FakeClock
-from tests.helpers import make_token, start_watch
+from tests.helpers import RawBody, make_token, start_watch
 
 T0 = 1_900_000_000
 
@@ -162,3 +163,37 @@ def test_a_reader_of_a_view_names_the_document_for_the_login(
     fix = message.split("`schwab-tokens login ", 1)[1]
     assert fix.startswith(f"--store {document.split(' ')[0]}"), message
     assert view not in fix, message
+
+
+def test_notes_that_cannot_be_read_now_never_make_a_dead_login_healthy(moto_aws: None) -> None:
+    """The notes say the login is over; S3 throttles their read (503 SlowDown, past botocore's
+    retries). status has no word on the login then: it says "try again" (exit 4), never
+    "healthy"."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    from schwab_tokens import aws
+    from schwab_tokens.errors import Outcome, TemporaryFailure
+    from schwab_tokens.health import describe
+    from schwab_tokens.notes import record_verdict
+
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="slow-bucket")
+    store = store_from_url("s3://slow-bucket/tokens.json")
+    token = make_token("noted", now=time.time())
+    store.write(token, None)
+    record_verdict(store, token, Outcome.REAUTH_REQUIRED)
+    assert describe(store)["login_required"] is True
+
+    def slow_down(request: Any, **_: Any) -> AWSResponse | None:
+        if not request.url.split("?")[0].endswith("/tokens.json.notes"):
+            return None
+        body = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
+        return AWSResponse(request.url, 503, {}, RawBody(body))
+
+    events = aws.client("s3").meta.events
+    events.register_first("before-send.s3.GetObject", slow_down)
+    try:
+        with pytest.raises(TemporaryFailure):
+            describe(store)
+    finally:
+        events.unregister("before-send.s3.GetObject", slow_down)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import ExitCode, SchwabTokensError
 from .manifest import Target
-from .notes import login_over
+from .notes import found_over
 from .policy import REPLACED_IF_LEFT_SECONDS
 from .settings import Settings
 from .stores import TokenStore, store_from_url
@@ -25,14 +25,15 @@ def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
     seconds left, the last write, a fingerprint, ``login_required`` (the login is over) and
     ``healthy`` (a refresh would work and more than a day is left before a login is due).
     Raises what ``store.read()`` raises: ``LoginRequired`` when there is no token,
-    ``InvalidTokenDocument``, ``AccessDenied``, ``TemporaryFailure``.
+    ``InvalidTokenDocument``, ``AccessDenied``, ``TemporaryFailure`` (also when the notes,
+    which may say the login is over, could not be read just now).
     """
     now = time.time() if now is None else now
     stored = store.read()
     token = stored.token
     access_left = token.access_seconds_left(now)
     refresh_left = token.refresh_seconds_left(now)
-    refused = _found_over(store, token)
+    refused = found_over(store, token)
     over = refused or refresh_left <= 0
     return {
         "store": store.url,
@@ -50,16 +51,6 @@ def describe(store: TokenStore, now: float | None = None) -> dict[str, Any]:
         # Healthy: a refresh would work and there is a day's notice left before a login is due.
         "healthy": not over and refresh_left > REFRESH_WARNING_SECONDS,
     }
-
-
-def _found_over(store: TokenStore, token: Token) -> bool:
-    """Whether a run (the refresher, ``refresh``, ``watch``) noted this login over. Notes that
-    cannot be read say nothing (a read-only identity may see the token but not the notes)."""
-    try:
-        notes, _ = store.read_notes()
-    except SchwabTokensError:
-        return False
-    return login_over(notes, token)
 
 
 def _reason(token: Token, now: float, refused: bool) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import Outcome, SchwabTokensError, WriteConflict
+from .errors import Outcome, SchwabTokensError, TemporaryFailure, WriteConflict
 from .stores.base import TokenStore
 from .token import Token
 
@@ -76,6 +76,22 @@ def login_over(notes: dict[str, Any], token: Token) -> bool:
     if notes.get(LOGIN) != token.creation_timestamp:
         return False
     return bool(notes.get(OVER)) or notes.get(SENT) == "login_required"
+
+
+def found_over(store: TokenStore, token: Token) -> bool:
+    """Whether a run (the refresher, ``refresh``, ``watch``) noted ``token``'s login over.
+
+    Notes this identity may not read, or that are not notes, say nothing: a read-only identity
+    may see the token but not the notes. Raises ``TemporaryFailure`` when they could not be
+    read just now (throttled, a network fault): "healthy" would then be a guess.
+    """
+    try:
+        notes, _ = store.read_notes()
+    except TemporaryFailure:
+        raise
+    except SchwabTokensError:
+        return False
+    return login_over(notes, token)
 
 
 def with_verdict(notes: dict[str, Any], token: Token, outcome: Outcome) -> dict[str, Any]:

@@ -5,7 +5,7 @@ AWS)."""
 from __future__ import annotations
 
 from ..errors import ExitCode, InvalidTokenDocument, LoginRequired, SchwabTokensError
-from ..notes import login_over
+from ..notes import found_over
 from ..policy import REPLACED_IF_LEFT_SECONDS
 from ..stores import TokenStore
 from ..timefmt import duration, when
@@ -48,7 +48,7 @@ def login(store: TokenStore, token: Token, now: float, fixes: Fixes) -> Check:
     """How long the login (the refresh token) has left, and whether a run found it over."""
     left = token.refresh_seconds_left(now)
     ends = when(token.refresh_expires_at)
-    if left > 0 and _found_over(store, token):
+    if left > 0 and found_over(store, token):
         why = (
             "although it had days left: another login to this app replaced it (Schwab keeps "
             "one login per app)"
@@ -76,12 +76,3 @@ def login(store: TokenStore, token: Token, now: float, fixes: Fixes) -> Check:
             f"log in again before then: {fixes.login(store.url)}",
         )
     return ok("login", f"the refresh token lasts {duration(left)} more (until {ends})")
-
-
-def _found_over(store: TokenStore, token: Token) -> bool:
-    """Whether a run noted this login over beside the token (unreadable notes say nothing)."""
-    try:
-        notes, _ = store.read_notes()
-    except SchwabTokensError:
-        return False
-    return login_over(notes, token)
