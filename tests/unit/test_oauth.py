@@ -198,6 +198,12 @@ def test_no_retry_starts_that_could_not_end_before_the_lease(emulator) -> None:
             RefreshTokenRejected,
             "401 invalid_client",
         ),
+        (  # the token named by its parameter's name
+            401,
+            b'{"error": "invalid_client", "error_description": "Invalid refresh_token"}',
+            RefreshTokenRejected,
+            "401 invalid_client",
+        ),
         # invalid_client that does not name the refresh token: the app key or secret.
         (
             401,
@@ -226,6 +232,7 @@ def test_no_retry_starts_that_could_not_end_before_the_lease(emulator) -> None:
     ids=[
         "401-invalid-grant",
         "401-invalid-client-naming-the-token",
+        "401-invalid-client-naming-refresh_token",
         "401-invalid-client",
         "401-invalid-client-token-named-elsewhere",
         "401-html",

@@ -34,7 +34,8 @@ _NESTED_ERROR_CODE = re.compile(rf'\\*"error\\*"\s*:\s*\\*"({ERROR_CODE.pattern}
 _DEAD_TOKEN_CODES = frozenset(
     {"invalid_grant", "refresh_token_authentication_error", "unsupported_token_type"}
 )
-_NAMES_THE_REFRESH_TOKEN = re.compile(r"refresh\s+token", re.IGNORECASE)
+#: "refresh token", or the parameter's own name (``refresh_token``, ``refresh-token``).
+_NAMES_THE_REFRESH_TOKEN = re.compile(r"refresh[\s_-]*token", re.IGNORECASE)
 
 _UNTOUCHED = "the stored token is untouched, try again later"
 
