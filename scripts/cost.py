@@ -127,6 +127,19 @@ COMBINATIONS: dict[str, dict[str, str]] = {
 
 
 # -- the template ----------------------------------------------------------------------------------
+def _quantity(value: float) -> str:
+    """A count with thousands separators (32,060), a small amount in four figures (0.0073)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.4g}"
+
+
+def _alarm_metrics(alarm: Mapping[str, Any]) -> int:
+    """How many metrics an alarm's price counts: one, or each ``MetricStat`` of its math."""
+    metrics = alarm.get("Metrics")
+    if not metrics:
+        return 1
+    return sum(1 for metric in metrics if "MetricStat" in metric)
+
+
 def template_counts(deployed: Mapping[str, Any]) -> dict[str, Any]:
     """What the bill counts from a template whose conditions are resolved."""
     resources = deployed["Resources"]
@@ -134,7 +147,12 @@ def template_counts(deployed: Mapping[str, Any]) -> dict[str, Any]:
     refresher = resources["RefresherFunction"]["Properties"]
     notifier = resources.get("NotifierFunction", {}).get("Properties")
     return {
-        "alarms": kinds["AWS::CloudWatch::Alarm"],
+        # CloudWatch bills an alarm per metric it watches: a metric-math alarm, each of them.
+        "alarms": sum(
+            _alarm_metrics(body["Properties"])
+            for body in resources.values()
+            if body["Type"] == "AWS::CloudWatch::Alarm"
+        ),
         "dashboards": kinds["AWS::CloudWatch::Dashboard"],
         "kms_keys": kinds["AWS::KMS::Key"],
         "secrets": kinds["AWS::SecretsManager::Secret"],
@@ -508,7 +526,7 @@ def print_lines(default: Mapping[str, Any]) -> None:
     for row in default["rows"]:
         if row["usd"] or row["quantity"]:
             print(
-                f"| {row['item']} | {row['quantity']:,.4g} | {row['usd']:.4f} | "
+                f"| {row['item']} | {_quantity(row['quantity'])} | {row['usd']:.4f} | "
                 f"{row['usd_free_tier']:.4f} |"
             )
     access = default["access_view"]

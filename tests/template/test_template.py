@@ -1554,14 +1554,20 @@ def test_a_flood_of_the_login_url_is_watched_only_with_the_login(hosted: str) ->
     assert ("LoginFloodAlarm" in alarms) is (hosted == "Enabled")
     assert resource("LoginFloodAlarm")["Condition"] == "HostedLoginEnabled"
     flood = props("LoginFloodAlarm")
-    assert (flood["Namespace"], flood["MetricName"], flood["Statistic"]) == (
-        "AWS/Lambda",
-        "Invocations",
-        "Sum",
-    )
-    assert flood["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "LoginFunction"}}]
+    # Requests answered (Invocations) and refused at the concurrency cap (Throttles), summed.
+    watched = {m["Id"]: m for m in flood["Metrics"]}
+    for name, metric in (("invocations", "Invocations"), ("throttles", "Throttles")):
+        stat = watched[name]["MetricStat"]
+        assert stat["Metric"]["Namespace"] == "AWS/Lambda"
+        assert stat["Metric"]["MetricName"] == metric
+        assert stat["Metric"]["Dimensions"] == [
+            {"Name": "FunctionName", "Value": {"Ref": "LoginFunction"}}
+        ]
+        assert (stat["Period"], stat["Stat"], watched[name]["ReturnData"]) == (300, "Sum", False)
+    assert watched["requests"]["Expression"] == "FILL(invocations, 0) + FILL(throttles, 0)"
+    assert watched["requests"]["ReturnData"] is True
     # A person logging in makes a handful of requests; a hundred in 5 minutes is a flood.
-    assert (flood["Period"], flood["EvaluationPeriods"], flood["Threshold"]) == (300, 1, 100)
+    assert (flood["EvaluationPeriods"], flood["Threshold"]) == (1, 100)
     assert flood["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert flood["TreatMissingData"] == "notBreaching"  # no request, no data: no flood
     assert flood["AlarmActions"] == flood["OKActions"] == [{"Ref": "AlarmTopic"}]
