@@ -490,7 +490,10 @@ def test_alarms_and_topic_policy_name_this_stack(stack: tuple[Deployment, Any]) 
     if deployment.has("LoginFloodAlarm"):
         flood = deployment.properties("LoginFloodAlarm")
         login = deployment.physical("LoginFunction")
-        assert flood["Dimensions"] == [{"Name": "FunctionName", "Value": login}]
+        watched = [m["MetricStat"]["Metric"] for m in flood["Metrics"] if "MetricStat" in m]
+        assert sorted(m["MetricName"] for m in watched) == ["Invocations", "Throttles"]
+        for metric in watched:
+            assert metric["Dimensions"] == [{"Name": "FunctionName", "Value": login}]
         assert flood["AlarmActions"] == flood["OKActions"] == [topic]
         assert flood["AlarmName"] == f"{deployment.name}-LoginFlood"
     # Silence is the refresher's INSUFFICIENT_DATA: that state change is the message.
