@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from schwab_tokens.errors import CallbackError, InvalidTokenDocument, SchwabTokensError
 from schwab_tokens.oauth import MAX_LINK_LENGTH, parse_callback
 from schwab_tokens.token import MAX_DOCUMENT_BYTES, Token, fingerprint
+from tests.reliability.support import FULL
 
 pytest_plugins = ["pytester"]
 
@@ -41,9 +42,10 @@ TEN_MB = 10 * 1024 * 1024
 
 
 def examples(count: int) -> settings:
-    """Enough examples to matter, no per-example deadline (CI machines stall at times)."""
+    """Enough examples to matter, no per-example deadline (CI machines stall at times): half of
+    ``count`` in ``make test``, all of it in ``make reliability`` (``FULL``), which reports them."""
     return settings(
-        max_examples=count,
+        max_examples=count if FULL else count // 2,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
