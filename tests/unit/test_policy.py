@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from schwab_tokens import errors
 from schwab_tokens.access import AccessView
 from schwab_tokens.errors import (
     BadAppCredentials,
@@ -20,11 +21,9 @@ from schwab_tokens.errors import (
     LeaseBusy,
     LeaseLost,
     LoginReplaced,
-    LoginRequired,
     Outcome,
     RefreshTokenRejected,
     SchwabTokensError,
-    TemporaryFailure,
     WriteConflict,
 )
 from schwab_tokens.policy import CONFLICT_RETRIES, RunResult, run
@@ -208,7 +207,7 @@ def test_a_newer_login_stored_meanwhile_always_wins(
     assert result.outcome == outcome
     assert store.token == new_login
     if outcome == Outcome.FAILED:
-        assert isinstance(result.error, TemporaryFailure) and result.temporary
+        assert isinstance(result.error, errors.TemporaryFailure) and result.temporary
         assert "changed while refreshing" in str(result.error)
         assert result.exit_code == ExitCode.TEMPORARY
     assert [w.landed for w in store.policy_writes] == [False]
@@ -336,7 +335,10 @@ def test_a_dead_login_asks_for_a_login_without_calling_schwab(
     raw = store.raw
     result = refresh(store, schwab, force=True)
     assert result.outcome == Outcome.REAUTH_REQUIRED
-    assert isinstance(result.error, LoginRequired) and result.exit_code == ExitCode.LOGIN_REQUIRED
+    assert (
+        isinstance(result.error, errors.LoginRequired)
+        and result.exit_code == ExitCode.LOGIN_REQUIRED
+    )
     assert "schwab-tokens login" in str(result.error)
     assert schwab.calls == 0 and schwab.factory_calls == 0
     assert store.raw == raw and result.token == dead  # reported: hours left, fingerprint
@@ -448,9 +450,13 @@ def test_a_bad_answer_changes_nothing(
 @pytest.mark.parametrize(
     ("error", "outcome", "code"),
     [
-        (LoginRequired("Schwab refused the refresh token (400)"), Outcome.REAUTH_REQUIRED, 3),
+        (
+            errors.LoginRequired("Schwab refused the refresh token (400)"),
+            Outcome.REAUTH_REQUIRED,
+            3,
+        ),
         (BadAppCredentials("Schwab rejected the app key or secret (401)"), Outcome.FAILED, 5),
-        (TemporaryFailure("Schwab answered 503"), Outcome.FAILED, 4),
+        (errors.TemporaryFailure("Schwab answered 503"), Outcome.FAILED, 4),
     ],
     ids=["dead-refresh-token", "wrong-app-secret", "schwab-down"],
 )
@@ -509,7 +515,7 @@ def test_a_view_never_goes_back_to_an_older_token(store: FakeStore, schwab: Fake
 @pytest.mark.parametrize(
     "failure",
     [
-        TemporaryFailure("Schwab answered 503"),
+        errors.TemporaryFailure("Schwab answered 503"),
         BadAppCredentials("Schwab rejected the app key or secret (401)"),
     ],
     ids=["schwab-down", "wrong-secret"],
