@@ -126,6 +126,25 @@ def test_a_bad_manifest_is_a_usage_error_naming_the_entry(
     assert phrase in done.err, done.err
 
 
+@pytest.mark.parametrize("command", ["status", "refresh"])
+def test_with_several_tokens_a_login_to_do_outranks_a_broken_store(
+    emulator: Emulator, tmp_path: Path, command: str
+) -> None:
+    """One token's login is over (exit 3), another's file is not a token (exit 5): the exit
+    code asks for the login first, whatever the order of the tokens."""
+    over = FileStore(tmp_path / "over.json")
+    login(over, emulator)
+    emulator.revoke_all()
+    run_cli(["refresh", "--force", "--store", str(over.path)], cli_env(emulator))  # noted over
+    (tmp_path / "broken.json").write_text("{not json")
+    for order in (["broken.json", "over.json"], ["over.json", "broken.json"]):
+        manifest = tmp_path / "manifest.json"
+        manifest.write_text(json.dumps({"tokens": [{"store": name} for name in order]}))
+        forced = ["--force"] if command == "refresh" else []
+        done = run_cli([command, *forced, "--manifest", str(manifest)], cli_env(emulator))
+        assert done.code == 3, done.text
+
+
 def test_relative_stores_in_a_manifest_file_are_relative_to_its_folder(
     emulator: Emulator, tmp_path: Path
 ) -> None:

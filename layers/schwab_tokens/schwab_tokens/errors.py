@@ -7,6 +7,7 @@ never a secret.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 
 
@@ -30,6 +31,24 @@ class ExitCode(IntEnum):
     CONFIGURATION = 5
     #: Stopped by SIGINT (Ctrl-C), as shells report 128 + SIGINT.
     INTERRUPTED = 130
+
+
+#: With several tokens, the code that asks the most of a person comes first: a login, then a
+#: setting to fix, a command line to correct, a bug to report; waiting comes last.
+URGENCY = (
+    ExitCode.LOGIN_REQUIRED,
+    ExitCode.CONFIGURATION,
+    ExitCode.USAGE,
+    ExitCode.UNEXPECTED,
+    ExitCode.TEMPORARY,
+    ExitCode.OK,
+)
+
+
+def most_urgent(codes: Iterable[int]) -> int:
+    """The most urgent of ``codes`` by ``URGENCY`` (0 for none); an unknown code comes first."""
+    rank = {int(code): place for place, code in enumerate(URGENCY)}
+    return min(codes, key=lambda code: rank.get(int(code), -1), default=int(ExitCode.OK))
 
 
 class SchwabTokensError(Exception):

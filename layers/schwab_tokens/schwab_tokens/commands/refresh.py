@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import most_urgent
 from ..settings import Settings
 from .common import add_app_credentials, add_manifest, add_margin, out, refresh_targets, report
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Refresh every token once and report each; return the worst exit code.
+    """Refresh every token once and report each; return the most urgent exit code.
 
     A token's failure is reported, not raised. Raises ``SchwabTokensError`` (``UsageError``
     for a bad flag), which ``main`` prints and exits with.
@@ -33,4 +34,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             out(json.dumps({"token": target.name, **result.to_dict()}))
         else:
             report(result)
-    return max(result.exit_code for _, result in results)
+    return most_urgent(result.exit_code for _, result in results)

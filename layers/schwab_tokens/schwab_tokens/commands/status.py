@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import ExitCode, SchwabTokensError
+from ..errors import ExitCode, SchwabTokensError, most_urgent
 from ..settings import Settings
 from ..timefmt import duration, when
 from .common import add_manifest, out, several, store, targets
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Print each token's expiries and health; return the worst exit code (3: login over).
+    """Print each token's expiries and health; return the most urgent exit code (3: login over).
 
     Raises ``SchwabTokensError`` (``UsageError`` for a bad flag), which ``main`` prints
     and exits with.
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             for line in _table(rows):
                 out(line)
-        return int(max(row["exit_code"] for row in rows))
+        return most_urgent(int(row["exit_code"]) for row in rows)
     target = store(args, settings)
     try:
         status = describe(target)
