@@ -664,3 +664,21 @@ def test_a_notifier_that_failed_today_is_named_with_where_to_look(stack: Deploye
         f"aws logs tail /aws/lambda/doctor-notifier --since 1d --region {REGION}; then "
         "schwab-tokens alerts test --stack doctor"
     )
+
+
+def test_an_expired_access_token_of_a_login_found_over_asks_for_a_login(tmp_path: Path) -> None:
+    """A run found the login over and the access token has since expired: `refresh` could only
+    fail, so the access token's line names `login` too (exit 3)."""
+    url = str(tmp_path / "tokens.json")
+    store = store_from_url(url)
+    now = time.time()
+    token = token_at(now, login=now - 3 * 3600, left=-600)  # days left, access expired
+    store.write(token, None)
+    store.write_notes({"login": token.creation_timestamp, "over": True}, None)
+
+    run = doctor("--store", url)
+
+    access = line(run, "access token")
+    assert access.startswith("FAIL  access token: expired 10 min"), access
+    assert access.endswith(f"schwab-tokens login --store {url}"), access
+    assert run.code == 3, run.text

@@ -35,7 +35,8 @@ def access_token(store: TokenStore, token: Token, now: float, fixes: Fixes) -> C
     left = token.access_seconds_left(now)
     if left > 0:
         return ok("access token", f"expires in {duration(left)} ({when(token.access_expires_at)})")
-    dead = token.refresh_seconds_left(now) <= 0
+    # A run that found the login over is as final as its 7 days: `refresh` could only fail.
+    dead = token.refresh_seconds_left(now) <= 0 or found_over(store, token)
     return fail(
         "access token",
         f"expired {duration(-left)} ago, so consumers get no working token",
