@@ -603,3 +603,29 @@ def test_an_access_view_is_neither_a_file_to_import_nor_a_store(
     assert run.code == 5 and "is an access view" in run.err, run.text
     run = run_cli(["import", url, "--store", view], cli_env(emulator))
     assert run.code == 2 and "not a token store" in run.err, run.text
+
+
+def test_a_copy_of_a_login_a_run_found_over_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    """The store holds login X and a run noted Schwab refusing it; the old tool's file holds X
+    too, a little fresher. Without credentials nothing can check it: importing it would wipe
+    the verdict and make status say healthy over a dead login. Refused, the store untouched."""
+    from tests.fakes import token_at
+
+    url = str(tmp_path / "tokens.json")
+    store = store_from_url(url)
+    now = time.time()
+    login_time = now - 2 * DAY
+    stored = token_at(now, login=login_time, left=600)
+    store.write(stored, None)
+    store.write_notes({"login": stored.creation_timestamp, "over": True}, None)
+    fresher = token_at(now, login=login_time, left=1500, access="AT-fresher")
+    old_file = tmp_path / "token.json"
+    old_file.write_text(json.dumps(fresher.schwab_py_document()))
+    before = snapshot(url)
+
+    run = run_cli(["import", str(old_file), "--store", url], _no_creds(emulator))
+
+    assert run.code == 3, run.text
+    assert "a run found the login in" in run.err and "Nothing was imported" in run.err
+    assert snapshot(url) == before
+    assert run_cli(["status", "--store", url], _no_creds(emulator)).code == 3

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .exports import CLOCK_SKEW_SECONDS, SQLITE_MAGIC, read_schwabdev
 from .login_flow import WRITE_ATTEMPTS, login_account, note_login
+from .notes import found_over
 from .policy import REPLACED_IF_LEFT_SECONDS
 from .stores.base import Stored, TokenStore
 from .timefmt import minute
@@ -103,22 +104,19 @@ def import_login(
     ``read_login`` raises.
     """
     fix = f"log in again with `schwab-tokens login --store {store.url}`"
-    try:
-        kind, token = read_login(path, now=clock())
-    except LoginRequired as exc:
-        raise LoginRequired(f"{exc}; nothing was imported: {fix}") from None
-    now = clock()
-    if token.refresh_seconds_left(now) <= 0:
-        raise LoginRequired(
-            f"the login in {path} (of {minute(token.creation_timestamp)}) ended 7 days after "
-            f"it, at {minute(token.refresh_expires_at)}: Schwab no longer refreshes it, so "
-            f"there is nothing to import; {fix}"
-        )
+    kind, token = _alive(path, fix, clock())
     held = _held(store)
     kept = _kept(held, token, force, store.url, path)
     if kept is not None:
         return Imported(kind, kept, written=False, checked=False)
     checked = oauth is not None
+    same = _same_login(held, token) and not checked
+    if same and found_over(store, token):
+        # The store's notes hold a run's verdict on this very login: a copy of it is no news.
+        raise LoginRequired(
+            f"a run found the login in {path} (of {minute(token.creation_timestamp)}) over: "
+            f"Schwab refused its refresh token. Nothing was imported; {fix}"
+        )
     if oauth is not None:
         token = _refreshed(oauth, token, path, fix, clock)
     for _ in range(WRITE_ATTEMPTS):
@@ -133,7 +131,9 @@ def import_login(
                 return Imported(kind, kept, written=False, checked=checked)
     else:
         raise WriteConflict(f"{store.url} kept changing while the login was being imported")
-    note_login(store, token, login_account(oauth, token) if oauth is not None else None)
+    # The same login, unchecked: its notes (a verdict, its account) still hold.
+    account = login_account(oauth, token) if oauth is not None else None
+    note_login(store, token, account, keep_notes=same)
     return Imported(
         kind,
         token,
@@ -142,6 +142,21 @@ def import_login(
         replaced=None if held.stored is None else held.stored.token,
         replaced_unreadable=held.unreadable,
     )
+
+
+def _alive(path: str, fix: str, now: float) -> tuple[str, Token]:
+    """The kind and login in ``path``; ``LoginRequired`` naming ``fix`` if it is over."""
+    try:
+        kind, token = read_login(path, now=now)
+    except LoginRequired as exc:
+        raise LoginRequired(f"{exc}; nothing was imported: {fix}") from None
+    if token.refresh_seconds_left(now) <= 0:
+        raise LoginRequired(
+            f"the login in {path} (of {minute(token.creation_timestamp)}) ended 7 days after "
+            f"it, at {minute(token.refresh_expires_at)}: Schwab no longer refreshes it, so "
+            f"there is nothing to import; {fix}"
+        )
+    return kind, token
 
 
 # -- the store's side ------------------------------------------------------------------------------
@@ -164,6 +179,13 @@ def _held(store: TokenStore) -> _Held:
         # Nothing refreshes it as it is; a login replaces it, and so does an import.
         return _Held(None, store.version(), unreadable=True)
     return _Held(stored, stored.version)
+
+
+def _same_login(held: _Held, token: Token) -> bool:
+    """Whether the store holds ``token``'s login (a login is known by its time)."""
+    return held.stored is not None and (
+        held.stored.token.creation_timestamp == token.creation_timestamp
+    )
 
 
 def _kept(held: _Held, token: Token, force: bool, url: str, path: str) -> Token | None:

@@ -96,11 +96,14 @@ def record_login(
     return token
 
 
-def note_login(store: TokenStore, token: Token, account: str | None) -> None:
+def note_login(
+    store: TokenStore, token: Token, account: str | None, *, keep_notes: bool = False
+) -> None:
     """Write the access view of a newly stored login, then note which Schwab login it is.
 
-    The login has happened by then: a failure is logged, never raised (the next refresh writes
-    the view; a phone login asks for the CLI once).
+    With ``keep_notes`` (the same login stored again), the notes stay as they are. The login
+    has happened by then: a failure is logged, never raised (the next refresh writes the view;
+    a phone login asks for the CLI once).
     """
     try:
         store.sync_view(token)
@@ -111,6 +114,8 @@ def note_login(store: TokenStore, token: Token, account: str | None) -> None:
             store.url,
             exc,
         )
+    if keep_notes:
+        return
     problem = "it kept changing"
     for _ in range(WRITE_ATTEMPTS):
         try:
