@@ -10,7 +10,9 @@ from devkit.user import login
 from schwab_tokens.errors import InvalidTokenDocument, UsageError
 from schwab_tokens.reader import TokenReader
 from schwab_tokens.stores.file import FileStore
+from schwab_tokens.token import Token
 from tests.fakes import AheadClock
+from tests.helpers import make_token
 
 
 class CountingStore(FileStore):
@@ -87,3 +89,30 @@ def test_schwab_py_write_stores_only_what_the_next_run_can_read(emulator, tmp_pa
     assert "odd" not in stored.token and "padding" not in stored.token
     assert stored.token["token_type"] == "Bearer"
     assert (tmp_path / "tokens.json").stat().st_size < 2048
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"scope": "x" * 300},
+        {"scope": ["api"]},
+        {"token_type": "Bearer\n"},
+        {"expires_in": -5},
+        {"expires_in": True},
+    ],
+    ids=["long-scope", "scope-list", "type-unprintable", "negative-lifetime", "bool-lifetime"],
+)
+def test_a_document_of_another_tool_still_makes_a_readable_view(
+    tmp_path: Path, odd: dict[str, object]
+) -> None:
+    """Fields a document may carry but a view may not take their usual values in the view, so
+    the bots reading it keep working."""
+    token = make_token("odd")
+    document = token.to_dict()
+    document["token"].update(odd)
+    store = FileStore(tmp_path / "tokens.json")
+    parsed = Token.from_dict(document)
+    store.write(parsed, None)
+    store.sync_view(parsed)
+    reader = TokenReader(str(tmp_path / "tokens.access.json"))
+    assert reader.access_token() == token.access_token

@@ -28,6 +28,17 @@ from .token import (
 
 #: Names the document's kind and version, so any reader can tell a view from a token document.
 FORMAT = "schwab-tokens-access-view/1"
+#: The largest number a view holds (whole epoch seconds, or a lifetime in seconds).
+MAX_EPOCH = 10**12
+#: The longest ``token_type`` or ``scope`` a view holds.
+MAX_TEXT_CHARS = 256
+
+
+def _text(value: object, default: str) -> str:
+    """``value`` if a view may hold it as ``token_type`` or ``scope``, else ``default``."""
+    if isinstance(value, str) and value and not token_string_problem(value, MAX_TEXT_CHARS):
+        return value
+    return default
 
 
 @dataclass(frozen=True)
@@ -49,13 +60,17 @@ class AccessView(Expiries):
         """The view of a token document that was stored (and so validated)."""
         inner = token.token
         lifetime = inner.get("expires_in")
+        # A document another tool wrote may carry fields a view may not (its readers refuse
+        # them): those take their usual values, so the view stays readable.
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int):
+            lifetime = DEFAULT_EXPIRES_IN
         return cls(
             access_token=token.access_token,
             expires_at=int(token.access_expires_at),
             creation_timestamp=token.creation_timestamp,
-            expires_in=int(lifetime) if isinstance(lifetime, int) else DEFAULT_EXPIRES_IN,
-            token_type=str(inner.get("token_type") or "Bearer"),
-            scope=str(inner.get("scope") or "api"),
+            expires_in=lifetime if 0 <= lifetime <= MAX_EPOCH else DEFAULT_EXPIRES_IN,
+            token_type=_text(inner.get("token_type"), "Bearer"),
+            scope=_text(inner.get("scope"), "api"),
             login_required=login_required,
         )
 
@@ -132,13 +147,13 @@ class AccessView(Expiries):
         numbers: dict[str, int] = {}
         for name in ("expires_at", "creation_timestamp", "expires_in"):
             value = data.get(name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**12:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH:
                 raise InvalidTokenDocument(f"{source}: {name} must be whole epoch seconds")
             numbers[name] = value
         texts: dict[str, str] = {}
         for name in ("token_type", "scope"):
             value = data.get(name)
-            if not isinstance(value, str) or token_string_problem(value, 256):
+            if not isinstance(value, str) or token_string_problem(value, MAX_TEXT_CHARS):
                 raise InvalidTokenDocument(f"{source}: {name} must be short printable text")
             texts[name] = value
         mark = data.get("login_required", False)
