@@ -153,3 +153,10 @@ def test_no_random_text_is_ever_a_valid_ticket(text: str) -> None:
         tickets.verify(KEY, text, URL, NOW)
     with pytest.raises(TicketError):
         tickets.verify_state(KEY, text, "nonce", URL, NOW)
+
+
+def test_the_documented_windows_are_the_codes() -> None:
+    """docs/weekly-login.md promises a link valid once for 24 hours and 15 minutes from opening
+    it to coming back from Schwab: the numbers are pinned here, not only named."""
+    assert tickets.DEFAULT_VALID_SECONDS == 24 * 3600
+    assert tickets.SIGN_IN_SECONDS == 15 * 60
