@@ -9,6 +9,7 @@ tests).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -215,6 +216,23 @@ def test_make_lock_settles_a_new_dependency_and_moves_no_other_pin(tree: Path) -
     assert "tomli-w" in after[DEV_LOCK]
     del after[DEV_LOCK]["tomli-w"]
     assert after == before
+
+
+def test_every_venv_of_development_and_ci_installs_only_hash_checked_locks() -> None:
+    """make setup and make tools: every pip install names a lock and checks its hashes; the one
+    exception installs the project itself, adding nothing (--no-deps)."""
+    installs = [
+        line.strip()
+        for makefile in (REPO / "Makefile", REPO / "mk" / "tools.mk")
+        for line in makefile.read_text().splitlines()
+        if "pip install" in line and not line.lstrip().startswith("#")
+    ]
+    assert len(installs) >= 6, installs
+    for line in installs:
+        if line.endswith("-e ."):
+            assert "--no-deps" in line and "--no-build-isolation" in line, line
+        else:
+            assert "--require-hashes" in line and re.search(r"-r \$\(\w+_LOCK\)", line), line
 
 
 def test_every_lambda_builder_installs_its_lock_as_make_lock_resolved_it() -> None:
