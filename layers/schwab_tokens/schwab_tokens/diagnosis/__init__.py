@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ..errors import SchwabTokensError
+from ..notes import found_over
 from ..settings import Settings
 from ..stores import TokenStore, store_from_url
 from ..token import Token
@@ -83,10 +84,11 @@ def _token(store: TokenStore, now: float, fixes: Fixes) -> tuple[list[Check], To
     check, token = token_checks.read_token(store, fixes)
     if token is None:
         return [check], None
+    over = found_over(store, token)  # the notes, read once for both lines
     return [
         check,
-        token_checks.access_token(store, token, now, fixes),
-        token_checks.login(store, token, now, fixes),
+        token_checks.access_token(store, token, now, fixes, over),
+        token_checks.login(store, token, now, fixes, over),
         guarded("access view", lambda: view.access_view(store, token, fixes)),
     ], token
 

@@ -5,7 +5,6 @@ AWS)."""
 from __future__ import annotations
 
 from ..errors import ExitCode, InvalidTokenDocument, LoginRequired, SchwabTokensError
-from ..notes import found_over
 from ..policy import REPLACED_IF_LEFT_SECONDS
 from ..stores import TokenStore
 from ..timefmt import duration, when
@@ -30,13 +29,14 @@ def read_token(store: TokenStore, fixes: Fixes) -> tuple[Check, Token | None]:
     return ok("token", f"{store.url} is readable (fingerprint {token.fingerprint})"), token
 
 
-def access_token(store: TokenStore, token: Token, now: float, fixes: Fixes) -> Check:
+def access_token(store: TokenStore, token: Token, now: float, fixes: Fixes, over: bool) -> Check:
     """Whether consumers get a working access token now."""
     left = token.access_seconds_left(now)
     if left > 0:
         return ok("access token", f"expires in {duration(left)} ({when(token.access_expires_at)})")
-    # A run that found the login over is as final as its 7 days: `refresh` could only fail.
-    dead = token.refresh_seconds_left(now) <= 0 or found_over(store, token)
+    # A run that found the login over (``over``) is as final as its 7 days: `refresh` could
+    # only fail.
+    dead = token.refresh_seconds_left(now) <= 0 or over
     return fail(
         "access token",
         f"expired {duration(-left)} ago, so consumers get no working token",
@@ -45,11 +45,11 @@ def access_token(store: TokenStore, token: Token, now: float, fixes: Fixes) -> C
     )
 
 
-def login(store: TokenStore, token: Token, now: float, fixes: Fixes) -> Check:
+def login(store: TokenStore, token: Token, now: float, fixes: Fixes, over: bool) -> Check:
     """How long the login (the refresh token) has left, and whether a run found it over."""
     left = token.refresh_seconds_left(now)
     ends = when(token.refresh_expires_at)
-    if left > 0 and found_over(store, token):
+    if left > 0 and over:
         why = (
             "although it had days left: another login to this app replaced it (Schwab keeps "
             "one login per app)"
