@@ -278,6 +278,24 @@ def test_the_notifiers_own_alarm_is_left_to_the_email(
     assert capsys.readouterr().out.count("the notifier's own alarm: left to the e-mail") == 2
 
 
+def test_the_own_alarm_of_a_stack_with_a_long_name_is_left_to_the_email(
+    moto_aws: None,
+    receiver: Receiver,
+    notifier_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stack's name may have 128 characters: its alarm is known by its whole name, not the
+    shortened one the log shows."""
+    stack = "s" * 120
+    monkeypatch.setenv("SCHWAB_TOKENS_ALERTS_PARAMETER", f"/{stack}/alerts")
+    alert_urls.write_urls(alert_urls.SSM_PREFIX + f"/{stack}/alerts", [receiver.form_url()])
+    alarm = {"AlarmName": f"{stack}-NotifierErrors", "NewStateValue": "ALARM"}
+    event = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(alarm)}}]}
+    assert load_handler("notifier").lambda_handler(event, LambdaContext()) == {"records": []}
+    assert "the notifier's own alarm: left to the e-mail" in capsys.readouterr().out
+
+
 def test_a_notifier_without_urls_says_how_to_add_one(
     moto_aws: None, notifier_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -294,6 +294,11 @@ def parameter_name(stack: str) -> str:
     return f"/{stack}/alerts"
 
 
+def stack_of(parameter: str) -> str:
+    """The stack whose alerts parameter is ``parameter`` (``parameter_name``'s inverse)."""
+    return parameter.strip("/").split("/")[0]
+
+
 def file_beside(store_path: str | os.PathLike[str]) -> Path:
     """The local alerts file of a token file: ``tokens.json`` -> ``tokens.json.alerts``."""
     path = Path(store_path)

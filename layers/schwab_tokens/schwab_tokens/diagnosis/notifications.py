@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .. import aws
+from .. import alert_urls, aws
 from .clients import Clients
 from .report import Check, Status, fail, ok, plural
 from .stack import function_errors
@@ -68,7 +68,7 @@ def notifier(outputs: Mapping[str, str], now: float, clients: Clients) -> Check:
     if not name:
         return Check("alerts", Status.SKIP, "not enabled (Alerts is Disabled)")
     errors = function_errors(name, now, NOTIFIER_WINDOW_SECONDS, clients)
-    stack = outputs.get("AlertsParameterName", "/<stack>/alerts").strip("/").split("/")[0]
+    stack = alert_urls.stack_of(outputs.get("AlertsParameterName", "/<stack>/alerts"))
     if errors:
         return fail(
             "alerts",

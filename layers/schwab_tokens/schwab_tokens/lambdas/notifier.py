@@ -51,6 +51,8 @@ class Text:
     title: str
     body: str
     source: str
+    #: The CloudWatch alarm's full name, for a message about one.
+    alarm: str | None = None
 
 
 #: The notifier's errors alarm is ``<stack>-NotifierErrors`` (template.yaml).
@@ -71,7 +73,7 @@ def handle(event: Any, settings: Settings | None = None) -> dict[str, Any]:
         if text is None:
             logger.warning(f"record {index} is not an SNS notification: skipped")
             continue
-        if text.source == f"alarm {_stack(settings)}-{OWN_ALARM}":
+        if text.alarm == f"{_stack(settings)}-{OWN_ALARM}":
             # Its own alarm goes by e-mail only: sent to URLs that fail, it would fail the
             # notifier again and keep that alarm going.
             logger.info(f"record {index} is the notifier's own alarm: left to the e-mail")
@@ -183,7 +185,7 @@ def _alarm(message: str) -> Text | None:
         return None
     title = _first_line(f"{state}: {name}")
     body = _first_line(reason) if isinstance(reason, str) else ""
-    return Text(title, body or title, f"alarm {_first_line(name)[:80]}")
+    return Text(title, body or title, f"alarm {_first_line(name)[:80]}", alarm=name)
 
 
 def _first_line(text: str) -> str:
@@ -207,11 +209,11 @@ def _urls(settings: Settings) -> list[str]:
 
 def _stack(settings: Settings) -> str:
     """The stack's name, from its alerts parameter ``/<stack>/alerts``."""
-    return (settings.alerts_parameter or "/<stack>/alerts").strip("/").split("/")[0]
+    return alert_urls.stack_of(settings.alerts_parameter or alert_urls.parameter_name("<stack>"))
 
 
 def _no_urls(settings: Settings) -> str:
-    name = settings.alerts_parameter or "/<stack>/alerts"
+    name = settings.alerts_parameter or alert_urls.parameter_name("<stack>")
     stack = _stack(settings)
     region = f" --region {settings.region}" if settings.region else ""
     return (
