@@ -196,7 +196,7 @@ def _kept(held: _Held, token: Token, force: bool, url: str, path: str) -> Token 
     if held.stored is None:
         return None
     current = held.stored.token
-    if current.creation_timestamp == token.creation_timestamp:
+    if _same_login(held, token):
         return current if current.access_expires_at >= token.access_expires_at else None
     if current.creation_timestamp > token.creation_timestamp and not force:
         raise ConfigurationError(

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ExitCode, UsageError
 from ..settings import Settings
 from .common import err, out, store_url
+
+if TYPE_CHECKING:
+    from ..stores import TokenStore, View
 
 NAME = "export"
 HELP = "write the access token for another client: access view, schwab-py or Schwabdev"
@@ -51,9 +55,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     url = url or store_url(args, settings)
     if not is_view_url(url):
         url = store_from_url(url, settings).view.url  # a token store's URL: its access view
-    held = TokenReader(url, settings=settings).token()
+    reader = TokenReader(url, settings=settings)
+    held = reader.token()
     if args.output:
-        _refuse_the_stores_files(user_path(args.output), url)
+        _refuse_the_stores_files(user_path(args.output), reader.store)
     if args.format == "schwabdev":
         if not args.output:
             raise UsageError("--format schwabdev writes a SQLite database: give --output PATH")
@@ -70,16 +75,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return int(ExitCode.OK)
 
 
-def _refuse_the_stores_files(output: Path, view_url: str) -> None:
-    """Raise ``UsageError`` if ``output`` is the document or the view ``view_url`` mirrors:
-    an export written there would replace the login with a copy that cannot refresh."""
-    from ..stores import document_url
+def _refuse_the_stores_files(output: Path, source: TokenStore | View) -> None:
+    """Raise ``UsageError`` if ``output`` is the file of the view read (``source``) or of the
+    document it mirrors: an export written there would replace the login with a copy that
+    cannot refresh."""
+    from ..stores.file import FileView
 
-    for url in (view_url, document_url(view_url)):
-        if "://" in url or url.startswith("ssm:"):
-            continue  # not a file
-        if output.resolve() == Path(url).expanduser().resolve():
-            raise UsageError(
-                f"--output {output} is the token store's own file: the export would replace "
-                "the login; write it anywhere else (e.g. --output token.json)"
-            )
+    if not isinstance(source, FileView):
+        return  # S3 or SSM: not a file an export could write over
+    if output.resolve() in (source.path.resolve(), source.store.path.resolve()):
+        raise UsageError(
+            f"--output {output} is the token store's own file: the export would replace "
+            "the login; write it anywhere else (e.g. --output token.json)"
+        )
